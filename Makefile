@@ -1,0 +1,63 @@
+# tally — a thin wrapper around CMake. `make demo` and `make test` work on a fresh Debian machine:
+# they install what is missing (with apt-get), build, and run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+CLANG_BUILD ?= build-clang
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+SEEDS      ?= 100000
+SIM_FLAGS  ?=
+
+# Debian packages for each pkg-config module and command the build needs.
+PC_PACKAGES  = libxxhash:libxxhash-dev cmocka:libcmocka-dev sqlite3:libsqlite3-dev
+CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test demo sim bench clean format
+
+all: build
+
+# Installs only what is missing, and says what it installs.
+deps:
+	@missing=""; \
+	for pair in $(CMD_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	for pair in $(PC_PACKAGES); do \
+	  if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists "$${pair%%:*}"; then \
+	    missing="$$missing $${pair#*:}"; fi; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "make deps: installing$$missing"; \
+	$(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTALLY_WERROR=ON
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# gcc build (Release) and clang build with ASan+UBSan, each with -Werror, each running every test.
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTALLY_WERROR=ON -DTALLY_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+demo: build
+	./$(BUILD)/tests/tally_demo
+
+# Long simulator runs: make sim SEEDS=100000 [SIM_FLAGS="--replicas 7 --steps 4000"]
+sim: build
+	./$(BUILD)/tests/tally_sim --seeds $(SEEDS) $(SIM_FLAGS)
+
+bench: build
+	./$(BUILD)/tests/tally_bench
+
+format:
+	clang-format -i include/*.h crdt/*.[ch] ledger/*.[ch] tests/*.[ch] tests/*/*.c
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(CLANG_BUILD)

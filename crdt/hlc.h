@@ -1,0 +1,45 @@
+/*
+ * crdt/hlc.h — a hybrid logical clock on an injectable wall clock.
+ *
+ * A timestamp is one uint64_t: the wall time in milliseconds in the top 48 bits, a logical
+ * counter in the low 16. Timestamps order events for display, history and timeouts only;
+ * nothing that decides correctness reads them.
+ *
+ * 1. hlc_tick returns a value greater than every value it returned or observed before.
+ * 2. A remote timestamp more than HLC_DRIFT_MS_MAX ahead of the local wall clock is not
+ *    observed, so one peer with a wild clock cannot drag every replica's clock into the future.
+ * 3. The clock saturates instead of wrapping: at the end of time it stops advancing.
+ */
+#ifndef TALLY_CRDT_HLC_H
+#define TALLY_CRDT_HLC_H
+
+#include <stdint.h>
+
+#define HLC_DRIFT_MS_MAX (UINT64_C(60) * 60 * 1000)
+#define HLC_MS(t) ((t) >> 16)
+
+typedef struct hlc {
+    uint64_t last;
+} hlc;
+
+static inline uint64_t hlc_from_ms(uint64_t wall_ms) {
+    return wall_ms >= (UINT64_C(1) << 48) ? UINT64_MAX : wall_ms << 16;
+}
+
+static inline uint64_t hlc_tick(hlc *h, uint64_t wall_ms) {
+    uint64_t physical = hlc_from_ms(wall_ms);
+    uint64_t next = h->last == UINT64_MAX ? UINT64_MAX : h->last + 1;
+    h->last = physical > next ? physical : next;
+    return h->last;
+}
+
+static inline void hlc_observe(hlc *h, uint64_t remote, uint64_t wall_ms) {
+    if (HLC_MS(remote) > wall_ms + HLC_DRIFT_MS_MAX) {
+        return;
+    }
+    if (remote > h->last) {
+        h->last = remote;
+    }
+}
+
+#endif

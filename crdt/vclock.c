@@ -1,0 +1,86 @@
+/*
+ * crdt/vclock.c — see vclock.h for the invariants.
+ */
+#include "crdt/vclock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void vclock_init(vclock *v) {
+    v->entries = NULL;
+    v->count = 0;
+    v->capacity = 0;
+}
+
+void vclock_free(vclock *v) {
+    free(v->entries);
+    vclock_init(v);
+}
+
+/* The index of origin's entry, or of where it would be inserted. */
+static size_t vclock_find(const vclock *v, uint64_t origin) {
+    size_t lo = 0, hi = v->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->entries[mid].origin < origin) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+uint64_t vclock_get(const vclock *v, uint64_t origin) {
+    size_t i = vclock_find(v, origin);
+    return i < v->count && v->entries[i].origin == origin ? v->entries[i].seq : 0;
+}
+
+bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
+    size_t i = vclock_find(v, origin);
+    if (i < v->count && v->entries[i].origin == origin) {
+        if (seq == 0) {
+            memmove(&v->entries[i], &v->entries[i + 1], (v->count - i - 1) * sizeof *v->entries);
+            v->count--;
+        } else {
+            v->entries[i].seq = seq;
+        }
+        return true;
+    }
+    if (seq == 0) {
+        return true;
+    }
+    if (v->count == v->capacity) {
+        size_t capacity = v->capacity ? v->capacity * 2 : 8;
+        vclock_entry *entries = realloc(v->entries, capacity * sizeof *entries);
+        if (entries == NULL) {
+            return false;
+        }
+        v->entries = entries;
+        v->capacity = capacity;
+    }
+    memmove(&v->entries[i + 1], &v->entries[i], (v->count - i) * sizeof *v->entries);
+    v->entries[i].origin = origin;
+    v->entries[i].seq = seq;
+    v->count++;
+    return true;
+}
+
+bool vclock_merge(vclock *a, const vclock *b) {
+    for (size_t i = 0; i < b->count; i++) {
+        if (vclock_get(a, b->entries[i].origin) < b->entries[i].seq &&
+            !vclock_set(a, b->entries[i].origin, b->entries[i].seq)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool vclock_leq(const vclock *a, const vclock *b) {
+    for (size_t i = 0; i < a->count; i++) {
+        if (a->entries[i].seq > vclock_get(b, a->entries[i].origin)) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,36 @@
+/*
+ * crdt/vclock.h — version vectors: for each origin replica, the highest seq applied.
+ *
+ * Because the ops of one origin are applied in seq order with no gaps, a version vector
+ * summarises a causally closed set of ops exactly.
+ *
+ * 1. Entries are sorted by origin, strictly increasing; no entry has origin 0 or seq 0.
+ * 2. vclock_get of an absent origin is 0.
+ */
+#ifndef TALLY_CRDT_VCLOCK_H
+#define TALLY_CRDT_VCLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vclock_entry {
+    uint64_t origin, seq;
+} vclock_entry;
+
+typedef struct vclock {
+    vclock_entry *entries;
+    size_t count, capacity;
+} vclock;
+
+void vclock_init(vclock *v);
+void vclock_free(vclock *v);
+uint64_t vclock_get(const vclock *v, uint64_t origin);
+/* Sets origin's seq (0 removes the entry). False when out of memory (nothing changes then). */
+bool vclock_set(vclock *v, uint64_t origin, uint64_t seq);
+/* Raises each of a's entries to b's where b's is higher. False when out of memory. */
+bool vclock_merge(vclock *a, const vclock *b);
+/* Every entry of a is at or below b's. */
+bool vclock_leq(const vclock *a, const vclock *b);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * tally.h — the public API of tally, a replicated ledger that never overdraws and never
+ * needs consensus.
+ *
+ * A replica (tally_replica) holds accounts and transfers. Every replica accepts writes on its
+ * own, offline if need be; replicas exchange summaries and deltas (tally_summary, tally_delta,
+ * tally_apply) over any transport and converge. The right to spend a bounded account's money is
+ * split into rights held by replicas, so no replica can ever take such an account below its
+ * bound, even while it cannot reach any other.
+ *
+ * Rules for every function here:
+ *   1. Each returns a tally_result (as int) unless its type says otherwise.
+ *   2. None aborts, exits or prints, whatever its arguments.
+ *   3. Out parameters are set to a known value (NULL, zero) before anything can fail, so a caller
+ *      never reads garbage after an error.
+ *   4. Buffers returned through uint8_t ** belong to the caller and are freed with tally_free.
+ *   5. A call that takes a callback and returns an error never runs that callback.
+ *   6. A replica is not thread-safe: one thread at a time may call into it.
+ *
+ * This header is C11 with no compiler extensions, and needs no other header than the standard
+ * ones below (libuv is only named, never included).
+ */
+#ifndef TALLY_H
+#define TALLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TALLY_BUILDING) && defined(__GNUC__)
+#define TALLY_API __attribute__((visibility("default")))
+#else
+#define TALLY_API
+#endif
+
+#define TALLY_VERSION_MAJOR 0
+#define TALLY_VERSION_MINOR 1
+#define TALLY_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------------------------------
+ * Results.
+ *
+ * One table makes the enum, tally_strerror and tally_result_name, so they never drift apart.
+ * The first 26 entries are fixed (api.md); new ones are only ever appended.
+ * ------------------------------------------------------------------------------------------- */
+#define TALLY_RESULT_MAP(XX)                                                                       \
+    XX(OK, "ok")                                                                                   \
+    XX(EXISTS, "exists with the same fields; nothing was applied again")                          \
+    XX(EXISTS_WITH_DIFFERENT_FIELDS, "exists with different fields")                              \
+    XX(ID_ZERO, "an id is zero")                                                                   \
+    XX(LEDGER_ZERO, "ledger is zero")                                                              \
+    XX(FLAGS_INVALID, "flags are invalid")                                                         \
+    XX(ACCOUNTS_SAME, "debit and credit accounts are the same")                                   \
+    XX(DEBIT_ACCOUNT_NOT_FOUND, "debit account not found")                                         \
+    XX(CREDIT_ACCOUNT_NOT_FOUND, "credit account not found")                                       \
+    XX(LEDGER_MISMATCH, "the transfer's and the accounts' ledgers differ")                        \
+    XX(AMOUNT_ZERO, "amount is zero")                                                              \
+    XX(EXCEEDS_CREDITS, "the debit exceeds the account's credits")                                \
+    XX(EXCEEDS_DEBITS, "the credit exceeds the account's debits")                                 \
+    XX(INSUFFICIENT_RIGHTS, "the funds exist, but this replica holds too few rights")             \
+    XX(OVERFLOW, "a sum would overflow")                                                           \
+    XX(PENDING_NOT_FOUND, "pending transfer not found")                                            \
+    XX(PENDING_ALREADY_POSTED, "pending transfer already posted")                                  \
+    XX(PENDING_ALREADY_VOIDED, "pending transfer already voided")                                  \
+    XX(PENDING_EXPIRED, "pending transfer expired")                                                \
+    XX(PENDING_NOT_HERE, "the pending transfer is held by another replica")                       \
+    XX(NOT_FOUND, "not found")                                                                     \
+    XX(EINVAL, "invalid argument")                                                                 \
+    XX(ENOMEM, "out of memory")                                                                    \
+    XX(EIO, "input/output error")                                                                  \
+    XX(ECORRUPT, "bytes that do not decode or do not validate")                                   \
+    XX(ELOCKED, "the directory is open in another replica or process")                           \
+    XX(PENDING_MISMATCH, "post/void names accounts, ledger or code other than the pending's")    \
+    XX(EXCEEDS_PENDING_AMOUNT, "the post exceeds the pending amount")                              \
+    XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                    \
+    XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")        \
+    XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")
+
+typedef enum tally_result {
+#define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
+    TALLY_RESULT_MAP(TALLY_RESULT_ENUM_)
+#undef TALLY_RESULT_ENUM_
+        TALLY_RESULT_COUNT_
+} tally_result;
+
+/* A sentence for a result; "unknown result" for a value outside the table. Never NULL. */
+TALLY_API const char *tally_strerror(int result);
+/* The enum's name without its prefix ("INSUFFICIENT_RIGHTS"); "UNKNOWN" outside the table. */
+TALLY_API const char *tally_result_name(int result);
+
+/* ---------------------------------------------------------------------------------------------
+ * Replicas.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct tally_id {
+    uint64_t hi, lo;
+} tally_id; /* 128-bit; all-zero is invalid */
+
+typedef struct tally_replica tally_replica; /* opaque */
+
+typedef enum tally_sync_mode {
+    TALLY_SYNC_NONE = 0,   /* never fsync (tests, benchmarks) */
+    TALLY_SYNC_COMMIT = 1, /* fsync before each create_* call returns */
+} tally_sync_mode;
+
+typedef struct tally_options {
+    const char *dir;     /* NULL: in-memory replica, nothing persisted */
+    uint64_t replica_id; /* 0: load it from dir, or generate a new random one */
+    tally_sync_mode sync_mode;
+    uint64_t (*clock_ms)(void *ctx); /* NULL: the real wall clock (ms since epoch) */
+    void *clock_ctx;
+} tally_options;
+
+/* Opens a replica. *out is set to NULL first and to the replica on TALLY_OK; the caller closes
+ * it with tally_close.
+ * Results: TALLY_OK; TALLY_EINVAL (opts or out NULL, an unknown sync_mode); TALLY_ENOMEM;
+ * TALLY_EIO when the random replica id cannot be drawn; for a replica with a directory, the
+ * results of the journal (TALLY_EIO, TALLY_ECORRUPT, TALLY_ELOCKED). */
+TALLY_API int tally_open(const tally_options *opts, tally_replica **out);
+/* Closes a replica and frees everything it owns. tally_close(NULL) does nothing. */
+TALLY_API void tally_close(tally_replica *r);
+/* This replica's non-zero id; 0 for NULL. */
+TALLY_API uint64_t tally_replica_id(const tally_replica *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Accounts and transfers (TigerBeetle's vocabulary).
+ * ------------------------------------------------------------------------------------------- */
+enum {
+    TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS = 1u << 0,
+    TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS = 1u << 1,
+};
+typedef struct tally_account {
+    tally_id id;
+    uint64_t user_data;
+    uint32_t ledger; /* non-zero */
+    uint16_t code;
+    uint16_t flags;
+} tally_account;
+
+enum {
+    TALLY_TRANSFER_PENDING = 1u << 0,
+    TALLY_TRANSFER_POST_PENDING = 1u << 1,
+    TALLY_TRANSFER_VOID_PENDING = 1u << 2,
+};
+typedef struct tally_transfer {
+    tally_id id;
+    tally_id debit_account_id;
+    tally_id credit_account_id;
+    tally_id pending_id; /* for POST_PENDING / VOID_PENDING */
+    uint64_t amount;     /* POST_PENDING: 0 means the full pending amount */
+    uint64_t user_data;
+    uint32_t ledger;
+    uint32_t timeout_ms; /* PENDING only; 0 = never expires */
+    uint16_t code;
+    uint16_t flags;
+} tally_transfer;
+
+/* Creates an account.
+ * Results: TALLY_OK; TALLY_EXISTS (same id and fields: nothing applied);
+ * TALLY_EXISTS_WITH_DIFFERENT_FIELDS; TALLY_ID_ZERO; TALLY_LEDGER_ZERO; TALLY_FLAGS_INVALID
+ * (an unknown flag, or both bound flags); TALLY_EINVAL (NULL); TALLY_ENOMEM; TALLY_ETOOBIG. */
+TALLY_API int tally_create_account(tally_replica *r, const tally_account *a);
+
+/* Creates a transfer: posted (flags 0), pending (TALLY_TRANSFER_PENDING, optionally with a
+ * timeout), or the post or void of a pending transfer that this replica created.
+ *
+ * On a post or void, debit_account_id, credit_account_id, ledger and code may be zero (taken from
+ * the pending) or must equal the pending's; amount 0 posts the full pending amount, a smaller
+ * amount posts part and releases the rest; a void's amount must be 0 or the pending amount.
+ *
+ * Results: TALLY_OK; TALLY_EXISTS; TALLY_EXISTS_WITH_DIFFERENT_FIELDS; TALLY_ID_ZERO (id, an
+ * account id, or a post/void's pending_id); TALLY_LEDGER_ZERO; TALLY_FLAGS_INVALID;
+ * TALLY_ACCOUNTS_SAME; TALLY_DEBIT_ACCOUNT_NOT_FOUND; TALLY_CREDIT_ACCOUNT_NOT_FOUND;
+ * TALLY_LEDGER_MISMATCH; TALLY_AMOUNT_ZERO; TALLY_EXCEEDS_CREDITS and TALLY_EXCEEDS_DEBITS (the
+ * account, as known here, cannot cover it at all); TALLY_INSUFFICIENT_RIGHTS (the account can
+ * cover it, but this replica holds too few rights: ask a holder, see tally_rights_holders);
+ * TALLY_OVERFLOW; TALLY_PENDING_NOT_FOUND; TALLY_PENDING_ALREADY_POSTED;
+ * TALLY_PENDING_ALREADY_VOIDED; TALLY_PENDING_EXPIRED; TALLY_PENDING_NOT_HERE;
+ * TALLY_PENDING_MISMATCH; TALLY_EXCEEDS_PENDING_AMOUNT; TALLY_TIMEOUT_NOT_PENDING;
+ * TALLY_PENDING_ID_INVALID; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG. */
+TALLY_API int tally_create_transfer(tally_replica *r, const tally_transfer *t);
+
+/* One durable write for the whole batch; results[i] is t[i]'s tally_result. Returns TALLY_OK
+ * unless the batch as a whole failed (TALLY_EIO, TALLY_ENOMEM, TALLY_EINVAL). Transfers are
+ * applied in order, so t[i] sees the effect of t[0..i-1]. n == 0 is TALLY_OK. */
+TALLY_API int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n,
+                                     int *results);
+
+/* Moves `amount` of this replica's rights on a bounded account to replica `to_replica`.
+ * Results: TALLY_OK; TALLY_ID_ZERO; TALLY_NOT_FOUND (no such account here); TALLY_FLAGS_INVALID
+ * (the account is unbounded: it has no rights); TALLY_EINVAL (to_replica is 0 or this
+ * replica); TALLY_AMOUNT_ZERO; TALLY_INSUFFICIENT_RIGHTS; TALLY_OVERFLOW; TALLY_ENOMEM;
+ * TALLY_ETOOBIG. */
+TALLY_API int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica,
+                          uint64_t amount);
+
+/* Voids, on this replica's own clock, every pending transfer created here whose timeout has
+ * passed. The create calls do this themselves first; call it when idle to release reservations.
+ * *voided (may be NULL) is set to how many were voided.
+ * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM. */
+TALLY_API int tally_expire(tally_replica *r, uint64_t *voided);
+
+typedef struct tally_balance {
+    uint64_t debits_posted, credits_posted;
+    uint64_t debits_pending, credits_pending;
+    uint64_t rights_here; /* bounded accounts: what this replica may still spend; 0 otherwise */
+} tally_balance;
+
+/* Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL; TALLY_OVERFLOW when a sum
+ * made of concurrent writes on several replicas exceeds 64 bits (the field then reads
+ * UINT64_MAX). */
+TALLY_API int tally_lookup_balance(const tally_replica *r, tally_id account_id,
+                                   tally_balance *out);
+/* The account's fields (of the winning OPEN, if two replicas opened it differently).
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL. */
+TALLY_API int tally_lookup_account(const tally_replica *r, tally_id account_id,
+                                   tally_account *out);
+/* The rights replica_id holds on a bounded account, as known here (0 for an unbounded account).
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL; TALLY_OVERFLOW. */
+TALLY_API int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id,
+                           uint64_t *out);
+
+typedef struct tally_rights_entry {
+    uint64_t replica_id;
+    uint64_t amount;
+} tally_rights_entry;
+/* Who holds rights on an account, as known here, richest first. Writes at most cap entries;
+ * *count is set to how many holders there are (which may exceed cap).
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL (out NULL with cap > 0). */
+TALLY_API int tally_rights_holders(const tally_replica *r, tally_id account_id,
+                                   tally_rights_entry *out, size_t cap, size_t *count);
+
+/* The transfer as created (for a POST/VOID, the record of that post or void), wherever it was
+ * created. A post created with amount 0 reads back with the amount it posted.
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL. */
+TALLY_API int tally_lookup_transfer(const tally_replica *r, tally_id transfer_id,
+                                    tally_transfer *out);
+
+typedef enum tally_pending_state {
+    TALLY_PENDING_NONE = 0, /* not a pending transfer */
+    TALLY_PENDING_OPEN = 1,
+    TALLY_PENDING_POSTED = 2,
+    TALLY_PENDING_VOIDED = 3,
+    TALLY_PENDING_TIMED_OUT = 4,
+} tally_pending_state;
+/* Where a transfer stands: who created it, and for a pending transfer whether it is still open.
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL. */
+TALLY_API int tally_transfer_status(const tally_replica *r, tally_id transfer_id,
+                                    uint64_t *origin, tally_pending_state *state);
+
+/* ---------------------------------------------------------------------------------------------
+ * Conflicts: what concurrent writes on replicas that could not talk produced. Never dropped.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum tally_conflict_kind {
+    TALLY_CONFLICT_ACCOUNT = 1,  /* two OPENs of one account id with different fields */
+    TALLY_CONFLICT_TRANSFER = 2, /* one transfer id created on two replicas */
+} tally_conflict_kind;
+typedef struct tally_dot {
+    uint64_t origin, seq;
+} tally_dot;
+typedef struct tally_conflict {
+    tally_conflict_kind kind;
+    tally_id id;
+    tally_dot winner; /* what lookups by id show: the op with the smaller dot */
+    tally_dot other;  /* the concurrent op, which stays applied */
+} tally_conflict;
+/* Lists conflicts, in the order they were found here. Writes entries [first, first + cap) of
+ * the list; *count is set to the total number. Equal sets on converged replicas (order aside).
+ * Results: TALLY_OK; TALLY_EINVAL (out NULL with cap > 0). */
+TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out,
+                              size_t cap, size_t *count);
+
+/* ---------------------------------------------------------------------------------------------
+ * Transport-agnostic sync. Buffers returned through uint8_t ** are freed with tally_free.
+ * ------------------------------------------------------------------------------------------- */
+/* This replica's version vector, encoded. Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM. */
+TALLY_API int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len);
+/* The ops the peer's summary lacks, in this replica's journal order, at most max_bytes long
+ * unless the first op alone is longer (an op is never split; 0: no limit). An empty delta (no
+ * op) is a valid delta. Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ECORRUPT (the
+ * summary does not decode). */
+TALLY_API int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
+                          size_t max_bytes, uint8_t **buf, size_t *len);
+/* Validates and applies a delta. Any byte string whatever either applies a causally valid
+ * prefix of its ops and returns TALLY_OK, or returns TALLY_ECORRUPT having applied nothing of
+ * the rejected op (ops before it stay applied). Ops this replica has are skipped.
+ * Results: TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG. */
+TALLY_API int tally_apply(tally_replica *r, const uint8_t *delta, size_t len);
+/* Frees a buffer returned by this library. tally_free(NULL) does nothing. */
+TALLY_API void tally_free(void *buf);
+
+/* XXH3-128 of the canonical derived state and version vector: equal on converged replicas.
+ * Results: TALLY_OK; TALLY_EINVAL. */
+TALLY_API int tally_digest(const tally_replica *r, uint8_t out[16]);
+
+/* The highest seq of `origin` applied here (0 if none). */
+TALLY_API uint64_t tally_seen(const tally_replica *r, uint64_t origin);
+
+typedef struct tally_stats {
+    uint64_t ops;         /* ops applied (the journal's length) */
+    uint64_t accounts;    /* account ids known */
+    uint64_t transfers;   /* transfer records (creations, posts, voids) */
+    uint64_t pending;     /* pending transfers still open */
+    uint64_t conflicts;   /* conflicts listed by tally_conflicts */
+    uint64_t origins;     /* replicas with at least one op here */
+    uint64_t refused_rights; /* local creates refused with TALLY_INSUFFICIENT_RIGHTS */
+} tally_stats;
+/* Results: TALLY_OK; TALLY_EINVAL. */
+TALLY_API int tally_get_stats(const tally_replica *r, tally_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TALLY_H */

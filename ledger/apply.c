@@ -1,0 +1,623 @@
+/*
+ * ledger/apply.c — validating and applying ops: the escrow rules live here.
+ *
+ * Every derived quantity is a sum over ops, so applying concurrent ops in any causal order
+ * gives the same state. The escrow rules, for an op created at replica h:
+ *
+ *   1. The *consuming* side of a bounded account is its debit side for
+ *      DEBITS_MUST_NOT_EXCEED_CREDITS and its credit side for CREDITS_MUST_NOT_EXCEED_DEBITS.
+ *   2. A TRANSFER (posted or pending) on a consuming side takes its amount from rights[h].
+ *      A posted TRANSFER on the other side of a bounded account gives its amount to rights[h].
+ *   3. A POST of a pending of amount p posting a <= p gives p - a back on the consuming side and
+ *      a on the other side; a VOID gives p back on the consuming side. Only h, the pending's
+ *      origin, posts or voids it, so what comes back goes to the replica that reserved it.
+ *   4. A GRANT takes from rights[h] and gives to rights[to].
+ *
+ * Only h ever takes from rights[h], and h checks against everything it has applied, which
+ * includes every op that ever took from rights[h]. So rights[h] >= 0 in every replica's view
+ * and, since Σ rights equals the spendable amount S at every step, S >= 0 in every causally
+ * closed state: no bounded account is ever overdrawn. docs/design.md has the proof in full.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/id.h"
+#include "ledger/replica.h"
+
+int account_check_fields(const tally_account *a) {
+    if (id_is_zero(a->id)) {
+        return TALLY_ID_ZERO;
+    }
+    if (a->ledger == 0) {
+        return TALLY_LEDGER_ZERO;
+    }
+    if ((a->flags & ~ACCOUNT_BOUND_FLAGS) != 0 || (a->flags & ACCOUNT_BOUND_FLAGS) == ACCOUNT_BOUND_FLAGS) {
+        return TALLY_FLAGS_INVALID;
+    }
+    return TALLY_OK;
+}
+
+/* Checks of a resolved transfer record, or of a request before it is resolved (a post or void
+ * request may leave accounts, ledger and amount zero; resolution fills them in). */
+static int transfer_check_kind_fields(const tally_transfer *t, bool resolved) {
+    unsigned kind = t->flags & TRANSFER_KIND_FLAGS;
+    if ((t->flags & ~TRANSFER_KIND_FLAGS) != 0 || (kind & (kind - 1)) != 0) {
+        return TALLY_FLAGS_INVALID;
+    }
+    if (kind & (TALLY_TRANSFER_POST_PENDING | TALLY_TRANSFER_VOID_PENDING)) {
+        if (id_is_zero(t->pending_id)) {
+            return TALLY_ID_ZERO;
+        }
+        if (id_eq(t->pending_id, t->id)) {
+            return TALLY_PENDING_ID_INVALID;
+        }
+        if (t->timeout_ms != 0) {
+            return TALLY_TIMEOUT_NOT_PENDING;
+        }
+        if (!resolved) {
+            return TALLY_OK;
+        }
+    } else {
+        if (!id_is_zero(t->pending_id)) {
+            return TALLY_PENDING_ID_INVALID;
+        }
+        if (t->timeout_ms != 0 && kind != TALLY_TRANSFER_PENDING) {
+            return TALLY_TIMEOUT_NOT_PENDING;
+        }
+    }
+    if (id_is_zero(t->debit_account_id) || id_is_zero(t->credit_account_id)) {
+        return TALLY_ID_ZERO;
+    }
+    if (id_eq(t->debit_account_id, t->credit_account_id)) {
+        return TALLY_ACCOUNTS_SAME;
+    }
+    if (t->ledger == 0) {
+        return TALLY_LEDGER_ZERO;
+    }
+    if (t->amount == 0) {
+        return TALLY_AMOUNT_ZERO;
+    }
+    return TALLY_OK;
+}
+
+int transfer_check_fields(const tally_transfer *t) {
+    if (id_is_zero(t->id)) {
+        return TALLY_ID_ZERO;
+    }
+    return transfer_check_kind_fields(t, false);
+}
+
+u128 account_spendable(const account_rec *a) {
+    u128 zero = {0, 0};
+    const u128 *plus, *minus_posted, *minus_pending;
+    if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
+        plus = &a->credits_posted, minus_posted = &a->debits_posted;
+        minus_pending = &a->debits_pending;
+    } else if (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) {
+        plus = &a->debits_posted, minus_posted = &a->credits_posted;
+        minus_pending = &a->credits_pending;
+    } else {
+        return zero;
+    }
+    u128 spent = u128_plus(*minus_posted, *minus_pending);
+    /* Invariant 2 of replica.h: the spendable amount of a bounded account is never negative. */
+    assert(u128_cmp(*plus, spent) >= 0);
+    return u128_cmp(*plus, spent) >= 0 ? u128_minus(*plus, spent) : zero;
+}
+
+static bool side_consumes(const account_rec *a, bool debit_side) {
+    return debit_side ? (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
+                      : (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) != 0;
+}
+
+/* Rights one side of a transfer-like op takes from and gives to its origin (rules 1-3).
+ * p is the pending amount (POST and VOID), a the op's amount. */
+static void side_rights(const account_rec *acct, bool debit_side, uint8_t kind, bool pending,
+                        uint64_t p, uint64_t a, uint64_t *take, uint64_t *give) {
+    *take = 0;
+    *give = 0;
+    if ((acct->flags & ACCOUNT_BOUND_FLAGS) == 0) {
+        return;
+    }
+    bool consumes = side_consumes(acct, debit_side);
+    switch (kind) {
+    case OP_TRANSFER:
+        if (consumes) {
+            *take = a;
+        } else if (!pending) {
+            *give = a;
+        }
+        break;
+    case OP_POST:
+        *give = consumes ? p - a : a;
+        break;
+    case OP_VOID:
+        *give = consumes ? p : 0;
+        break;
+    default:
+        assert(0 && "not a transfer kind");
+    }
+}
+
+static u128 rights_of(const account_rec *a, uint32_t holder) {
+    u128 zero = {0, 0};
+    return holder == NONE ? zero : rights_get(&a->rights, holder);
+}
+
+/* The pending transfer with this id created at `origin`, or NONE. */
+static uint32_t pending_find(const tally_replica *r, tally_id id, uint32_t origin) {
+    for (uint32_t i = idmap_get(&r->transfer_map, id); i != NONE; i = r->transfers.at[i].next) {
+        const transfer_rec *p = &r->transfers.at[i];
+        if (p->origin == origin && p->kind == OP_TRANSFER) {
+            return (p->t.flags & TALLY_TRANSFER_PENDING) ? i : NONE;
+        }
+    }
+    return NONE;
+}
+
+/* Whether the record chain for id holds a record created at origin. */
+static bool transfer_from_origin(const tally_replica *r, tally_id id, uint32_t origin) {
+    for (uint32_t i = idmap_get(&r->transfer_map, id); i != NONE; i = r->transfers.at[i].next) {
+        if (r->transfers.at[i].origin == origin) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool fits64(u128 a, uint64_t b) { return u128_add_fits64(a, b); }
+
+/* The 64-bit limits a local write is held to (remote sums are exact, see crdt/u128.h). */
+static int transfer_check_overflow(const account_rec *d, const account_rec *c, uint8_t kind,
+                                   bool pending, uint64_t a) {
+    if (kind == OP_VOID) {
+        return TALLY_OK;
+    }
+    if (pending) {
+        if (!fits64(d->debits_pending, a) || !fits64(c->credits_pending, a)) {
+            return TALLY_OVERFLOW;
+        }
+    } else if (!fits64(d->debits_posted, a) || !fits64(c->credits_posted, a)) {
+        return TALLY_OVERFLOW;
+    }
+    u128 dt = u128_plus(d->debits_posted, d->debits_pending);
+    u128 ct = u128_plus(c->credits_posted, c->credits_pending);
+    if (!fits64(dt, a) || !fits64(ct, a)) {
+        return TALLY_OVERFLOW;
+    }
+    return TALLY_OK;
+}
+
+static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
+                             uint64_t take, uint64_t give, bool local) {
+    u128 held = rights_of(acct, holder);
+    if (!u128_ge64(held, take)) {
+        if (!local || !u128_ge64(account_spendable(acct), take)) {
+            return debit_side ? TALLY_EXCEEDS_CREDITS : TALLY_EXCEEDS_DEBITS;
+        }
+        return TALLY_INSUFFICIENT_RIGHTS;
+    }
+    if (local && !fits64(held, give)) {
+        return TALLY_OVERFLOW;
+    }
+    return TALLY_OK;
+}
+
+static int transfer_validate(const tally_replica *r, const op *o, uint32_t origin, bool local) {
+    const tally_transfer *t = &o->u.transfer;
+    bool by_timeout = o->kind == OP_VOID && o->expired;
+    if (!by_timeout && id_is_zero(t->id)) {
+        return TALLY_ID_ZERO;
+    }
+    if (by_timeout && !id_is_zero(t->id)) {
+        return TALLY_FLAGS_INVALID; /* an expiry has no transfer id of its own */
+    }
+    int rc = transfer_check_kind_fields(t, true);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    unsigned want = o->kind == OP_TRANSFER ? (t->flags & TALLY_TRANSFER_PENDING)
+                    : o->kind == OP_POST   ? TALLY_TRANSFER_POST_PENDING
+                                           : TALLY_TRANSFER_VOID_PENDING;
+    if ((t->flags & TRANSFER_KIND_FLAGS) != want) {
+        return TALLY_FLAGS_INVALID;
+    }
+    if (!local && !by_timeout && origin != NONE && transfer_from_origin(r, t->id, origin)) {
+        return TALLY_EXISTS; /* an origin never creates one id twice */
+    }
+    uint32_t di = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
+    if (di == NONE) {
+        return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
+    }
+    uint32_t ci = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+    if (ci == NONE) {
+        return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
+    }
+    const account_rec *d = &r->accounts.at[di], *c = &r->accounts.at[ci];
+    uint64_t p = 0;
+    bool pending = (t->flags & TALLY_TRANSFER_PENDING) != 0;
+    if (o->kind != OP_TRANSFER) {
+        uint32_t pi = pending_find(r, t->pending_id, origin);
+        if (pi == NONE) {
+            return TALLY_PENDING_NOT_FOUND;
+        }
+        const transfer_rec *pr = &r->transfers.at[pi];
+        if (pr->state == TALLY_PENDING_POSTED) {
+            return TALLY_PENDING_ALREADY_POSTED;
+        }
+        if (pr->state == TALLY_PENDING_VOIDED) {
+            return TALLY_PENDING_ALREADY_VOIDED;
+        }
+        if (pr->state == TALLY_PENDING_TIMED_OUT) {
+            return TALLY_PENDING_EXPIRED;
+        }
+        if (pr->debit != di || pr->credit != ci || pr->t.code != t->code ||
+            (by_timeout && pr->t.timeout_ms == 0)) {
+            return TALLY_PENDING_MISMATCH;
+        }
+        p = pr->t.amount;
+        if (t->amount > p) {
+            return TALLY_EXCEEDS_PENDING_AMOUNT;
+        }
+        if (o->kind == OP_VOID && t->amount != p) {
+            return TALLY_PENDING_MISMATCH;
+        }
+    }
+    if (local) {
+        rc = transfer_check_overflow(d, c, o->kind, pending, t->amount);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+    }
+    uint64_t take, give;
+    side_rights(d, true, o->kind, pending, p, t->amount, &take, &give);
+    rc = side_check_rights(d, true, origin, take, give, local);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    side_rights(c, false, o->kind, pending, p, t->amount, &take, &give);
+    return side_check_rights(c, false, origin, take, give, local);
+}
+
+static int grant_validate(const tally_replica *r, const op *o, uint32_t origin, bool local) {
+    if (id_is_zero(o->u.grant.account)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t ai = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
+                                       o->u.grant.account_flags);
+    if (ai == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    const account_rec *a = &r->accounts.at[ai];
+    if ((a->flags & ACCOUNT_BOUND_FLAGS) == 0) {
+        return TALLY_FLAGS_INVALID;
+    }
+    if (o->u.grant.to == 0 || o->u.grant.to == o->origin) {
+        return TALLY_EINVAL;
+    }
+    if (o->u.grant.amount == 0) {
+        return TALLY_AMOUNT_ZERO;
+    }
+    if (!u128_ge64(rights_of(a, origin), o->u.grant.amount)) {
+        return TALLY_INSUFFICIENT_RIGHTS;
+    }
+    if (local && !fits64(rights_of(a, replica_origin_find(r, o->u.grant.to)), o->u.grant.amount)) {
+        return TALLY_OVERFLOW;
+    }
+    return TALLY_OK;
+}
+
+int op_validate(const tally_replica *r, const op *o, bool local) {
+    if (o->origin == 0 || o->seq == 0) {
+        return TALLY_ECORRUPT;
+    }
+    uint32_t origin = replica_origin_find(r, o->origin);
+    switch (o->kind) {
+    case OP_OPEN:
+        return account_check_fields(&o->u.account);
+    case OP_TRANSFER:
+    case OP_POST:
+    case OP_VOID:
+        return transfer_validate(r, o, origin, local);
+    case OP_GRANT:
+        return grant_validate(r, o, origin, local);
+    default:
+        return TALLY_ECORRUPT;
+    }
+}
+
+/* --- apply ------------------------------------------------------------------------------- */
+
+static bool account_fields_equal(const tally_account *a, const tally_account *b) {
+    return id_eq(a->id, b->id) && a->user_data == b->user_data && a->ledger == b->ledger &&
+           a->code == b->code && a->flags == b->flags;
+}
+
+static void conflict_mark_accounts(tally_replica *r, uint32_t head) {
+    for (uint32_t i = head; i != NONE; i = r->accounts.at[i].next) {
+        r->accounts.at[i].conflicted = 1;
+    }
+}
+
+static bool account_conflicted(const account_rec *a) { return a->conflicted != 0; }
+
+static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
+    const tally_account *fields = &o->u.account;
+    uint32_t oi = r->opens.count++;
+    open_rec *rec = &r->opens.at[oi];
+    rec->a = *fields;
+    rec->origin = origin;
+    rec->seq = o->seq;
+    rec->hlc = o->hlc;
+    uint16_t bound = fields->flags & ACCOUNT_BOUND_FLAGS;
+    uint32_t head = idmap_get(&r->account_map, fields->id);
+    uint32_t ai = replica_account_find(r, fields->id, fields->ledger, bound);
+    bool conflict = false;
+    if (head != NONE && !account_conflicted(&r->accounts.at[head])) {
+        conflict = !account_fields_equal(&r->opens.at[r->accounts.at[head].open].a, fields);
+    }
+    if (ai == NONE) {
+        ai = r->accounts.count++;
+        account_rec *a = &r->accounts.at[ai];
+        memset(a, 0, sizeof *a);
+        a->id = fields->id;
+        a->ledger = fields->ledger;
+        a->flags = bound;
+        a->open = oi;
+        a->opens = NONE;
+        a->next = NONE;
+        rights_init(&a->rights);
+        if (head == NONE) {
+            idmap_put(&r->account_map, fields->id, ai); /* reserved by the caller */
+        } else {
+            a->conflicted = r->accounts.at[head].conflicted;
+            a->next = r->accounts.at[head].next;
+            r->accounts.at[head].next = ai;
+        }
+    } else {
+        const open_rec *win = &r->opens.at[r->accounts.at[ai].open];
+        if (dot_less(o->origin, o->seq, r->origins.at[win->origin].id, win->seq)) {
+            r->accounts.at[ai].open = oi;
+        }
+    }
+    rec->account = ai;
+    rec->next = r->accounts.at[ai].opens;
+    r->accounts.at[ai].opens = oi;
+    if (head != NONE && ai != head) {
+        /* Keep the smallest-dot incarnation at the head, where lookups by id look first. */
+        const open_rec *hw = &r->opens.at[r->accounts.at[head].open];
+        const open_rec *nw = &r->opens.at[r->accounts.at[ai].open];
+        if (dot_less(r->origins.at[nw->origin].id, nw->seq, r->origins.at[hw->origin].id,
+                     hw->seq)) {
+            uint32_t prev = head;
+            while (r->accounts.at[prev].next != ai) {
+                prev = r->accounts.at[prev].next;
+            }
+            r->accounts.at[prev].next = r->accounts.at[ai].next;
+            r->accounts.at[ai].next = head;
+            idmap_put(&r->account_map, fields->id, ai); /* replaces: cannot allocate */
+            head = ai;
+        }
+    }
+    if (conflict) {
+        conflict_mark_accounts(r, head == NONE ? ai : head);
+        r->conflicted_accounts.at[r->conflicted_accounts.count++] = fields->id;
+    }
+}
+
+static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending,
+                           uint64_t p, uint64_t amount) {
+    u128 *posted = debit_side ? &a->debits_posted : &a->credits_posted;
+    u128 *reserved = debit_side ? &a->debits_pending : &a->credits_pending;
+    bool ok = true;
+    switch (kind) {
+    case OP_TRANSFER:
+        u128_add(pending ? reserved : posted, amount);
+        break;
+    case OP_POST:
+        ok = u128_sub(reserved, p);
+        u128_add(posted, amount);
+        break;
+    case OP_VOID:
+        ok = u128_sub(reserved, p);
+        break;
+    }
+    assert(ok && "a pending amount is reserved until its post or void");
+    (void)ok;
+}
+
+static void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
+                       uint64_t amount, uint32_t origin) {
+    uint64_t take, give;
+    side_rights(a, debit_side, kind, pending, p, amount, &take, &give);
+    bool ok = rights_take(&a->rights, origin, take) && rights_add(&a->rights, origin, give);
+    assert(ok && "validated and reserved before apply");
+    (void)ok;
+    counters_apply(a, debit_side, kind, pending, p, amount);
+}
+
+static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer) {
+    uint32_t i = r->expiries.count++;
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (r->expiries.at[parent].deadline_ms <= deadline_ms) {
+            break;
+        }
+        r->expiries.at[i] = r->expiries.at[parent];
+        i = parent;
+    }
+    r->expiries.at[i].deadline_ms = deadline_ms;
+    r->expiries.at[i].transfer = transfer;
+}
+
+static void transfer_link_by_id(tally_replica *r, uint32_t ti) {
+    transfer_rec *t = &r->transfers.at[ti];
+    uint32_t head = idmap_get(&r->transfer_map, t->t.id);
+    if (head == NONE) {
+        idmap_put(&r->transfer_map, t->t.id, ti); /* reserved by the caller */
+        return;
+    }
+    if (r->transfers.at[head].next == NONE) {
+        r->conflicted_transfers.at[r->conflicted_transfers.count++] = t->t.id;
+    }
+    const transfer_rec *h = &r->transfers.at[head];
+    if (dot_less(r->origins.at[t->origin].id, t->seq, r->origins.at[h->origin].id, h->seq)) {
+        t->next = head;
+        idmap_put(&r->transfer_map, t->t.id, ti);
+    } else {
+        t->next = h->next;
+        r->transfers.at[head].next = ti;
+    }
+}
+
+static void transfer_apply(tally_replica *r, const op *o, uint32_t origin) {
+    const tally_transfer *t = &o->u.transfer;
+    uint32_t ti = r->transfers.count++;
+    transfer_rec *rec = &r->transfers.at[ti];
+    rec->t = *t;
+    rec->seq = o->seq;
+    rec->hlc = o->hlc;
+    rec->origin = origin;
+    rec->debit = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
+    rec->credit = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+    rec->link = NONE;
+    rec->next = NONE;
+    rec->kind = o->kind;
+    rec->expired = o->expired;
+    bool pending = (t->flags & TALLY_TRANSFER_PENDING) != 0;
+    rec->state = pending ? TALLY_PENDING_OPEN : TALLY_PENDING_NONE;
+    uint64_t p = 0;
+    if (o->kind != OP_TRANSFER) {
+        uint32_t pi = pending_find(r, t->pending_id, origin);
+        transfer_rec *pr = &r->transfers.at[pi];
+        p = pr->t.amount;
+        pr->link = ti;
+        pr->state = o->kind == OP_POST ? TALLY_PENDING_POSTED
+                    : o->expired       ? TALLY_PENDING_TIMED_OUT
+                                       : TALLY_PENDING_VOIDED;
+        rec->link = pi;
+        r->pending_open--;
+    } else if (pending) {
+        r->pending_open++;
+        if (origin == r->self && t->timeout_ms != 0) {
+            expiry_push(r, HLC_MS(o->hlc) + t->timeout_ms, ti);
+        }
+    }
+    side_apply(&r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin);
+    side_apply(&r->accounts.at[rec->credit], false, o->kind, pending, p, t->amount, origin);
+    if (!o->expired) {
+        transfer_link_by_id(r, ti);
+    }
+}
+
+static void grant_apply(tally_replica *r, const op *o, uint32_t origin, uint32_t to) {
+    uint32_t gi = r->grants.count++;
+    grant_rec *g = &r->grants.at[gi];
+    g->account = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
+                                      o->u.grant.account_flags);
+    g->origin = origin;
+    g->to = to;
+    g->seq = o->seq;
+    g->hlc = o->hlc;
+    g->amount = o->u.grant.amount;
+    rights *m = &r->accounts.at[g->account].rights;
+    bool ok = rights_take(m, origin, g->amount) && rights_add(m, to, g->amount);
+    assert(ok && "validated and reserved before apply");
+    (void)ok;
+}
+
+/* Reserves rights entries for holder on the accounts a transfer-like op touches. */
+static bool transfer_reserve_rights(tally_replica *r, const op *o, uint32_t holder) {
+    const tally_transfer *t = &o->u.transfer;
+    uint32_t di = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
+    uint32_t ci = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+    return rights_reserve(&r->accounts.at[di].rights, holder) &&
+           rights_reserve(&r->accounts.at[ci].rights, holder);
+}
+
+/* Allocates everything op_apply will need, so that applying cannot fail halfway. */
+static int op_reserve(tally_replica *r, const op *o, uint32_t origin, uint32_t *to) {
+    origin_rec *orr = &r->origins.at[origin];
+    if (orr->seq >= UINT32_MAX || !ARRAY_RESERVE(r->journal, 1)) {
+        return r->journal.count >= REPLICA_RECORDS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
+    }
+    if (orr->seq == orr->capacity) {
+        uint32_t capacity = orr->capacity ? (uint32_t)orr->capacity * 2 : 64;
+        uint32_t *position = realloc(orr->position, capacity * sizeof *position);
+        if (position == NULL) {
+            return TALLY_ENOMEM;
+        }
+        orr->position = position;
+        orr->capacity = capacity;
+    }
+    switch (o->kind) {
+    case OP_OPEN:
+        if (!ARRAY_RESERVE(r->opens, 1) || !ARRAY_RESERVE(r->accounts, 1) ||
+            !ARRAY_RESERVE(r->conflicted_accounts, 1) ||
+            !idmap_reserve(&r->account_map, (size_t)r->account_map.count + 1)) {
+            return TALLY_ENOMEM;
+        }
+        return TALLY_OK;
+    case OP_TRANSFER:
+    case OP_POST:
+    case OP_VOID:
+        if (!ARRAY_RESERVE(r->transfers, 1) || !ARRAY_RESERVE(r->expiries, 1) ||
+            !ARRAY_RESERVE(r->conflicted_transfers, 1) ||
+            !idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + 1) ||
+            !transfer_reserve_rights(r, o, origin)) {
+            return TALLY_ENOMEM;
+        }
+        return TALLY_OK;
+    case OP_GRANT: {
+        *to = replica_origin_get(r, o->u.grant.to);
+        if (*to == NONE) {
+            return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
+        }
+        uint32_t ai = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
+                                           o->u.grant.account_flags);
+        if (!ARRAY_RESERVE(r->grants, 1) || !rights_reserve(&r->accounts.at[ai].rights, *to)) {
+            return TALLY_ENOMEM;
+        }
+        return TALLY_OK;
+    }
+    }
+    return TALLY_ECORRUPT;
+}
+
+int op_apply(tally_replica *r, const op *o) {
+    uint32_t origin = replica_origin_get(r, o->origin);
+    if (origin == NONE) {
+        return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
+    }
+    assert(r->origins.at[origin].seq + 1 == o->seq);
+    uint32_t to = NONE;
+    int rc = op_reserve(r, o, origin, &to);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    uint32_t index = 0;
+    switch (o->kind) {
+    case OP_OPEN:
+        index = r->opens.count;
+        open_apply(r, o, origin);
+        break;
+    case OP_TRANSFER:
+    case OP_POST:
+    case OP_VOID:
+        index = r->transfers.count;
+        transfer_apply(r, o, origin);
+        break;
+    case OP_GRANT:
+        index = r->grants.count;
+        grant_apply(r, o, origin, to);
+        break;
+    }
+    origin_rec *orr = &r->origins.at[origin];
+    orr->position[orr->seq++] = r->journal.count;
+    journal_entry *j = &r->journal.at[r->journal.count++];
+    j->kind = o->kind;
+    j->index = index;
+    hlc_observe(&r->clock, o->hlc, replica_now_ms(r));
+    return TALLY_OK;
+}

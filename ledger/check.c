@@ -1,0 +1,194 @@
+/*
+ * ledger/check.c — replica_check: the whole-object checker (SQLite's assert_pager_state).
+ *
+ * It recomputes every balance and every holder's rights from the ops and compares them with
+ * what the replica keeps, and checks the invariants of replica.h and design.md section 6:
+ *   1. no bounded account's spendable amount is below zero;
+ *   2. Σ rights == spendable amount, for every bounded incarnation;
+ *   3. per ledger, Σ credits == Σ debits, posted and pending;
+ * plus the journal, version vector, chains and pending states. It allocates, so it reports
+ * false when out of memory as well: it is for tests and debug builds, not for hot paths.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/id.h"
+#include "ledger/replica.h"
+
+typedef struct shadow {
+    u128 dp, cp, dq, cq; /* debits/credits posted/pending */
+    rights rights;
+} shadow;
+
+static bool take(rights *m, uint32_t holder, uint64_t amount) {
+    return rights_take(m, holder, amount);
+}
+
+/* Replays a transfer-like record's effect onto the shadow balances. */
+static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_rec *t) {
+    shadow *d = &s[t->debit], *c = &s[t->credit];
+    const account_rec *da = &r->accounts.at[t->debit], *ca = &r->accounts.at[t->credit];
+    bool d_cons = da->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    bool d_prod = da->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS;
+    bool c_cons = ca->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS;
+    bool c_prod = ca->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    uint64_t a = t->t.amount;
+    bool ok = true;
+    if (t->kind == OP_TRANSFER) {
+        bool pending = t->t.flags & TALLY_TRANSFER_PENDING;
+        u128_add(pending ? &d->dq : &d->dp, a);
+        u128_add(pending ? &c->cq : &c->cp, a);
+        ok = ok && (!d_cons || take(&d->rights, t->origin, a));
+        ok = ok && (!c_cons || take(&c->rights, t->origin, a));
+        ok = ok && (pending || !d_prod || rights_add(&d->rights, t->origin, a));
+        ok = ok && (pending || !c_prod || rights_add(&c->rights, t->origin, a));
+        return ok;
+    }
+    uint64_t p = r->transfers.at[t->link].t.amount;
+    ok = u128_sub(&d->dq, p) && u128_sub(&c->cq, p);
+    if (t->kind == OP_POST) {
+        u128_add(&d->dp, a);
+        u128_add(&c->cp, a);
+        ok = ok && (!d_cons || rights_add(&d->rights, t->origin, p - a));
+        ok = ok && (!d_prod || rights_add(&d->rights, t->origin, a));
+        ok = ok && (!c_cons || rights_add(&c->rights, t->origin, p - a));
+        ok = ok && (!c_prod || rights_add(&c->rights, t->origin, a));
+    } else {
+        ok = ok && (!d_cons || rights_add(&d->rights, t->origin, p));
+        ok = ok && (!c_cons || rights_add(&c->rights, t->origin, p));
+    }
+    return ok;
+}
+
+static bool replay(const tally_replica *r, shadow *s) {
+    for (uint32_t pos = 0; pos < r->journal.count; pos++) {
+        const journal_entry *j = &r->journal.at[pos];
+        if (j->kind == OP_GRANT) {
+            const grant_rec *g = &r->grants.at[j->index];
+            rights *m = &s[g->account].rights;
+            if (!take(m, g->origin, g->amount) || !rights_add(m, g->to, g->amount)) {
+                return false;
+            }
+        } else if (j->kind != OP_OPEN && !replay_transfer(r, s, &r->transfers.at[j->index])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool rights_equal(const rights *a, const rights *b) {
+    if (a->count != b->count) {
+        return false;
+    }
+    for (uint32_t i = 0; i < a->count; i++) {
+        if (u128_cmp(a->entries[i].amount, rights_get(b, a->entries[i].holder)) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_accounts(const tally_replica *r, const shadow *s) {
+    for (uint32_t i = 0; i < r->accounts.count; i++) {
+        const account_rec *a = &r->accounts.at[i];
+        if (u128_cmp(a->debits_posted, s[i].dp) || u128_cmp(a->credits_posted, s[i].cp) ||
+            u128_cmp(a->debits_pending, s[i].dq) || u128_cmp(a->credits_pending, s[i].cq) ||
+            !rights_equal(&a->rights, &s[i].rights)) {
+            return false;
+        }
+        const u128 *plus = NULL, *minus = NULL, *held = NULL;
+        if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
+            plus = &a->credits_posted, minus = &a->debits_posted, held = &a->debits_pending;
+        } else if (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) {
+            plus = &a->debits_posted, minus = &a->credits_posted, held = &a->credits_pending;
+        }
+        if (plus != NULL) {
+            u128 spent = u128_plus(*minus, *held);
+            if (u128_cmp(*plus, spent) < 0 ||
+                u128_cmp(u128_minus(*plus, spent), rights_sum(&a->rights)) != 0) {
+                return false; /* overdrawn, or rights that do not add up to the spendable */
+            }
+        } else if (a->rights.count != 0) {
+            return false;
+        }
+        uint32_t head = replica_account_head(r, a->id);
+        if (head == NONE || replica_account_find(r, a->id, a->ledger, a->flags) != i) {
+            return false;
+        }
+        const open_rec *hw = &r->opens.at[r->accounts.at[head].open];
+        const open_rec *w = &r->opens.at[a->open];
+        if (dot_less(r->origins.at[w->origin].id, w->seq, r->origins.at[hw->origin].id, hw->seq)) {
+            return false; /* the head must hold the smallest dot */
+        }
+    }
+    return true;
+}
+
+/* Per ledger: Σ credits == Σ debits, posted and pending. Quadratic in ledgers, which are few. */
+static bool check_conservation(const tally_replica *r) {
+    for (uint32_t i = 0; i < r->accounts.count; i++) {
+        uint32_t ledger = r->accounts.at[i].ledger;
+        bool first = true;
+        for (uint32_t k = 0; k < i && first; k++) {
+            first = r->accounts.at[k].ledger != ledger;
+        }
+        if (!first) {
+            continue;
+        }
+        u128 dp = {0, 0}, cp = {0, 0}, dq = {0, 0}, cq = {0, 0};
+        for (uint32_t k = i; k < r->accounts.count; k++) {
+            const account_rec *a = &r->accounts.at[k];
+            if (a->ledger == ledger) {
+                dp = u128_plus(dp, a->debits_posted);
+                cp = u128_plus(cp, a->credits_posted);
+                dq = u128_plus(dq, a->debits_pending);
+                cq = u128_plus(cq, a->credits_pending);
+            }
+        }
+        if (u128_cmp(dp, cp) != 0 || u128_cmp(dq, cq) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_journal(const tally_replica *r) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        total += o->seq;
+        for (uint64_t s = 1; s <= o->seq; s++) {
+            uint32_t pos = o->position[s - 1];
+            if (pos >= r->journal.count || (s > 1 && pos <= o->position[s - 2])) {
+                return false;
+            }
+        }
+    }
+    if (total != r->journal.count) {
+        return false;
+    }
+    uint64_t open = 0;
+    for (uint32_t i = 0; i < r->transfers.count; i++) {
+        const transfer_rec *t = &r->transfers.at[i];
+        if (t->kind == OP_TRANSFER && (t->t.flags & TALLY_TRANSFER_PENDING)) {
+            open += t->state == TALLY_PENDING_OPEN;
+            if ((t->state == TALLY_PENDING_OPEN) != (t->link == NONE)) {
+                return false;
+            }
+        }
+    }
+    return open == r->pending_open;
+}
+
+bool replica_check(const tally_replica *r) {
+    shadow *s = calloc((size_t)r->accounts.count + 1, sizeof *s);
+    if (s == NULL) {
+        return false;
+    }
+    bool ok = replay(r, s) && check_accounts(r, s) && check_conservation(r) && check_journal(r);
+    for (uint32_t i = 0; i < r->accounts.count; i++) {
+        rights_free(&s[i].rights);
+    }
+    free(s);
+    return ok;
+}

@@ -1,0 +1,545 @@
+/*
+ * ledger/codec.c — see codec.h for the block layout. One op, inside a block:
+ *
+ *   header byte   bits 0-2 kind; 3 DOT_NEXT (origin as the previous op's, seq + 1);
+ *                 4 SAME_CODE (code as the previous op's); 5 HAS_USER_DATA;
+ *                 6 X (TRANSFER: pending; VOID: expired by timeout); 7 HAS_TIMEOUT
+ *   [origin ref, seq varint]     unless DOT_NEXT
+ *   hlc                          zigzag varint of the difference from the previous op's
+ *   OPEN      account ref (a literal gives id, flags, ledger), [code], [user_data]
+ *   TRANSFER  id, debit ref, credit ref, amount, [code], [user_data], [timeout_ms]
+ *   POST/VOID [id unless expired], pending_id, debit ref, credit ref, amount, [code], [user_data]
+ *   GRANT     account ref, to (origin ref), amount
+ *
+ * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
+ * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
+ * byte of bound flags, ledger (varint). An origin ref is the same with an 8-byte literal.
+ * A transfer's ledger is its accounts' (they must agree); its flags follow from kind and X.
+ */
+#include "ledger/codec.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/id.h"
+
+enum {
+    H_KIND = 0x07,
+    H_DOT_NEXT = 1u << 3,
+    H_SAME_CODE = 1u << 4,
+    H_USER_DATA = 1u << 5,
+    H_X = 1u << 6,
+    H_TIMEOUT = 1u << 7,
+};
+
+void bytes_free(bytes *b) {
+    free(b->at);
+    b->at = NULL;
+    b->len = b->capacity = 0;
+}
+
+bool bytes_reserve(bytes *b, size_t more) {
+    if (b->len + more <= b->capacity) {
+        return true;
+    }
+    if (more > SIZE_MAX / 2 - b->len) {
+        return false;
+    }
+    size_t capacity = b->capacity ? b->capacity : 256;
+    while (capacity < b->len + more) {
+        capacity *= 2;
+    }
+    uint8_t *at = realloc(b->at, capacity);
+    if (at == NULL) {
+        return false;
+    }
+    b->at = at;
+    b->capacity = capacity;
+    return true;
+}
+
+/* --- the dictionary, shared by both directions --------------------------------------------- */
+
+static void dict_init(block_dict *d) { memset(d, 0, sizeof *d); }
+
+static void dict_free(block_dict *d) {
+    free(d->accounts);
+    free(d->origins);
+    dict_init(d);
+}
+
+static void dict_reset(block_dict *d) {
+    d->n_accounts = d->n_origins = 0;
+    memset(&d->prev, 0, sizeof d->prev);
+}
+
+static bool dict_add_account(block_dict *d, codec_account a) {
+    if (d->n_accounts == d->cap_accounts) {
+        uint32_t capacity = d->cap_accounts ? d->cap_accounts * 2 : 64;
+        codec_account *at = realloc(d->accounts, capacity * sizeof *at);
+        if (at == NULL) {
+            return false;
+        }
+        d->accounts = at;
+        d->cap_accounts = capacity;
+    }
+    d->accounts[d->n_accounts++] = a;
+    return true;
+}
+
+static bool dict_add_origin(block_dict *d, uint64_t origin) {
+    if (d->n_origins == d->cap_origins) {
+        uint32_t capacity = d->cap_origins ? d->cap_origins * 2 : 16;
+        uint64_t *at = realloc(d->origins, capacity * sizeof *at);
+        if (at == NULL) {
+            return false;
+        }
+        d->origins = at;
+        d->cap_origins = capacity;
+    }
+    d->origins[d->n_origins++] = origin;
+    return true;
+}
+
+static uint16_t op_code(const op *o) {
+    switch (o->kind) {
+    case OP_OPEN:
+        return o->u.account.code;
+    case OP_GRANT:
+        return 0;
+    default:
+        return o->u.transfer.code;
+    }
+}
+
+/* --- encoding ------------------------------------------------------------------------------ */
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *put_id(uint8_t *p, tally_id id) {
+    put_u64le(p, id.hi);
+    put_u64le(p + 8, id.lo);
+    return p + 16;
+}
+
+void block_enc_init(block_enc *e) {
+    memset(e, 0, sizeof *e);
+    dict_init(&e->dict);
+    idmap_init(&e->account_index);
+    idmap_init(&e->origin_index);
+}
+
+void block_enc_free(block_enc *e) {
+    dict_free(&e->dict);
+    idmap_free(&e->account_index);
+    idmap_free(&e->origin_index);
+}
+
+bool block_enc_begin(block_enc *e, bytes *out) {
+    if (!bytes_reserve(out, CODEC_BLOCK_HEADER)) {
+        return false;
+    }
+    dict_reset(&e->dict);
+    /* Entries left in the index maps are checked against the dictionary before use, so stale
+     * ones from an earlier block are harmless; clearing keeps the maps small. */
+    if (e->account_index.slots != NULL) {
+        memset(e->account_index.slots, 0, ((size_t)e->account_index.mask + 1) * sizeof(idmap_slot));
+        e->account_index.count = 0;
+    }
+    if (e->origin_index.slots != NULL) {
+        memset(e->origin_index.slots, 0, ((size_t)e->origin_index.mask + 1) * sizeof(idmap_slot));
+        e->origin_index.count = 0;
+    }
+    e->start = out->len;
+    e->ops = 0;
+    out->len += CODEC_BLOCK_HEADER;
+    return true;
+}
+
+static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledger,
+                            uint8_t flags, bool *ok) {
+    block_dict *d = &e->dict;
+    uint32_t k = idmap_get(&e->account_index, id);
+    if (k < d->n_accounts && id_eq(d->accounts[k].id, id) && d->accounts[k].ledger == ledger &&
+        d->accounts[k].flags == flags) {
+        return put_varint(p, (uint64_t)k + 1);
+    }
+    codec_account a = {id, ledger, flags};
+    if (!dict_add_account(d, a) || !idmap_put(&e->account_index, id, d->n_accounts - 1)) {
+        *ok = false;
+        return p;
+    }
+    *p++ = 0;
+    p = put_id(p, id);
+    *p++ = flags;
+    return put_varint(p, ledger);
+}
+
+static uint8_t *enc_origin(block_enc *e, uint8_t *p, uint64_t origin, bool *ok) {
+    block_dict *d = &e->dict;
+    tally_id key = {0, origin};
+    uint32_t k = idmap_get(&e->origin_index, key);
+    if (k < d->n_origins && d->origins[k] == origin) {
+        return put_varint(p, (uint64_t)k + 1);
+    }
+    if (!dict_add_origin(d, origin) || !idmap_put(&e->origin_index, key, d->n_origins - 1)) {
+        *ok = false;
+        return p;
+    }
+    *p++ = 0;
+    put_u64le(p, origin);
+    return p + 8;
+}
+
+static uint64_t zigzag(uint64_t delta) {
+    int64_t v = (int64_t)delta;
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static uint64_t unzigzag(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
+
+bool block_enc_op(block_enc *e, bytes *out, const op *o) {
+    if (!bytes_reserve(out, CODEC_OP_MAX)) {
+        return false;
+    }
+    block_dict *d = &e->dict;
+    e->saved_accounts = d->n_accounts;
+    e->saved_origins = d->n_origins;
+    e->saved_prev = d->prev;
+    uint8_t *start = out->at + out->len, *p = start + 1;
+    bool ok = true;
+    const tally_transfer *t = &o->u.transfer;
+    uint16_t code = op_code(o);
+    uint8_t h = o->kind;
+    if (o->origin == d->prev.origin && o->seq == d->prev.seq + 1) {
+        h |= H_DOT_NEXT;
+    } else {
+        p = enc_origin(e, p, o->origin, &ok);
+        p = put_varint(p, o->seq);
+    }
+    p = put_varint(p, zigzag(o->hlc - d->prev.hlc));
+    if (o->kind != OP_GRANT && code == d->prev.code) {
+        h |= H_SAME_CODE;
+    }
+    switch (o->kind) {
+    case OP_OPEN:
+        p = enc_account(e, p, o->u.account.id, o->u.account.ledger, (uint8_t)o->u.account.flags,
+                        &ok);
+        break;
+    case OP_GRANT:
+        p = enc_account(e, p, o->u.grant.account, o->u.grant.ledger, o->u.grant.account_flags,
+                        &ok);
+        p = enc_origin(e, p, o->u.grant.to, &ok);
+        p = put_varint(p, o->u.grant.amount);
+        break;
+    default:
+        if (o->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING)) {
+            h |= H_X;
+        }
+        if (o->kind == OP_VOID && o->expired) {
+            h |= H_X;
+        } else {
+            p = put_id(p, t->id);
+        }
+        if (o->kind != OP_TRANSFER) {
+            p = put_id(p, t->pending_id);
+        }
+        p = enc_account(e, p, t->debit_account_id, t->ledger, o->debit_flags, &ok);
+        p = enc_account(e, p, t->credit_account_id, t->ledger, o->credit_flags, &ok);
+        p = put_varint(p, t->amount);
+        break;
+    }
+    uint64_t user_data = o->kind == OP_OPEN ? o->u.account.user_data
+                         : o->kind == OP_GRANT ? 0 : t->user_data;
+    if (o->kind != OP_GRANT && !(h & H_SAME_CODE)) {
+        p = put_varint(p, code);
+    }
+    if (user_data != 0) {
+        h |= H_USER_DATA;
+        p = put_varint(p, user_data);
+    }
+    if (o->kind == OP_TRANSFER && t->timeout_ms != 0) {
+        h |= H_TIMEOUT;
+        p = put_varint(p, t->timeout_ms);
+    }
+    *start = h;
+    assert(p - start <= CODEC_OP_MAX);
+    out->len += (size_t)(p - start);
+    d->prev.origin = o->origin;
+    d->prev.seq = o->seq;
+    d->prev.hlc = o->hlc;
+    if (o->kind != OP_GRANT) {
+        d->prev.code = code;
+    }
+    e->ops++;
+    return ok;
+}
+
+void block_enc_rollback(block_enc *e, bytes *out, size_t len) {
+    e->dict.n_accounts = e->saved_accounts;
+    e->dict.n_origins = e->saved_origins;
+    e->dict.prev = e->saved_prev;
+    e->ops--;
+    out->len = len;
+}
+
+void block_enc_end(block_enc *e, bytes *out) {
+    if (e->ops == 0) {
+        out->len = e->start;
+        return;
+    }
+    uint8_t *h = out->at + e->start;
+    size_t payload = block_enc_payload(e, out);
+    assert(payload <= CODEC_BLOCK_PAYLOAD_MAX && e->ops <= CODEC_BLOCK_OPS_MAX);
+    put_u32le(h, (uint32_t)payload);
+    put_u32le(h + 4, e->ops);
+    put_u64le(h + 8, XXH3_64bits_withSeed(h + CODEC_BLOCK_HEADER, payload,
+                                          ((uint64_t)payload << 32) | e->ops));
+}
+
+/* --- decoding ------------------------------------------------------------------------------ */
+
+int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len) {
+    *block_len = 0;
+    dict_init(&d->dict);
+    d->p = d->end = NULL;
+    d->remaining = 0;
+    if (len < CODEC_BLOCK_HEADER) {
+        return TALLY_ECORRUPT;
+    }
+    uint32_t payload = get_u32le(buf), ops = get_u32le(buf + 4);
+    if (payload == 0 || payload > CODEC_BLOCK_PAYLOAD_MAX || ops == 0 ||
+        ops > CODEC_BLOCK_OPS_MAX || ops > payload || payload > len - CODEC_BLOCK_HEADER) {
+        return TALLY_ECORRUPT;
+    }
+    const uint8_t *body = buf + CODEC_BLOCK_HEADER;
+    if (XXH3_64bits_withSeed(body, payload, ((uint64_t)payload << 32) | ops) !=
+        get_u64le(buf + 8)) {
+        return TALLY_ECORRUPT;
+    }
+    d->p = body;
+    d->end = body + payload;
+    d->remaining = ops;
+    *block_len = CODEC_BLOCK_HEADER + (size_t)payload;
+    return TALLY_OK;
+}
+
+void block_dec_free(block_dec *d) { dict_free(&d->dict); }
+
+bool block_dec_done(const block_dec *d) { return d->remaining == 0 && d->p == d->end; }
+
+static bool get_varint(block_dec *d, uint64_t *out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (d->p == d->end) {
+            return false;
+        }
+        uint8_t b = *d->p++;
+        if (shift == 63 && b > 1) {
+            return false;
+        }
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            if (b == 0 && shift > 0) {
+                return false; /* overlong */
+            }
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool get_varint_max(block_dec *d, uint64_t max, uint64_t *out) {
+    return get_varint(d, out) && *out <= max;
+}
+
+static bool get_id(block_dec *d, tally_id *id) {
+    if (d->end - d->p < 16) {
+        return false;
+    }
+    id->hi = get_u64le(d->p);
+    id->lo = get_u64le(d->p + 8);
+    d->p += 16;
+    return true;
+}
+
+static int dec_account(block_dec *d, codec_account *out) {
+    uint64_t k;
+    if (!get_varint_max(d, d->dict.n_accounts, &k)) {
+        return TALLY_ECORRUPT;
+    }
+    if (k > 0) {
+        *out = d->dict.accounts[k - 1];
+        return TALLY_OK;
+    }
+    uint64_t ledger;
+    if (!get_id(d, &out->id) || d->p == d->end) {
+        return TALLY_ECORRUPT;
+    }
+    out->flags = *d->p++;
+    if (!get_varint_max(d, UINT32_MAX, &ledger) || ledger == 0 || id_is_zero(out->id) ||
+        (out->flags & ~ACCOUNT_BOUND_FLAGS) != 0 || out->flags == ACCOUNT_BOUND_FLAGS) {
+        return TALLY_ECORRUPT;
+    }
+    out->ledger = (uint32_t)ledger;
+    return dict_add_account(&d->dict, *out) ? TALLY_OK : TALLY_ENOMEM;
+}
+
+static int dec_origin(block_dec *d, uint64_t *out) {
+    uint64_t k;
+    if (!get_varint_max(d, d->dict.n_origins, &k)) {
+        return TALLY_ECORRUPT;
+    }
+    if (k > 0) {
+        *out = d->dict.origins[k - 1];
+        return TALLY_OK;
+    }
+    if (d->end - d->p < 8) {
+        return TALLY_ECORRUPT;
+    }
+    *out = get_u64le(d->p);
+    d->p += 8;
+    if (*out == 0) {
+        return TALLY_ECORRUPT;
+    }
+    return dict_add_origin(&d->dict, *out) ? TALLY_OK : TALLY_ENOMEM;
+}
+
+static int dec_transfer(block_dec *d, op *o, uint8_t h) {
+    tally_transfer *t = &o->u.transfer;
+    int rc = TALLY_OK;
+    if (o->kind == OP_VOID && (h & H_X)) {
+        o->expired = 1;
+    } else if (!get_id(d, &t->id)) {
+        return TALLY_ECORRUPT;
+    }
+    if (o->kind != OP_TRANSFER && !get_id(d, &t->pending_id)) {
+        return TALLY_ECORRUPT;
+    }
+    codec_account debit, credit;
+    if ((rc = dec_account(d, &debit)) != TALLY_OK || (rc = dec_account(d, &credit)) != TALLY_OK) {
+        return rc;
+    }
+    if (debit.ledger != credit.ledger || !get_varint(d, &t->amount)) {
+        return TALLY_ECORRUPT;
+    }
+    t->debit_account_id = debit.id;
+    t->credit_account_id = credit.id;
+    t->ledger = debit.ledger;
+    o->debit_flags = debit.flags;
+    o->credit_flags = credit.flags;
+    t->flags = o->kind == OP_POST   ? TALLY_TRANSFER_POST_PENDING
+               : o->kind == OP_VOID ? TALLY_TRANSFER_VOID_PENDING
+               : (h & H_X)          ? TALLY_TRANSFER_PENDING
+                                    : 0;
+    return TALLY_OK;
+}
+
+int block_dec_op(block_dec *d, op *o) {
+    memset(o, 0, sizeof *o);
+    if (d->remaining == 0 || d->p == d->end) {
+        return TALLY_ECORRUPT;
+    }
+    block_prev *prev = &d->dict.prev;
+    uint8_t h = *d->p++;
+    o->kind = h & H_KIND;
+    if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
+        return TALLY_ECORRUPT;
+    }
+    bool x_ok = o->kind == OP_VOID || o->kind == OP_TRANSFER;
+    bool timeout_ok = o->kind == OP_TRANSFER && (h & H_X);
+    if (((h & H_X) && !x_ok) || ((h & H_TIMEOUT) && !timeout_ok) ||
+        ((h & (H_SAME_CODE | H_USER_DATA)) && o->kind == OP_GRANT)) {
+        return TALLY_ECORRUPT;
+    }
+    int rc;
+    uint64_t delta;
+    if (h & H_DOT_NEXT) {
+        if (prev->origin == 0) {
+            return TALLY_ECORRUPT;
+        }
+        o->origin = prev->origin;
+        o->seq = prev->seq + 1;
+    } else {
+        if ((rc = dec_origin(d, &o->origin)) != TALLY_OK) {
+            return rc;
+        }
+        if (!get_varint(d, &o->seq) || o->seq == 0 ||
+            (o->origin == prev->origin && o->seq == prev->seq + 1)) {
+            return TALLY_ECORRUPT;
+        }
+    }
+    if (!get_varint(d, &delta)) {
+        return TALLY_ECORRUPT;
+    }
+    o->hlc = prev->hlc + unzigzag(delta);
+    codec_account a;
+    uint64_t v;
+    switch (o->kind) {
+    case OP_OPEN:
+        if ((rc = dec_account(d, &a)) != TALLY_OK) {
+            return rc;
+        }
+        o->u.account.id = a.id;
+        o->u.account.ledger = a.ledger;
+        o->u.account.flags = a.flags;
+        break;
+    case OP_GRANT:
+        if ((rc = dec_account(d, &a)) != TALLY_OK || (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
+            return rc;
+        }
+        if (!get_varint(d, &o->u.grant.amount)) {
+            return TALLY_ECORRUPT;
+        }
+        o->u.grant.account = a.id;
+        o->u.grant.ledger = a.ledger;
+        o->u.grant.account_flags = a.flags;
+        break;
+    default:
+        if ((rc = dec_transfer(d, o, h)) != TALLY_OK) {
+            return rc;
+        }
+        break;
+    }
+    uint16_t code = prev->code;
+    if (o->kind != OP_GRANT && !(h & H_SAME_CODE)) {
+        if (!get_varint_max(d, UINT16_MAX, &v) || v == prev->code) {
+            return TALLY_ECORRUPT;
+        }
+        code = (uint16_t)v;
+    }
+    uint64_t user_data = 0;
+    if ((h & H_USER_DATA) && (!get_varint(d, &user_data) || user_data == 0)) {
+        return TALLY_ECORRUPT;
+    }
+    if (h & H_TIMEOUT) {
+        if (!get_varint_max(d, UINT32_MAX, &v) || v == 0) {
+            return TALLY_ECORRUPT;
+        }
+        o->u.transfer.timeout_ms = (uint32_t)v;
+    }
+    if (o->kind == OP_OPEN) {
+        o->u.account.code = code;
+        o->u.account.user_data = user_data;
+    } else if (o->kind != OP_GRANT) {
+        o->u.transfer.code = code;
+        o->u.transfer.user_data = user_data;
+    }
+    prev->origin = o->origin;
+    prev->seq = o->seq;
+    prev->hlc = o->hlc;
+    if (o->kind != OP_GRANT) {
+        prev->code = code;
+    }
+    d->remaining--;
+    return TALLY_OK;
+}

@@ -1,0 +1,136 @@
+/*
+ * ledger/codec.h — the canonical binary encoding of ops, used for deltas and the journal.
+ *
+ * Ops travel in *blocks*. A block is a header and a payload:
+ *
+ *     offset size  field
+ *     0      4     payload_len   (little-endian; 1 .. CODEC_BLOCK_PAYLOAD_MAX)
+ *     4      4     op_count      (little-endian; 1 .. CODEC_BLOCK_OPS_MAX, <= payload_len)
+ *     8      8     checksum      XXH3-64 of the payload, seeded with payload_len << 32 | op_count
+ *     16     ...   payload       op_count ops, each as below
+ *
+ * so a flipped bit anywhere in a block is caught before any of its ops is looked at. Inside a
+ * block, what repeats from op to op is sent once: account incarnations and origin replicas are
+ * sent in full at their first use and by a small index after; a dot that follows the previous
+ * op's (same origin, seq + 1) costs one bit; timestamps are sent as the difference from the
+ * previous op's. docs/design.md ("Wire encoding") gives every field.
+ *
+ * 1. block_enc and block_dec agree on every op that op_encodable() accepts:
+ *    decode(encode(o)) == o.
+ * 2. The decoder reads nothing outside the payload it was given, and refuses overlong varints,
+ *    unused bits, and explicit fields where the header says "as before".
+ * 3. Dictionaries hold at most three entries per op, so a block's memory is bounded by
+ *    op_count, which is bounded by payload_len.
+ */
+#ifndef TALLY_LEDGER_CODEC_H
+#define TALLY_LEDGER_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/idmap.h"
+#include "ledger/op.h"
+
+#define CODEC_BLOCK_HEADER 16
+#define CODEC_BLOCK_PAYLOAD_MAX (UINT32_C(1) << 22)
+#define CODEC_BLOCK_OPS_MAX (UINT32_C(1) << 20)
+/* No op encodes to more than this (an upper bound, checked by a static assertion). */
+#define CODEC_OP_MAX 160
+
+/* A growable byte buffer. */
+typedef struct bytes {
+    uint8_t *at;
+    size_t len, capacity;
+} bytes;
+void bytes_free(bytes *b);
+/* Room for `more` further bytes. False when out of memory. */
+bool bytes_reserve(bytes *b, size_t more);
+
+static inline void put_u32le(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+static inline void put_u64le(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+static inline uint32_t get_u32le(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        v |= (uint32_t)p[i] << (8 * i);
+    }
+    return v;
+}
+static inline uint64_t get_u64le(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+typedef struct codec_account {
+    tally_id id;
+    uint32_t ledger;
+    uint8_t flags;
+} codec_account;
+
+/* The state both sides keep while walking one block. */
+typedef struct block_prev {
+    uint64_t origin, seq, hlc;
+    uint16_t code;
+} block_prev;
+
+typedef struct block_dict {
+    codec_account *accounts;
+    uint64_t *origins;
+    uint32_t n_accounts, n_origins, cap_accounts, cap_origins;
+    block_prev prev; /* what the previous op of the block had; zeros at the block's start */
+} block_dict;
+
+typedef struct block_enc {
+    block_dict dict;
+    idmap account_index, origin_index; /* encoder only: key -> dict index */
+    size_t start;                      /* offset of this block's header in the output */
+    uint32_t ops;
+    /* The state before the op being encoded, restored by block_enc_rollback. */
+    uint32_t saved_accounts, saved_origins;
+    block_prev saved_prev;
+} block_enc;
+
+void block_enc_init(block_enc *e);
+void block_enc_free(block_enc *e);
+/* Starts a block at the end of out (reserving its header). False when out of memory. */
+bool block_enc_begin(block_enc *e, bytes *out);
+/* Encodes one op after the block's previous ones. False when out of memory; the op may then
+ * be partly written: call block_enc_rollback. */
+bool block_enc_op(block_enc *e, bytes *out, const op *o);
+/* Takes back the op just encoded, truncating out to `len` (its length before the op). */
+void block_enc_rollback(block_enc *e, bytes *out, size_t len);
+/* Writes the header of the block begun last. With no op in it, removes it instead. */
+void block_enc_end(block_enc *e, bytes *out);
+/* Payload bytes in the current block. */
+static inline size_t block_enc_payload(const block_enc *e, const bytes *out) {
+    return out->len - e->start - CODEC_BLOCK_HEADER;
+}
+
+typedef struct block_dec {
+    block_dict dict;
+    const uint8_t *p, *end;
+    uint32_t remaining;
+} block_dec;
+
+/* Checks a block's header and checksum at buf (len bytes available) and readies a decoder for
+ * its payload. *block_len is set to the whole block's size. TALLY_ECORRUPT for anything that
+ * does not check; TALLY_ENOMEM. */
+int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len);
+/* The next op of the block, or TALLY_ECORRUPT. Call at most op_count times. */
+int block_dec_op(block_dec *d, op *out);
+/* True when every op was read and every payload byte consumed. */
+bool block_dec_done(const block_dec *d);
+void block_dec_free(block_dec *d);
+
+#endif

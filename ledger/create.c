@@ -1,0 +1,314 @@
+/*
+ * ledger/create.c — local writes: turning API requests into resolved ops at this replica.
+ *
+ * A request is checked in the order a caller can act on: flags and id first, then whether the
+ * id exists (so a retry of a request that succeeded is always TALLY_EXISTS), then the fields,
+ * then the state (accounts, pending transfers, rights) through op_validate, which is the same
+ * check a peer's op passes. Only then does the op get its dot and timestamp and apply.
+ *
+ * 1. A refused request changes nothing (except the refused_rights counter).
+ * 2. Every pending created here whose timeout has passed on this replica's clock is voided
+ *    before a create call looks at anything: expiry is decided only by the origin.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/id.h"
+#include "ledger/replica.h"
+
+static int local_commit(tally_replica *r, op *o) {
+    o->origin = r->id;
+    o->seq = r->origins.at[r->self].seq + 1;
+    int rc = op_validate(r, o, true);
+    if (rc != TALLY_OK) {
+        r->refused_rights += rc == TALLY_INSUFFICIENT_RIGHTS;
+        return rc;
+    }
+    o->hlc = hlc_tick(&r->clock, replica_now_ms(r));
+    return op_apply(r, o);
+}
+
+/* --- expiry of local pendings (a min-heap by deadline) ------------------------------------- */
+
+static void expiry_pop(tally_replica *r) {
+    expiry last = r->expiries.at[--r->expiries.count];
+    uint32_t i = 0, n = r->expiries.count;
+    for (;;) {
+        uint32_t child = 2 * i + 1;
+        if (child >= n) {
+            break;
+        }
+        if (child + 1 < n && r->expiries.at[child + 1].deadline_ms < r->expiries.at[child].deadline_ms) {
+            child++;
+        }
+        if (last.deadline_ms <= r->expiries.at[child].deadline_ms) {
+            break;
+        }
+        r->expiries.at[i] = r->expiries.at[child];
+        i = child;
+    }
+    if (n > 0) {
+        r->expiries.at[i] = last;
+    }
+}
+
+static int expire_due(tally_replica *r, uint64_t *voided) {
+    uint64_t now = replica_now_ms(r);
+    while (r->expiries.count > 0 && r->expiries.at[0].deadline_ms <= now) {
+        const transfer_rec *p = &r->transfers.at[r->expiries.at[0].transfer];
+        if (p->state == TALLY_PENDING_OPEN) {
+            op o;
+            memset(&o, 0, sizeof o);
+            o.kind = OP_VOID;
+            o.expired = 1;
+            o.debit_flags = r->accounts.at[p->debit].flags;
+            o.credit_flags = r->accounts.at[p->credit].flags;
+            o.u.transfer = p->t;
+            o.u.transfer.id = (tally_id){0, 0};
+            o.u.transfer.pending_id = p->t.id;
+            o.u.transfer.flags = TALLY_TRANSFER_VOID_PENDING;
+            o.u.transfer.timeout_ms = 0;
+            o.u.transfer.user_data = 0;
+            int rc = local_commit(r, &o);
+            if (rc != TALLY_OK) {
+                return rc;
+            }
+            *voided += 1;
+        }
+        expiry_pop(r);
+    }
+    return TALLY_OK;
+}
+
+int tally_expire(tally_replica *r, uint64_t *voided) {
+    uint64_t n = 0;
+    if (voided != NULL) {
+        *voided = 0;
+    }
+    if (r == NULL) {
+        return TALLY_EINVAL;
+    }
+    int rc = expire_due(r, &n);
+    if (voided != NULL) {
+        *voided = n;
+    }
+    return rc;
+}
+
+/* --- accounts ------------------------------------------------------------------------------ */
+
+int tally_create_account(tally_replica *r, const tally_account *a) {
+    if (r == NULL || a == NULL) {
+        return TALLY_EINVAL;
+    }
+    if (id_is_zero(a->id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t head = replica_account_head(r, a->id);
+    if (head != NONE) {
+        const tally_account *have = &r->opens.at[r->accounts.at[head].open].a;
+        bool same = have->user_data == a->user_data && have->ledger == a->ledger &&
+                    have->code == a->code && have->flags == a->flags;
+        return same ? TALLY_EXISTS : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
+    }
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_OPEN;
+    o.u.account = *a;
+    return local_commit(r, &o);
+}
+
+/* --- transfers ----------------------------------------------------------------------------- */
+
+static bool post_or_void(const tally_transfer *t) {
+    return (t->flags & (TALLY_TRANSFER_POST_PENDING | TALLY_TRANSFER_VOID_PENDING)) != 0;
+}
+
+/* A zero field of a post or void request means "as the pending". */
+static bool same_or_zero_id(tally_id asked, tally_id have) {
+    return id_is_zero(asked) || id_eq(asked, have);
+}
+
+static bool same_or_zero(uint64_t asked, uint64_t have) { return asked == 0 || asked == have; }
+
+/* Whether a retried request asks for exactly what record s already is. */
+static bool transfer_matches(const tally_replica *r, const transfer_rec *s,
+                             const tally_transfer *t) {
+    if (s->t.flags != t->flags || !id_eq(s->t.pending_id, t->pending_id) ||
+        s->t.user_data != t->user_data || s->t.timeout_ms != t->timeout_ms) {
+        return false;
+    }
+    if (!post_or_void(t)) {
+        return id_eq(s->t.debit_account_id, t->debit_account_id) &&
+               id_eq(s->t.credit_account_id, t->credit_account_id) && s->t.amount == t->amount &&
+               s->t.ledger == t->ledger && s->t.code == t->code;
+    }
+    uint64_t full = r->transfers.at[s->link].t.amount;
+    return same_or_zero_id(t->debit_account_id, s->t.debit_account_id) &&
+           same_or_zero_id(t->credit_account_id, s->t.credit_account_id) &&
+           same_or_zero(t->ledger, s->t.ledger) && same_or_zero(t->code, s->t.code) &&
+           (t->amount == 0 ? s->t.amount == full : s->t.amount == t->amount);
+}
+
+/* Fills a post or void with its pending's accounts, ledger, code and amount. */
+static int resolve_post_or_void(const tally_replica *r, op *o) {
+    tally_transfer *t = &o->u.transfer;
+    uint32_t found = NONE;
+    bool elsewhere = false;
+    for (uint32_t i = idmap_get(&r->transfer_map, t->pending_id); i != NONE;
+         i = r->transfers.at[i].next) {
+        const transfer_rec *p = &r->transfers.at[i];
+        if (p->kind != OP_TRANSFER || !(p->t.flags & TALLY_TRANSFER_PENDING)) {
+            continue;
+        }
+        if (p->origin == r->self) {
+            found = i;
+        } else {
+            elsewhere = true;
+        }
+    }
+    if (found == NONE) {
+        return elsewhere ? TALLY_PENDING_NOT_HERE : TALLY_PENDING_NOT_FOUND;
+    }
+    const transfer_rec *p = &r->transfers.at[found];
+    if (!same_or_zero_id(t->debit_account_id, p->t.debit_account_id) ||
+        !same_or_zero_id(t->credit_account_id, p->t.credit_account_id) ||
+        !same_or_zero(t->ledger, p->t.ledger) || !same_or_zero(t->code, p->t.code)) {
+        return TALLY_PENDING_MISMATCH;
+    }
+    t->debit_account_id = p->t.debit_account_id;
+    t->credit_account_id = p->t.credit_account_id;
+    t->ledger = p->t.ledger;
+    t->code = p->t.code;
+    if (t->amount == 0) {
+        t->amount = p->t.amount;
+    } else if (t->amount > p->t.amount) {
+        return TALLY_EXCEEDS_PENDING_AMOUNT;
+    } else if ((t->flags & TALLY_TRANSFER_VOID_PENDING) && t->amount != p->t.amount) {
+        return TALLY_PENDING_MISMATCH;
+    }
+    o->kind = (t->flags & TALLY_TRANSFER_POST_PENDING) ? OP_POST : OP_VOID;
+    o->debit_flags = r->accounts.at[p->debit].flags;
+    o->credit_flags = r->accounts.at[p->credit].flags;
+    return TALLY_OK;
+}
+
+static int resolve_transfer(const tally_replica *r, op *o) {
+    const tally_transfer *t = &o->u.transfer;
+    uint32_t d = replica_account_head(r, t->debit_account_id);
+    if (d == NONE) {
+        return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
+    }
+    uint32_t c = replica_account_head(r, t->credit_account_id);
+    if (c == NONE) {
+        return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
+    }
+    if (r->accounts.at[d].ledger != t->ledger || r->accounts.at[c].ledger != t->ledger) {
+        return TALLY_LEDGER_MISMATCH;
+    }
+    o->kind = OP_TRANSFER;
+    o->debit_flags = r->accounts.at[d].flags;
+    o->credit_flags = r->accounts.at[c].flags;
+    return TALLY_OK;
+}
+
+static int create_transfer(tally_replica *r, const tally_transfer *t) {
+    unsigned kind = t->flags & TRANSFER_KIND_FLAGS;
+    if ((t->flags & ~TRANSFER_KIND_FLAGS) != 0 || (kind & (kind - 1)) != 0) {
+        return TALLY_FLAGS_INVALID;
+    }
+    if (id_is_zero(t->id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t have = idmap_get(&r->transfer_map, t->id);
+    if (have != NONE) {
+        return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
+                                                               : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
+    }
+    int rc = transfer_check_fields(t);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    op o;
+    memset(&o, 0, sizeof o);
+    o.u.transfer = *t;
+    rc = post_or_void(t) ? resolve_post_or_void(r, &o) : resolve_transfer(r, &o);
+    return rc != TALLY_OK ? rc : local_commit(r, &o);
+}
+
+/* Room for n more local transfers, so a batch does not run out of memory halfway. */
+static bool reserve_local_transfers(tally_replica *r, uint32_t n) {
+    origin_rec *self = &r->origins.at[r->self];
+    if (self->seq + n > self->capacity) {
+        uint64_t capacity = self->capacity ? self->capacity : 64;
+        while (capacity < self->seq + n) {
+            capacity *= 2;
+        }
+        if (capacity > REPLICA_RECORDS_MAX) {
+            return false;
+        }
+        uint32_t *position = realloc(self->position, capacity * sizeof *position);
+        if (position == NULL) {
+            return false;
+        }
+        self->position = position;
+        self->capacity = capacity;
+    }
+    return ARRAY_RESERVE(r->journal, n) && ARRAY_RESERVE(r->transfers, n) &&
+           idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + n);
+}
+
+int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
+    if (r == NULL || t == NULL) {
+        return TALLY_EINVAL;
+    }
+    uint64_t voided = 0;
+    int rc = expire_due(r, &voided);
+    return rc != TALLY_OK ? rc : create_transfer(r, t);
+}
+
+int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, int *results) {
+    if (r == NULL || (n > 0 && (t == NULL || results == NULL))) {
+        return TALLY_EINVAL;
+    }
+    if (n > REPLICA_RECORDS_MAX) {
+        return TALLY_EINVAL;
+    }
+    uint64_t voided = 0;
+    int rc = expire_due(r, &voided);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (!reserve_local_transfers(r, (uint32_t)n)) {
+        return TALLY_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        results[i] = create_transfer(r, &t[i]);
+    }
+    return TALLY_OK;
+}
+
+/* --- grants -------------------------------------------------------------------------------- */
+
+int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
+    if (r == NULL) {
+        return TALLY_EINVAL;
+    }
+    if (id_is_zero(account_id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t a = replica_account_head(r, account_id);
+    if (a == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_GRANT;
+    o.u.grant.account = account_id;
+    o.u.grant.ledger = r->accounts.at[a].ledger;
+    o.u.grant.account_flags = (uint8_t)r->accounts.at[a].flags;
+    o.u.grant.to = to_replica;
+    o.u.grant.amount = amount;
+    return local_commit(r, &o);
+}

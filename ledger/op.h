@@ -1,0 +1,56 @@
+/*
+ * ledger/op.h — ops, the immutable unit of change that replicas exchange.
+ *
+ * Every state change is an op created at one replica (its origin) and numbered there: its dot
+ * is (origin, seq), seq = 1, 2, 3, ... with no gaps. An op in this form is *resolved*: a POST
+ * names the amount it posts and the pending's accounts, ledger and code, so applying it never
+ * depends on defaults.
+ *
+ * Transfers and grants name each bounded account together with the bound flags the origin saw
+ * (op.debit_flags, op.credit_flags, op.account_flags): together with the ledger they pick the
+ * account *incarnation* the op applies to. Two replicas that open one id with a different
+ * ledger or bound while cut off get two incarnations with separate balances and rights, so the
+ * escrow invariant holds for each (see docs/design.md, "Conflicting opens").
+ */
+#ifndef TALLY_LEDGER_OP_H
+#define TALLY_LEDGER_OP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tally.h"
+
+typedef enum op_kind {
+    OP_OPEN = 1,
+    OP_TRANSFER = 2, /* posted, or pending when transfer.flags has TALLY_TRANSFER_PENDING */
+    OP_POST = 3,
+    OP_VOID = 4,     /* expired != 0: the origin's own timeout, with a zero transfer id */
+    OP_GRANT = 5,
+} op_kind;
+
+#define OP_KIND_MAX OP_GRANT
+#define ACCOUNT_BOUND_FLAGS                                                                        \
+    (TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS | TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS)
+#define TRANSFER_KIND_FLAGS                                                                        \
+    (TALLY_TRANSFER_PENDING | TALLY_TRANSFER_POST_PENDING | TALLY_TRANSFER_VOID_PENDING)
+
+typedef struct op {
+    uint8_t kind;
+    uint8_t expired;       /* OP_VOID only */
+    uint8_t debit_flags;   /* transfers: the debit account's bound flags at the origin */
+    uint8_t credit_flags;  /* transfers: the credit account's bound flags at the origin */
+    uint64_t origin, seq, hlc;
+    union {
+        tally_account account;   /* OP_OPEN */
+        tally_transfer transfer; /* OP_TRANSFER, OP_POST, OP_VOID */
+        struct {
+            tally_id account;
+            uint32_t ledger;
+            uint8_t account_flags;
+            uint64_t to;
+            uint64_t amount;
+        } grant; /* OP_GRANT */
+    } u;
+} op;
+
+#endif

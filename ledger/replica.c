@@ -1,0 +1,417 @@
+/*
+ * ledger/replica.c — opening and closing a replica, its tables, and the read-only queries.
+ */
+#define _GNU_SOURCE
+#include "ledger/replica.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "crdt/id.h"
+
+const char *tally_strerror(int result) {
+    switch (result) {
+#define TALLY_STRERROR_(name, message)                                                             \
+    case TALLY_##name:                                                                             \
+        return message;
+        TALLY_RESULT_MAP(TALLY_STRERROR_)
+#undef TALLY_STRERROR_
+    }
+    return "unknown result";
+}
+
+const char *tally_result_name(int result) {
+    switch (result) {
+#define TALLY_NAME_(name, message)                                                                 \
+    case TALLY_##name:                                                                             \
+        return #name;
+        TALLY_RESULT_MAP(TALLY_NAME_)
+#undef TALLY_NAME_
+    }
+    return "UNKNOWN";
+}
+
+bool replica_array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more,
+                           size_t elem) {
+    if ((uint64_t)count + more <= *capacity) {
+        return true;
+    }
+    if ((uint64_t)count + more > REPLICA_RECORDS_MAX) {
+        return false;
+    }
+    uint64_t want = *capacity ? (uint64_t)*capacity * 2 : 16;
+    while (want < (uint64_t)count + more) {
+        want *= 2;
+    }
+    if (want > REPLICA_RECORDS_MAX) {
+        want = REPLICA_RECORDS_MAX;
+    }
+    void *grown = realloc(*at, (size_t)want * elem);
+    if (grown == NULL) {
+        return false;
+    }
+    *at = grown;
+    *capacity = (uint32_t)want;
+    return true;
+}
+
+static uint64_t wall_clock_ms(void *ctx) {
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t replica_now_ms(const tally_replica *r) { return r->clock_ms(r->clock_ctx); }
+
+static tally_id origin_key(uint64_t id) {
+    tally_id key = {0, id};
+    return key;
+}
+
+uint32_t replica_origin_find(const tally_replica *r, uint64_t id) {
+    return id == 0 ? NONE : idmap_get(&r->origin_map, origin_key(id));
+}
+
+uint32_t replica_origin_get(tally_replica *r, uint64_t id) {
+    uint32_t i = replica_origin_find(r, id);
+    if (i != NONE || id == 0) {
+        return i;
+    }
+    if (r->origins.count >= REPLICA_ORIGINS_MAX || !ARRAY_RESERVE(r->origins, 1) ||
+        !idmap_reserve(&r->origin_map, (size_t)r->origin_map.count + 1)) {
+        return NONE;
+    }
+    i = r->origins.count++;
+    origin_rec *o = &r->origins.at[i];
+    memset(o, 0, sizeof *o);
+    o->id = id;
+    idmap_put(&r->origin_map, origin_key(id), i);
+    return i;
+}
+
+uint32_t replica_account_find(const tally_replica *r, tally_id id, uint32_t ledger,
+                              uint16_t flags) {
+    for (uint32_t i = idmap_get(&r->account_map, id); i != NONE; i = r->accounts.at[i].next) {
+        const account_rec *a = &r->accounts.at[i];
+        if (a->ledger == ledger && a->flags == flags) {
+            return i;
+        }
+    }
+    return NONE;
+}
+
+static int random_replica_id(uint64_t *out) {
+    do {
+        if (getrandom(out, sizeof *out, 0) != (ssize_t)sizeof *out) {
+            return TALLY_EIO;
+        }
+    } while (*out == 0);
+    return TALLY_OK;
+}
+
+int tally_open(const tally_options *opts, tally_replica **out) {
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (opts == NULL || out == NULL || (opts->sync_mode != TALLY_SYNC_NONE &&
+                                        opts->sync_mode != TALLY_SYNC_COMMIT)) {
+        return TALLY_EINVAL;
+    }
+    if (opts->dir != NULL) {
+        return TALLY_EINVAL; /* durable replicas arrive with the journal */
+    }
+    tally_replica *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return TALLY_ENOMEM;
+    }
+    idmap_init(&r->account_map);
+    idmap_init(&r->transfer_map);
+    idmap_init(&r->origin_map);
+    r->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : wall_clock_ms;
+    r->clock_ctx = opts->clock_ctx;
+    r->id = opts->replica_id;
+    int rc = r->id == 0 ? random_replica_id(&r->id) : TALLY_OK;
+    if (rc == TALLY_OK) {
+        r->self = replica_origin_get(r, r->id);
+        rc = r->self == NONE ? TALLY_ENOMEM : TALLY_OK;
+    }
+    if (rc != TALLY_OK) {
+        tally_close(r);
+        return rc;
+    }
+    *out = r;
+    return TALLY_OK;
+}
+
+void tally_close(tally_replica *r) {
+    if (r == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->accounts.count; i++) {
+        rights_free(&r->accounts.at[i].rights);
+    }
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        free(r->origins.at[i].position);
+    }
+    free(r->opens.at);
+    free(r->accounts.at);
+    free(r->transfers.at);
+    free(r->grants.at);
+    free(r->journal.at);
+    free(r->origins.at);
+    free(r->expiries.at);
+    free(r->conflicted_accounts.at);
+    free(r->conflicted_transfers.at);
+    idmap_free(&r->account_map);
+    idmap_free(&r->transfer_map);
+    idmap_free(&r->origin_map);
+    free(r);
+}
+
+void tally_free(void *buf) { free(buf); }
+
+uint64_t tally_replica_id(const tally_replica *r) { return r != NULL ? r->id : 0; }
+
+uint64_t tally_seen(const tally_replica *r, uint64_t origin) {
+    uint32_t i = r != NULL ? replica_origin_find(r, origin) : NONE;
+    return i != NONE ? r->origins.at[i].seq : 0;
+}
+
+/* The head incarnation of an account id, with the usual argument checks. */
+static int account_lookup(const tally_replica *r, tally_id id, const account_rec **out) {
+    *out = NULL;
+    if (r == NULL) {
+        return TALLY_EINVAL;
+    }
+    if (id_is_zero(id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t i = replica_account_head(r, id);
+    if (i == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    *out = &r->accounts.at[i];
+    return TALLY_OK;
+}
+
+int tally_lookup_account(const tally_replica *r, tally_id account_id, tally_account *out) {
+    if (out == NULL) {
+        return TALLY_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    const account_rec *a;
+    int rc = account_lookup(r, account_id, &a);
+    if (rc == TALLY_OK) {
+        *out = r->opens.at[a->open].a;
+    }
+    return rc;
+}
+
+int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_balance *out) {
+    if (out == NULL) {
+        return TALLY_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    const account_rec *a;
+    int rc = account_lookup(r, account_id, &a);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    u128 here = rights_get(&a->rights, r->self);
+    out->debits_posted = u128_sat64(a->debits_posted);
+    out->credits_posted = u128_sat64(a->credits_posted);
+    out->debits_pending = u128_sat64(a->debits_pending);
+    out->credits_pending = u128_sat64(a->credits_pending);
+    out->rights_here = u128_sat64(here);
+    bool wide = a->debits_posted.hi | a->credits_posted.hi | a->debits_pending.hi |
+                a->credits_pending.hi | here.hi;
+    return wide ? TALLY_OVERFLOW : TALLY_OK;
+}
+
+int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id,
+                 uint64_t *out) {
+    if (out == NULL) {
+        return TALLY_EINVAL;
+    }
+    *out = 0;
+    const account_rec *a;
+    int rc = account_lookup(r, account_id, &a);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    uint32_t holder = replica_origin_find(r, replica_id);
+    if (holder == NONE) {
+        return TALLY_OK;
+    }
+    u128 held = rights_get(&a->rights, holder);
+    *out = u128_sat64(held);
+    return held.hi ? TALLY_OVERFLOW : TALLY_OK;
+}
+
+int tally_rights_holders(const tally_replica *r, tally_id account_id, tally_rights_entry *out,
+                         size_t cap, size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    const account_rec *a;
+    int rc = account_lookup(r, account_id, &a);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    *count = a->rights.count;
+    size_t n = 0;
+    for (uint32_t i = 0; i < a->rights.count; i++) {
+        tally_rights_entry e = {r->origins.at[a->rights.entries[i].holder].id,
+                                u128_sat64(a->rights.entries[i].amount)};
+        /* Insertion sort into the first cap places: richest first, then by replica id. */
+        size_t j = n < cap ? n++ : cap;
+        while (j > 0 && (out[j - 1].amount < e.amount ||
+                         (out[j - 1].amount == e.amount && out[j - 1].replica_id > e.replica_id))) {
+            if (j < cap) {
+                out[j] = out[j - 1];
+            }
+            j--;
+        }
+        if (j < cap) {
+            out[j] = e;
+        }
+    }
+    return TALLY_OK;
+}
+
+static int transfer_lookup(const tally_replica *r, tally_id id, const transfer_rec **out) {
+    *out = NULL;
+    if (r == NULL) {
+        return TALLY_EINVAL;
+    }
+    if (id_is_zero(id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t i = idmap_get(&r->transfer_map, id);
+    if (i == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    *out = &r->transfers.at[i];
+    return TALLY_OK;
+}
+
+int tally_lookup_transfer(const tally_replica *r, tally_id transfer_id, tally_transfer *out) {
+    if (out == NULL) {
+        return TALLY_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    const transfer_rec *t;
+    int rc = transfer_lookup(r, transfer_id, &t);
+    if (rc == TALLY_OK) {
+        *out = t->t;
+    }
+    return rc;
+}
+
+int tally_transfer_status(const tally_replica *r, tally_id transfer_id, uint64_t *origin,
+                          tally_pending_state *state) {
+    if (origin != NULL) {
+        *origin = 0;
+    }
+    if (state != NULL) {
+        *state = TALLY_PENDING_NONE;
+    }
+    const transfer_rec *t;
+    int rc = transfer_lookup(r, transfer_id, &t);
+    if (rc == TALLY_OK) {
+        if (origin != NULL) {
+            *origin = r->origins.at[t->origin].id;
+        }
+        if (state != NULL) {
+            *state = (tally_pending_state)t->state;
+        }
+    }
+    return rc;
+}
+
+static tally_dot open_dot(const tally_replica *r, uint32_t open) {
+    const open_rec *o = &r->opens.at[open];
+    tally_dot d = {r->origins.at[o->origin].id, o->seq};
+    return d;
+}
+
+static tally_dot transfer_dot(const tally_replica *r, uint32_t t) {
+    tally_dot d = {r->origins.at[r->transfers.at[t].origin].id, r->transfers.at[t].seq};
+    return d;
+}
+
+/* Emits one conflict into the caller's window [first, first + cap). */
+static void conflict_emit(tally_conflict *out, size_t first, size_t cap, size_t *n,
+                          tally_conflict c) {
+    if (*n >= first && *n - first < cap) {
+        out[*n - first] = c;
+    }
+    (*n)++;
+}
+
+int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, size_t cap,
+                    size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (r == NULL || count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    size_t n = 0;
+    for (uint32_t k = 0; k < r->conflicted_accounts.count; k++) {
+        tally_id id = r->conflicted_accounts.at[k];
+        uint32_t head = replica_account_head(r, id);
+        const tally_account *win = &r->opens.at[r->accounts.at[head].open].a;
+        /* Every OPEN of this id whose fields differ from the winner's is one conflict. */
+        for (uint32_t ai = head; ai != NONE; ai = r->accounts.at[ai].next) {
+            for (uint32_t i = r->accounts.at[ai].opens; i != NONE; i = r->opens.at[i].next) {
+                const tally_account *a = &r->opens.at[i].a;
+                if (a->ledger != win->ledger || a->flags != win->flags ||
+                    a->code != win->code || a->user_data != win->user_data) {
+                    tally_conflict c = {TALLY_CONFLICT_ACCOUNT, id,
+                                        open_dot(r, r->accounts.at[head].open), open_dot(r, i)};
+                    conflict_emit(out, first, cap, &n, c);
+                }
+            }
+        }
+    }
+    for (uint32_t k = 0; k < r->conflicted_transfers.count; k++) {
+        tally_id id = r->conflicted_transfers.at[k];
+        uint32_t head = idmap_get(&r->transfer_map, id);
+        for (uint32_t i = r->transfers.at[head].next; i != NONE; i = r->transfers.at[i].next) {
+            tally_conflict c = {TALLY_CONFLICT_TRANSFER, id, transfer_dot(r, head),
+                                transfer_dot(r, i)};
+            conflict_emit(out, first, cap, &n, c);
+        }
+    }
+    *count = n;
+    return TALLY_OK;
+}
+
+int tally_get_stats(const tally_replica *r, tally_stats *out) {
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    if (r == NULL || out == NULL) {
+        return TALLY_EINVAL;
+    }
+    size_t conflicts = 0;
+    tally_conflicts(r, 0, NULL, 0, &conflicts);
+    out->ops = r->journal.count;
+    out->accounts = r->account_map.count;
+    out->transfers = r->transfers.count;
+    out->pending = r->pending_open;
+    out->conflicts = conflicts;
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        out->origins += r->origins.at[i].seq != 0;
+    }
+    out->refused_rights = r->refused_rights;
+    return TALLY_OK;
+}

@@ -1,0 +1,172 @@
+/*
+ * ledger/replica.h — the replica's internal state, shared by the files of ledger/.
+ *
+ * The state is the set of ops applied, kept as:
+ *   opens[]      every OPEN op;
+ *   accounts[]   account incarnations: (id, ledger, bound flags), each with its balances and
+ *                rights; account_map maps an id to the head of its incarnation chain;
+ *   transfers[]  every TRANSFER, POST and VOID op; transfer_map maps an id to the head of the
+ *                chain of records with that id (more than one only after a conflict);
+ *   grants[]     every GRANT op;
+ *   journal[]    (kind, index) of every op in the order it was applied here: a linear extension
+ *                of causality, streamed by tally_delta;
+ *   origins[]    every replica known here, with its seq (the version vector) and, for each of
+ *                its ops, the op's position in the journal.
+ *
+ * Invariants, checked by replica_check():
+ *   1. origins[o].seq ops of origin o are in the journal, seqs 1..seq, in order.
+ *   2. Every balance is the sum of the ops that touched it; Σ rights == spendable amount S of
+ *      every bounded incarnation, and no holder's rights are below zero (they are unsigned).
+ *   3. A chain head has the smallest dot of its chain (dot order: origin id, then seq).
+ *   4. A pending transfer's state is OPEN exactly when no POST or VOID of it has been applied.
+ */
+#ifndef TALLY_LEDGER_REPLICA_H
+#define TALLY_LEDGER_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/hlc.h"
+#include "crdt/idmap.h"
+#include "crdt/rights.h"
+#include "crdt/u128.h"
+#include "ledger/op.h"
+#include "tally.h"
+
+#define NONE UINT32_MAX
+/* Limits on what peers control: replicas known, and records of each kind. */
+#define REPLICA_ORIGINS_MAX (UINT32_C(1) << 16)
+#define REPLICA_RECORDS_MAX (UINT32_C(1) << 29)
+
+typedef struct open_rec {
+    tally_account a;
+    uint32_t origin;  /* origins[] index */
+    uint32_t account; /* accounts[] index of its incarnation */
+    uint32_t next;    /* the incarnation's next OPEN, NONE at the end */
+    uint64_t seq, hlc;
+} open_rec;
+
+typedef struct account_rec {
+    tally_id id;
+    uint32_t ledger;
+    uint16_t flags;   /* bound flags only: the incarnation key with id and ledger */
+    uint32_t open;    /* opens[] index of this incarnation's smallest-dot OPEN: its fields */
+    uint32_t next;    /* next incarnation of the same id, NONE at the end */
+    uint32_t opens;   /* opens[] index of the latest OPEN of this incarnation; linked by next */
+    uint8_t conflicted; /* this id has OPENs with different fields (set on the whole chain) */
+    u128 debits_posted, credits_posted, debits_pending, credits_pending;
+    rights rights; /* holders are origins[] indices */
+} account_rec;
+
+typedef struct transfer_rec {
+    tally_transfer t; /* resolved: as applied */
+    uint64_t seq, hlc;
+    uint32_t origin;         /* origins[] index */
+    uint32_t debit, credit;  /* accounts[] indices */
+    uint32_t link;           /* pending: its POST/VOID record; POST/VOID: its pending; or NONE */
+    uint32_t next;           /* next record with the same id, NONE at the end */
+    uint8_t kind;            /* op_kind */
+    uint8_t state;           /* tally_pending_state */
+    uint8_t expired;         /* VOID by timeout */
+} transfer_rec;
+
+typedef struct grant_rec {
+    uint32_t account; /* accounts[] index */
+    uint32_t origin, to;
+    uint64_t seq, hlc, amount;
+} grant_rec;
+
+typedef struct journal_entry {
+    uint32_t kind : 3;
+    uint32_t index : 29; /* into opens[], transfers[] or grants[] by kind */
+} journal_entry;
+
+typedef struct origin_rec {
+    uint64_t id;
+    uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
+    uint32_t *position; /* position[s - 1]: journal index of seq s */
+    uint64_t capacity;
+} origin_rec;
+
+typedef struct expiry {
+    uint64_t deadline_ms;
+    uint32_t transfer;
+} expiry;
+
+#define ARRAY(type)                                                                                \
+    struct {                                                                                       \
+        type *at;                                                                                  \
+        uint32_t count, capacity;                                                                  \
+    }
+
+struct tally_replica {
+    uint64_t id;
+    uint32_t self; /* origins[] index of this replica */
+    uint64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+    hlc clock;
+
+    ARRAY(open_rec) opens;
+    ARRAY(account_rec) accounts;
+    ARRAY(transfer_rec) transfers;
+    ARRAY(grant_rec) grants;
+    ARRAY(journal_entry) journal;
+    ARRAY(origin_rec) origins;
+    ARRAY(expiry) expiries;   /* min-heap by deadline: local pendings with a timeout */
+    ARRAY(tally_id) conflicted_accounts;
+    ARRAY(tally_id) conflicted_transfers;
+    idmap account_map, transfer_map, origin_map;
+
+    uint64_t pending_open;
+    uint64_t refused_rights;
+};
+
+/* Grows an ARRAY so that `more` further elements fit. False when out of memory or past
+ * REPLICA_RECORDS_MAX; the array is unchanged then. */
+bool replica_array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more,
+                           size_t elem);
+#define ARRAY_RESERVE(arr, more)                                                                   \
+    replica_array_reserve((void **)&(arr).at, &(arr).capacity, (arr).count, (more),               \
+                          sizeof *(arr).at)
+
+/* origins[] index for a replica id, or NONE. */
+uint32_t replica_origin_find(const tally_replica *r, uint64_t id);
+/* origins[] index for a replica id, added if new. NONE when out of memory or past the limit. */
+uint32_t replica_origin_get(tally_replica *r, uint64_t id);
+
+/* The incarnation for (id, ledger, bound flags), or NONE. */
+uint32_t replica_account_find(const tally_replica *r, tally_id id, uint32_t ledger,
+                              uint16_t flags);
+/* The incarnation lookups by id show (the chain head), or NONE. */
+static inline uint32_t replica_account_head(const tally_replica *r, tally_id id) {
+    return idmap_get(&r->account_map, id);
+}
+
+/* The spendable amount of a bounded incarnation (0 for an unbounded one). */
+u128 account_spendable(const account_rec *a);
+
+/* Dot order: by origin id, then seq. */
+static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b,
+                            uint64_t seq_b) {
+    return origin_a != origin_b ? origin_a < origin_b : seq_a < seq_b;
+}
+
+uint64_t replica_now_ms(const tally_replica *r);
+
+/* --- ledger/apply.c --- */
+/* Checks that a resolved op may be applied to the current state. For a local op the result is
+ * what the caller is told; for a remote op anything but TALLY_OK means the op is invalid. */
+int op_validate(const tally_replica *r, const op *o, bool local);
+/* Applies a validated op. Allocates first, mutates after: on TALLY_ENOMEM or TALLY_ETOOBIG
+ * nothing has changed. */
+int op_apply(tally_replica *r, const op *o);
+/* Field checks that need no state, shared by local requests and decoded ops. */
+int transfer_check_fields(const tally_transfer *t);
+int account_check_fields(const tally_account *a);
+
+/* --- ledger/check.c --- */
+/* Walks the whole state and checks the invariants above. True when they hold. */
+bool replica_check(const tally_replica *r);
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * ledger/sync.c — the transport-agnostic sync core: summary, delta, apply, digest.
+ *
+ * A summary is this replica's version vector:
+ *
+ *     offset size     field
+ *     0      4        magic "TLYS"
+ *     4      1        format version (1)
+ *     5      3        zero
+ *     8      4        count (little-endian; <= REPLICA_ORIGINS_MAX)
+ *     12     16*count (origin, seq) pairs, little-endian, origins strictly increasing, none 0
+ *     ...    8        XXH3-64 of every byte before it
+ *
+ * A delta is an 8-byte header ("TLYD", version 1, three zero bytes) and zero or more blocks
+ * (codec.h). The ops in it are the sender's journal order restricted to what the summary
+ * lacked, a linear extension of causality: every prefix of a delta leaves the receiver causally
+ * closed, which is why a delta cut short by max_bytes, or cut anywhere by the network, is still
+ * safe to apply as far as it goes.
+ *
+ * 1. tally_apply skips an op whose seq is at or below what it has from that origin, and stops
+ *    with TALLY_ECORRUPT at a gap, a bad block, or an op that does not validate (for example
+ *    one that spends rights its origin does not hold here). Ops before that stay applied.
+ * 2. tally_delta never splits an op and always sends at least one op the peer lacks.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/id.h"
+#include "ledger/codec.h"
+#include "ledger/replica.h"
+#include "ledger/sync.h"
+
+static const uint8_t summary_magic[4] = {'T', 'L', 'Y', 'S'};
+static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
+#define SYNC_VERSION 1
+#define DELTA_HEADER 8
+/* Blocks are closed at about this size: big enough that the dictionaries pay off. */
+#define DELTA_BLOCK_TARGET (UINT32_C(1) << 20)
+
+void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
+    const journal_entry *j = &r->journal.at[position];
+    memset(o, 0, sizeof *o);
+    o->kind = (uint8_t)j->kind;
+    switch (j->kind) {
+    case OP_OPEN: {
+        const open_rec *rec = &r->opens.at[j->index];
+        o->origin = r->origins.at[rec->origin].id;
+        o->seq = rec->seq;
+        o->hlc = rec->hlc;
+        o->u.account = rec->a;
+        break;
+    }
+    case OP_GRANT: {
+        const grant_rec *g = &r->grants.at[j->index];
+        const account_rec *a = &r->accounts.at[g->account];
+        o->origin = r->origins.at[g->origin].id;
+        o->seq = g->seq;
+        o->hlc = g->hlc;
+        o->u.grant.account = a->id;
+        o->u.grant.ledger = a->ledger;
+        o->u.grant.account_flags = (uint8_t)a->flags;
+        o->u.grant.to = r->origins.at[g->to].id;
+        o->u.grant.amount = g->amount;
+        break;
+    }
+    default: {
+        const transfer_rec *t = &r->transfers.at[j->index];
+        o->origin = r->origins.at[t->origin].id;
+        o->seq = t->seq;
+        o->hlc = t->hlc;
+        o->expired = t->expired;
+        o->debit_flags = (uint8_t)r->accounts.at[t->debit].flags;
+        o->credit_flags = (uint8_t)r->accounts.at[t->credit].flags;
+        o->u.transfer = t->t;
+        break;
+    }
+    }
+}
+
+/* --- summary ------------------------------------------------------------------------------- */
+
+int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
+    if (buf != NULL) {
+        *buf = NULL;
+    }
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (r == NULL || buf == NULL || len == NULL) {
+        return TALLY_EINVAL;
+    }
+    vclock v;
+    vclock_init(&v);
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        if (!vclock_set(&v, r->origins.at[i].id, r->origins.at[i].seq)) {
+            vclock_free(&v);
+            return TALLY_ENOMEM;
+        }
+    }
+    size_t n = 12 + 16 * v.count + 8;
+    uint8_t *p = malloc(n);
+    if (p == NULL) {
+        vclock_free(&v);
+        return TALLY_ENOMEM;
+    }
+    memcpy(p, summary_magic, 4);
+    p[4] = SYNC_VERSION;
+    p[5] = p[6] = p[7] = 0;
+    put_u32le(p + 8, (uint32_t)v.count);
+    for (size_t i = 0; i < v.count; i++) {
+        put_u64le(p + 12 + 16 * i, v.entries[i].origin);
+        put_u64le(p + 20 + 16 * i, v.entries[i].seq);
+    }
+    put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
+    vclock_free(&v);
+    *buf = p;
+    *len = n;
+    return TALLY_OK;
+}
+
+int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
+    vclock_init(out);
+    if (buf == NULL || len < 20 || memcmp(buf, summary_magic, 4) != 0 ||
+        buf[4] != SYNC_VERSION || buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
+        return TALLY_ECORRUPT;
+    }
+    uint32_t count = get_u32le(buf + 8);
+    if (count > REPLICA_ORIGINS_MAX || len != 12 + 16 * (size_t)count + 8 ||
+        XXH3_64bits(buf, len - 8) != get_u64le(buf + len - 8)) {
+        return TALLY_ECORRUPT;
+    }
+    out->entries = malloc(((size_t)count + 1) * sizeof *out->entries);
+    if (out->entries == NULL) {
+        return TALLY_ENOMEM;
+    }
+    out->capacity = (size_t)count + 1;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t origin = get_u64le(buf + 12 + 16 * (size_t)i);
+        uint64_t seq = get_u64le(buf + 20 + 16 * (size_t)i);
+        if (origin == 0 || seq == 0 || (i > 0 && origin <= out->entries[i - 1].origin)) {
+            vclock_free(out);
+            return TALLY_ECORRUPT;
+        }
+        out->entries[i].origin = origin;
+        out->entries[i].seq = seq;
+        out->count++;
+    }
+    return TALLY_OK;
+}
+
+/* --- delta --------------------------------------------------------------------------------- */
+
+/* The journal position of the first op the peer lacks, and for each origin the seq it has. */
+static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t *has) {
+    uint32_t start = r->journal.count;
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        has[i] = vclock_get(peer, o->id);
+        if (has[i] < o->seq && o->position[has[i]] < start) {
+            start = o->position[has[i]];
+        }
+    }
+    return start;
+}
+
+int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
+                size_t max_bytes, uint8_t **buf, size_t *len) {
+    if (buf != NULL) {
+        *buf = NULL;
+    }
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (r == NULL || buf == NULL || len == NULL || (peer_summary == NULL && peer_len > 0)) {
+        return TALLY_EINVAL;
+    }
+    vclock peer;
+    int rc = sync_summary_decode(peer_summary, peer_len, &peer);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
+    bytes out = {0};
+    block_enc enc;
+    block_enc_init(&enc);
+    if (has == NULL || !bytes_reserve(&out, DELTA_HEADER)) {
+        rc = TALLY_ENOMEM;
+        goto done;
+    }
+    memcpy(out.at, delta_magic, 4);
+    out.at[4] = SYNC_VERSION;
+    out.at[5] = out.at[6] = out.at[7] = 0;
+    out.len = DELTA_HEADER;
+    bool open = false, any = false;
+    for (uint32_t pos = delta_start(r, &peer, has); pos < r->journal.count; pos++) {
+        op o;
+        replica_op_at(r, pos, &o);
+        uint32_t origin = replica_origin_find(r, o.origin);
+        if (o.seq <= has[origin]) {
+            continue;
+        }
+        if (open && block_enc_payload(&enc, &out) + CODEC_OP_MAX > DELTA_BLOCK_TARGET) {
+            block_enc_end(&enc, &out);
+            open = false;
+        }
+        size_t before = out.len;
+        if (!open && !block_enc_begin(&enc, &out)) {
+            rc = TALLY_ENOMEM;
+            goto done;
+        }
+        open = true;
+        if (!block_enc_op(&enc, &out, &o)) {
+            rc = TALLY_ENOMEM;
+            goto done;
+        }
+        if (max_bytes != 0 && any && out.len > max_bytes) {
+            block_enc_rollback(&enc, &out, before);
+            break;
+        }
+        any = true;
+    }
+    if (open) {
+        block_enc_end(&enc, &out);
+    }
+    *buf = out.at;
+    *len = out.len;
+    out.at = NULL;
+done:
+    bytes_free(&out);
+    block_enc_free(&enc);
+    free(has);
+    vclock_free(&peer);
+    return rc;
+}
+
+/* --- apply --------------------------------------------------------------------------------- */
+
+/* Applies one decoded op: skip what is here, refuse gaps and invalid ops. */
+static int apply_one(tally_replica *r, const op *o) {
+    uint64_t have = tally_seen(r, o->origin);
+    if (o->seq <= have) {
+        return TALLY_OK;
+    }
+    if (o->seq != have + 1 || op_validate(r, o, false) != TALLY_OK) {
+        return TALLY_ECORRUPT;
+    }
+    return op_apply(r, o);
+}
+
+/* Makes room for a block's ops ahead of time: fewer, larger allocations on the hot path. */
+static void apply_reserve(tally_replica *r, uint32_t ops) {
+    if (ARRAY_RESERVE(r->journal, ops) && ARRAY_RESERVE(r->transfers, ops)) {
+        (void)idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + ops);
+    }
+}
+
+int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
+    if (r == NULL || (delta == NULL && len > 0)) {
+        return TALLY_EINVAL;
+    }
+    if (len < DELTA_HEADER || memcmp(delta, delta_magic, 4) != 0 || delta[4] != SYNC_VERSION ||
+        delta[5] != 0 || delta[6] != 0 || delta[7] != 0) {
+        return TALLY_ECORRUPT;
+    }
+    size_t at = DELTA_HEADER;
+    while (at < len) {
+        block_dec dec;
+        size_t block_len;
+        int rc = block_dec_begin(&dec, delta + at, len - at, &block_len);
+        if (rc == TALLY_OK) {
+            apply_reserve(r, dec.remaining);
+        }
+        while (rc == TALLY_OK && dec.remaining > 0) {
+            op o;
+            rc = block_dec_op(&dec, &o);
+            if (rc == TALLY_OK) {
+                rc = apply_one(r, &o);
+            }
+        }
+        if (rc == TALLY_OK && !block_dec_done(&dec)) {
+            rc = TALLY_ECORRUPT;
+        }
+        block_dec_free(&dec);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+        at += block_len;
+    }
+    return TALLY_OK;
+}

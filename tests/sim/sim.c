@@ -1,0 +1,690 @@
+/*
+ * sim.c — the deterministic multi-replica simulator.
+ *
+ * N replicas (default 5) in one process, driven by one seeded PRNG: a random workload (opens,
+ * deposits from unbounded accounts, transfers among bounded accounts of both bound kinds,
+ * pendings with posts, voids and timeouts, grants, rights requests answered by holders,
+ * concurrent opens and duplicate transfer ids) and a random network (deltas dropped,
+ * duplicated, reordered, truncated by max_bytes or by the wire, corrupted, replayed from stale
+ * summaries; replicas split into groups that later heal).
+ *
+ * After every step the checker of design.md section 6 runs on every replica whose state
+ * changed (an unchanged replica was checked already): no bounded account below zero, Σ rights
+ * equal to the spendable amount, every balance equal to the sum of its ops, conservation per
+ * ledger. At the end the network heals and every digest must be equal. A failure prints its
+ * seed; `tally_sim --seed S --verbose` replays it exactly.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger/replica.h"
+#include "tally.h"
+
+#define REPLICAS_MAX 16
+#define ACCOUNTS_MAX 64
+#define QUEUE_MAX 64
+#define PENDINGS_MAX 256
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t next(rng *g) { /* splitmix64 */
+    uint64_t z = (g->s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+static uint64_t below(rng *g, uint64_t n) { return n ? next(g) % n : 0; }
+static bool chance(rng *g, unsigned percent) { return below(g, 100) < percent; }
+
+typedef struct account_info {
+    tally_id id;
+    uint32_t ledger;
+    uint16_t flags;
+} account_info;
+
+typedef struct message {
+    int from, to;
+    uint8_t *bytes;
+    size_t len;
+    bool tampered;
+} message;
+
+typedef struct clock_ctx {
+    struct sim *sim;
+    int64_t skew_ms;
+} clock_ctx;
+
+typedef struct sim {
+    rng g;
+    uint64_t seed;
+    int n;
+    unsigned steps;
+    bool verbose;
+    uint64_t now_ms;
+    tally_replica *r[REPLICAS_MAX];
+    clock_ctx clocks[REPLICAS_MAX];
+    int group[REPLICAS_MAX];
+    bool dirty[REPLICAS_MAX];
+    uint8_t *stale_summary[REPLICAS_MAX];
+    size_t stale_len[REPLICAS_MAX];
+    account_info accounts[ACCOUNTS_MAX];
+    int n_accounts;
+    tally_id pendings[REPLICAS_MAX][PENDINGS_MAX];
+    int n_pendings[REPLICAS_MAX];
+    message queue[QUEUE_MAX];
+    int n_queue;
+    uint64_t next_id;
+    unsigned step;
+} sim;
+
+typedef struct totals {
+    uint64_t debits_tried, refused_rights, refused_funds, requests, granted, ops, conflicts;
+    uint64_t deltas, corrupt_rejected, steps;
+} totals;
+
+static totals total;
+
+static uint64_t sim_clock(void *ctx) {
+    clock_ctx *c = ctx;
+    int64_t t = (int64_t)c->sim->now_ms + c->skew_ms;
+    return t < 0 ? 0 : (uint64_t)t;
+}
+
+static void fail(const sim *s, const char *what, int rc) {
+    fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (%s)\n", s->seed, s->step, what,
+            tally_result_name(rc));
+    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);
+    exit(1);
+}
+
+static void fail_replica(const sim *s, const char *what, int replica) {
+    fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (replica %d)\n", s->seed, s->step,
+            what, replica + 1);
+    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);
+    exit(1);
+}
+
+static void trace(const sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace(const sim *s, const char *fmt, ...) {
+    if (!s->verbose) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    printf("[%u] ", s->step);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+static tally_id fresh_id(sim *s) {
+    tally_id id = {next(&s->g) | 1, ++s->next_id};
+    return id;
+}
+
+static const account_info *pick_account(sim *s, uint32_t ledger, int kind) {
+    /* kind: 0 any, 1 bounded only, 2 unbounded only */
+    for (int tries = 0; tries < 32; tries++) {
+        const account_info *a = &s->accounts[below(&s->g, (uint64_t)s->n_accounts)];
+        bool bounded = (a->flags & ACCOUNT_BOUND_FLAGS) != 0;
+        if (a->ledger == ledger && (kind == 0 || (kind == 1) == bounded)) {
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t amount(sim *s) {
+    switch (below(&s->g, 4)) {
+    case 0:
+        return 1 + below(&s->g, 5);
+    case 1:
+        return 1 + below(&s->g, 100);
+    case 2:
+        return 1 + below(&s->g, 1000);
+    default:
+        return 1 + below(&s->g, 50);
+    }
+}
+
+/* Results a local create may give in this workload; anything else is a bug. */
+static void expect_create(const sim *s, int rc) {
+    switch (rc) {
+    case TALLY_OK:
+    case TALLY_EXISTS:
+    case TALLY_EXISTS_WITH_DIFFERENT_FIELDS:
+    case TALLY_EXCEEDS_CREDITS:
+    case TALLY_EXCEEDS_DEBITS:
+    case TALLY_INSUFFICIENT_RIGHTS:
+    case TALLY_DEBIT_ACCOUNT_NOT_FOUND:
+    case TALLY_CREDIT_ACCOUNT_NOT_FOUND:
+    case TALLY_LEDGER_MISMATCH:
+    case TALLY_PENDING_NOT_FOUND:
+    case TALLY_PENDING_ALREADY_POSTED:
+    case TALLY_PENDING_ALREADY_VOIDED:
+    case TALLY_PENDING_EXPIRED:
+    case TALLY_PENDING_NOT_HERE:
+    case TALLY_NOT_FOUND:
+    case TALLY_FLAGS_INVALID:
+        return;
+    default:
+        fail(s, "unexpected result from a local write", rc);
+    }
+}
+
+/* Asks the richest holder in the same group for rights; the holder grants what it has. */
+static void request_rights(sim *s, int at, tally_id account, uint64_t want) {
+    tally_rights_entry holders[REPLICAS_MAX];
+    size_t count = 0;
+    if (tally_rights_holders(s->r[at], account, holders, REPLICAS_MAX, &count) != TALLY_OK) {
+        return;
+    }
+    total.requests++;
+    for (size_t i = 0; i < count && i < REPLICAS_MAX; i++) {
+        int h = (int)holders[i].replica_id - 1;
+        if (h == at || h < 0 || h >= s->n || s->group[h] != s->group[at] || chance(&s->g, 20)) {
+            continue; /* unreachable, or it refuses */
+        }
+        uint64_t have = 0;
+        tally_rights(s->r[h], account, (uint64_t)h + 1, &have);
+        uint64_t give = have < want ? have : want;
+        if (give == 0) {
+            continue;
+        }
+        int rc = tally_grant(s->r[h], account, (uint64_t)at + 1, give);
+        if (rc != TALLY_OK && rc != TALLY_INSUFFICIENT_RIGHTS && rc != TALLY_NOT_FOUND) {
+            fail(s, "grant in answer to a request", rc);
+        }
+        if (rc == TALLY_OK) {
+            s->dirty[h] = true;
+            total.granted++;
+            trace(s, "r%d grants r%d %" PRIu64, h + 1, at + 1, give);
+        }
+        return;
+    }
+}
+
+static void note_debit_result(sim *s, int at, const tally_transfer *t, int rc) {
+    total.debits_tried++;
+    if (rc == TALLY_INSUFFICIENT_RIGHTS) {
+        total.refused_rights++;
+        /* Which side lacked rights: ask for the debit account's, else the credit's. */
+        tally_balance b;
+        tally_id need = t->debit_account_id;
+        if (tally_lookup_balance(s->r[at], need, &b) == TALLY_OK && b.rights_here >= t->amount) {
+            need = t->credit_account_id;
+        }
+        request_rights(s, at, need, t->amount);
+    } else if (rc == TALLY_EXCEEDS_CREDITS || rc == TALLY_EXCEEDS_DEBITS) {
+        total.refused_funds++;
+    }
+}
+
+static void do_transfer(sim *s, int at, const tally_id *debit, const tally_id *credit,
+                        uint32_t ledger, uint16_t flags, uint32_t timeout_ms) {
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = fresh_id(s);
+    t.debit_account_id = *debit;
+    t.credit_account_id = *credit;
+    t.amount = amount(s);
+    t.ledger = ledger;
+    t.code = (uint16_t)(1 + below(&s->g, 3));
+    t.user_data = below(&s->g, 3);
+    t.flags = flags;
+    t.timeout_ms = timeout_ms;
+    int rc = tally_create_transfer(s->r[at], &t);
+    expect_create(s, rc);
+    trace(s, "r%d transfer %" PRIu64 " amount %" PRIu64 " flags %u: %s", at + 1, t.id.lo,
+          t.amount, flags, tally_result_name(rc));
+    note_debit_result(s, at, &t, rc);
+    if (rc == TALLY_OK) {
+        s->dirty[at] = true;
+        if ((flags & TALLY_TRANSFER_PENDING) && s->n_pendings[at] < PENDINGS_MAX) {
+            s->pendings[at][s->n_pendings[at]++] = t.id;
+        }
+    }
+}
+
+static void act_transfer(sim *s, int at, uint16_t flags) {
+    uint32_t ledger = chance(&s->g, 85) ? 1 : 2;
+    const account_info *d = pick_account(s, ledger, 0), *c = pick_account(s, ledger, 0);
+    if (d == NULL || c == NULL || id_eq(d->id, c->id)) {
+        return;
+    }
+    uint32_t timeout = (flags & TALLY_TRANSFER_PENDING) && chance(&s->g, 50)
+                           ? (uint32_t)(1 + below(&s->g, 3000))
+                           : 0;
+    do_transfer(s, at, &d->id, &c->id, ledger, flags, timeout);
+}
+
+/* Money from the outside world: credits a DEBITS_MUST_NOT_EXCEED_CREDITS account from an
+ * unbounded one, or debits a CREDITS_MUST_NOT_EXCEED_DEBITS account into one. */
+static void act_deposit(sim *s, int at) {
+    uint32_t ledger = chance(&s->g, 85) ? 1 : 2;
+    const account_info *b = pick_account(s, ledger, 1), *u = pick_account(s, ledger, 2);
+    if (b == NULL || u == NULL) {
+        return;
+    }
+    if (b->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
+        do_transfer(s, at, &u->id, &b->id, ledger, 0, 0);
+    } else {
+        do_transfer(s, at, &b->id, &u->id, ledger, 0, 0);
+    }
+}
+
+static void act_finish_pending(sim *s, int at) {
+    if (s->n_pendings[at] == 0) {
+        return;
+    }
+    int k = (int)below(&s->g, (uint64_t)s->n_pendings[at]);
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = fresh_id(s);
+    t.pending_id = s->pendings[at][k];
+    bool post = chance(&s->g, 60);
+    t.flags = post ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
+    tally_transfer p;
+    if (post && chance(&s->g, 40) && tally_lookup_transfer(s->r[at], t.pending_id, &p) == TALLY_OK) {
+        t.amount = 1 + below(&s->g, p.amount); /* a partial post */
+    }
+    int rc = tally_create_transfer(s->r[at], &t);
+    expect_create(s, rc);
+    trace(s, "r%d %s pending %" PRIu64 ": %s", at + 1, post ? "post" : "void", t.pending_id.lo,
+          tally_result_name(rc));
+    if (rc == TALLY_OK) {
+        s->dirty[at] = true;
+    }
+    s->pendings[at][k] = s->pendings[at][--s->n_pendings[at]];
+}
+
+static void act_grant(sim *s, int at) {
+    const account_info *a = pick_account(s, chance(&s->g, 85) ? 1 : 2, 1);
+    int to = (int)below(&s->g, (uint64_t)s->n);
+    if (a == NULL || to == at) {
+        return;
+    }
+    uint64_t have = 0;
+    tally_rights(s->r[at], a->id, (uint64_t)at + 1, &have);
+    if (have == 0) {
+        return;
+    }
+    int rc = tally_grant(s->r[at], a->id, (uint64_t)to + 1, 1 + below(&s->g, have));
+    if (rc != TALLY_OK && rc != TALLY_NOT_FOUND) {
+        fail(s, "grant of rights held", rc);
+    }
+    s->dirty[at] |= rc == TALLY_OK;
+}
+
+static void act_open(sim *s, int at) {
+    if (s->n_accounts >= ACCOUNTS_MAX) {
+        return;
+    }
+    account_info info;
+    info.id = fresh_id(s);
+    info.ledger = chance(&s->g, 85) ? 1 : 2;
+    info.flags = (uint16_t)below(&s->g, 3);
+    tally_account a = {info.id, below(&s->g, 2), info.ledger, 1, info.flags};
+    int rc = tally_create_account(s->r[at], &a);
+    if (rc != TALLY_OK) {
+        fail(s, "open of a fresh account", rc);
+    }
+    s->dirty[at] = true;
+    s->accounts[s->n_accounts++] = info;
+    if (chance(&s->g, 30)) {
+        /* Another replica opens the same id concurrently, maybe with other fields. */
+        int other = (int)below(&s->g, (uint64_t)s->n);
+        tally_account b = a;
+        if (chance(&s->g, 60)) {
+            b.flags = (uint16_t)below(&s->g, 3);
+            b.ledger = chance(&s->g, 50) ? a.ledger : 3 - a.ledger;
+            b.code = (uint16_t)(1 + below(&s->g, 2));
+        }
+        rc = tally_create_account(s->r[other], &b);
+        if (rc != TALLY_OK && rc != TALLY_EXISTS && rc != TALLY_EXISTS_WITH_DIFFERENT_FIELDS) {
+            fail(s, "concurrent open", rc);
+        }
+        s->dirty[other] = true;
+        trace(s, "r%d and r%d open %" PRIu64 " (flags %u/%u ledger %u/%u): %s", at + 1,
+              other + 1, a.id.lo, a.flags, b.flags, a.ledger, b.ledger, tally_result_name(rc));
+    }
+}
+
+static void act_duplicate_id(sim *s) {
+    /* Two replicas create one transfer id while they cannot see each other's. */
+    int a = (int)below(&s->g, (uint64_t)s->n), b = (int)below(&s->g, (uint64_t)s->n);
+    const account_info *d = pick_account(s, 1, 2), *c = pick_account(s, 1, 0);
+    if (a == b || d == NULL || c == NULL || id_eq(d->id, c->id)) {
+        return;
+    }
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = fresh_id(s);
+    t.debit_account_id = d->id;
+    t.credit_account_id = c->id;
+    t.amount = amount(s);
+    t.ledger = 1;
+    t.code = 1;
+    for (int i = 0; i < 2; i++) {
+        int at = i ? b : a;
+        int rc = tally_create_transfer(s->r[at], &t);
+        expect_create(s, rc);
+        note_debit_result(s, at, &t, rc);
+        s->dirty[at] |= rc == TALLY_OK;
+    }
+}
+
+/* --- the network --------------------------------------------------------------------------- */
+
+static void queue_push(sim *s, message m) {
+    if (s->n_queue == QUEUE_MAX) {
+        int k = (int)below(&s->g, QUEUE_MAX); /* a full network drops something */
+        free(s->queue[k].bytes);
+        s->queue[k] = m;
+        return;
+    }
+    s->queue[s->n_queue++] = m;
+}
+
+static void act_send(sim *s) {
+    int from = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
+    if (from == to) {
+        return;
+    }
+    uint8_t *summary;
+    size_t summary_len;
+    bool stale = s->stale_summary[to] != NULL && chance(&s->g, 15);
+    if (stale) {
+        summary = s->stale_summary[to];
+        summary_len = s->stale_len[to];
+    } else {
+        int rc = tally_summary(s->r[to], &summary, &summary_len);
+        if (rc != TALLY_OK) {
+            fail(s, "summary", rc);
+        }
+        if (chance(&s->g, 20)) {
+            free(s->stale_summary[to]);
+            s->stale_summary[to] = malloc(summary_len);
+            memcpy(s->stale_summary[to], summary, summary_len);
+            s->stale_len[to] = summary_len;
+        }
+    }
+    size_t max_bytes = chance(&s->g, 50) ? 0 : (size_t)below(&s->g, 600);
+    message m = {from, to, NULL, 0, false};
+    int rc = tally_delta(s->r[from], summary, summary_len, max_bytes, &m.bytes, &m.len);
+    if (!stale) {
+        tally_free(summary);
+    }
+    if (rc != TALLY_OK) {
+        fail(s, "delta", rc);
+    }
+    if (chance(&s->g, 5) && m.len > 0) { /* the wire cuts it short */
+        m.len = (size_t)below(&s->g, m.len);
+        m.tampered = true;
+    } else if (chance(&s->g, 5) && m.len > 0) { /* the wire flips a bit */
+        m.bytes[below(&s->g, m.len)] ^= (uint8_t)(1u << below(&s->g, 8));
+        m.tampered = true;
+    }
+    total.deltas++;
+    queue_push(s, m);
+}
+
+static void act_deliver(sim *s) {
+    if (s->n_queue == 0) {
+        return;
+    }
+    int k = (int)below(&s->g, (uint64_t)s->n_queue); /* reordering: any message may be next */
+    message m = s->queue[k];
+    bool duplicate = chance(&s->g, 10);
+    if (!duplicate) {
+        s->queue[k] = s->queue[--s->n_queue];
+    }
+    if (s->group[m.from] == s->group[m.to] && !chance(&s->g, 10)) {
+        int rc = tally_apply(s->r[m.to], m.bytes, m.len);
+        trace(s, "deliver r%d -> r%d (%zu bytes%s): %s", m.from + 1, m.to + 1, m.len,
+              m.tampered ? ", tampered" : "", tally_result_name(rc));
+        if (rc == TALLY_ECORRUPT && m.tampered) {
+            total.corrupt_rejected++;
+        } else if (rc != TALLY_OK) {
+            fail(s, "apply of a delta", rc);
+        }
+        s->dirty[m.to] = true;
+    }
+    if (!duplicate) {
+        free(m.bytes);
+    }
+}
+
+static void act_partition(sim *s) {
+    if (chance(&s->g, 40)) {
+        memset(s->group, 0, sizeof s->group); /* heal */
+        trace(s, "partition heals");
+        return;
+    }
+    int groups = 2 + (int)below(&s->g, 2);
+    for (int i = 0; i < s->n; i++) {
+        s->group[i] = (int)below(&s->g, (uint64_t)groups);
+    }
+    trace(s, "partition into %d groups", groups);
+}
+
+/* --- the checker --------------------------------------------------------------------------- */
+
+static void check_replica(const sim *s, int i) {
+    if (!replica_check(s->r[i])) {
+        fail_replica(s, "an invariant of design.md section 6 does not hold", i);
+    }
+    /* The same from the outside: no bounded account below its bound, through the public API. */
+    for (int k = 0; k < s->n_accounts; k++) {
+        tally_balance b;
+        tally_account a;
+        if (tally_lookup_account(s->r[i], s->accounts[k].id, &a) != TALLY_OK ||
+            tally_lookup_balance(s->r[i], a.id, &b) != TALLY_OK) {
+            continue;
+        }
+        if ((a.flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+            b.debits_posted + b.debits_pending > b.credits_posted) {
+            fail_replica(s, "an account went below its bound", i);
+        }
+        if ((a.flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) &&
+            b.credits_posted + b.credits_pending > b.debits_posted) {
+            fail_replica(s, "an account went above its bound", i);
+        }
+    }
+}
+
+static void sync_full(sim *s, int from, int to) {
+    for (int round = 0; round < 1000; round++) {
+        uint8_t *summary, *delta;
+        size_t summary_len, delta_len;
+        if (tally_summary(s->r[to], &summary, &summary_len) != TALLY_OK ||
+            tally_delta(s->r[from], summary, summary_len, 0, &delta, &delta_len) != TALLY_OK) {
+            fail(s, "sync at heal", 0);
+        }
+        int rc = tally_apply(s->r[to], delta, delta_len);
+        tally_free(summary);
+        tally_free(delta);
+        if (rc != TALLY_OK) {
+            fail(s, "apply at heal", rc);
+        }
+        if (delta_len <= 8) {
+            return;
+        }
+    }
+}
+
+static void heal_and_compare(sim *s) {
+    memset(s->group, 0, sizeof s->group);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < s->n; i++) {
+            for (int k = 0; k < s->n; k++) {
+                if (i != k) {
+                    sync_full(s, i, k);
+                }
+            }
+        }
+    }
+    uint8_t first[16], d[16];
+    tally_digest(s->r[0], first);
+    for (int i = 0; i < s->n; i++) {
+        check_replica(s, i);
+        tally_digest(s->r[i], d);
+        if (memcmp(first, d, 16) != 0) {
+            fail_replica(s, "digests differ after the network healed", i);
+        }
+    }
+    tally_stats st;
+    tally_get_stats(s->r[0], &st);
+    total.ops += st.ops;
+    total.conflicts += st.conflicts;
+}
+
+/* --- one run ------------------------------------------------------------------------------- */
+
+static void setup(sim *s) {
+    for (int i = 0; i < s->n; i++) {
+        s->clocks[i].sim = s;
+        s->clocks[i].skew_ms = (int64_t)below(&s->g, 10000) - 5000;
+        tally_options o = {NULL, (uint64_t)i + 1, TALLY_SYNC_NONE, sim_clock, &s->clocks[i]};
+        int rc = tally_open(&o, &s->r[i]);
+        if (rc != TALLY_OK) {
+            fail(s, "open", rc);
+        }
+    }
+    /* Unbounded accounts (the outside world) on both ledgers, and bounded ones of both kinds. */
+    static const uint16_t kinds[] = {0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 1, 2};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        account_info info = {fresh_id(s), k >= 9 ? 2u : 1u, kinds[k]};
+        tally_account a = {info.id, 0, info.ledger, 1, info.flags};
+        if (tally_create_account(s->r[below(&s->g, (uint64_t)s->n)], &a) != TALLY_OK) {
+            fail(s, "setup open", 0);
+        }
+        s->accounts[s->n_accounts++] = info;
+    }
+    for (int i = 0; i < s->n; i++) {
+        for (int k = 0; k < s->n; k++) {
+            if (i != k) {
+                sync_full(s, i, k);
+            }
+        }
+    }
+    for (int i = 0; i < s->n; i++) {
+        sync_full(s, s->n - 1, i);
+        sync_full(s, i, 0);
+    }
+}
+
+static void run(uint64_t seed, int n, unsigned steps, bool verbose) {
+    sim *s = calloc(1, sizeof *s);
+    s->seed = seed;
+    s->g.s = seed * 0x2545F4914F6CDD1Du + 1;
+    s->n = n;
+    s->steps = steps;
+    s->verbose = verbose;
+    s->now_ms = 1700000000000u;
+    setup(s);
+    for (s->step = 0; s->step < steps; s->step++) {
+        int at = (int)below(&s->g, (uint64_t)n);
+        unsigned roll = (unsigned)below(&s->g, 100);
+        if (roll < 22) {
+            act_transfer(s, at, 0);
+        } else if (roll < 32) {
+            act_deposit(s, at);
+        } else if (roll < 40) {
+            act_transfer(s, at, TALLY_TRANSFER_PENDING);
+        } else if (roll < 46) {
+            act_finish_pending(s, at);
+        } else if (roll < 50) {
+            act_grant(s, at);
+        } else if (roll < 52) {
+            act_open(s, at);
+        } else if (roll < 53) {
+            act_duplicate_id(s);
+        } else if (roll < 72) {
+            act_send(s);
+        } else if (roll < 93) {
+            act_deliver(s);
+        } else if (roll < 95) {
+            act_partition(s);
+        } else {
+            s->now_ms += below(&s->g, 2000);
+            uint64_t voided = 0;
+            int rc = tally_expire(s->r[at], &voided);
+            if (rc != TALLY_OK) {
+                fail(s, "expire", rc);
+            }
+            s->dirty[at] |= voided > 0;
+        }
+        for (int i = 0; i < n; i++) {
+            if (s->dirty[i]) {
+                check_replica(s, i);
+                s->dirty[i] = false;
+            }
+        }
+    }
+    s->step = steps;
+    heal_and_compare(s);
+    total.steps += steps;
+    for (int i = 0; i < s->n_queue; i++) {
+        free(s->queue[i].bytes);
+    }
+    for (int i = 0; i < n; i++) {
+        free(s->stale_summary[i]);
+        tally_close(s->r[i]);
+    }
+    free(s);
+}
+
+int main(int argc, char **argv) {
+    uint64_t first = 1, seeds = 300;
+    int n = 5;
+    unsigned steps = 1500;
+    bool verbose = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
+            seeds = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            first = strtoull(argv[++i], NULL, 10);
+            seeds = 1;
+        } else if (!strcmp(argv[i], "--first") && i + 1 < argc) {
+            first = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--replicas") && i + 1 < argc) {
+            n = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
+            steps = (unsigned)atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--verbose")) {
+            verbose = true;
+        } else {
+            fprintf(stderr,
+                    "usage: tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] "
+                    "[--steps N] [--verbose]\n");
+            return 2;
+        }
+    }
+    if (n < 2 || n > REPLICAS_MAX) {
+        fprintf(stderr, "tally_sim: --replicas must be 2..%d\n", REPLICAS_MAX);
+        return 2;
+    }
+    for (uint64_t seed = first; seed < first + seeds; seed++) {
+        run(seed, n, steps, verbose);
+    }
+    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %d replicas, %u steps each: "
+           "no violation\n",
+           seeds, first, first + seeds - 1, n, steps);
+    printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
+           " tampered ones rejected), %" PRIu64 " conflicts listed\n",
+           total.ops, total.deltas, total.corrupt_rejected, total.conflicts);
+    printf("sim: debits attempted %" PRIu64 ": refused for lack of local rights while the "
+           "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
+           "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",
+           total.debits_tried, total.refused_rights,
+           total.debits_tried ? 100.0 * (double)total.refused_rights / (double)total.debits_tried : 0.0,
+           total.refused_funds, total.requests, total.granted);
+    return 0;
+}
