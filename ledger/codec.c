@@ -164,6 +164,19 @@ bool block_enc_begin(block_enc *e, bytes *out) {
     return true;
 }
 
+/* Points key at a new dictionary index, remembering what it pointed at for a rollback. */
+static bool enc_index(block_enc *e, idmap *map, tally_id key, uint32_t value) {
+    uint32_t old = idmap_get(map, key);
+    if (old != IDMAP_NONE) {
+        assert(e->n_undo < sizeof e->undo / sizeof e->undo[0]);
+        e->undo[e->n_undo].map = map;
+        e->undo[e->n_undo].key = key;
+        e->undo[e->n_undo].value = old;
+        e->n_undo++;
+    }
+    return idmap_put(map, key, value);
+}
+
 static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledger,
                             uint8_t flags, bool *ok) {
     block_dict *d = &e->dict;
@@ -173,7 +186,7 @@ static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledg
         return put_varint(p, (uint64_t)k + 1);
     }
     codec_account a = {id, ledger, flags};
-    if (!dict_add_account(d, a) || !idmap_put(&e->account_index, id, d->n_accounts - 1)) {
+    if (!dict_add_account(d, a) || !enc_index(e, &e->account_index, id, d->n_accounts - 1)) {
         *ok = false;
         return p;
     }
@@ -190,7 +203,7 @@ static uint8_t *enc_origin(block_enc *e, uint8_t *p, uint64_t origin, bool *ok) 
     if (k < d->n_origins && d->origins[k] == origin) {
         return put_varint(p, (uint64_t)k + 1);
     }
-    if (!dict_add_origin(d, origin) || !idmap_put(&e->origin_index, key, d->n_origins - 1)) {
+    if (!dict_add_origin(d, origin) || !enc_index(e, &e->origin_index, key, d->n_origins - 1)) {
         *ok = false;
         return p;
     }
@@ -214,6 +227,7 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
     e->saved_accounts = d->n_accounts;
     e->saved_origins = d->n_origins;
     e->saved_prev = d->prev;
+    e->n_undo = 0;
     uint8_t *start = out->at + out->len, *p = start + 1;
     bool ok = true;
     const tally_transfer *t = &o->u.transfer;
@@ -287,6 +301,12 @@ void block_enc_rollback(block_enc *e, bytes *out, size_t len) {
     e->dict.n_accounts = e->saved_accounts;
     e->dict.n_origins = e->saved_origins;
     e->dict.prev = e->saved_prev;
+    while (e->n_undo > 0) {
+        e->n_undo--;
+        bool ok = idmap_put(e->undo[e->n_undo].map, e->undo[e->n_undo].key, e->undo[e->n_undo].value);
+        assert(ok && "replacing a value never allocates");
+        (void)ok;
+    }
     e->ops--;
     out->len = len;
 }

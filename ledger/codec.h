@@ -96,9 +96,16 @@ typedef struct block_enc {
     idmap account_index, origin_index; /* encoder only: key -> dict index */
     size_t start;                      /* offset of this block's header in the output */
     uint32_t ops;
-    /* The state before the op being encoded, restored by block_enc_rollback. */
+    /* The state before the op being encoded, restored by block_enc_rollback: dictionary sizes,
+     * the previous op's fields, and index entries the op overwrote (at most four per op). */
     uint32_t saved_accounts, saved_origins;
     block_prev saved_prev;
+    struct {
+        idmap *map;
+        tally_id key;
+        uint32_t value;
+    } undo[4];
+    uint32_t n_undo;
 } block_enc;
 
 void block_enc_init(block_enc *e);

@@ -1,1 +1,89 @@
 #include "support.h"
+
+#include <stdio.h>
+
+void assert_result_at(int actual, int expected, const char *expr, const char *file, int line) {
+    if (actual != expected) {
+        print_error("%s is %s (%d), expected %s (%d)\n", expr, tally_result_name(actual), actual,
+                    tally_result_name(expected), expected);
+        _fail(file, line);
+    }
+}
+
+uint64_t test_clock_ms(void *ctx) { return ((test_clock *)ctx)->now_ms; }
+
+tally_replica *replica_new(uint64_t id, test_clock *clock) {
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.replica_id = id;
+    if (clock != NULL) {
+        o.clock_ms = test_clock_ms;
+        o.clock_ctx = clock;
+    }
+    tally_replica *r = NULL;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    assert_non_null(r);
+    return r;
+}
+
+void sync_pair(tally_replica *from, tally_replica *to) {
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    assert_result(tally_summary(to, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(from, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
+    assert_result(tally_apply(to, delta, delta_len), TALLY_OK);
+    tally_free(summary);
+    tally_free(delta);
+}
+
+void sync_all(tally_replica **r, int n) {
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < n; k++) {
+                if (i != k) {
+                    sync_pair(r[i], r[k]);
+                }
+            }
+        }
+    }
+}
+
+void digest_of(const tally_replica *r, uint8_t out[16]) {
+    assert_result(tally_digest(r, out), TALLY_OK);
+}
+
+void assert_converged(tally_replica *a, tally_replica *b) {
+    uint8_t da[16], db[16];
+    digest_of(a, da);
+    digest_of(b, db);
+    assert_memory_equal(da, db, 16);
+}
+
+tally_account account(uint64_t id, uint32_t ledger, uint16_t flags) {
+    tally_account a;
+    memset(&a, 0, sizeof a);
+    a.id = tid(id);
+    a.ledger = ledger;
+    a.code = 1;
+    a.flags = flags;
+    return a;
+}
+
+tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount) {
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = tid(id);
+    t.debit_account_id = tid(debit);
+    t.credit_account_id = tid(credit);
+    t.amount = amount;
+    t.ledger = 1;
+    t.code = 1;
+    return t;
+}
+
+uint64_t test_rand(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}

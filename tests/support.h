@@ -1,4 +1,49 @@
+/*
+ * support.h — helpers shared by the cmocka tests.
+ */
 #ifndef TALLY_TESTS_SUPPORT_H
 #define TALLY_TESTS_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
 #include "tally.h"
+
+/* Compares two tally_results and prints both names when they differ. */
+#define assert_result(actual, expected)                                                            \
+    assert_result_at((actual), (expected), #actual, __FILE__, __LINE__)
+void assert_result_at(int actual, int expected, const char *expr, const char *file, int line);
+
+static inline tally_id tid(uint64_t n) {
+    tally_id id = {0, n};
+    return id;
+}
+
+/* A clock the test moves by hand. */
+typedef struct test_clock {
+    uint64_t now_ms;
+} test_clock;
+uint64_t test_clock_ms(void *ctx);
+
+/* An in-memory replica with a fixed id and, if clock is not NULL, that clock. */
+tally_replica *replica_new(uint64_t id, test_clock *clock);
+
+/* Carries everything `to` lacks from `from`, asserting each step succeeds. */
+void sync_pair(tally_replica *from, tally_replica *to);
+void sync_all(tally_replica **r, int n);
+void assert_converged(tally_replica *a, tally_replica *b);
+/* The digest, for "nothing changed" checks. */
+void digest_of(const tally_replica *r, uint8_t out[16]);
+
+tally_account account(uint64_t id, uint32_t ledger, uint16_t flags);
+tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount);
+
+/* A small deterministic PRNG for property tests. */
+uint64_t test_rand(uint64_t *state);
+
 #endif

@@ -1,0 +1,154 @@
+/*
+ * test_crdt.c — the pure data types of crdt/.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+
+#include "crdt/hlc.h"
+#include "crdt/idmap.h"
+#include "crdt/rights.h"
+#include "crdt/u128.h"
+#include "crdt/vclock.h"
+
+static void idmap_finds_every_key_it_was_given(void **state) {
+    (void)state;
+    idmap m;
+    idmap_init(&m);
+    assert_int_equal(idmap_get(&m, tid(1)), IDMAP_NONE);
+    uint64_t seed = 7;
+    for (uint32_t i = 0; i < 100000; i++) {
+        tally_id random = {test_rand(&seed), test_rand(&seed) | 1};
+        assert_true(idmap_put(&m, tid(i + 1), i));
+        assert_true(idmap_put(&m, random, i));
+    }
+    assert_int_equal(m.count, 200000);
+    /* load stays at or below 3/4 */
+    assert_true((uint64_t)m.count * 4 <= ((uint64_t)m.mask + 1) * 3);
+    seed = 7;
+    for (uint32_t i = 0; i < 100000; i++) {
+        tally_id random = {test_rand(&seed), test_rand(&seed) | 1};
+        assert_int_equal(idmap_get(&m, tid(i + 1)), i);
+        assert_int_equal(idmap_get(&m, random), i);
+    }
+    assert_int_equal(idmap_get(&m, tid(100001)), IDMAP_NONE);
+    idmap_free(&m);
+}
+
+static void idmap_put_replaces_the_value_of_a_key(void **state) {
+    (void)state;
+    idmap m;
+    idmap_init(&m);
+    assert_true(idmap_put(&m, tid(5), 1));
+    assert_true(idmap_put(&m, tid(5), 2));
+    assert_int_equal(m.count, 1);
+    assert_int_equal(idmap_get(&m, tid(5)), 2);
+    assert_true(idmap_reserve(&m, 1000));
+    assert_int_equal(idmap_get(&m, tid(5)), 2);
+    idmap_free(&m);
+}
+
+static void u128_sums_carry_and_refuse_to_go_negative(void **state) {
+    (void)state;
+    u128 a = {0, UINT64_MAX};
+    u128_add(&a, 1);
+    assert_int_equal(a.hi, 1);
+    assert_int_equal(a.lo, 0);
+    assert_int_equal(u128_sat64(a), UINT64_MAX);
+    assert_true(u128_sub(&a, 1));
+    assert_int_equal(a.hi, 0);
+    assert_int_equal(a.lo, UINT64_MAX);
+    u128 small = {0, 3};
+    assert_false(u128_sub(&small, 4));
+    assert_int_equal(small.lo, 3);
+    assert_true(u128_add_fits64(small, UINT64_MAX - 3));
+    assert_false(u128_add_fits64(small, UINT64_MAX - 2));
+    u128 x = {1, 0}, y = {0, 1};
+    u128 d = u128_minus(x, y);
+    assert_int_equal(d.hi, 0);
+    assert_int_equal(d.lo, UINT64_MAX);
+    assert_int_equal(u128_cmp(u128_plus(d, y), x), 0);
+}
+
+static void rights_hold_no_zero_entries_and_never_go_negative(void **state) {
+    (void)state;
+    rights m;
+    rights_init(&m);
+    assert_true(rights_add(&m, 1, 10));
+    assert_true(rights_add(&m, 2, 5));
+    assert_true(rights_add(&m, 1, 1));
+    assert_int_equal(rights_get(&m, 1).lo, 11);
+    assert_int_equal(rights_sum(&m).lo, 16);
+    assert_false(rights_take(&m, 2, 6));
+    assert_int_equal(rights_get(&m, 2).lo, 5);
+    assert_false(rights_take(&m, 3, 1)); /* holds nothing */
+    assert_true(rights_take(&m, 2, 5));
+    assert_int_equal(m.count, 1); /* an amount that reaches zero is removed */
+    assert_true(rights_take(&m, 3, 0));
+    assert_true(rights_add(&m, 4, 0));
+    assert_int_equal(m.count, 1);
+    rights_free(&m);
+}
+
+static void vclock_keeps_entries_sorted_and_merges_to_the_maximum(void **state) {
+    (void)state;
+    vclock a, b;
+    vclock_init(&a);
+    vclock_init(&b);
+    assert_true(vclock_set(&a, 30, 3));
+    assert_true(vclock_set(&a, 10, 1));
+    assert_true(vclock_set(&a, 20, 2));
+    assert_int_equal(a.entries[0].origin, 10);
+    assert_int_equal(a.entries[2].origin, 30);
+    assert_int_equal(vclock_get(&a, 20), 2);
+    assert_int_equal(vclock_get(&a, 25), 0);
+    assert_true(vclock_set(&b, 20, 7));
+    assert_true(vclock_set(&b, 40, 1));
+    assert_false(vclock_leq(&a, &b));
+    assert_true(vclock_merge(&a, &b));
+    assert_int_equal(vclock_get(&a, 20), 7);
+    assert_int_equal(vclock_get(&a, 40), 1);
+    assert_true(vclock_leq(&b, &a));
+    assert_true(vclock_set(&a, 40, 0));
+    assert_int_equal(vclock_get(&a, 40), 0);
+    assert_int_equal(a.count, 3);
+    vclock_free(&a);
+    vclock_free(&b);
+}
+
+static void hlc_is_monotonic_whatever_the_wall_clock_does(void **state) {
+    (void)state;
+    hlc h = {0};
+    uint64_t t1 = hlc_tick(&h, 1000);
+    uint64_t t2 = hlc_tick(&h, 1000);
+    uint64_t t3 = hlc_tick(&h, 500); /* the wall clock went back */
+    assert_true(t1 < t2 && t2 < t3);
+    assert_int_equal(HLC_MS(t1), 1000);
+    uint64_t t4 = hlc_tick(&h, 2000);
+    assert_int_equal(t4, hlc_from_ms(2000));
+    hlc_observe(&h, hlc_from_ms(2500), 2000);
+    assert_true(hlc_tick(&h, 2000) > hlc_from_ms(2500));
+}
+
+static void hlc_ignores_a_peer_clock_far_in_the_future(void **state) {
+    (void)state;
+    hlc h = {0};
+    hlc_tick(&h, 1000);
+    hlc_observe(&h, hlc_from_ms(1000 + HLC_DRIFT_MS_MAX + 1), 1000);
+    assert_true(HLC_MS(hlc_tick(&h, 1000)) == 1000);
+    h.last = UINT64_MAX;
+    assert_int_equal(hlc_tick(&h, 0), UINT64_MAX); /* saturates, never wraps */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(idmap_finds_every_key_it_was_given),
+        cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
+        cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),
+        cmocka_unit_test(rights_hold_no_zero_entries_and_never_go_negative),
+        cmocka_unit_test(vclock_keeps_entries_sorted_and_merges_to_the_maximum),
+        cmocka_unit_test(hlc_is_monotonic_whatever_the_wall_clock_does),
+        cmocka_unit_test(hlc_ignores_a_peer_clock_far_in_the_future),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,553 @@
+/*
+ * test_sync.c — summary, delta and apply between replicas: convergence, idempotence, order
+ * independence, size limits, conflicts, and hostile bytes.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+
+#include "crdt/id.h"
+#include "ledger/codec.h"
+#include "ledger/replica.h"
+#include "ledger/sync.h"
+
+#define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+#define CREDITS_BOUND TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS
+enum { BANK = 1, A = 2, B = 3, L = 4 };
+
+static void open_accounts(tally_replica *r) {
+    tally_account bank = account(BANK, 1, 0), a = account(A, 1, DEBITS_BOUND);
+    tally_account b = account(B, 1, DEBITS_BOUND), l = account(L, 1, CREDITS_BOUND);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    assert_result(tally_create_account(r, &a), TALLY_OK);
+    assert_result(tally_create_account(r, &b), TALLY_OK);
+    assert_result(tally_create_account(r, &l), TALLY_OK);
+}
+
+static int create(tally_replica *r, tally_transfer t) { return tally_create_transfer(r, &t); }
+
+/* Random local activity on one replica: deposits, transfers, pendings, posts, grants. */
+static void random_activity(tally_replica *r, uint64_t *seed, int n, uint64_t id_base) {
+    for (int i = 0; i < n; i++) {
+        uint64_t id = id_base + (uint64_t)i, k = test_rand(seed) % 6, amount = 1 + test_rand(seed) % 50;
+        tally_transfer t;
+        switch (k) {
+        case 0:
+            t = transfer(id, BANK, A + test_rand(seed) % 2, amount);
+            break;
+        case 1:
+            t = transfer(id, L, BANK, amount);
+            break;
+        case 2:
+            t = transfer(id, A, B, amount);
+            break;
+        case 3:
+            t = transfer(id, B, A, amount);
+            t.flags = TALLY_TRANSFER_PENDING;
+            break;
+        case 4:
+            memset(&t, 0, sizeof t);
+            t.id = tid(id);
+            t.pending_id = tid(id - 1 - test_rand(seed) % 4);
+            t.flags = test_rand(seed) % 2 ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
+            break;
+        default:
+            (void)tally_grant(r, tid(A), 1 + test_rand(seed) % 3, 1 + test_rand(seed) % 5);
+            continue;
+        }
+        (void)create(r, t);
+    }
+}
+
+static void make_delta(const op *ops, int n, bytes *out) {
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\1\0\0\0", 8);
+    out->len = 8;
+    block_enc e;
+    block_enc_init(&e);
+    assert_true(block_enc_begin(&e, out));
+    for (int i = 0; i < n; i++) {
+        assert_true(block_enc_op(&e, out, &ops[i]));
+    }
+    block_enc_end(&e, out);
+    block_enc_free(&e);
+}
+
+/* --- convergence --------------------------------------------------------------------------- */
+
+static void a_delta_brings_the_peer_to_the_same_digest(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL);
+    open_accounts(a);
+    uint64_t seed = 1;
+    random_activity(a, &seed, 300, 1000);
+    sync_pair(a, b);
+    assert_converged(a, b);
+    assert_true(replica_check(b));
+    tally_stats sa, sb;
+    tally_get_stats(a, &sa);
+    tally_get_stats(b, &sb);
+    assert_int_equal(sa.ops, sb.ops);
+    assert_int_equal(tally_seen(b, 1), tally_seen(a, 1));
+    tally_close(a);
+    tally_close(b);
+}
+
+static void applying_a_delta_twice_changes_nothing(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL);
+    open_accounts(a);
+    uint64_t seed = 2;
+    random_activity(a, &seed, 200, 1000);
+    uint8_t *summary, *delta, before[16], after[16];
+    size_t summary_len, delta_len;
+    assert_result(tally_summary(b, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(a, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
+    assert_result(tally_apply(b, delta, delta_len), TALLY_OK);
+    digest_of(b, before);
+    assert_result(tally_apply(b, delta, delta_len), TALLY_OK);
+    digest_of(b, after);
+    assert_memory_equal(before, after, 16);
+    /* a delta for an up-to-date peer holds no op */
+    tally_free(summary);
+    tally_free(delta);
+    assert_result(tally_summary(b, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(a, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
+    assert_int_equal(delta_len, 8);
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(a);
+    tally_close(b);
+}
+
+static void merge_order_does_not_change_the_digest(void **state) {
+    (void)state;
+    for (uint64_t trial = 0; trial < 30; trial++) {
+        tally_replica *r[3];
+        for (int i = 0; i < 3; i++) {
+            r[i] = replica_new((uint64_t)i + 1, NULL);
+        }
+        open_accounts(r[0]);
+        uint64_t seed = trial;
+        random_activity(r[0], &seed, 20, 100);
+        sync_all(r, 3);
+        /* concurrent activity on every replica */
+        for (int i = 0; i < 3; i++) {
+            random_activity(r[i], &seed, 60, 1000 * ((uint64_t)i + 2));
+        }
+        /* two observers merge the three in opposite orders, in pieces */
+        tally_replica *x = replica_new(10, NULL), *y = replica_new(11, NULL);
+        for (int i = 0; i < 3; i++) {
+            sync_pair(r[i], x);
+            sync_pair(r[2 - i], y);
+        }
+        assert_converged(x, y);
+        assert_true(replica_check(x));
+        sync_all(r, 3);
+        assert_converged(r[0], x);
+        assert_converged(r[1], r[2]);
+        for (int i = 0; i < 3; i++) {
+            assert_true(replica_check(r[i]));
+            tally_close(r[i]);
+        }
+        tally_close(x);
+        tally_close(y);
+    }
+}
+
+static void max_bytes_bounds_a_delta_but_never_splits_an_op(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL);
+    open_accounts(a);
+    uint64_t seed = 3;
+    random_activity(a, &seed, 400, 1000);
+    size_t limits[] = {1, 60, 200, 1000};
+    for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++) {
+        tally_replica *c = replica_new(3 + k, NULL);
+        int rounds = 0;
+        for (;;) {
+            uint8_t *summary, *delta;
+            size_t summary_len, delta_len;
+            uint64_t before = tally_seen(c, 1);
+            assert_result(tally_summary(c, &summary, &summary_len), TALLY_OK);
+            assert_result(tally_delta(a, summary, summary_len, limits[k], &delta, &delta_len),
+                          TALLY_OK);
+            assert_result(tally_apply(c, delta, delta_len), TALLY_OK);
+            tally_free(summary);
+            tally_free(delta);
+            if (delta_len == 8) {
+                break;
+            }
+            assert_true(tally_seen(c, 1) > before); /* every call makes progress */
+            if (limits[k] == 1) {
+                assert_int_equal(tally_seen(c, 1), before + 1); /* one op when nothing fits */
+            } else if (tally_seen(c, 1) > before + 1) {
+                assert_true(delta_len <= limits[k]);
+            }
+            rounds++;
+        }
+        assert_converged(a, c);
+        assert_true(rounds > 1);
+        tally_close(c);
+    }
+    tally_close(a);
+    tally_close(b);
+}
+
+/* --- conflicts ----------------------------------------------------------------------------- */
+
+static void one_transfer_id_on_two_replicas_is_kept_twice_and_listed(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)};
+    open_accounts(r[0]);
+    sync_all(r, 2);
+    assert_result(create(r[0], transfer(50, BANK, A, 10)), TALLY_OK);
+    assert_result(create(r[1], transfer(50, BANK, A, 20)), TALLY_OK);
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    for (int i = 0; i < 2; i++) {
+        tally_balance b;
+        assert_result(tally_lookup_balance(r[i], tid(A), &b), TALLY_OK);
+        assert_int_equal(b.credits_posted, 30); /* both stay: nothing silently dropped */
+        tally_conflict c[2];
+        size_t n;
+        assert_result(tally_conflicts(r[i], 0, c, 2, &n), TALLY_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(c[0].kind, TALLY_CONFLICT_TRANSFER);
+        assert_int_equal(c[0].winner.origin, 1);
+        assert_int_equal(c[0].other.origin, 2);
+        tally_transfer t;
+        assert_result(tally_lookup_transfer(r[i], tid(50), &t), TALLY_OK);
+        assert_int_equal(t.amount, 10); /* lookups show the smaller dot */
+        assert_result(create(r[i], transfer(50, BANK, A, 10)), TALLY_EXISTS);
+    }
+    size_t n;
+    assert_result(tally_conflicts(r[0], 1, NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 1);
+    assert_result(tally_conflicts(NULL, 0, NULL, 0, &n), TALLY_EINVAL);
+    assert_result(tally_conflicts(r[0], 0, NULL, 1, &n), TALLY_EINVAL);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* Replica 1 opens X bounded; replica 2, cut off, opens X unbounded and spends from it freely.
+ * If the smaller dot simply won, the merged X would be 1000 below its bound. Each open is its
+ * own incarnation instead, with its own balance and rights, and neither breaks its rule. */
+static void conflicting_opens_never_break_a_bound(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)};
+    open_accounts(r[0]);
+    sync_all(r, 2);
+    tally_account bounded = account(77, 1, DEBITS_BOUND), loose = account(77, 1, 0);
+    assert_result(tally_create_account(r[0], &bounded), TALLY_OK);
+    assert_result(tally_create_account(r[1], &loose), TALLY_OK);
+    assert_result(create(r[1], transfer(60, 77, BANK, 1000)), TALLY_OK);
+    assert_result(create(r[0], transfer(61, BANK, 77, 5)), TALLY_OK);
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    for (int i = 0; i < 2; i++) {
+        assert_true(replica_check(r[i]));
+        tally_account seen;
+        assert_result(tally_lookup_account(r[i], tid(77), &seen), TALLY_OK);
+        assert_int_equal(seen.flags, DEBITS_BOUND); /* the smaller dot's fields */
+        tally_balance b;
+        assert_result(tally_lookup_balance(r[i], tid(77), &b), TALLY_OK);
+        assert_int_equal(b.credits_posted, 5);
+        assert_int_equal(b.debits_posted, 0);
+        tally_conflict c;
+        size_t n;
+        assert_result(tally_conflicts(r[i], 0, &c, 1, &n), TALLY_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(c.kind, TALLY_CONFLICT_ACCOUNT);
+        assert_int_equal(c.winner.origin, 1);
+        assert_int_equal(c.other.origin, 2);
+    }
+    /* new writes go to the winner, on either replica */
+    assert_result(create(r[1], transfer(62, 77, BANK, 1)), TALLY_INSUFFICIENT_RIGHTS);
+    assert_result(create(r[0], transfer(62, 77, BANK, 6)), TALLY_EXCEEDS_CREDITS);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+static void identical_concurrent_opens_are_one_account(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)};
+    tally_account a = account(5, 1, DEBITS_BOUND);
+    assert_result(tally_create_account(r[0], &a), TALLY_OK);
+    assert_result(tally_create_account(r[1], &a), TALLY_OK);
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    size_t n;
+    assert_result(tally_conflicts(r[0], 0, NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 0);
+    tally_stats s;
+    tally_get_stats(r[0], &s);
+    assert_int_equal(s.accounts, 1);
+    assert_int_equal(s.ops, 2);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* --- hostile bytes ------------------------------------------------------------------------- */
+
+typedef struct pair {
+    tally_replica *src, *dst;
+    uint8_t *delta;
+    size_t len;
+} pair;
+
+static void pair_make(pair *p, uint64_t seed) {
+    p->src = replica_new(1, NULL);
+    p->dst = replica_new(2, NULL);
+    open_accounts(p->src);
+    random_activity(p->src, &seed, 40, 1000);
+    uint8_t *summary;
+    size_t summary_len;
+    assert_result(tally_summary(p->dst, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(p->src, summary, summary_len, 0, &p->delta, &p->len), TALLY_OK);
+    tally_free(summary);
+}
+
+static void pair_free(pair *p) {
+    tally_free(p->delta);
+    tally_close(p->src);
+    tally_close(p->dst);
+}
+
+/* After anything at all was applied, the correct delta still brings dst to src's digest. */
+static void pair_heals(pair *p) {
+    assert_true(replica_check(p->dst));
+    assert_result(tally_apply(p->dst, p->delta, p->len), TALLY_OK);
+    assert_converged(p->src, p->dst);
+}
+
+static void every_bit_flip_of_a_delta_is_rejected(void **state) {
+    (void)state;
+    pair p;
+    pair_make(&p, 5);
+    uint8_t empty[16];
+    tally_replica *fresh = replica_new(2, NULL);
+    digest_of(fresh, empty);
+    tally_close(fresh);
+    for (size_t bit = 0; bit < p.len * 8; bit++) {
+        p.delta[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_result(tally_apply(p.dst, p.delta, p.len), TALLY_ECORRUPT);
+        p.delta[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        uint8_t d[16];
+        digest_of(p.dst, d);
+        assert_memory_equal(d, empty, 16); /* one block: nothing of it got in */
+    }
+    pair_heals(&p);
+    pair_free(&p);
+}
+
+static void a_delta_cut_at_any_length_applies_a_prefix_or_nothing(void **state) {
+    (void)state;
+    pair p;
+    pair_make(&p, 6);
+    for (size_t len = 0; len < p.len; len++) {
+        tally_replica *dst = replica_new(2, NULL);
+        int rc = tally_apply(dst, p.delta, len);
+        assert_true(rc == TALLY_OK || rc == TALLY_ECORRUPT);
+        if (len == 8) {
+            assert_result(rc, TALLY_OK); /* the header alone is an empty delta */
+        }
+        assert_true(replica_check(dst));
+        assert_result(tally_apply(dst, p.delta, p.len), TALLY_OK);
+        assert_converged(p.src, dst);
+        tally_close(dst);
+    }
+    pair_free(&p);
+}
+
+static void random_bytes_never_break_a_replica(void **state) {
+    (void)state;
+    pair p;
+    pair_make(&p, 7);
+    uint64_t seed = 99;
+    uint8_t junk[512];
+    for (int trial = 0; trial < 2000; trial++) {
+        size_t len = test_rand(&seed) % sizeof junk;
+        for (size_t i = 0; i < len; i++) {
+            junk[i] = (uint8_t)test_rand(&seed);
+        }
+        if (trial % 2 && len >= 8) {
+            memcpy(junk, "TLYD\1\0\0\0", 8); /* get past the header */
+        }
+        assert_result(tally_apply(p.dst, junk, len), len == 8 && trial % 2 ? TALLY_OK : TALLY_ECORRUPT);
+        uint8_t *out;
+        size_t out_len;
+        assert_result(tally_delta(p.src, junk, len, 0, &out, &out_len), TALLY_ECORRUPT);
+        assert_null(out);
+    }
+    pair_heals(&p);
+    assert_result(tally_apply(p.dst, NULL, 5), TALLY_EINVAL);
+    assert_result(tally_apply(NULL, p.delta, p.len), TALLY_EINVAL);
+    assert_result(tally_apply(p.dst, NULL, 0), TALLY_ECORRUPT);
+    pair_free(&p);
+}
+
+static void every_bit_flip_of_a_summary_is_rejected(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL), *c = replica_new(3, NULL);
+    open_accounts(a);
+    open_accounts(b);
+    sync_pair(a, c);
+    sync_pair(b, c);
+    uint8_t *summary, *delta = (uint8_t *)&delta;
+    size_t len, delta_len;
+    assert_result(tally_summary(c, &summary, &len), TALLY_OK);
+    assert_int_equal(len, 12 + 2 * 16 + 8);
+    vclock v;
+    assert_result(sync_summary_decode(summary, len, &v), TALLY_OK);
+    assert_int_equal(vclock_get(&v, 1), 4);
+    assert_int_equal(vclock_get(&v, 2), 4);
+    vclock_free(&v);
+    for (size_t bit = 0; bit < len * 8; bit++) {
+        summary[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_result(tally_delta(a, summary, len, 0, &delta, &delta_len), TALLY_ECORRUPT);
+        assert_null(delta);
+        summary[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    for (size_t cut = 0; cut < len; cut++) {
+        assert_result(tally_delta(a, summary, cut, 0, &delta, &delta_len), TALLY_ECORRUPT);
+    }
+    assert_result(tally_delta(a, NULL, 3, 0, &delta, &delta_len), TALLY_EINVAL);
+    assert_result(tally_delta(NULL, summary, len, 0, &delta, &delta_len), TALLY_EINVAL);
+    assert_result(tally_delta(a, summary, len, 0, NULL, &delta_len), TALLY_EINVAL);
+    assert_result(tally_delta(a, summary, len, 0, &delta, NULL), TALLY_EINVAL);
+    assert_result(tally_summary(NULL, &summary, &len), TALLY_EINVAL);
+    assert_result(tally_summary(a, NULL, &len), TALLY_EINVAL);
+    tally_free(summary);
+    tally_close(a);
+    tally_close(b);
+    tally_close(c);
+}
+
+static op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags) {
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_OPEN;
+    o.origin = origin;
+    o.seq = seq;
+    o.u.account = account(id, 1, flags);
+    return o;
+}
+
+static op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit,
+                      uint8_t debit_flags, uint64_t credit, uint8_t credit_flags,
+                      uint64_t amount) {
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_TRANSFER;
+    o.origin = origin;
+    o.seq = seq;
+    o.u.transfer = transfer(id, debit, credit, amount);
+    o.debit_flags = debit_flags;
+    o.credit_flags = credit_flags;
+    return o;
+}
+
+static void a_gap_in_an_origin_stops_the_delta_there(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL);
+    op ops[3] = {open_op(9, 1, 10, 0), open_op(9, 2, 11, 0), open_op(9, 4, 12, 0)};
+    bytes d = {0};
+    make_delta(ops, 3, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+    assert_int_equal(tally_seen(r, 9), 2); /* the ops before the gap stay */
+    tally_account a;
+    assert_result(tally_lookup_account(r, tid(12), &a), TALLY_NOT_FOUND);
+    assert_true(replica_check(r));
+    bytes_free(&d);
+    tally_close(r);
+}
+
+static void an_op_spending_rights_its_origin_lacks_is_rejected(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL);
+    op ops[4] = {open_op(9, 1, BANK, 0), open_op(9, 2, A, DEBITS_BOUND),
+                 transfer_op(9, 3, 100, BANK, 0, A, DEBITS_BOUND, 50),
+                 /* replica 8 never held any of A's rights */
+                 transfer_op(8, 1, 101, A, DEBITS_BOUND, BANK, 0, 10)};
+    bytes d = {0};
+    make_delta(ops, 4, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+    assert_int_equal(tally_seen(r, 9), 3);
+    assert_int_equal(tally_seen(r, 8), 0);
+    tally_balance b;
+    assert_result(tally_lookup_balance(r, tid(A), &b), TALLY_OK);
+    assert_int_equal(b.debits_posted, 0);
+    /* and one naming an account incarnation that does not exist here */
+    bytes_free(&d);
+    op wrong = transfer_op(9, 4, 102, A, 0, BANK, 0, 10);
+    make_delta(&wrong, 1, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+    assert_int_equal(tally_seen(r, 9), 3);
+    assert_true(replica_check(r));
+    bytes_free(&d);
+    tally_close(r);
+}
+
+static void a_peer_cannot_post_another_replicas_pending(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL);
+    op ops[4] = {open_op(9, 1, BANK, 0), open_op(9, 2, B, DEBITS_BOUND),
+                 transfer_op(9, 3, 100, BANK, 0, B, DEBITS_BOUND, 50),
+                 transfer_op(8, 1, 101, BANK, 0, B, DEBITS_BOUND, 10)};
+    ops[3].u.transfer.flags = TALLY_TRANSFER_PENDING;
+    ops[3].origin = 9;
+    ops[3].seq = 4;
+    op post = ops[3];
+    post.kind = OP_POST;
+    post.origin = 8;
+    post.seq = 1;
+    post.u.transfer.id = tid(102);
+    post.u.transfer.pending_id = tid(101);
+    post.u.transfer.flags = TALLY_TRANSFER_POST_PENDING;
+    bytes d = {0};
+    make_delta(ops, 4, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_OK);
+    bytes_free(&d);
+    make_delta(&post, 1, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+    tally_pending_state st;
+    assert_result(tally_transfer_status(r, tid(101), NULL, &st), TALLY_OK);
+    assert_int_equal(st, TALLY_PENDING_OPEN);
+    bytes_free(&d);
+    tally_close(r);
+}
+
+static void an_origin_may_not_create_one_transfer_id_twice(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL);
+    op ops[4] = {open_op(9, 1, BANK, 0), open_op(9, 2, B, 0),
+                 transfer_op(9, 3, 100, BANK, 0, B, 0, 50), transfer_op(9, 4, 100, BANK, 0, B, 0, 50)};
+    bytes d = {0};
+    make_delta(ops, 4, &d);
+    assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+    assert_int_equal(tally_seen(r, 9), 3);
+    bytes_free(&d);
+    tally_close(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_delta_brings_the_peer_to_the_same_digest),
+        cmocka_unit_test(applying_a_delta_twice_changes_nothing),
+        cmocka_unit_test(merge_order_does_not_change_the_digest),
+        cmocka_unit_test(max_bytes_bounds_a_delta_but_never_splits_an_op),
+        cmocka_unit_test(one_transfer_id_on_two_replicas_is_kept_twice_and_listed),
+        cmocka_unit_test(conflicting_opens_never_break_a_bound),
+        cmocka_unit_test(identical_concurrent_opens_are_one_account),
+        cmocka_unit_test(every_bit_flip_of_a_delta_is_rejected),
+        cmocka_unit_test(a_delta_cut_at_any_length_applies_a_prefix_or_nothing),
+        cmocka_unit_test(random_bytes_never_break_a_replica),
+        cmocka_unit_test(every_bit_flip_of_a_summary_is_rejected),
+        cmocka_unit_test(a_gap_in_an_origin_stops_the_delta_there),
+        cmocka_unit_test(an_op_spending_rights_its_origin_lacks_is_rejected),
+        cmocka_unit_test(a_peer_cannot_post_another_replicas_pending),
+        cmocka_unit_test(an_origin_may_not_create_one_transfer_id_twice),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
