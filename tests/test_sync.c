@@ -416,9 +416,11 @@ static void every_bit_flip_of_a_summary_is_rejected(void **state) {
     assert_result(tally_delta(NULL, summary, len, 0, &delta, &delta_len), TALLY_EINVAL);
     assert_result(tally_delta(a, summary, len, 0, NULL, &delta_len), TALLY_EINVAL);
     assert_result(tally_delta(a, summary, len, 0, &delta, NULL), TALLY_EINVAL);
-    assert_result(tally_summary(NULL, &summary, &len), TALLY_EINVAL);
-    assert_result(tally_summary(a, NULL, &len), TALLY_EINVAL);
     tally_free(summary);
+    assert_result(tally_summary(NULL, &summary, &len), TALLY_EINVAL);
+    assert_null(summary);
+    assert_int_equal(len, 0);
+    assert_result(tally_summary(a, NULL, &len), TALLY_EINVAL);
     tally_close(a);
     tally_close(b);
     tally_close(c);

@@ -96,14 +96,14 @@ static uint64_t sim_clock(void *ctx) {
     return t < 0 ? 0 : (uint64_t)t;
 }
 
-static void fail(const sim *s, const char *what, int rc) {
+static _Noreturn void fail(const sim *s, const char *what, int rc) {
     fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (%s)\n", s->seed, s->step, what,
             tally_result_name(rc));
     fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);
     exit(1);
 }
 
-static void fail_replica(const sim *s, const char *what, int replica) {
+static _Noreturn void fail_replica(const sim *s, const char *what, int replica) {
     fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (replica %d)\n", s->seed, s->step,
             what, replica + 1);
     fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);

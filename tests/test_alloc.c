@@ -1,0 +1,367 @@
+/*
+ * test_alloc.c — out of memory, and every result.
+ *
+ * The library's malloc, calloc and realloc are wrapped at link time (-Wl,--wrap), so a test can
+ * make the Nth allocation from now fail. Each sweep fails allocation 0, 1, 2, ... of one call
+ * until the call succeeds, and checks that every failed attempt returned TALLY_ENOMEM and left
+ * the replica exactly as it was (same digest, invariants intact). Under the ASan build,
+ * LeakSanitizer checks that nothing leaked on any of those paths.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+
+#include "ledger/codec.h"
+#include "ledger/replica.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static long fail_at = -1; /* the allocation, counted from arming, that fails; -1: none */
+static long allocations;
+
+static bool should_fail(void) { return fail_at >= 0 && allocations++ == fail_at; }
+void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return should_fail() ? NULL : __real_calloc(n, size); }
+void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
+
+static void arm(long n) {
+    allocations = 0;
+    fail_at = n;
+}
+static void disarm(void) { fail_at = -1; }
+
+#define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+
+typedef int (*step_fn)(tally_replica *r, void *ctx);
+
+/* Runs step with allocation 0, 1, 2, ... failing until it succeeds; returns its final result. */
+static int sweep(tally_replica *r, step_fn step, void *ctx) {
+    for (long n = 0;; n++) {
+        uint8_t before[16], after[16];
+        digest_of(r, before);
+        arm(n);
+        int rc = step(r, ctx);
+        disarm();
+        if (rc != TALLY_ENOMEM) {
+            return rc;
+        }
+        digest_of(r, after);
+        assert_memory_equal(before, after, 16);
+        assert_true(replica_check(r));
+        assert_true(n < 10000);
+    }
+}
+
+static int step_account(tally_replica *r, void *ctx) {
+    return tally_create_account(r, (const tally_account *)ctx);
+}
+static int step_transfer(tally_replica *r, void *ctx) {
+    return tally_create_transfer(r, (const tally_transfer *)ctx);
+}
+static int step_grant(tally_replica *r, void *ctx) {
+    (void)ctx;
+    return tally_grant(r, tid(2), 99, 5);
+}
+
+static void every_write_survives_running_out_of_memory(void **state) {
+    (void)state;
+    tally_replica *r = NULL;
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.replica_id = 1;
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_open(&o, &r);
+        disarm();
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM);
+        assert_null(r);
+    }
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    tally_account b = account(3, 1, DEBITS_BOUND);
+    assert_result(sweep(r, step_account, &bank), TALLY_OK);
+    assert_result(sweep(r, step_account, &a), TALLY_OK);
+    assert_result(sweep(r, step_account, &b), TALLY_OK);
+    for (uint64_t i = 0; i < 40; i++) {
+        tally_transfer t = transfer(100 + i, 1, 2 + i % 2, 10 + i);
+        assert_result(sweep(r, step_transfer, &t), TALLY_OK);
+    }
+    tally_transfer p = transfer(200, 2, 3, 50);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 1;
+    assert_result(sweep(r, step_transfer, &p), TALLY_OK);
+    tally_transfer post;
+    memset(&post, 0, sizeof post);
+    post.id = tid(201);
+    post.pending_id = tid(200);
+    post.flags = TALLY_TRANSFER_POST_PENDING;
+    int rc = sweep(r, step_transfer, &post);
+    assert_true(rc == TALLY_OK || rc == TALLY_PENDING_EXPIRED); /* the wall clock decides */
+    assert_result(sweep(r, step_grant, NULL), TALLY_OK);
+    assert_true(replica_check(r));
+    tally_close(r);
+}
+
+static void a_batch_out_of_memory_applies_nothing_or_reports_each(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL);
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    assert_result(tally_create_account(r, &a), TALLY_OK);
+    tally_transfer t[64];
+    int results[64];
+    for (uint64_t i = 0; i < 64; i++) {
+        t[i] = transfer(1000 + i, 1, 2, 1);
+    }
+    for (long n = 0;; n++) {
+        uint8_t before[16], after[16];
+        digest_of(r, before);
+        arm(n);
+        int rc = tally_create_transfers(r, t, 64, results);
+        disarm();
+        if (rc == TALLY_ENOMEM) {
+            digest_of(r, after);
+            assert_memory_equal(before, after, 16);
+            continue;
+        }
+        assert_result(rc, TALLY_OK);
+        for (int i = 0; i < 64; i++) {
+            assert_true(results[i] == TALLY_OK || results[i] == TALLY_ENOMEM ||
+                        results[i] == TALLY_EXISTS);
+            tally_transfer got;
+            int found = tally_lookup_transfer(r, t[i].id, &got);
+            assert_result(found, results[i] == TALLY_ENOMEM ? TALLY_NOT_FOUND : TALLY_OK);
+        }
+        assert_true(replica_check(r));
+        bool all = true;
+        for (int i = 0; i < 64; i++) {
+            all &= results[i] == TALLY_OK || results[i] == TALLY_EXISTS;
+        }
+        if (all) {
+            break;
+        }
+    }
+    tally_close(r);
+}
+
+static void sync_survives_running_out_of_memory(void **state) {
+    (void)state;
+    tally_replica *src = replica_new(1, NULL), *dst = replica_new(2, NULL);
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    assert_result(tally_create_account(src, &bank), TALLY_OK);
+    assert_result(tally_create_account(src, &a), TALLY_OK);
+    for (uint64_t i = 0; i < 200; i++) {
+        tally_transfer t = transfer(100 + i, 1, 2, 3);
+        assert_result(tally_create_transfer(src, &t), TALLY_OK);
+    }
+    assert_result(tally_grant(src, tid(2), 2, 7), TALLY_OK);
+    uint8_t *summary = NULL, *delta = NULL;
+    size_t summary_len = 0, delta_len = 0;
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_summary(dst, &summary, &summary_len);
+        disarm();
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM);
+        assert_null(summary);
+    }
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_delta(src, summary, summary_len, 0, &delta, &delta_len);
+        disarm();
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM);
+        assert_null(delta);
+    }
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_apply(dst, delta, delta_len);
+        disarm();
+        assert_true(replica_check(dst));
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM); /* a prefix may be in; the rest comes next time */
+    }
+    assert_converged(src, dst);
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(src);
+    tally_close(dst);
+}
+
+/* --- every result -------------------------------------------------------------------------- */
+
+static bool reached[TALLY_RESULT_COUNT_];
+static int seen(int rc) {
+    assert_true(rc >= 0 && rc < TALLY_RESULT_COUNT_);
+    reached[rc] = true;
+    return rc;
+}
+
+static int create(tally_replica *r, tally_transfer t) {
+    return seen(tally_create_transfer(r, &t));
+}
+
+static tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t amount) {
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = tid(id);
+    t.pending_id = tid(pending_id);
+    t.flags = flag;
+    t.amount = amount;
+    return t;
+}
+
+/* A delta of one OPEN from each of n distinct origins. */
+static void many_origins_delta(uint32_t n, bytes *out) {
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\1\0\0\0", 8);
+    out->len = 8;
+    block_enc e;
+    block_enc_init(&e);
+    assert_true(block_enc_begin(&e, out));
+    for (uint32_t i = 0; i < n; i++) {
+        op o;
+        memset(&o, 0, sizeof o);
+        o.kind = OP_OPEN;
+        o.origin = 1000 + i;
+        o.seq = 1;
+        o.u.account = account(1000000 + i, 1, 0);
+        assert_true(block_enc_op(&e, out, &o));
+    }
+    block_enc_end(&e, out);
+    block_enc_free(&e);
+}
+
+static void every_result_is_reachable(void **state) {
+    (void)state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r = replica_new(1, &clock), *other = replica_new(2, NULL);
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    tally_account l = account(3, 1, TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS);
+    tally_account o = account(4, 2, 0), b = account(5, 1, DEBITS_BOUND);
+    assert_result(seen(tally_create_account(r, &bank)), TALLY_OK);
+    seen(tally_create_account(r, &a));
+    seen(tally_create_account(r, &l));
+    seen(tally_create_account(r, &o));
+    seen(tally_create_account(r, &b));
+    assert_result(seen(tally_create_account(r, &a)), TALLY_EXISTS);
+    a.code = 9;
+    assert_result(seen(tally_create_account(r, &a)), TALLY_EXISTS_WITH_DIFFERENT_FIELDS);
+    tally_account bad = account(0, 1, 0);
+    assert_result(seen(tally_create_account(r, &bad)), TALLY_ID_ZERO);
+    bad = account(9, 0, 0);
+    assert_result(seen(tally_create_account(r, &bad)), TALLY_LEDGER_ZERO);
+    bad = account(9, 1, 3);
+    assert_result(seen(tally_create_account(r, &bad)), TALLY_FLAGS_INVALID);
+    assert_result(create(r, transfer(10, 2, 2, 1)), TALLY_ACCOUNTS_SAME);
+    assert_result(create(r, transfer(10, 9, 2, 1)), TALLY_DEBIT_ACCOUNT_NOT_FOUND);
+    assert_result(create(r, transfer(10, 2, 9, 1)), TALLY_CREDIT_ACCOUNT_NOT_FOUND);
+    assert_result(create(r, transfer(10, 2, 4, 1)), TALLY_LEDGER_MISMATCH);
+    assert_result(create(r, transfer(10, 1, 2, 0)), TALLY_AMOUNT_ZERO);
+    assert_result(create(r, transfer(10, 2, 1, 1)), TALLY_EXCEEDS_CREDITS);
+    assert_result(create(r, transfer(10, 1, 3, 1)), TALLY_EXCEEDS_DEBITS);
+    assert_result(create(r, transfer(10, 1, 2, UINT64_MAX)), TALLY_OK);
+    assert_result(create(r, transfer(11, 1, 2, 1)), TALLY_OVERFLOW);
+    sync_pair(r, other);
+    tally_transfer spend = transfer(11, 2, 5, 1);
+    assert_result(seen(tally_create_transfer(other, &spend)), TALLY_INSUFFICIENT_RIGHTS);
+    tally_transfer p = transfer(12, 2, 5, 10);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 100;
+    assert_result(create(r, p), TALLY_OK);
+    p.id = tid(13);
+    p.timeout_ms = 0;
+    assert_result(create(r, p), TALLY_OK);
+    p.id = tid(14);
+    assert_result(create(r, p), TALLY_OK);
+    sync_pair(r, other);
+    tally_transfer post = finish(20, 13, TALLY_TRANSFER_POST_PENDING, 0);
+    assert_result(seen(tally_create_transfer(other, &post)), TALLY_PENDING_NOT_HERE);
+    assert_result(create(r, post), TALLY_OK);
+    assert_result(create(r, finish(21, 13, TALLY_TRANSFER_POST_PENDING, 0)),
+                  TALLY_PENDING_ALREADY_POSTED);
+    assert_result(create(r, finish(21, 14, TALLY_TRANSFER_VOID_PENDING, 0)), TALLY_OK);
+    assert_result(create(r, finish(22, 14, TALLY_TRANSFER_VOID_PENDING, 0)),
+                  TALLY_PENDING_ALREADY_VOIDED);
+    clock.now_ms += 100;
+    assert_result(create(r, finish(22, 12, TALLY_TRANSFER_POST_PENDING, 0)),
+                  TALLY_PENDING_EXPIRED);
+    assert_result(create(r, finish(22, 99, TALLY_TRANSFER_POST_PENDING, 0)),
+                  TALLY_PENDING_NOT_FOUND);
+    p.id = tid(15);
+    assert_result(create(r, p), TALLY_OK);
+    assert_result(create(r, finish(23, 15, TALLY_TRANSFER_POST_PENDING, 11)),
+                  TALLY_EXCEEDS_PENDING_AMOUNT);
+    assert_result(create(r, finish(23, 15, TALLY_TRANSFER_VOID_PENDING, 3)),
+                  TALLY_PENDING_MISMATCH);
+    assert_result(create(r, finish(23, 23, TALLY_TRANSFER_VOID_PENDING, 0)),
+                  TALLY_PENDING_ID_INVALID);
+    tally_transfer t = transfer(24, 1, 2, 1);
+    t.timeout_ms = 5;
+    assert_result(create(r, t), TALLY_TIMEOUT_NOT_PENDING);
+    assert_result(create(r, transfer(10, 1, 2, UINT64_MAX)), TALLY_EXISTS);
+    assert_result(create(r, transfer(10, 1, 2, 5)), TALLY_EXISTS_WITH_DIFFERENT_FIELDS);
+    t = transfer(24, 1, 2, 1);
+    t.ledger = 0;
+    assert_result(create(r, t), TALLY_LEDGER_ZERO);
+    assert_result(create(r, transfer(0, 1, 2, 1)), TALLY_ID_ZERO);
+    t.ledger = 1;
+    t.flags = 1u << 9;
+    assert_result(create(r, t), TALLY_FLAGS_INVALID);
+    assert_result(seen(tally_grant(r, tid(99), 2, 1)), TALLY_NOT_FOUND);
+    assert_result(seen(tally_grant(r, tid(2), 0, 1)), TALLY_EINVAL);
+    uint8_t junk[12] = "TLYD";
+    assert_result(seen(tally_apply(r, junk, sizeof junk)), TALLY_ECORRUPT);
+    bytes d = {0};
+    many_origins_delta(REPLICA_ORIGINS_MAX, &d);
+    assert_result(seen(tally_apply(other, d.at, d.len)), TALLY_ETOOBIG);
+    assert_true(replica_check(other));
+    bytes_free(&d);
+    uint8_t *summary = (uint8_t *)junk;
+    size_t summary_len;
+    arm(0);
+    int rc = tally_summary(r, &summary, &summary_len);
+    disarm();
+    assert_result(seen(rc), TALLY_ENOMEM);
+    assert_null(summary);
+    /* EIO and ELOCKED come from the journal of a durable replica, which this build does not
+     * have yet: tally_open refuses a directory with TALLY_EINVAL. */
+    tally_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.dir = "/tmp";
+    tally_replica *durable = NULL;
+    assert_result(seen(tally_open(&opts, &durable)), TALLY_EINVAL);
+    for (int k = 0; k < TALLY_RESULT_COUNT_; k++) {
+        if (k == TALLY_EIO || k == TALLY_ELOCKED) {
+            continue;
+        }
+        if (!reached[k]) {
+            fail_msg("result %s was never reached", tally_result_name(k));
+        }
+    }
+    tally_close(r);
+    tally_close(other);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_write_survives_running_out_of_memory),
+        cmocka_unit_test(a_batch_out_of_memory_applies_nothing_or_reports_each),
+        cmocka_unit_test(sync_survives_running_out_of_memory),
+        cmocka_unit_test(every_result_is_reachable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
