@@ -46,6 +46,9 @@ static bool idmap_resize(idmap *m, size_t capacity) {
 }
 
 bool idmap_reserve(idmap *m, size_t n) {
+    if (m->slots != NULL && n <= ((size_t)m->mask + 1) / 4 * 3) {
+        return true;
+    }
     size_t capacity = 16;
     while (capacity / 4 * 3 < n) {
         if (capacity >= IDMAP_CAPACITY_MAX) {

@@ -150,7 +150,7 @@ static uint32_t pending_find(const tally_replica *r, tally_id id, uint32_t origi
     for (uint32_t i = idmap_get(&r->transfer_map, id); i != NONE; i = r->transfers.at[i].next) {
         const transfer_rec *p = &r->transfers.at[i];
         if (p->origin == origin && p->kind == OP_TRANSFER) {
-            return (p->t.flags & TALLY_TRANSFER_PENDING) ? i : NONE;
+            return (p->flags & TALLY_TRANSFER_PENDING) ? i : NONE;
         }
     }
     return NONE;
@@ -204,7 +204,8 @@ static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t 
     return TALLY_OK;
 }
 
-static int transfer_validate(const tally_replica *r, const op *o, uint32_t origin, bool local) {
+static int transfer_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
+    uint32_t origin = refs->origin;
     const tally_transfer *t = &o->u.transfer;
     bool by_timeout = o->kind == OP_VOID && o->expired;
     if (!by_timeout && id_is_zero(t->id)) {
@@ -226,11 +227,13 @@ static int transfer_validate(const tally_replica *r, const op *o, uint32_t origi
     if (!local && !by_timeout && origin != NONE && transfer_from_origin(r, t->id, origin)) {
         return TALLY_EXISTS; /* an origin never creates one id twice */
     }
-    uint32_t di = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
+    uint32_t di = refs->debit =
+        replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
     if (di == NONE) {
         return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
     }
-    uint32_t ci = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+    uint32_t ci = refs->credit =
+        replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
     if (ci == NONE) {
         return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
     }
@@ -238,7 +241,7 @@ static int transfer_validate(const tally_replica *r, const op *o, uint32_t origi
     uint64_t p = 0;
     bool pending = (t->flags & TALLY_TRANSFER_PENDING) != 0;
     if (o->kind != OP_TRANSFER) {
-        uint32_t pi = pending_find(r, t->pending_id, origin);
+        uint32_t pi = refs->pending = pending_find(r, t->pending_id, origin);
         if (pi == NONE) {
             return TALLY_PENDING_NOT_FOUND;
         }
@@ -252,11 +255,11 @@ static int transfer_validate(const tally_replica *r, const op *o, uint32_t origi
         if (pr->state == TALLY_PENDING_TIMED_OUT) {
             return TALLY_PENDING_EXPIRED;
         }
-        if (pr->debit != di || pr->credit != ci || pr->t.code != t->code ||
-            (by_timeout && pr->t.timeout_ms == 0)) {
+        if (pr->debit != di || pr->credit != ci || pr->code != t->code ||
+            (by_timeout && pr->timeout_ms == 0)) {
             return TALLY_PENDING_MISMATCH;
         }
-        p = pr->t.amount;
+        p = pr->amount;
         if (t->amount > p) {
             return TALLY_EXCEEDS_PENDING_AMOUNT;
         }
@@ -280,12 +283,13 @@ static int transfer_validate(const tally_replica *r, const op *o, uint32_t origi
     return side_check_rights(c, false, origin, take, give, local);
 }
 
-static int grant_validate(const tally_replica *r, const op *o, uint32_t origin, bool local) {
+static int grant_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
+    uint32_t origin = refs->origin;
     if (id_is_zero(o->u.grant.account)) {
         return TALLY_ID_ZERO;
     }
-    uint32_t ai = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
-                                       o->u.grant.account_flags);
+    uint32_t ai = refs->debit = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
+                                                     o->u.grant.account_flags);
     if (ai == NONE) {
         return TALLY_NOT_FOUND;
     }
@@ -308,20 +312,20 @@ static int grant_validate(const tally_replica *r, const op *o, uint32_t origin, 
     return TALLY_OK;
 }
 
-int op_validate(const tally_replica *r, const op *o, bool local) {
+int op_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
+    refs->debit = refs->credit = refs->pending = NONE;
     if (o->origin == 0 || o->seq == 0) {
         return TALLY_ECORRUPT;
     }
-    uint32_t origin = replica_origin_find(r, o->origin);
     switch (o->kind) {
     case OP_OPEN:
         return account_check_fields(&o->u.account);
     case OP_TRANSFER:
     case OP_POST:
     case OP_VOID:
-        return transfer_validate(r, o, origin, local);
+        return transfer_validate(r, o, local, refs);
     case OP_GRANT:
-        return grant_validate(r, o, origin, local);
+        return grant_validate(r, o, local, refs);
     default:
         return TALLY_ECORRUPT;
     }
@@ -453,34 +457,40 @@ static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfe
 
 static void transfer_link_by_id(tally_replica *r, uint32_t ti) {
     transfer_rec *t = &r->transfers.at[ti];
-    uint32_t head = idmap_get(&r->transfer_map, t->t.id);
+    uint32_t head = idmap_get(&r->transfer_map, t->id);
     if (head == NONE) {
-        idmap_put(&r->transfer_map, t->t.id, ti); /* reserved by the caller */
+        idmap_put(&r->transfer_map, t->id, ti); /* reserved by the caller */
         return;
     }
     if (r->transfers.at[head].next == NONE) {
-        r->conflicted_transfers.at[r->conflicted_transfers.count++] = t->t.id;
+        r->conflicted_transfers.at[r->conflicted_transfers.count++] = t->id;
     }
     const transfer_rec *h = &r->transfers.at[head];
     if (dot_less(r->origins.at[t->origin].id, t->seq, r->origins.at[h->origin].id, h->seq)) {
         t->next = head;
-        idmap_put(&r->transfer_map, t->t.id, ti);
+        idmap_put(&r->transfer_map, t->id, ti);
     } else {
         t->next = h->next;
         r->transfers.at[head].next = ti;
     }
 }
 
-static void transfer_apply(tally_replica *r, const op *o, uint32_t origin) {
+static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin) {
     const tally_transfer *t = &o->u.transfer;
     uint32_t ti = r->transfers.count++;
     transfer_rec *rec = &r->transfers.at[ti];
-    rec->t = *t;
+    rec->id = t->id;
+    rec->amount = t->amount;
+    rec->user_data = t->user_data;
+    rec->ledger = t->ledger;
+    rec->timeout_ms = t->timeout_ms;
+    rec->code = t->code;
+    rec->flags = t->flags;
     rec->seq = o->seq;
     rec->hlc = o->hlc;
     rec->origin = origin;
-    rec->debit = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
-    rec->credit = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+    rec->debit = refs->debit;
+    rec->credit = refs->credit;
     rec->link = NONE;
     rec->next = NONE;
     rec->kind = o->kind;
@@ -489,9 +499,9 @@ static void transfer_apply(tally_replica *r, const op *o, uint32_t origin) {
     rec->state = pending ? TALLY_PENDING_OPEN : TALLY_PENDING_NONE;
     uint64_t p = 0;
     if (o->kind != OP_TRANSFER) {
-        uint32_t pi = pending_find(r, t->pending_id, origin);
+        uint32_t pi = refs->pending;
         transfer_rec *pr = &r->transfers.at[pi];
-        p = pr->t.amount;
+        p = pr->amount;
         pr->link = ti;
         pr->state = o->kind == OP_POST ? TALLY_PENDING_POSTED
                     : o->expired       ? TALLY_PENDING_TIMED_OUT
@@ -511,11 +521,11 @@ static void transfer_apply(tally_replica *r, const op *o, uint32_t origin) {
     }
 }
 
-static void grant_apply(tally_replica *r, const op *o, uint32_t origin, uint32_t to) {
+static void grant_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin,
+                        uint32_t to) {
     uint32_t gi = r->grants.count++;
     grant_rec *g = &r->grants.at[gi];
-    g->account = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
-                                      o->u.grant.account_flags);
+    g->account = refs->debit;
     g->origin = origin;
     g->to = to;
     g->seq = o->seq;
@@ -528,16 +538,14 @@ static void grant_apply(tally_replica *r, const op *o, uint32_t origin, uint32_t
 }
 
 /* Reserves rights entries for holder on the accounts a transfer-like op touches. */
-static bool transfer_reserve_rights(tally_replica *r, const op *o, uint32_t holder) {
-    const tally_transfer *t = &o->u.transfer;
-    uint32_t di = replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
-    uint32_t ci = replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
-    return rights_reserve(&r->accounts.at[di].rights, holder) &&
-           rights_reserve(&r->accounts.at[ci].rights, holder);
+static bool transfer_reserve_rights(tally_replica *r, const op_refs *refs, uint32_t holder) {
+    return rights_reserve(&r->accounts.at[refs->debit].rights, holder) &&
+           rights_reserve(&r->accounts.at[refs->credit].rights, holder);
 }
 
 /* Allocates everything op_apply will need, so that applying cannot fail halfway. */
-static int op_reserve(tally_replica *r, const op *o, uint32_t origin, uint32_t *to) {
+static int op_reserve(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin,
+                      uint32_t *to) {
     origin_rec *orr = &r->origins.at[origin];
     if (orr->seq >= UINT32_MAX || !ARRAY_RESERVE(r->journal, 1)) {
         return r->journal.count >= REPLICA_RECORDS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
@@ -565,7 +573,7 @@ static int op_reserve(tally_replica *r, const op *o, uint32_t origin, uint32_t *
         if (!ARRAY_RESERVE(r->transfers, 1) || !ARRAY_RESERVE(r->expiries, 1) ||
             !ARRAY_RESERVE(r->conflicted_transfers, 1) ||
             !idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + 1) ||
-            !transfer_reserve_rights(r, o, origin)) {
+            !transfer_reserve_rights(r, refs, origin)) {
             return TALLY_ENOMEM;
         }
         return TALLY_OK;
@@ -574,9 +582,8 @@ static int op_reserve(tally_replica *r, const op *o, uint32_t origin, uint32_t *
         if (*to == NONE) {
             return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
         }
-        uint32_t ai = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
-                                           o->u.grant.account_flags);
-        if (!ARRAY_RESERVE(r->grants, 1) || !rights_reserve(&r->accounts.at[ai].rights, *to)) {
+        if (!ARRAY_RESERVE(r->grants, 1) ||
+            !rights_reserve(&r->accounts.at[refs->debit].rights, *to)) {
             return TALLY_ENOMEM;
         }
         return TALLY_OK;
@@ -585,14 +592,14 @@ static int op_reserve(tally_replica *r, const op *o, uint32_t origin, uint32_t *
     return TALLY_ECORRUPT;
 }
 
-int op_apply(tally_replica *r, const op *o) {
-    uint32_t origin = replica_origin_get(r, o->origin);
+int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms) {
+    uint32_t origin = refs->origin != NONE ? refs->origin : replica_origin_get(r, o->origin);
     if (origin == NONE) {
         return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
     }
     assert(r->origins.at[origin].seq + 1 == o->seq);
     uint32_t to = NONE;
-    int rc = op_reserve(r, o, origin, &to);
+    int rc = op_reserve(r, o, refs, origin, &to);
     if (rc != TALLY_OK) {
         return rc;
     }
@@ -606,11 +613,11 @@ int op_apply(tally_replica *r, const op *o) {
     case OP_POST:
     case OP_VOID:
         index = r->transfers.count;
-        transfer_apply(r, o, origin);
+        transfer_apply(r, o, refs, origin);
         break;
     case OP_GRANT:
         index = r->grants.count;
-        grant_apply(r, o, origin, to);
+        grant_apply(r, o, refs, origin, to);
         break;
     }
     origin_rec *orr = &r->origins.at[origin];
@@ -618,6 +625,6 @@ int op_apply(tally_replica *r, const op *o) {
     journal_entry *j = &r->journal.at[r->journal.count++];
     j->kind = o->kind;
     j->index = index;
-    hlc_observe(&r->clock, o->hlc, replica_now_ms(r));
+    hlc_observe(&r->clock, o->hlc, now_ms);
     return TALLY_OK;
 }

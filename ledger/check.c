@@ -32,10 +32,10 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
     bool d_prod = da->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS;
     bool c_cons = ca->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS;
     bool c_prod = ca->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
-    uint64_t a = t->t.amount;
+    uint64_t a = t->amount;
     bool ok = true;
     if (t->kind == OP_TRANSFER) {
-        bool pending = t->t.flags & TALLY_TRANSFER_PENDING;
+        bool pending = t->flags & TALLY_TRANSFER_PENDING;
         u128_add(pending ? &d->dq : &d->dp, a);
         u128_add(pending ? &c->cq : &c->cp, a);
         ok = ok && (!d_cons || take(&d->rights, t->origin, a));
@@ -44,7 +44,7 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
         ok = ok && (pending || !c_prod || rights_add(&c->rights, t->origin, a));
         return ok;
     }
-    uint64_t p = r->transfers.at[t->link].t.amount;
+    uint64_t p = r->transfers.at[t->link].amount;
     ok = u128_sub(&d->dq, p) && u128_sub(&c->cq, p);
     if (t->kind == OP_POST) {
         u128_add(&d->dp, a);
@@ -170,7 +170,7 @@ static bool check_journal(const tally_replica *r) {
     uint64_t open = 0;
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
-        if (t->kind == OP_TRANSFER && (t->t.flags & TALLY_TRANSFER_PENDING)) {
+        if (t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING)) {
             open += t->state == TALLY_PENDING_OPEN;
             if ((t->state == TALLY_PENDING_OPEN) != (t->link == NONE)) {
                 return false;

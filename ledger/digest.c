@@ -110,14 +110,16 @@ int tally_digest(const tally_replica *r, uint8_t out[16]) {
     }
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
+        tally_transfer view;
+        transfer_view(r, t, &view);
         e.n = 0;
-        transfer_fields(&e, &t->t);
+        transfer_fields(&e, &view);
         e64(&e, origin_id(r, t->origin));
         e64(&e, t->seq);
         e64(&e, t->hlc);
         e64(&e, (uint64_t)t->kind << 16 | (uint64_t)t->state << 8 | t->expired);
         e64(&e, (uint64_t)r->accounts.at[t->debit].flags << 8 | r->accounts.at[t->credit].flags);
-        e64(&e, (uint64_t)(t->expired || idmap_get(&r->transfer_map, t->t.id) == i));
+        e64(&e, (uint64_t)(t->expired || idmap_get(&r->transfer_map, t->id) == i));
         sum_add(&sums[4], &e);
     }
     for (uint32_t i = 0; i < r->grants.count; i++) {

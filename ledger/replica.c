@@ -302,6 +302,22 @@ static int transfer_lookup(const tally_replica *r, tally_id id, const transfer_r
     return TALLY_OK;
 }
 
+void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out) {
+    memset(out, 0, sizeof *out);
+    out->id = t->id;
+    out->debit_account_id = r->accounts.at[t->debit].id;
+    out->credit_account_id = r->accounts.at[t->credit].id;
+    if (t->kind != OP_TRANSFER) {
+        out->pending_id = r->transfers.at[t->link].id;
+    }
+    out->amount = t->amount;
+    out->user_data = t->user_data;
+    out->ledger = t->ledger;
+    out->timeout_ms = t->timeout_ms;
+    out->code = t->code;
+    out->flags = t->flags;
+}
+
 int tally_lookup_transfer(const tally_replica *r, tally_id transfer_id, tally_transfer *out) {
     if (out == NULL) {
         return TALLY_EINVAL;
@@ -310,7 +326,7 @@ int tally_lookup_transfer(const tally_replica *r, tally_id transfer_id, tally_tr
     const transfer_rec *t;
     int rc = transfer_lookup(r, transfer_id, &t);
     if (rc == TALLY_OK) {
-        *out = t->t;
+        transfer_view(r, t, out);
     }
     return rc;
 }

@@ -60,15 +60,18 @@ typedef struct account_rec {
 } account_rec;
 
 typedef struct transfer_rec {
-    tally_transfer t; /* resolved: as applied */
+    tally_id id; /* zero for a VOID by timeout */
+    uint64_t amount, user_data;
     uint64_t seq, hlc;
-    uint32_t origin;         /* origins[] index */
-    uint32_t debit, credit;  /* accounts[] indices */
-    uint32_t link;           /* pending: its POST/VOID record; POST/VOID: its pending; or NONE */
-    uint32_t next;           /* next record with the same id, NONE at the end */
-    uint8_t kind;            /* op_kind */
-    uint8_t state;           /* tally_pending_state */
-    uint8_t expired;         /* VOID by timeout */
+    uint32_t ledger, timeout_ms;
+    uint32_t origin;        /* origins[] index */
+    uint32_t debit, credit; /* accounts[] indices: the accounts' ids live there */
+    uint32_t link;          /* pending: its POST/VOID record; POST/VOID: its pending; or NONE */
+    uint32_t next;          /* next record with the same id, NONE at the end */
+    uint16_t code, flags;
+    uint8_t kind;           /* op_kind */
+    uint8_t state;          /* tally_pending_state */
+    uint8_t expired;        /* VOID by timeout */
 } transfer_rec;
 
 typedef struct grant_rec {
@@ -143,6 +146,9 @@ static inline uint32_t replica_account_head(const tally_replica *r, tally_id id)
     return idmap_get(&r->account_map, id);
 }
 
+/* A transfer record as the API shows it (resolved: a post names its amount and accounts). */
+void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out);
+
 /* The spendable amount of a bounded incarnation (0 for an unbounded one). */
 u128 account_spendable(const account_rec *a);
 
@@ -155,12 +161,20 @@ static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b
 uint64_t replica_now_ms(const tally_replica *r);
 
 /* --- ledger/apply.c --- */
-/* Checks that a resolved op may be applied to the current state. For a local op the result is
- * what the caller is told; for a remote op anything but TALLY_OK means the op is invalid. */
-int op_validate(const tally_replica *r, const op *o, bool local);
-/* Applies a validated op. Allocates first, mutates after: on TALLY_ENOMEM or TALLY_ETOOBIG
- * nothing has changed. */
-int op_apply(tally_replica *r, const op *o);
+/* What op_validate found, so that op_apply need not look it up again. */
+typedef struct op_refs {
+    uint32_t origin;        /* origins[] index of the op's origin; NONE if not known yet */
+    uint32_t debit, credit; /* transfers: the incarnations; a grant's account is in debit */
+    uint32_t pending;       /* POST/VOID: the pending transfer */
+} op_refs;
+/* Checks that a resolved op may be applied to the current state, filling refs. For a local op
+ * the result is what the caller is told; for a remote op anything but TALLY_OK means the op is
+ * invalid. */
+int op_validate(const tally_replica *r, const op *o, bool local, op_refs *refs);
+/* Applies an op that op_validate accepted with these refs, with nothing changed in between;
+ * now_ms is the wall clock the HLC is advanced against. Allocates first, mutates after: on
+ * TALLY_ENOMEM or TALLY_ETOOBIG nothing has changed. */
+int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms);
 /* Field checks that need no state, shared by local requests and decoded ops. */
 int transfer_check_fields(const tally_transfer *t);
 int account_check_fields(const tally_account *a);

@@ -37,6 +37,8 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 #define DELTA_HEADER 8
 /* Blocks are closed at about this size: big enough that the dictionaries pay off. */
 #define DELTA_BLOCK_TARGET (UINT32_C(1) << 20)
+/* Ops decoded ahead of applying, so their hash-table lookups overlap. */
+#define APPLY_AHEAD 16
 
 void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
     const journal_entry *j = &r->journal.at[position];
@@ -72,7 +74,7 @@ void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
         o->expired = t->expired;
         o->debit_flags = (uint8_t)r->accounts.at[t->debit].flags;
         o->credit_flags = (uint8_t)r->accounts.at[t->credit].flags;
-        o->u.transfer = t->t;
+        transfer_view(r, t, &o->u.transfer);
         break;
     }
     }
@@ -236,16 +238,23 @@ done:
 
 /* --- apply --------------------------------------------------------------------------------- */
 
-/* Applies one decoded op: skip what is here, refuse gaps and invalid ops. */
-static int apply_one(tally_replica *r, const op *o) {
-    uint64_t have = tally_seen(r, o->origin);
+/* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
+ * previous op's origin, since ops of one origin come in runs. */
+static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_ms) {
+    op_refs refs;
+    refs.origin = last->origin != NONE && r->origins.at[last->origin].id == o->origin
+                      ? last->origin
+                      : replica_origin_find(r, o->origin);
+    uint64_t have = refs.origin != NONE ? r->origins.at[refs.origin].seq : 0;
     if (o->seq <= have) {
         return TALLY_OK;
     }
-    if (o->seq != have + 1 || op_validate(r, o, false) != TALLY_OK) {
+    if (o->seq != have + 1 || op_validate(r, o, false, &refs) != TALLY_OK) {
         return TALLY_ECORRUPT;
     }
-    return op_apply(r, o);
+    int rc = op_apply(r, o, &refs, now_ms);
+    last->origin = replica_origin_find(r, o->origin);
+    return rc;
 }
 
 /* Makes room for a block's ops ahead of time: fewer, larger allocations on the hot path. */
@@ -264,6 +273,8 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
         return TALLY_ECORRUPT;
     }
     size_t at = DELTA_HEADER;
+    op_refs last = {NONE, NONE, NONE, NONE};
+    uint64_t now_ms = replica_now_ms(r);
     while (at < len) {
         block_dec dec;
         size_t block_len;
@@ -272,10 +283,25 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
             apply_reserve(r, dec.remaining);
         }
         while (rc == TALLY_OK && dec.remaining > 0) {
-            op o;
-            rc = block_dec_op(&dec, &o);
+            /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
+             * them in order; a decoding error still lets the ops before it apply. */
+            op batch[APPLY_AHEAD];
+            int n = 0, decoded = TALLY_OK;
+            while (n < APPLY_AHEAD && dec.remaining > 0) {
+                decoded = block_dec_op(&dec, &batch[n]);
+                if (decoded != TALLY_OK) {
+                    break;
+                }
+                if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
+                    idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
+                }
+                n++;
+            }
+            for (int i = 0; i < n && rc == TALLY_OK; i++) {
+                rc = apply_one(r, &batch[i], &last, now_ms);
+            }
             if (rc == TALLY_OK) {
-                rc = apply_one(r, &o);
+                rc = decoded;
             }
         }
         if (rc == TALLY_OK && !block_dec_done(&dec)) {

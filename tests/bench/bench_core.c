@@ -1,0 +1,345 @@
+/*
+ * bench_core.c — `make bench`: the in-memory engine against SQLite, side by side in one run.
+ *
+ * Workload: 10,000 accounts that may not go below zero (each funded at the start) and batches
+ * of 8,189 transfers between random pairs of them, with random 128-bit ids. tally runs
+ * tally_create_transfers per batch; SQLite runs the same transfers with the same overdraft rule
+ * (a guarded UPDATE) in one transaction per batch, WAL mode, synchronous=OFF. Both must accept
+ * exactly the same transfers (checked). Then a second replica applies the deltas the first
+ * one produces for it: apply rate, delta size per transfer.
+ *
+ * Options: --batches N (default 100), --smoke (a quick run for ctest that checks results only).
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "tally.h"
+
+#define BATCH 8189
+#define ACCOUNTS 10000
+#define FUNDING 1000
+
+static uint64_t rng_state = 0x243f6a8885a308d3u;
+static uint64_t rnd(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int rc) {
+    fprintf(stderr, "bench: %s: %s\n", what, tally_result_name(rc));
+    exit(1);
+}
+
+static tally_id random_id(void) {
+    tally_id id = {rnd(), rnd() | 1};
+    return id;
+}
+
+/* --- SQLite, the baseline ------------------------------------------------------------------ */
+
+typedef struct sql {
+    sqlite3 *db;
+    sqlite3_stmt *debit, *credit, *insert, *begin, *commit;
+    char path[64];
+} sql;
+
+static void sql_exec(sql *s, const char *q) {
+    char *err = NULL;
+    if (sqlite3_exec(s->db, q, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "bench: sqlite: %s: %s\n", q, err);
+        exit(1);
+    }
+}
+
+static sqlite3_stmt *sql_prepare(sql *s, const char *q) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "bench: sqlite prepare: %s\n", sqlite3_errmsg(s->db));
+        exit(1);
+    }
+    return st;
+}
+
+static void sql_open(sql *s) {
+    snprintf(s->path, sizeof s->path, "/tmp/tally-bench-%d.db", (int)getpid());
+    unlink(s->path);
+    if (sqlite3_open(s->path, &s->db) != SQLITE_OK) {
+        fprintf(stderr, "bench: cannot open %s\n", s->path);
+        exit(1);
+    }
+    sql_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;");
+    sql_exec(s, "CREATE TABLE accounts (id BLOB PRIMARY KEY, debits_posted INTEGER NOT NULL, "
+                "credits_posted INTEGER NOT NULL) WITHOUT ROWID;"
+                "CREATE TABLE transfers (id BLOB PRIMARY KEY, debit BLOB NOT NULL, "
+                "credit BLOB NOT NULL, amount INTEGER NOT NULL, ledger INTEGER, code INTEGER) "
+                "WITHOUT ROWID;");
+    /* The overdraft rule: a debit applies only while credits cover it. */
+    s->debit = sql_prepare(s, "UPDATE accounts SET debits_posted = debits_posted + ?2 "
+                              "WHERE id = ?1 AND credits_posted - debits_posted >= ?2");
+    s->credit = sql_prepare(s, "UPDATE accounts SET credits_posted = credits_posted + ?2 "
+                               "WHERE id = ?1");
+    s->insert = sql_prepare(s, "INSERT INTO transfers VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    s->begin = sql_prepare(s, "BEGIN");
+    s->commit = sql_prepare(s, "COMMIT");
+}
+
+static void sql_close(sql *s) {
+    sqlite3_finalize(s->debit);
+    sqlite3_finalize(s->credit);
+    sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    sqlite3_close(s->db);
+    unlink(s->path);
+    char wal[80];
+    snprintf(wal, sizeof wal, "%s-wal", s->path);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s-shm", s->path);
+    unlink(wal);
+}
+
+static void step_done(sqlite3_stmt *st) {
+    sqlite3_step(st);
+    sqlite3_reset(st);
+}
+
+static void blob(uint8_t out[16], tally_id id) {
+    memcpy(out, &id.hi, 8);
+    memcpy(out + 8, &id.lo, 8);
+}
+
+/* One batch in one transaction; returns how many transfers were accepted. */
+static size_t sql_batch(sql *s, const tally_transfer *t, size_t n) {
+    size_t ok = 0;
+    step_done(s->begin);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t id[16], d[16], c[16];
+        blob(id, t[i].id);
+        blob(d, t[i].debit_account_id);
+        blob(c, t[i].credit_account_id);
+        sqlite3_bind_blob(s->debit, 1, d, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s->debit, 2, (sqlite3_int64)t[i].amount);
+        step_done(s->debit);
+        if (sqlite3_changes(s->db) == 0) {
+            continue; /* refused: would overdraw (a funded account always exists here) */
+        }
+        sqlite3_bind_blob(s->credit, 1, c, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s->credit, 2, (sqlite3_int64)t[i].amount);
+        step_done(s->credit);
+        sqlite3_bind_blob(s->insert, 1, id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(s->insert, 2, d, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(s->insert, 3, c, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s->insert, 4, (sqlite3_int64)t[i].amount);
+        sqlite3_bind_int64(s->insert, 5, t[i].ledger);
+        sqlite3_bind_int64(s->insert, 6, t[i].code);
+        step_done(s->insert);
+        ok++;
+    }
+    step_done(s->commit);
+    return ok;
+}
+
+static void sql_fund(sql *s, const tally_id *accounts) {
+    sqlite3_stmt *ins = sql_prepare(s, "INSERT INTO accounts VALUES (?1, 0, ?2)");
+    step_done(s->begin);
+    for (int i = 0; i < ACCOUNTS; i++) {
+        uint8_t id[16];
+        blob(id, accounts[i]);
+        sqlite3_bind_blob(ins, 1, id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, FUNDING);
+        step_done(ins);
+    }
+    step_done(s->commit);
+    sqlite3_finalize(ins);
+}
+
+/* --- tally --------------------------------------------------------------------------------- */
+
+static tally_replica *tally_setup(uint64_t id, const tally_id *accounts, tally_id bank) {
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.replica_id = id;
+    tally_replica *r;
+    int rc = tally_open(&o, &r);
+    if (rc != TALLY_OK) {
+        die("open", rc);
+    }
+    tally_account a = {bank, 0, 1, 1, 0};
+    if ((rc = tally_create_account(r, &a)) != TALLY_OK) {
+        die("open bank", rc);
+    }
+    tally_transfer *fund = calloc(ACCOUNTS, sizeof *fund);
+    int *results = calloc(ACCOUNTS, sizeof *results);
+    for (int i = 0; i < ACCOUNTS; i++) {
+        tally_account acc = {accounts[i], 0, 1, 1, TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS};
+        if ((rc = tally_create_account(r, &acc)) != TALLY_OK) {
+            die("open account", rc);
+        }
+        fund[i].id = random_id();
+        fund[i].debit_account_id = bank;
+        fund[i].credit_account_id = accounts[i];
+        fund[i].amount = FUNDING;
+        fund[i].ledger = 1;
+        fund[i].code = 1;
+    }
+    if ((rc = tally_create_transfers(r, fund, ACCOUNTS, results)) != TALLY_OK) {
+        die("fund", rc);
+    }
+    free(fund);
+    free(results);
+    return r;
+}
+
+int main(int argc, char **argv) {
+    int batches = 100;
+    bool smoke = false, only_tally = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--smoke")) {
+            smoke = true;
+            batches = 3;
+        } else if (!strcmp(argv[i], "--only-tally")) {
+            only_tally = true; /* for profiling: skips SQLite and the comparison */
+        } else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            batches = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: tally_bench [--batches N] [--smoke] [--only-tally]\n");
+            return 2;
+        }
+    }
+    size_t n = (size_t)batches * BATCH;
+    tally_id *accounts = malloc(ACCOUNTS * sizeof *accounts);
+    for (int i = 0; i < ACCOUNTS; i++) {
+        accounts[i] = random_id();
+    }
+    tally_id bank = random_id();
+    tally_transfer *t = calloc(n, sizeof *t);
+    for (size_t i = 0; i < n; i++) {
+        t[i].id = random_id();
+        uint64_t d = rnd() % ACCOUNTS, c = rnd() % (ACCOUNTS - 1);
+        t[i].debit_account_id = accounts[d];
+        t[i].credit_account_id = accounts[c >= d ? c + 1 : c];
+        t[i].amount = 1 + rnd() % 100;
+        t[i].ledger = 1;
+        t[i].code = 1;
+    }
+    int *results = malloc(BATCH * sizeof *results);
+
+    printf("tally bench: %d batches of %d transfers over %d accounts (random 128-bit ids)\n",
+           batches, BATCH, ACCOUNTS);
+    /* tally */
+    tally_replica *r = tally_setup(1, accounts, bank);
+    size_t tally_ok = 0;
+    double t0 = now_s();
+    for (int b = 0; b < batches; b++) {
+        int rc = tally_create_transfers(r, t + (size_t)b * BATCH, BATCH, results);
+        if (rc != TALLY_OK) {
+            die("create_transfers", rc);
+        }
+        for (int i = 0; i < BATCH; i++) {
+            tally_ok += results[i] == TALLY_OK;
+        }
+    }
+    double tally_s = now_s() - t0;
+
+    /* SQLite */
+    size_t sql_ok = tally_ok;
+    double sql_s = 1;
+    if (!only_tally) {
+        sql s;
+        sql_open(&s);
+        sql_fund(&s, accounts);
+        sql_ok = 0;
+        t0 = now_s();
+        for (int b = 0; b < batches; b++) {
+            sql_ok += sql_batch(&s, t + (size_t)b * BATCH, BATCH);
+        }
+        sql_s = now_s() - t0;
+        sql_close(&s);
+    }
+    if (sql_ok != tally_ok) {
+        fprintf(stderr, "bench: tally accepted %zu transfers, SQLite %zu: they must agree\n",
+                tally_ok, sql_ok);
+        return 1;
+    }
+
+    /* sync: a second replica with the same accounts pulls everything the first one has */
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.replica_id = 2;
+    tally_replica *peer;
+    tally_open(&o, &peer);
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len, delta_bytes = 0, deltas = 0;
+    double delta_s = 0, apply_s = 0;
+    tally_stats st;
+    tally_get_stats(r, &st);
+    for (;;) {
+        tally_summary(peer, &summary, &summary_len);
+        t0 = now_s();
+        int rc = tally_delta(r, summary, summary_len, 4u << 20, &delta, &delta_len);
+        delta_s += now_s() - t0;
+        tally_free(summary);
+        if (rc != TALLY_OK) {
+            die("delta", rc);
+        }
+        if (delta_len == 8) {
+            tally_free(delta);
+            break;
+        }
+        t0 = now_s();
+        rc = tally_apply(peer, delta, delta_len);
+        apply_s += now_s() - t0;
+        if (rc != TALLY_OK) {
+            die("apply", rc);
+        }
+        delta_bytes += delta_len;
+        deltas++;
+        tally_free(delta);
+    }
+    uint8_t d1[16], d2[16];
+    tally_digest(r, d1);
+    tally_digest(peer, d2);
+    if (memcmp(d1, d2, 16) != 0) {
+        fprintf(stderr, "bench: the peer did not converge\n");
+        return 1;
+    }
+
+    double tally_rate = (double)n / tally_s, sql_rate = (double)n / sql_s;
+    double ops = (double)st.ops;
+    printf("accepted: %zu of %zu (the rest would overdraw), the same in both\n", tally_ok, n);
+    printf("%-44s %14.0f transfers/s  (%.3f s)\n", "tally_create_transfers (in memory, 1 core)",
+           tally_rate, tally_s);
+    printf("%-44s %14.0f transfers/s  (%.3f s)\n", "SQLite 3 (WAL, synchronous=OFF, guarded)",
+           sql_rate, sql_s);
+    printf("%-44s %14.1fx\n", "tally / SQLite", tally_rate / sql_rate);
+    printf("%-44s %14.0f ops/s        (%.3f s, %.0f ops)\n", "tally_delta (encode for a peer)",
+           ops / delta_s, delta_s, ops);
+    printf("%-44s %14.0f ops/s        (%.3f s)\n", "tally_apply (validate and apply)",
+           ops / apply_s, apply_s);
+    printf("%-44s %14.1f bytes/op     (%zu bytes in %zu deltas of <= 4 MiB)\n",
+           "delta size", (double)delta_bytes / ops, delta_bytes, deltas);
+    if (smoke) {
+        printf("bench: smoke run only; figures from `make bench` go in docs/benchmarks.md\n");
+    }
+    tally_close(r);
+    tally_close(peer);
+    free(t);
+    free(results);
+    free(accounts);
+    return 0;
+}
