@@ -5,25 +5,28 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
-void idmap_init(idmap *m) {
+void idmap_init(idmap *m, idmap_key_fn key, const void *ctx) {
+    m->slots = NULL;
+    m->mask = 0;
+    m->count = 0;
+    m->key = key;
+    m->ctx = ctx;
+}
+
+void idmap_free(idmap *m) {
+    free(m->slots);
     m->slots = NULL;
     m->mask = 0;
     m->count = 0;
 }
 
-void idmap_free(idmap *m) {
-    free(m->slots);
-    idmap_init(m);
-}
-
-static void idmap_insert_fresh(idmap_slot *slots, uint32_t mask, tally_id key, uint32_t value) {
-    uint32_t i = (uint32_t)id_hash(key) & mask;
-    while (!id_is_zero(slots[i].key)) {
-        i = (i + 1) & mask;
+void idmap_clear(idmap *m) {
+    if (m->slots != NULL) {
+        memset(m->slots, 0, ((size_t)m->mask + 1) * sizeof *m->slots);
     }
-    slots[i].key = key;
-    slots[i].value = value;
+    m->count = 0;
 }
 
 static bool idmap_resize(idmap *m, size_t capacity) {
@@ -34,8 +37,12 @@ static bool idmap_resize(idmap *m, size_t capacity) {
     uint32_t mask = (uint32_t)(capacity - 1);
     if (m->slots != NULL) {
         for (size_t i = 0; i <= m->mask; i++) {
-            if (!id_is_zero(m->slots[i].key)) {
-                idmap_insert_fresh(slots, mask, m->slots[i].key, m->slots[i].value);
+            if (m->slots[i].ref != 0) {
+                uint32_t k = m->slots[i].hash & mask;
+                while (slots[k].ref != 0) {
+                    k = (k + 1) & mask;
+                }
+                slots[k] = m->slots[i];
             }
         }
     }
@@ -63,23 +70,23 @@ bool idmap_reserve(idmap *m, size_t n) {
 }
 
 bool idmap_put(idmap *m, tally_id key, uint32_t value) {
-    assert(!id_is_zero(key));
+    assert(value < IDMAP_NONE);
     if (m->slots == NULL || (size_t)m->count + 1 > ((size_t)m->mask + 1) / 4 * 3) {
         if (!idmap_reserve(m, (size_t)m->count * 2 + 1)) {
             return false;
         }
     }
-    uint32_t i = (uint32_t)id_hash(key) & m->mask;
-    for (;; i = (i + 1) & m->mask) {
+    uint32_t h = idmap_hash(key);
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
         idmap_slot *s = &m->slots[i];
-        if (id_eq(s->key, key)) {
-            s->value = value;
+        if (s->ref == 0) {
+            s->ref = value + 1;
+            s->hash = h;
+            m->count++;
             return true;
         }
-        if (id_is_zero(s->key)) {
-            s->key = key;
-            s->value = value;
-            m->count++;
+        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
+            s->ref = value + 1;
             return true;
         }
     }

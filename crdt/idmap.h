@@ -1,12 +1,19 @@
 /*
  * crdt/idmap.h — an open-addressing hash map from 128-bit ids to 32-bit indices.
  *
- * tally never deletes an account or a transfer, so the map only grows: linear probing with no
- * tombstones, keys stored inline so that a hit costs one cache line.
+ * The ids themselves live in the caller's records (an account's, a transfer's); a slot holds
+ * only the record's index and 32 bits of the id's hash, 8 bytes in all. A lookup that misses
+ * (the common case when a new transfer id is checked) never leaves the table, and the table is
+ * three times denser than one storing keys, so more of it stays in cache. A slot whose hash
+ * matches is confirmed by comparing the id in the record, found through the caller's key
+ * function. tally never deletes an account or a transfer, so the map only grows: linear probing
+ * with no tombstones.
  *
- * 1. The all-zero id marks an empty slot, so it can never be a key (tally rejects it earlier).
+ * 1. A slot is empty when its ref is 0; otherwise it holds value + 1.
  * 2. The load stays at or below 3/4: idmap_put grows the table before it would pass that.
- * 3. Capacity is a power of two, at most IDMAP_CAPACITY_MAX slots.
+ * 3. Capacity is a power of two, at most IDMAP_CAPACITY_MAX slots; a resize reuses the stored
+ *    hashes and never calls the key function.
+ * 4. key(ctx, v) must return the id stored under value v for as long as v is in the map.
  */
 #ifndef TALLY_CRDT_IDMAP_H
 #define TALLY_CRDT_IDMAP_H
@@ -21,42 +28,54 @@
 #define IDMAP_CAPACITY_MAX (UINT32_C(1) << 31)
 
 typedef struct idmap_slot {
-    tally_id key;
-    uint32_t value;
+    uint32_t ref;  /* value + 1; 0: empty */
+    uint32_t hash; /* the low 32 bits of the key's hash */
 } idmap_slot;
+
+/* Where the id stored under a value lives. */
+typedef const tally_id *(*idmap_key_fn)(const void *ctx, uint32_t value);
 
 typedef struct idmap {
     idmap_slot *slots;
     uint32_t mask;  /* capacity - 1; 0 with no table */
     uint32_t count; /* keys held */
+    idmap_key_fn key;
+    const void *ctx;
 } idmap;
 
-void idmap_init(idmap *m);
+void idmap_init(idmap *m, idmap_key_fn key, const void *ctx);
 void idmap_free(idmap *m);
+/* Empties the map, keeping its table. */
+void idmap_clear(idmap *m);
 /* Makes room for `n` keys in all without another resize. False when out of memory or past
  * IDMAP_CAPACITY_MAX; the map is unchanged then. */
 bool idmap_reserve(idmap *m, size_t n);
+
+static inline uint32_t idmap_hash(tally_id key) { return (uint32_t)id_hash(key); }
+
 /* The value stored for key, or IDMAP_NONE. */
 static inline uint32_t idmap_get(const idmap *m, tally_id key) {
     if (m->slots == NULL) {
         return IDMAP_NONE;
     }
-    for (uint32_t i = (uint32_t)id_hash(key) & m->mask;; i = (i + 1) & m->mask) {
+    uint32_t h = idmap_hash(key);
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
         const idmap_slot *s = &m->slots[i];
-        if (id_eq(s->key, key)) {
-            return s->value;
-        }
-        if (id_is_zero(s->key)) {
+        if (s->ref == 0) {
             return IDMAP_NONE;
+        }
+        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
+            return s->ref - 1;
         }
     }
 }
+
 /* Starts loading the cache line where key's lookup will begin: callers that know their next
  * keys ahead of time (a batch, a decoded block) overlap the memory latency of many lookups. */
 static inline void idmap_prefetch(const idmap *m, tally_id key) {
 #if defined(__GNUC__)
     if (m->slots != NULL) {
-        __builtin_prefetch(&m->slots[(uint32_t)id_hash(key) & m->mask]);
+        __builtin_prefetch(&m->slots[idmap_hash(key) & m->mask]);
     }
 #else
     (void)m;
@@ -65,7 +84,8 @@ static inline void idmap_prefetch(const idmap *m, tally_id key) {
 }
 
 /* Inserts key -> value, or replaces the value of a key already there. False when out of memory
- * (the map is unchanged then). key must not be zero. */
+ * (the map is unchanged then). value must be below IDMAP_NONE and key(ctx, value) must already
+ * return key. */
 bool idmap_put(idmap *m, tally_id key, uint32_t value);
 
 #endif

@@ -4,43 +4,44 @@
 #include "crdt/rights.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-void rights_init(rights *m) {
-    m->entries = NULL;
-    m->count = 0;
-    m->capacity = 0;
-}
+void rights_init(rights *m) { memset(m, 0, sizeof *m); }
 
 void rights_free(rights *m) {
-    free(m->entries);
+    free(m->more);
     rights_init(m);
 }
 
 static rights_entry *rights_find(const rights *m, uint32_t holder) {
     for (uint32_t i = 0; i < m->count; i++) {
-        if (m->entries[i].holder == holder) {
-            return &m->entries[i];
+        rights_entry *e = rights_at(m, i);
+        if (e->holder == holder) {
+            return e;
         }
     }
     return NULL;
 }
 
 u128 rights_get(const rights *m, uint32_t holder) {
+    if (m->count > 0 && m->first.holder == holder) {
+        return m->first.amount;
+    }
     const rights_entry *e = rights_find(m, holder);
     u128 zero = {0, 0};
     return e != NULL ? e->amount : zero;
 }
 
 bool rights_reserve(rights *m, uint32_t holder) {
-    if (rights_find(m, holder) != NULL || m->count < m->capacity) {
+    if (m->count < 1 || m->count < m->capacity || rights_find(m, holder) != NULL) {
         return true;
     }
-    uint32_t capacity = m->capacity ? m->capacity * 2 : 2;
-    rights_entry *entries = realloc(m->entries, capacity * sizeof *entries);
-    if (entries == NULL) {
+    uint32_t capacity = m->capacity > 1 ? m->capacity * 2 : 3;
+    rights_entry *more = realloc(m->more, (capacity - 1) * sizeof *more);
+    if (more == NULL) {
         return false;
     }
-    m->entries = entries;
+    m->more = more;
     m->capacity = capacity;
     return true;
 }
@@ -54,7 +55,10 @@ bool rights_add(rights *m, uint32_t holder, uint64_t amount) {
         if (!rights_reserve(m, holder)) {
             return false;
         }
-        e = &m->entries[m->count++];
+        if (m->capacity == 0) {
+            m->capacity = 1;
+        }
+        e = rights_at(m, m->count++);
         e->holder = holder;
         e->amount.hi = 0;
         e->amount.lo = 0;
@@ -72,7 +76,7 @@ bool rights_take(rights *m, uint32_t holder, uint64_t amount) {
         return false;
     }
     if (u128_is_zero(e->amount)) {
-        *e = m->entries[--m->count];
+        *e = *rights_at(m, --m->count); /* the last entry fills the hole */
     }
     return true;
 }
@@ -80,7 +84,7 @@ bool rights_take(rights *m, uint32_t holder, uint64_t amount) {
 u128 rights_sum(const rights *m) {
     u128 sum = {0, 0};
     for (uint32_t i = 0; i < m->count; i++) {
-        sum = u128_plus(sum, m->entries[i].amount);
+        sum = u128_plus(sum, rights_at(m, i)->amount);
     }
     return sum;
 }

@@ -3,7 +3,7 @@
  *
  * Maps a holder (a replica, by the small index its owner gives it) to the amount of the
  * account's spendable money that holder may spend. Most accounts are spent from by one or two
- * replicas, so the map is a short array searched linearly.
+ * replicas, so the map is a short array searched linearly, its first entry held inline.
  *
  * 1. No entry holds zero: an amount that reaches zero is removed, so two maps with equal
  *    contents have equal entries (the digest relies on this).
@@ -23,10 +23,18 @@ typedef struct rights_entry {
     u128 amount;
 } rights_entry;
 
+/* The first holder lives in the map itself: most accounts have one, and then reading its
+ * rights costs no pointer chase. Entries 1.. live in `more`. */
 typedef struct rights {
-    rights_entry *entries;
-    uint32_t count, capacity;
+    rights_entry first;
+    rights_entry *more;
+    uint32_t count, capacity; /* capacity counts `first` too */
 } rights;
+
+/* Entry i, for i < count. */
+static inline rights_entry *rights_at(const rights *m, uint32_t i) {
+    return i == 0 ? (rights_entry *)&m->first : &m->more[i - 1];
+}
 
 void rights_init(rights *m);
 void rights_free(rights *m);

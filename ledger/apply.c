@@ -204,6 +204,18 @@ static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t 
     return TALLY_OK;
 }
 
+/* The incarnation for (id, ledger, flags): the caller's hint if it is that, else a lookup. */
+static uint32_t account_hinted(const tally_replica *r, uint32_t hint, tally_id id,
+                               uint32_t ledger, uint16_t flags) {
+    if (hint != NONE) {
+        const account_rec *a = &r->accounts.at[hint];
+        if (id_eq(a->id, id) && a->ledger == ledger && a->flags == flags) {
+            return hint;
+        }
+    }
+    return replica_account_find(r, id, ledger, flags);
+}
+
 static int transfer_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
     uint32_t origin = refs->origin;
     const tally_transfer *t = &o->u.transfer;
@@ -228,12 +240,12 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
         return TALLY_EXISTS; /* an origin never creates one id twice */
     }
     uint32_t di = refs->debit =
-        replica_account_find(r, t->debit_account_id, t->ledger, o->debit_flags);
+        account_hinted(r, refs->debit, t->debit_account_id, t->ledger, o->debit_flags);
     if (di == NONE) {
         return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
     }
     uint32_t ci = refs->credit =
-        replica_account_find(r, t->credit_account_id, t->ledger, o->credit_flags);
+        account_hinted(r, refs->credit, t->credit_account_id, t->ledger, o->credit_flags);
     if (ci == NONE) {
         return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
     }
@@ -313,7 +325,6 @@ static int grant_validate(const tally_replica *r, const op *o, bool local, op_re
 }
 
 int op_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
-    refs->debit = refs->credit = refs->pending = NONE;
     if (o->origin == 0 || o->seq == 0) {
         return TALLY_ECORRUPT;
     }

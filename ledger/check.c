@@ -81,7 +81,8 @@ static bool rights_equal(const rights *a, const rights *b) {
         return false;
     }
     for (uint32_t i = 0; i < a->count; i++) {
-        if (u128_cmp(a->entries[i].amount, rights_get(b, a->entries[i].holder)) != 0) {
+        const rights_entry *e = rights_at(a, i);
+        if (u128_cmp(e->amount, rights_get(b, e->holder)) != 0) {
             return false;
         }
     }

@@ -91,14 +91,15 @@ static bool dict_add_account(block_dict *d, codec_account a) {
 static bool dict_add_origin(block_dict *d, uint64_t origin) {
     if (d->n_origins == d->cap_origins) {
         uint32_t capacity = d->cap_origins ? d->cap_origins * 2 : 16;
-        uint64_t *at = realloc(d->origins, capacity * sizeof *at);
+        tally_id *at = realloc(d->origins, capacity * sizeof *at);
         if (at == NULL) {
             return false;
         }
         d->origins = at;
         d->cap_origins = capacity;
     }
-    d->origins[d->n_origins++] = origin;
+    d->origins[d->n_origins].hi = 0;
+    d->origins[d->n_origins++].lo = origin;
     return true;
 }
 
@@ -130,11 +131,18 @@ static uint8_t *put_id(uint8_t *p, tally_id id) {
     return p + 16;
 }
 
+static const tally_id *dict_account_key(const void *ctx, uint32_t i) {
+    return &((const block_dict *)ctx)->accounts[i].id;
+}
+static const tally_id *dict_origin_key(const void *ctx, uint32_t i) {
+    return &((const block_dict *)ctx)->origins[i];
+}
+
 void block_enc_init(block_enc *e) {
     memset(e, 0, sizeof *e);
     dict_init(&e->dict);
-    idmap_init(&e->account_index);
-    idmap_init(&e->origin_index);
+    idmap_init(&e->account_index, dict_account_key, &e->dict);
+    idmap_init(&e->origin_index, dict_origin_key, &e->dict);
 }
 
 void block_enc_free(block_enc *e) {
@@ -148,16 +156,8 @@ bool block_enc_begin(block_enc *e, bytes *out) {
         return false;
     }
     dict_reset(&e->dict);
-    /* Entries left in the index maps are checked against the dictionary before use, so stale
-     * ones from an earlier block are harmless; clearing keeps the maps small. */
-    if (e->account_index.slots != NULL) {
-        memset(e->account_index.slots, 0, ((size_t)e->account_index.mask + 1) * sizeof(idmap_slot));
-        e->account_index.count = 0;
-    }
-    if (e->origin_index.slots != NULL) {
-        memset(e->origin_index.slots, 0, ((size_t)e->origin_index.mask + 1) * sizeof(idmap_slot));
-        e->origin_index.count = 0;
-    }
+    idmap_clear(&e->account_index);
+    idmap_clear(&e->origin_index);
     e->start = out->len;
     e->ops = 0;
     out->len += CODEC_BLOCK_HEADER;
@@ -200,7 +200,7 @@ static uint8_t *enc_origin(block_enc *e, uint8_t *p, uint64_t origin, bool *ok) 
     block_dict *d = &e->dict;
     tally_id key = {0, origin};
     uint32_t k = idmap_get(&e->origin_index, key);
-    if (k < d->n_origins && d->origins[k] == origin) {
+    if (k < d->n_origins && d->origins[k].lo == origin) {
         return put_varint(p, (uint64_t)k + 1);
     }
     if (!dict_add_origin(d, origin) || !enc_index(e, &e->origin_index, key, d->n_origins - 1)) {
@@ -420,7 +420,7 @@ static int dec_origin(block_dec *d, uint64_t *out) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
-        *out = d->dict.origins[k - 1];
+        *out = d->dict.origins[k - 1].lo;
         return TALLY_OK;
     }
     if (d->end - d->p < 8) {

@@ -86,7 +86,7 @@ typedef struct block_prev {
 
 typedef struct block_dict {
     codec_account *accounts;
-    uint64_t *origins;
+    tally_id *origins; /* {0, replica id}, so that an idmap can key them */
     uint32_t n_accounts, n_origins, cap_accounts, cap_origins;
     block_prev prev; /* what the previous op of the block had; zeros at the block's start */
 } block_dict;

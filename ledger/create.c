@@ -23,10 +23,11 @@
  * lookup in a table that outgrows the caches; a few in flight hide most of the latency). */
 #define BATCH_PREFETCH 8
 
-static int local_commit(tally_replica *r, op *o, uint64_t now_ms) {
+static const op_refs no_refs = {NONE, NONE, NONE, NONE};
+
+static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) {
     o->origin = r->id;
     o->seq = r->origins.at[r->self].seq + 1;
-    op_refs refs;
     refs.origin = r->self;
     int rc = op_validate(r, o, true, &refs);
     if (rc != TALLY_OK) {
@@ -77,7 +78,7 @@ static int expire_due(tally_replica *r, uint64_t now, uint64_t *voided) {
             o.u.transfer.flags = TALLY_TRANSFER_VOID_PENDING;
             o.u.transfer.timeout_ms = 0;
             o.u.transfer.user_data = 0;
-            int rc = local_commit(r, &o, now);
+            int rc = local_commit(r, &o, now, no_refs);
             if (rc != TALLY_OK) {
                 return rc;
             }
@@ -123,7 +124,7 @@ int tally_create_account(tally_replica *r, const tally_account *a) {
     memset(&o, 0, sizeof o);
     o.kind = OP_OPEN;
     o.u.account = *a;
-    return local_commit(r, &o, replica_now_ms(r));
+    return local_commit(r, &o, replica_now_ms(r), no_refs);
 }
 
 /* --- transfers ----------------------------------------------------------------------------- */
@@ -162,7 +163,7 @@ static bool transfer_matches(const tally_replica *r, const transfer_rec *rec,
 }
 
 /* Fills a post or void with its pending's accounts, ledger, code and amount. */
-static int resolve_post_or_void(const tally_replica *r, op *o) {
+static int resolve_post_or_void(const tally_replica *r, op *o, op_refs *refs) {
     tally_transfer *t = &o->u.transfer;
     uint32_t found = NONE;
     bool elsewhere = false;
@@ -200,12 +201,14 @@ static int resolve_post_or_void(const tally_replica *r, op *o) {
         return TALLY_PENDING_MISMATCH;
     }
     o->kind = (t->flags & TALLY_TRANSFER_POST_PENDING) ? OP_POST : OP_VOID;
+    refs->debit = p->debit;
+    refs->credit = p->credit;
     o->debit_flags = r->accounts.at[p->debit].flags;
     o->credit_flags = r->accounts.at[p->credit].flags;
     return TALLY_OK;
 }
 
-static int resolve_transfer(const tally_replica *r, op *o) {
+static int resolve_transfer(const tally_replica *r, op *o, op_refs *refs) {
     const tally_transfer *t = &o->u.transfer;
     uint32_t d = replica_account_head(r, t->debit_account_id);
     if (d == NONE) {
@@ -219,6 +222,8 @@ static int resolve_transfer(const tally_replica *r, op *o) {
         return TALLY_LEDGER_MISMATCH;
     }
     o->kind = OP_TRANSFER;
+    refs->debit = d;
+    refs->credit = c;
     o->debit_flags = r->accounts.at[d].flags;
     o->credit_flags = r->accounts.at[c].flags;
     return TALLY_OK;
@@ -244,8 +249,9 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     op o;
     memset(&o, 0, sizeof o);
     o.u.transfer = *t;
-    rc = post_or_void(t) ? resolve_post_or_void(r, &o) : resolve_transfer(r, &o);
-    return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms);
+    op_refs refs = no_refs;
+    rc = post_or_void(t) ? resolve_post_or_void(r, &o, &refs) : resolve_transfer(r, &o, &refs);
+    return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms, refs);
 }
 
 /* Room for n more local transfers, so a batch does not run out of memory halfway. */
@@ -324,5 +330,5 @@ int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint
     o.u.grant.account_flags = (uint8_t)r->accounts.at[a].flags;
     o.u.grant.to = to_replica;
     o.u.grant.amount = amount;
-    return local_commit(r, &o, replica_now_ms(r));
+    return local_commit(r, &o, replica_now_ms(r), no_refs);
 }

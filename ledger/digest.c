@@ -92,8 +92,8 @@ int tally_digest(const tally_replica *r, uint8_t out[16]) {
             e.n = 0;
             eid(&e, a->id);
             e64(&e, (uint64_t)a->ledger << 32 | a->flags);
-            e64(&e, origin_id(r, a->rights.entries[k].holder));
-            e128(&e, a->rights.entries[k].amount);
+            e64(&e, origin_id(r, rights_at(&a->rights, k)->holder));
+            e128(&e, rights_at(&a->rights, k)->amount);
             sum_add(&sums[2], &e);
         }
     }

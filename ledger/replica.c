@@ -67,6 +67,16 @@ static uint64_t wall_clock_ms(void *ctx) {
 
 uint64_t replica_now_ms(const tally_replica *r) { return r->clock_ms(r->clock_ctx); }
 
+static const tally_id *account_key(const void *ctx, uint32_t i) {
+    return &((const tally_replica *)ctx)->accounts.at[i].id;
+}
+static const tally_id *transfer_key(const void *ctx, uint32_t i) {
+    return &((const tally_replica *)ctx)->transfers.at[i].id;
+}
+static const tally_id *origin_map_key(const void *ctx, uint32_t i) {
+    return &((const tally_replica *)ctx)->origins.at[i].key;
+}
+
 static tally_id origin_key(uint64_t id) {
     tally_id key = {0, id};
     return key;
@@ -89,7 +99,8 @@ uint32_t replica_origin_get(tally_replica *r, uint64_t id) {
     origin_rec *o = &r->origins.at[i];
     memset(o, 0, sizeof *o);
     o->id = id;
-    idmap_put(&r->origin_map, origin_key(id), i);
+    o->key = origin_key(id);
+    idmap_put(&r->origin_map, o->key, i);
     return i;
 }
 
@@ -128,9 +139,9 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     if (r == NULL) {
         return TALLY_ENOMEM;
     }
-    idmap_init(&r->account_map);
-    idmap_init(&r->transfer_map);
-    idmap_init(&r->origin_map);
+    idmap_init(&r->account_map, account_key, r);
+    idmap_init(&r->transfer_map, transfer_key, r);
+    idmap_init(&r->origin_map, origin_map_key, r);
     r->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : wall_clock_ms;
     r->clock_ctx = opts->clock_ctx;
     r->id = opts->replica_id;
@@ -268,8 +279,8 @@ int tally_rights_holders(const tally_replica *r, tally_id account_id, tally_righ
     *count = a->rights.count;
     size_t n = 0;
     for (uint32_t i = 0; i < a->rights.count; i++) {
-        tally_rights_entry e = {r->origins.at[a->rights.entries[i].holder].id,
-                                u128_sat64(a->rights.entries[i].amount)};
+        const rights_entry *held = rights_at(&a->rights, i);
+        tally_rights_entry e = {r->origins.at[held->holder].id, u128_sat64(held->amount)};
         /* Insertion sort into the first cap places: richest first, then by replica id. */
         size_t j = n < cap ? n++ : cap;
         while (j > 0 && (out[j - 1].amount < e.amount ||

@@ -87,6 +87,7 @@ typedef struct journal_entry {
 
 typedef struct origin_rec {
     uint64_t id;
+    tally_id key;       /* {0, id}: the origin map's key */
     uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
     uint32_t *position; /* position[s - 1]: journal index of seq s */
     uint64_t capacity;
@@ -161,7 +162,8 @@ static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b
 uint64_t replica_now_ms(const tally_replica *r);
 
 /* --- ledger/apply.c --- */
-/* What op_validate found, so that op_apply need not look it up again. */
+/* What op_validate found, so that op_apply need not look it up again. The caller sets every
+ * field, to a hint or to NONE; op_validate checks a hint before it trusts it. */
 typedef struct op_refs {
     uint32_t origin;        /* origins[] index of the op's origin; NONE if not known yet */
     uint32_t debit, credit; /* transfers: the incarnations; a grant's account is in debit */

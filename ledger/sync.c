@@ -241,7 +241,7 @@ done:
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
  * previous op's origin, since ops of one origin come in runs. */
 static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_ms) {
-    op_refs refs;
+    op_refs refs = {NONE, NONE, NONE, NONE};
     refs.origin = last->origin != NONE && r->origins.at[last->origin].id == o->origin
                       ? last->origin
                       : replica_origin_find(r, o->origin);

@@ -11,40 +11,47 @@
 #include "crdt/u128.h"
 #include "crdt/vclock.h"
 
+static const tally_id *key_in(const void *ctx, uint32_t i) { return &((const tally_id *)ctx)[i]; }
+
 static void idmap_finds_every_key_it_was_given(void **state) {
     (void)state;
+    enum { N = 200000 };
+    tally_id *keys = calloc(N, sizeof *keys);
     idmap m;
-    idmap_init(&m);
+    idmap_init(&m, key_in, keys);
     assert_int_equal(idmap_get(&m, tid(1)), IDMAP_NONE);
     uint64_t seed = 7;
-    for (uint32_t i = 0; i < 100000; i++) {
-        tally_id random = {test_rand(&seed), test_rand(&seed) | 1};
-        assert_true(idmap_put(&m, tid(i + 1), i));
-        assert_true(idmap_put(&m, random, i));
+    for (uint32_t i = 0; i < N; i += 2) {
+        keys[i] = tid(i / 2 + 1); /* sequential ids */
+        keys[i + 1] = (tally_id){test_rand(&seed), test_rand(&seed) | 1};
+        assert_true(idmap_put(&m, keys[i], i));
+        assert_true(idmap_put(&m, keys[i + 1], i + 1));
     }
-    assert_int_equal(m.count, 200000);
+    assert_int_equal(m.count, N);
     /* load stays at or below 3/4 */
     assert_true((uint64_t)m.count * 4 <= ((uint64_t)m.mask + 1) * 3);
-    seed = 7;
-    for (uint32_t i = 0; i < 100000; i++) {
-        tally_id random = {test_rand(&seed), test_rand(&seed) | 1};
-        assert_int_equal(idmap_get(&m, tid(i + 1)), i);
-        assert_int_equal(idmap_get(&m, random), i);
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(idmap_get(&m, keys[i]), i);
     }
-    assert_int_equal(idmap_get(&m, tid(100001)), IDMAP_NONE);
+    assert_int_equal(idmap_get(&m, tid(N)), IDMAP_NONE);
+    idmap_clear(&m);
+    assert_int_equal(idmap_get(&m, keys[0]), IDMAP_NONE);
     idmap_free(&m);
+    free(keys);
 }
 
 static void idmap_put_replaces_the_value_of_a_key(void **state) {
     (void)state;
+    tally_id keys[3] = {tid(5), tid(6), tid(5)};
     idmap m;
-    idmap_init(&m);
-    assert_true(idmap_put(&m, tid(5), 1));
-    assert_true(idmap_put(&m, tid(5), 2));
+    idmap_init(&m, key_in, keys);
+    assert_true(idmap_put(&m, tid(5), 0));
+    assert_true(idmap_put(&m, tid(5), 2)); /* keys[2] is the same id */
     assert_int_equal(m.count, 1);
     assert_int_equal(idmap_get(&m, tid(5)), 2);
     assert_true(idmap_reserve(&m, 1000));
     assert_int_equal(idmap_get(&m, tid(5)), 2);
+    assert_int_equal(idmap_get(&m, tid(6)), IDMAP_NONE);
     idmap_free(&m);
 }
 
