@@ -19,9 +19,13 @@
 #endif
 #include <xxhash.h>
 
-static inline bool id_is_zero(tally_id a) { return (a.hi | a.lo) == 0; }
+static inline bool id_is_zero(tally_id a) {
+    return (a.hi | a.lo) == 0;
+}
 
-static inline bool id_eq(tally_id a, tally_id b) { return a.hi == b.hi && a.lo == b.lo; }
+static inline bool id_eq(tally_id a, tally_id b) {
+    return a.hi == b.hi && a.lo == b.lo;
+}
 
 static inline int id_cmp(tally_id a, tally_id b) {
     if (a.hi != b.hi) {

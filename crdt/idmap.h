@@ -51,7 +51,9 @@ void idmap_clear(idmap *m);
  * IDMAP_CAPACITY_MAX; the map is unchanged then. */
 bool idmap_reserve(idmap *m, size_t n);
 
-static inline uint32_t idmap_hash(tally_id key) { return (uint32_t)id_hash(key); }
+static inline uint32_t idmap_hash(tally_id key) {
+    return (uint32_t)id_hash(key);
+}
 
 /* The value stored for key, or IDMAP_NONE. */
 static inline uint32_t idmap_get(const idmap *m, tally_id key) {

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rights_init(rights *m) { memset(m, 0, sizeof *m); }
+void rights_init(rights *m) {
+    memset(m, 0, sizeof *m);
+}
 
 void rights_free(rights *m) {
     free(m->more);

@@ -36,9 +36,13 @@ static inline bool u128_sub(u128 *a, uint64_t b) {
 }
 
 /* a + b fits in 64 bits (hi stays zero). */
-static inline bool u128_add_fits64(u128 a, uint64_t b) { return a.hi == 0 && a.lo + b >= a.lo; }
+static inline bool u128_add_fits64(u128 a, uint64_t b) {
+    return a.hi == 0 && a.lo + b >= a.lo;
+}
 
-static inline bool u128_ge64(u128 a, uint64_t b) { return a.hi != 0 || a.lo >= b; }
+static inline bool u128_ge64(u128 a, uint64_t b) {
+    return a.hi != 0 || a.lo >= b;
+}
 
 static inline int u128_cmp(u128 a, u128 b) {
     if (a.hi != b.hi) {
@@ -47,7 +51,9 @@ static inline int u128_cmp(u128 a, u128 b) {
     return a.lo < b.lo ? -1 : (a.lo > b.lo);
 }
 
-static inline bool u128_is_zero(u128 a) { return (a.hi | a.lo) == 0; }
+static inline bool u128_is_zero(u128 a) {
+    return (a.hi | a.lo) == 0;
+}
 
 /* a - b for a >= b, as u128. */
 static inline u128 u128_minus(u128 a, u128 b) {
@@ -62,6 +68,8 @@ static inline u128 u128_plus(u128 a, u128 b) {
 }
 
 /* The value, or UINT64_MAX if it does not fit. */
-static inline uint64_t u128_sat64(u128 a) { return a.hi ? UINT64_MAX : a.lo; }
+static inline uint64_t u128_sat64(u128 a) {
+    return a.hi ? UINT64_MAX : a.lo;
+}
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "crdt/vclock.h"
 
+#include "crdt/array.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,10 +20,10 @@ void vclock_free(vclock *v) {
 }
 
 /* The index of origin's entry, or of where it would be inserted. */
-static size_t vclock_find(const vclock *v, uint64_t origin) {
-    size_t lo = 0, hi = v->count;
+static uint32_t vclock_find(const vclock *v, uint64_t origin) {
+    uint32_t lo = 0, hi = v->count;
     while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
+        uint32_t mid = lo + (hi - lo) / 2;
         if (v->entries[mid].origin < origin) {
             lo = mid + 1;
         } else {
@@ -32,12 +34,12 @@ static size_t vclock_find(const vclock *v, uint64_t origin) {
 }
 
 uint64_t vclock_get(const vclock *v, uint64_t origin) {
-    size_t i = vclock_find(v, origin);
+    uint32_t i = vclock_find(v, origin);
     return i < v->count && v->entries[i].origin == origin ? v->entries[i].seq : 0;
 }
 
 bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
-    size_t i = vclock_find(v, origin);
+    uint32_t i = vclock_find(v, origin);
     if (i < v->count && v->entries[i].origin == origin) {
         if (seq == 0) {
             memmove(&v->entries[i], &v->entries[i + 1], (v->count - i - 1) * sizeof *v->entries);
@@ -50,14 +52,9 @@ bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
     if (seq == 0) {
         return true;
     }
-    if (v->count == v->capacity) {
-        size_t capacity = v->capacity ? v->capacity * 2 : 8;
-        vclock_entry *entries = realloc(v->entries, capacity * sizeof *entries);
-        if (entries == NULL) {
-            return false;
-        }
-        v->entries = entries;
-        v->capacity = capacity;
+    if (!array_reserve((void **)&v->entries, &v->capacity, v->count, 1, sizeof *v->entries,
+                       VCLOCK_ENTRIES_MAX)) {
+        return false;
     }
     memmove(&v->entries[i + 1], &v->entries[i], (v->count - i) * sizeof *v->entries);
     v->entries[i].origin = origin;
@@ -67,7 +64,7 @@ bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
 }
 
 bool vclock_merge(vclock *a, const vclock *b) {
-    for (size_t i = 0; i < b->count; i++) {
+    for (uint32_t i = 0; i < b->count; i++) {
         if (vclock_get(a, b->entries[i].origin) < b->entries[i].seq &&
             !vclock_set(a, b->entries[i].origin, b->entries[i].seq)) {
             return false;
@@ -77,7 +74,7 @@ bool vclock_merge(vclock *a, const vclock *b) {
 }
 
 bool vclock_leq(const vclock *a, const vclock *b) {
-    for (size_t i = 0; i < a->count; i++) {
+    for (uint32_t i = 0; i < a->count; i++) {
         if (a->entries[i].seq > vclock_get(b, a->entries[i].origin)) {
             return false;
         }

@@ -20,13 +20,17 @@ typedef struct vclock_entry {
 
 typedef struct vclock {
     vclock_entry *entries;
-    size_t count, capacity;
+    uint32_t count, capacity;
 } vclock;
+
+/* The most entries a version vector may hold (one per replica). */
+#define VCLOCK_ENTRIES_MAX (UINT32_C(1) << 16)
 
 void vclock_init(vclock *v);
 void vclock_free(vclock *v);
 uint64_t vclock_get(const vclock *v, uint64_t origin);
-/* Sets origin's seq (0 removes the entry). False when out of memory (nothing changes then). */
+/* Sets origin's seq (0 removes the entry). False when out of memory or past
+ * VCLOCK_ENTRIES_MAX (nothing changes then). */
 bool vclock_set(vclock *v, uint64_t origin, uint64_t seq);
 /* Raises each of a's entries to b's where b's is higher. False when out of memory. */
 bool vclock_merge(vclock *a, const vclock *b);

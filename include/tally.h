@@ -48,35 +48,35 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 #define TALLY_RESULT_MAP(XX)                                                                       \
     XX(OK, "ok")                                                                                   \
-    XX(EXISTS, "exists with the same fields; nothing was applied again")                          \
-    XX(EXISTS_WITH_DIFFERENT_FIELDS, "exists with different fields")                              \
+    XX(EXISTS, "exists with the same fields; nothing was applied again")                           \
+    XX(EXISTS_WITH_DIFFERENT_FIELDS, "exists with different fields")                               \
     XX(ID_ZERO, "an id is zero")                                                                   \
     XX(LEDGER_ZERO, "ledger is zero")                                                              \
     XX(FLAGS_INVALID, "flags are invalid")                                                         \
-    XX(ACCOUNTS_SAME, "debit and credit accounts are the same")                                   \
+    XX(ACCOUNTS_SAME, "debit and credit accounts are the same")                                    \
     XX(DEBIT_ACCOUNT_NOT_FOUND, "debit account not found")                                         \
     XX(CREDIT_ACCOUNT_NOT_FOUND, "credit account not found")                                       \
-    XX(LEDGER_MISMATCH, "the transfer's and the accounts' ledgers differ")                        \
+    XX(LEDGER_MISMATCH, "the transfer's and the accounts' ledgers differ")                         \
     XX(AMOUNT_ZERO, "amount is zero")                                                              \
-    XX(EXCEEDS_CREDITS, "the debit exceeds the account's credits")                                \
-    XX(EXCEEDS_DEBITS, "the credit exceeds the account's debits")                                 \
-    XX(INSUFFICIENT_RIGHTS, "the funds exist, but this replica holds too few rights")             \
+    XX(EXCEEDS_CREDITS, "the debit exceeds the account's credits")                                 \
+    XX(EXCEEDS_DEBITS, "the credit exceeds the account's debits")                                  \
+    XX(INSUFFICIENT_RIGHTS, "the funds exist, but this replica holds too few rights")              \
     XX(OVERFLOW, "a sum would overflow")                                                           \
     XX(PENDING_NOT_FOUND, "pending transfer not found")                                            \
     XX(PENDING_ALREADY_POSTED, "pending transfer already posted")                                  \
     XX(PENDING_ALREADY_VOIDED, "pending transfer already voided")                                  \
     XX(PENDING_EXPIRED, "pending transfer expired")                                                \
-    XX(PENDING_NOT_HERE, "the pending transfer is held by another replica")                       \
+    XX(PENDING_NOT_HERE, "the pending transfer is held by another replica")                        \
     XX(NOT_FOUND, "not found")                                                                     \
     XX(EINVAL, "invalid argument")                                                                 \
     XX(ENOMEM, "out of memory")                                                                    \
     XX(EIO, "input/output error")                                                                  \
-    XX(ECORRUPT, "bytes that do not decode or do not validate")                                   \
-    XX(ELOCKED, "the directory is open in another replica or process")                           \
-    XX(PENDING_MISMATCH, "post/void names accounts, ledger or code other than the pending's")    \
+    XX(ECORRUPT, "bytes that do not decode or do not validate")                                    \
+    XX(ELOCKED, "the directory is open in another replica or process")                             \
+    XX(PENDING_MISMATCH, "post/void names accounts, ledger or code other than the pending's")      \
     XX(EXCEEDS_PENDING_AMOUNT, "the post exceeds the pending amount")                              \
-    XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                    \
-    XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")        \
+    XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                     \
+    XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")         \
     XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")
 
 typedef enum tally_result {
@@ -211,12 +211,10 @@ typedef struct tally_balance {
 /* Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL; TALLY_OVERFLOW when a sum
  * made of concurrent writes on several replicas exceeds 64 bits (the field then reads
  * UINT64_MAX). */
-TALLY_API int tally_lookup_balance(const tally_replica *r, tally_id account_id,
-                                   tally_balance *out);
+TALLY_API int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_balance *out);
 /* The account's fields (of the winning OPEN, if two replicas opened it differently).
  * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL. */
-TALLY_API int tally_lookup_account(const tally_replica *r, tally_id account_id,
-                                   tally_account *out);
+TALLY_API int tally_lookup_account(const tally_replica *r, tally_id account_id, tally_account *out);
 /* The rights replica_id holds on a bounded account, as known here (0 for an unbounded account).
  * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL; TALLY_OVERFLOW. */
 TALLY_API int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id,
@@ -247,8 +245,8 @@ typedef enum tally_pending_state {
 } tally_pending_state;
 /* Where a transfer stands: who created it, and for a pending transfer whether it is still open.
  * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL. */
-TALLY_API int tally_transfer_status(const tally_replica *r, tally_id transfer_id,
-                                    uint64_t *origin, tally_pending_state *state);
+TALLY_API int tally_transfer_status(const tally_replica *r, tally_id transfer_id, uint64_t *origin,
+                                    tally_pending_state *state);
 
 /* ---------------------------------------------------------------------------------------------
  * Conflicts: what concurrent writes on replicas that could not talk produced. Never dropped.
@@ -269,8 +267,8 @@ typedef struct tally_conflict {
 /* Lists conflicts, in the order they were found here. Writes entries [first, first + cap) of
  * the list; *count is set to the total number. Equal sets on converged replicas (order aside).
  * Results: TALLY_OK; TALLY_EINVAL (out NULL with cap > 0). */
-TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out,
-                              size_t cap, size_t *count);
+TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, size_t cap,
+                              size_t *count);
 
 /* ---------------------------------------------------------------------------------------------
  * Transport-agnostic sync. Buffers returned through uint8_t ** are freed with tally_free.
@@ -299,12 +297,12 @@ TALLY_API int tally_digest(const tally_replica *r, uint8_t out[16]);
 TALLY_API uint64_t tally_seen(const tally_replica *r, uint64_t origin);
 
 typedef struct tally_stats {
-    uint64_t ops;         /* ops applied (the journal's length) */
-    uint64_t accounts;    /* account ids known */
-    uint64_t transfers;   /* transfer records (creations, posts, voids) */
-    uint64_t pending;     /* pending transfers still open */
-    uint64_t conflicts;   /* conflicts listed by tally_conflicts */
-    uint64_t origins;     /* replicas with at least one op here */
+    uint64_t ops;            /* ops applied (the journal's length) */
+    uint64_t accounts;       /* account ids known */
+    uint64_t transfers;      /* transfer records (creations, posts, voids) */
+    uint64_t pending;        /* pending transfers still open */
+    uint64_t conflicts;      /* conflicts listed by tally_conflicts */
+    uint64_t origins;        /* replicas with at least one op here */
     uint64_t refused_rights; /* local creates refused with TALLY_INSUFFICIENT_RIGHTS */
 } tally_stats;
 /* Results: TALLY_OK; TALLY_EINVAL. */

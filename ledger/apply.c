@@ -32,7 +32,8 @@ int account_check_fields(const tally_account *a) {
     if (a->ledger == 0) {
         return TALLY_LEDGER_ZERO;
     }
-    if ((a->flags & ~ACCOUNT_BOUND_FLAGS) != 0 || (a->flags & ACCOUNT_BOUND_FLAGS) == ACCOUNT_BOUND_FLAGS) {
+    if ((a->flags & ~ACCOUNT_BOUND_FLAGS) != 0 ||
+        (a->flags & ACCOUNT_BOUND_FLAGS) == ACCOUNT_BOUND_FLAGS) {
         return TALLY_FLAGS_INVALID;
     }
     return TALLY_OK;
@@ -166,7 +167,9 @@ static bool transfer_from_origin(const tally_replica *r, tally_id id, uint32_t o
     return false;
 }
 
-static bool fits64(u128 a, uint64_t b) { return u128_add_fits64(a, b); }
+static bool fits64(u128 a, uint64_t b) {
+    return u128_add_fits64(a, b);
+}
 
 /* The 64-bit limits a local write is held to (remote sums are exact, see crdt/u128.h). */
 static int transfer_check_overflow(const account_rec *d, const account_rec *c, uint8_t kind,
@@ -205,8 +208,8 @@ static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t 
 }
 
 /* The incarnation for (id, ledger, flags): the caller's hint if it is that, else a lookup. */
-static uint32_t account_hinted(const tally_replica *r, uint32_t hint, tally_id id,
-                               uint32_t ledger, uint16_t flags) {
+static uint32_t account_hinted(const tally_replica *r, uint32_t hint, tally_id id, uint32_t ledger,
+                               uint16_t flags) {
     if (hint != NONE) {
         const account_rec *a = &r->accounts.at[hint];
         if (id_eq(a->id, id) && a->ledger == ledger && a->flags == flags) {
@@ -300,8 +303,8 @@ static int grant_validate(const tally_replica *r, const op *o, bool local, op_re
     if (id_is_zero(o->u.grant.account)) {
         return TALLY_ID_ZERO;
     }
-    uint32_t ai = refs->debit = replica_account_find(r, o->u.grant.account, o->u.grant.ledger,
-                                                     o->u.grant.account_flags);
+    uint32_t ai = refs->debit =
+        replica_account_find(r, o->u.grant.account, o->u.grant.ledger, o->u.grant.account_flags);
     if (ai == NONE) {
         return TALLY_NOT_FOUND;
     }
@@ -355,7 +358,9 @@ static void conflict_mark_accounts(tally_replica *r, uint32_t head) {
     }
 }
 
-static bool account_conflicted(const account_rec *a) { return a->conflicted != 0; }
+static bool account_conflicted(const account_rec *a) {
+    return a->conflicted != 0;
+}
 
 static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     const tally_account *fields = &o->u.account;
@@ -421,8 +426,8 @@ static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     }
 }
 
-static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending,
-                           uint64_t p, uint64_t amount) {
+static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
+                           uint64_t amount) {
     u128 *posted = debit_side ? &a->debits_posted : &a->credits_posted;
     u128 *reserved = debit_side ? &a->debits_pending : &a->credits_pending;
     bool ok = true;

@@ -61,45 +61,38 @@ bool bytes_reserve(bytes *b, size_t more) {
 
 /* --- the dictionary, shared by both directions --------------------------------------------- */
 
-static void dict_init(block_dict *d) { memset(d, 0, sizeof *d); }
+static void dict_init(block_dict *d) {
+    memset(d, 0, sizeof *d);
+}
 
 static void dict_free(block_dict *d) {
-    free(d->accounts);
-    free(d->origins);
+    free(d->accounts.at);
+    free(d->origins.at);
     dict_init(d);
 }
 
 static void dict_reset(block_dict *d) {
-    d->n_accounts = d->n_origins = 0;
+    d->accounts.count = d->origins.count = 0;
     memset(&d->prev, 0, sizeof d->prev);
 }
 
+/* A block adds at most three entries per op, so its op limit bounds the dictionaries. */
+#define DICT_MAX (3 * CODEC_BLOCK_OPS_MAX)
+
 static bool dict_add_account(block_dict *d, codec_account a) {
-    if (d->n_accounts == d->cap_accounts) {
-        uint32_t capacity = d->cap_accounts ? d->cap_accounts * 2 : 64;
-        codec_account *at = realloc(d->accounts, capacity * sizeof *at);
-        if (at == NULL) {
-            return false;
-        }
-        d->accounts = at;
-        d->cap_accounts = capacity;
+    if (!ARRAY_RESERVE_MAX(d->accounts, 1, DICT_MAX)) {
+        return false;
     }
-    d->accounts[d->n_accounts++] = a;
+    d->accounts.at[d->accounts.count++] = a;
     return true;
 }
 
 static bool dict_add_origin(block_dict *d, uint64_t origin) {
-    if (d->n_origins == d->cap_origins) {
-        uint32_t capacity = d->cap_origins ? d->cap_origins * 2 : 16;
-        tally_id *at = realloc(d->origins, capacity * sizeof *at);
-        if (at == NULL) {
-            return false;
-        }
-        d->origins = at;
-        d->cap_origins = capacity;
+    if (!ARRAY_RESERVE_MAX(d->origins, 1, DICT_MAX)) {
+        return false;
     }
-    d->origins[d->n_origins].hi = 0;
-    d->origins[d->n_origins++].lo = origin;
+    tally_id key = {0, origin};
+    d->origins.at[d->origins.count++] = key;
     return true;
 }
 
@@ -132,10 +125,10 @@ static uint8_t *put_id(uint8_t *p, tally_id id) {
 }
 
 static const tally_id *dict_account_key(const void *ctx, uint32_t i) {
-    return &((const block_dict *)ctx)->accounts[i].id;
+    return &((const block_dict *)ctx)->accounts.at[i].id;
 }
 static const tally_id *dict_origin_key(const void *ctx, uint32_t i) {
-    return &((const block_dict *)ctx)->origins[i];
+    return &((const block_dict *)ctx)->origins.at[i];
 }
 
 void block_enc_init(block_enc *e) {
@@ -177,16 +170,16 @@ static bool enc_index(block_enc *e, idmap *map, tally_id key, uint32_t value) {
     return idmap_put(map, key, value);
 }
 
-static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledger,
-                            uint8_t flags, bool *ok) {
+static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledger, uint8_t flags,
+                            bool *ok) {
     block_dict *d = &e->dict;
     uint32_t k = idmap_get(&e->account_index, id);
-    if (k < d->n_accounts && id_eq(d->accounts[k].id, id) && d->accounts[k].ledger == ledger &&
-        d->accounts[k].flags == flags) {
+    if (k < d->accounts.count && id_eq(d->accounts.at[k].id, id) && d->accounts.at[k].ledger == ledger &&
+        d->accounts.at[k].flags == flags) {
         return put_varint(p, (uint64_t)k + 1);
     }
     codec_account a = {id, ledger, flags};
-    if (!dict_add_account(d, a) || !enc_index(e, &e->account_index, id, d->n_accounts - 1)) {
+    if (!dict_add_account(d, a) || !enc_index(e, &e->account_index, id, d->accounts.count - 1)) {
         *ok = false;
         return p;
     }
@@ -200,10 +193,10 @@ static uint8_t *enc_origin(block_enc *e, uint8_t *p, uint64_t origin, bool *ok) 
     block_dict *d = &e->dict;
     tally_id key = {0, origin};
     uint32_t k = idmap_get(&e->origin_index, key);
-    if (k < d->n_origins && d->origins[k].lo == origin) {
+    if (k < d->origins.count && d->origins.at[k].lo == origin) {
         return put_varint(p, (uint64_t)k + 1);
     }
-    if (!dict_add_origin(d, origin) || !enc_index(e, &e->origin_index, key, d->n_origins - 1)) {
+    if (!dict_add_origin(d, origin) || !enc_index(e, &e->origin_index, key, d->origins.count - 1)) {
         *ok = false;
         return p;
     }
@@ -217,15 +210,17 @@ static uint64_t zigzag(uint64_t delta) {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-static uint64_t unzigzag(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
+static uint64_t unzigzag(uint64_t v) {
+    return (v >> 1) ^ (0 - (v & 1));
+}
 
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
     if (!bytes_reserve(out, CODEC_OP_MAX)) {
         return false;
     }
     block_dict *d = &e->dict;
-    e->saved_accounts = d->n_accounts;
-    e->saved_origins = d->n_origins;
+    e->saved_accounts = d->accounts.count;
+    e->saved_origins = d->origins.count;
     e->saved_prev = d->prev;
     e->n_undo = 0;
     uint8_t *start = out->at + out->len, *p = start + 1;
@@ -249,8 +244,7 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
                         &ok);
         break;
     case OP_GRANT:
-        p = enc_account(e, p, o->u.grant.account, o->u.grant.ledger, o->u.grant.account_flags,
-                        &ok);
+        p = enc_account(e, p, o->u.grant.account, o->u.grant.ledger, o->u.grant.account_flags, &ok);
         p = enc_origin(e, p, o->u.grant.to, &ok);
         p = put_varint(p, o->u.grant.amount);
         break;
@@ -271,8 +265,9 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         p = put_varint(p, t->amount);
         break;
     }
-    uint64_t user_data = o->kind == OP_OPEN ? o->u.account.user_data
-                         : o->kind == OP_GRANT ? 0 : t->user_data;
+    uint64_t user_data = o->kind == OP_OPEN    ? o->u.account.user_data
+                         : o->kind == OP_GRANT ? 0
+                                               : t->user_data;
     if (o->kind != OP_GRANT && !(h & H_SAME_CODE)) {
         p = put_varint(p, code);
     }
@@ -298,12 +293,13 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
 }
 
 void block_enc_rollback(block_enc *e, bytes *out, size_t len) {
-    e->dict.n_accounts = e->saved_accounts;
-    e->dict.n_origins = e->saved_origins;
+    e->dict.accounts.count = e->saved_accounts;
+    e->dict.origins.count = e->saved_origins;
     e->dict.prev = e->saved_prev;
     while (e->n_undo > 0) {
         e->n_undo--;
-        bool ok = idmap_put(e->undo[e->n_undo].map, e->undo[e->n_undo].key, e->undo[e->n_undo].value);
+        bool ok =
+            idmap_put(e->undo[e->n_undo].map, e->undo[e->n_undo].key, e->undo[e->n_undo].value);
         assert(ok && "replacing a value never allocates");
         (void)ok;
     }
@@ -352,9 +348,13 @@ int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_
     return TALLY_OK;
 }
 
-void block_dec_free(block_dec *d) { dict_free(&d->dict); }
+void block_dec_free(block_dec *d) {
+    dict_free(&d->dict);
+}
 
-bool block_dec_done(const block_dec *d) { return d->remaining == 0 && d->p == d->end; }
+bool block_dec_done(const block_dec *d) {
+    return d->remaining == 0 && d->p == d->end;
+}
 
 static bool get_varint(block_dec *d, uint64_t *out) {
     uint64_t v = 0;
@@ -394,11 +394,11 @@ static bool get_id(block_dec *d, tally_id *id) {
 
 static int dec_account(block_dec *d, codec_account *out) {
     uint64_t k;
-    if (!get_varint_max(d, d->dict.n_accounts, &k)) {
+    if (!get_varint_max(d, d->dict.accounts.count, &k)) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
-        *out = d->dict.accounts[k - 1];
+        *out = d->dict.accounts.at[k - 1];
         return TALLY_OK;
     }
     uint64_t ledger;
@@ -416,11 +416,11 @@ static int dec_account(block_dec *d, codec_account *out) {
 
 static int dec_origin(block_dec *d, uint64_t *out) {
     uint64_t k;
-    if (!get_varint_max(d, d->dict.n_origins, &k)) {
+    if (!get_varint_max(d, d->dict.origins.count, &k)) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
-        *out = d->dict.origins[k - 1].lo;
+        *out = d->dict.origins.at[k - 1].lo;
         return TALLY_OK;
     }
     if (d->end - d->p < 8) {
@@ -514,7 +514,8 @@ int block_dec_op(block_dec *d, op *o) {
         o->u.account.flags = a.flags;
         break;
     case OP_GRANT:
-        if ((rc = dec_account(d, &a)) != TALLY_OK || (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
+        if ((rc = dec_account(d, &a)) != TALLY_OK ||
+            (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
             return rc;
         }
         if (!get_varint(d, &o->u.grant.amount)) {

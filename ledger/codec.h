@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/array.h"
 #include "crdt/idmap.h"
 #include "ledger/op.h"
 
@@ -85,9 +86,8 @@ typedef struct block_prev {
 } block_prev;
 
 typedef struct block_dict {
-    codec_account *accounts;
-    tally_id *origins; /* {0, replica id}, so that an idmap can key them */
-    uint32_t n_accounts, n_origins, cap_accounts, cap_origins;
+    ARRAY(codec_account) accounts;
+    ARRAY(tally_id) origins; /* {0, replica id}, so that an idmap can key them */
     block_prev prev; /* what the previous op of the block had; zeros at the block's start */
 } block_dict;
 

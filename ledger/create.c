@@ -48,7 +48,8 @@ static void expiry_pop(tally_replica *r) {
         if (child >= n) {
             break;
         }
-        if (child + 1 < n && r->expiries.at[child + 1].deadline_ms < r->expiries.at[child].deadline_ms) {
+        if (child + 1 < n &&
+            r->expiries.at[child + 1].deadline_ms < r->expiries.at[child].deadline_ms) {
             child++;
         }
         if (last.deadline_ms <= r->expiries.at[child].deadline_ms) {
@@ -138,7 +139,9 @@ static bool same_or_zero_id(tally_id asked, tally_id have) {
     return id_is_zero(asked) || id_eq(asked, have);
 }
 
-static bool same_or_zero(uint64_t asked, uint64_t have) { return asked == 0 || asked == have; }
+static bool same_or_zero(uint64_t asked, uint64_t have) {
+    return asked == 0 || asked == have;
+}
 
 /* Whether a retried request asks for exactly what record s already is. */
 static bool transfer_matches(const tally_replica *r, const transfer_rec *rec,
@@ -185,8 +188,8 @@ static int resolve_post_or_void(const tally_replica *r, op *o, op_refs *refs) {
     const transfer_rec *p = &r->transfers.at[found];
     tally_id debit = r->accounts.at[p->debit].id, credit = r->accounts.at[p->credit].id;
     if (!same_or_zero_id(t->debit_account_id, debit) ||
-        !same_or_zero_id(t->credit_account_id, credit) ||
-        !same_or_zero(t->ledger, p->ledger) || !same_or_zero(t->code, p->code)) {
+        !same_or_zero_id(t->credit_account_id, credit) || !same_or_zero(t->ledger, p->ledger) ||
+        !same_or_zero(t->code, p->code)) {
         return TALLY_PENDING_MISMATCH;
     }
     t->debit_account_id = debit;
@@ -240,7 +243,7 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     uint32_t have = idmap_get(&r->transfer_map, t->id);
     if (have != NONE) {
         return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
-                                                               : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
+                                                              : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
     }
     int rc = transfer_check_fields(t);
     if (rc != TALLY_OK) {

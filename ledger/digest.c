@@ -43,7 +43,9 @@ static void sum_add(u128 *sum, const enc *e) {
     *sum = u128_plus(*sum, v);
 }
 
-static uint64_t origin_id(const tally_replica *r, uint32_t i) { return r->origins.at[i].id; }
+static uint64_t origin_id(const tally_replica *r, uint32_t i) {
+    return r->origins.at[i].id;
+}
 
 static void transfer_fields(enc *e, const tally_transfer *t) {
     eid(e, t->id);

@@ -24,7 +24,7 @@ typedef enum op_kind {
     OP_OPEN = 1,
     OP_TRANSFER = 2, /* posted, or pending when transfer.flags has TALLY_TRANSFER_PENDING */
     OP_POST = 3,
-    OP_VOID = 4,     /* expired != 0: the origin's own timeout, with a zero transfer id */
+    OP_VOID = 4, /* expired != 0: the origin's own timeout, with a zero transfer id */
     OP_GRANT = 5,
 } op_kind;
 
@@ -36,9 +36,9 @@ typedef enum op_kind {
 
 typedef struct op {
     uint8_t kind;
-    uint8_t expired;       /* OP_VOID only */
-    uint8_t debit_flags;   /* transfers: the debit account's bound flags at the origin */
-    uint8_t credit_flags;  /* transfers: the credit account's bound flags at the origin */
+    uint8_t expired;      /* OP_VOID only */
+    uint8_t debit_flags;  /* transfers: the debit account's bound flags at the origin */
+    uint8_t credit_flags; /* transfers: the credit account's bound flags at the origin */
     uint64_t origin, seq, hlc;
     union {
         tally_account account;   /* OP_OPEN */

@@ -34,30 +34,6 @@ const char *tally_result_name(int result) {
     return "UNKNOWN";
 }
 
-bool replica_array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more,
-                           size_t elem) {
-    if ((uint64_t)count + more <= *capacity) {
-        return true;
-    }
-    if ((uint64_t)count + more > REPLICA_RECORDS_MAX) {
-        return false;
-    }
-    uint64_t want = *capacity ? (uint64_t)*capacity * 2 : 16;
-    while (want < (uint64_t)count + more) {
-        want *= 2;
-    }
-    if (want > REPLICA_RECORDS_MAX) {
-        want = REPLICA_RECORDS_MAX;
-    }
-    void *grown = realloc(*at, (size_t)want * elem);
-    if (grown == NULL) {
-        return false;
-    }
-    *at = grown;
-    *capacity = (uint32_t)want;
-    return true;
-}
-
 static uint64_t wall_clock_ms(void *ctx) {
     (void)ctx;
     struct timespec ts;
@@ -65,7 +41,9 @@ static uint64_t wall_clock_ms(void *ctx) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-uint64_t replica_now_ms(const tally_replica *r) { return r->clock_ms(r->clock_ctx); }
+uint64_t replica_now_ms(const tally_replica *r) {
+    return r->clock_ms(r->clock_ctx);
+}
 
 static const tally_id *account_key(const void *ctx, uint32_t i) {
     return &((const tally_replica *)ctx)->accounts.at[i].id;
@@ -128,8 +106,8 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     if (out != NULL) {
         *out = NULL;
     }
-    if (opts == NULL || out == NULL || (opts->sync_mode != TALLY_SYNC_NONE &&
-                                        opts->sync_mode != TALLY_SYNC_COMMIT)) {
+    if (opts == NULL || out == NULL ||
+        (opts->sync_mode != TALLY_SYNC_NONE && opts->sync_mode != TALLY_SYNC_COMMIT)) {
         return TALLY_EINVAL;
     }
     if (opts->dir != NULL) {
@@ -183,9 +161,13 @@ void tally_close(tally_replica *r) {
     free(r);
 }
 
-void tally_free(void *buf) { free(buf); }
+void tally_free(void *buf) {
+    free(buf);
+}
 
-uint64_t tally_replica_id(const tally_replica *r) { return r != NULL ? r->id : 0; }
+uint64_t tally_replica_id(const tally_replica *r) {
+    return r != NULL ? r->id : 0;
+}
 
 uint64_t tally_seen(const tally_replica *r, uint64_t origin) {
     uint32_t i = r != NULL ? replica_origin_find(r, origin) : NONE;
@@ -243,8 +225,7 @@ int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_bala
     return wide ? TALLY_OVERFLOW : TALLY_OK;
 }
 
-int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id,
-                 uint64_t *out) {
+int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id, uint64_t *out) {
     if (out == NULL) {
         return TALLY_EINVAL;
     }
@@ -400,8 +381,8 @@ int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, s
         for (uint32_t ai = head; ai != NONE; ai = r->accounts.at[ai].next) {
             for (uint32_t i = r->accounts.at[ai].opens; i != NONE; i = r->opens.at[i].next) {
                 const tally_account *a = &r->opens.at[i].a;
-                if (a->ledger != win->ledger || a->flags != win->flags ||
-                    a->code != win->code || a->user_data != win->user_data) {
+                if (a->ledger != win->ledger || a->flags != win->flags || a->code != win->code ||
+                    a->user_data != win->user_data) {
                     tally_conflict c = {TALLY_CONFLICT_ACCOUNT, id,
                                         open_dot(r, r->accounts.at[head].open), open_dot(r, i)};
                     conflict_emit(out, first, cap, &n, c);

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/array.h"
 #include "crdt/hlc.h"
 #include "crdt/idmap.h"
 #include "crdt/rights.h"
@@ -50,10 +51,10 @@ typedef struct open_rec {
 typedef struct account_rec {
     tally_id id;
     uint32_t ledger;
-    uint16_t flags;   /* bound flags only: the incarnation key with id and ledger */
-    uint32_t open;    /* opens[] index of this incarnation's smallest-dot OPEN: its fields */
-    uint32_t next;    /* next incarnation of the same id, NONE at the end */
-    uint32_t opens;   /* opens[] index of the latest OPEN of this incarnation; linked by next */
+    uint16_t flags;     /* bound flags only: the incarnation key with id and ledger */
+    uint32_t open;      /* opens[] index of this incarnation's smallest-dot OPEN: its fields */
+    uint32_t next;      /* next incarnation of the same id, NONE at the end */
+    uint32_t opens;     /* opens[] index of the latest OPEN of this incarnation; linked by next */
     uint8_t conflicted; /* this id has OPENs with different fields (set on the whole chain) */
     u128 debits_posted, credits_posted, debits_pending, credits_pending;
     rights rights; /* holders are origins[] indices */
@@ -69,9 +70,9 @@ typedef struct transfer_rec {
     uint32_t link;          /* pending: its POST/VOID record; POST/VOID: its pending; or NONE */
     uint32_t next;          /* next record with the same id, NONE at the end */
     uint16_t code, flags;
-    uint8_t kind;           /* op_kind */
-    uint8_t state;          /* tally_pending_state */
-    uint8_t expired;        /* VOID by timeout */
+    uint8_t kind;    /* op_kind */
+    uint8_t state;   /* tally_pending_state */
+    uint8_t expired; /* VOID by timeout */
 } transfer_rec;
 
 typedef struct grant_rec {
@@ -98,11 +99,6 @@ typedef struct expiry {
     uint32_t transfer;
 } expiry;
 
-#define ARRAY(type)                                                                                \
-    struct {                                                                                       \
-        type *at;                                                                                  \
-        uint32_t count, capacity;                                                                  \
-    }
 
 struct tally_replica {
     uint64_t id;
@@ -117,7 +113,7 @@ struct tally_replica {
     ARRAY(grant_rec) grants;
     ARRAY(journal_entry) journal;
     ARRAY(origin_rec) origins;
-    ARRAY(expiry) expiries;   /* min-heap by deadline: local pendings with a timeout */
+    ARRAY(expiry) expiries; /* min-heap by deadline: local pendings with a timeout */
     ARRAY(tally_id) conflicted_accounts;
     ARRAY(tally_id) conflicted_transfers;
     idmap account_map, transfer_map, origin_map;
@@ -126,13 +122,9 @@ struct tally_replica {
     uint64_t refused_rights;
 };
 
-/* Grows an ARRAY so that `more` further elements fit. False when out of memory or past
- * REPLICA_RECORDS_MAX; the array is unchanged then. */
-bool replica_array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more,
-                           size_t elem);
-#define ARRAY_RESERVE(arr, more)                                                                   \
-    replica_array_reserve((void **)&(arr).at, &(arr).capacity, (arr).count, (more),               \
-                          sizeof *(arr).at)
+/* Grows a replica's ARRAY so that `more` further elements fit. False when out of memory or
+ * past REPLICA_RECORDS_MAX; the array is unchanged then. */
+#define ARRAY_RESERVE(arr, more) ARRAY_RESERVE_MAX(arr, more, REPLICA_RECORDS_MAX)
 
 /* origins[] index for a replica id, or NONE. */
 uint32_t replica_origin_find(const tally_replica *r, uint64_t id);
@@ -140,8 +132,7 @@ uint32_t replica_origin_find(const tally_replica *r, uint64_t id);
 uint32_t replica_origin_get(tally_replica *r, uint64_t id);
 
 /* The incarnation for (id, ledger, bound flags), or NONE. */
-uint32_t replica_account_find(const tally_replica *r, tally_id id, uint32_t ledger,
-                              uint16_t flags);
+uint32_t replica_account_find(const tally_replica *r, tally_id id, uint32_t ledger, uint16_t flags);
 /* The incarnation lookups by id show (the chain head), or NONE. */
 static inline uint32_t replica_account_head(const tally_replica *r, tally_id id) {
     return idmap_get(&r->account_map, id);
@@ -154,8 +145,7 @@ void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer
 u128 account_spendable(const account_rec *a);
 
 /* Dot order: by origin id, then seq. */
-static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b,
-                            uint64_t seq_b) {
+static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b, uint64_t seq_b) {
     return origin_a != origin_b ? origin_a < origin_b : seq_a < seq_b;
 }
 

@@ -110,7 +110,7 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
     p[4] = SYNC_VERSION;
     p[5] = p[6] = p[7] = 0;
     put_u32le(p + 8, (uint32_t)v.count);
-    for (size_t i = 0; i < v.count; i++) {
+    for (uint32_t i = 0; i < v.count; i++) {
         put_u64le(p + 12 + 16 * i, v.entries[i].origin);
         put_u64le(p + 20 + 16 * i, v.entries[i].seq);
     }
@@ -123,8 +123,8 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
 
 int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
     vclock_init(out);
-    if (buf == NULL || len < 20 || memcmp(buf, summary_magic, 4) != 0 ||
-        buf[4] != SYNC_VERSION || buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
+    if (buf == NULL || len < 20 || memcmp(buf, summary_magic, 4) != 0 || buf[4] != SYNC_VERSION ||
+        buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
         return TALLY_ECORRUPT;
     }
     uint32_t count = get_u32le(buf + 8);
@@ -136,7 +136,7 @@ int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
     if (out->entries == NULL) {
         return TALLY_ENOMEM;
     }
-    out->capacity = (size_t)count + 1;
+    out->capacity = count + 1;
     for (uint32_t i = 0; i < count; i++) {
         uint64_t origin = get_u64le(buf + 12 + 16 * (size_t)i);
         uint64_t seq = get_u64le(buf + 20 + 16 * (size_t)i);

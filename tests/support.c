@@ -10,7 +10,9 @@ void assert_result_at(int actual, int expected, const char *expr, const char *fi
     }
 }
 
-uint64_t test_clock_ms(void *ctx) { return ((test_clock *)ctx)->now_ms; }
+uint64_t test_clock_ms(void *ctx) {
+    return ((test_clock *)ctx)->now_ms;
+}
 
 tally_replica *replica_new(uint64_t id, test_clock *clock) {
     tally_options o;
@@ -86,4 +88,32 @@ uint64_t test_rand(uint64_t *state) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     return z ^ (z >> 31);
+}
+
+tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t amount) {
+    tally_transfer t;
+    memset(&t, 0, sizeof t);
+    t.id = tid(id);
+    t.pending_id = tid(pending_id);
+    t.flags = flag;
+    t.amount = amount;
+    return t;
+}
+
+void encode_block(const op *ops, size_t n, bytes *out) {
+    block_enc e;
+    block_enc_init(&e);
+    assert_true(block_enc_begin(&e, out));
+    for (size_t i = 0; i < n; i++) {
+        assert_true(block_enc_op(&e, out, &ops[i]));
+    }
+    block_enc_end(&e, out);
+    block_enc_free(&e);
+}
+
+void make_delta(const op *ops, size_t n, bytes *out) {
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\1\0\0\0", 8);
+    out->len = 8;
+    encode_block(ops, n, out);
 }

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "ledger/codec.h"
+#include "ledger/op.h"
 #include "tally.h"
 
 /* Compares two tally_results and prints both names when they differ. */
@@ -42,6 +44,14 @@ void digest_of(const tally_replica *r, uint8_t out[16]);
 
 tally_account account(uint64_t id, uint32_t ledger, uint16_t flags);
 tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount);
+
+/* The post (flag TALLY_TRANSFER_POST_PENDING) or void of a pending transfer; amount 0: all. */
+tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t amount);
+
+/* Encodes ops into one block at the end of out (which may be empty). */
+void encode_block(const op *ops, size_t n, bytes *out);
+/* A delta holding ops in one block: the way to hand a replica hand-made ops. */
+void make_delta(const op *ops, size_t n, bytes *out);
 
 /* A small deterministic PRNG for property tests. */
 uint64_t test_rand(uint64_t *state);

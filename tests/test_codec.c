@@ -70,17 +70,6 @@ static op random_op(uint64_t *seed, const tally_id *accounts, int n_accounts, ui
     return o;
 }
 
-static void encode_block(const op *ops, int n, bytes *out) {
-    block_enc e;
-    block_enc_init(&e);
-    assert_true(block_enc_begin(&e, out));
-    for (int i = 0; i < n; i++) {
-        assert_true(block_enc_op(&e, out, &ops[i]));
-    }
-    block_enc_end(&e, out);
-    block_enc_free(&e);
-}
-
 static void decode_of_encode_is_the_op(void **state) {
     (void)state;
     uint64_t seed = 42, seqs[3] = {0, 0, 0};
@@ -195,10 +184,21 @@ static int decode_first(const uint8_t *payload, uint32_t len) {
 static void malformed_ops_under_a_valid_checksum_are_refused(void **state) {
     (void)state;
     /* An OPEN: header, origin literal (0 + 8 bytes), seq 1, hlc 0, account literal. */
-    uint8_t good[31] = {OP_OPEN | (1u << 4), 0, 9, 0, 0, 0, 0, 0, 0, 0, /* origin 9 */
-                        1, 0,                                         /* seq 1, hlc 0 */
-                        0, 1};                                        /* literal, id hi 1 */
-    good[30] = 1;                                                     /* ledger 1 */
+    uint8_t good[31] = {OP_OPEN | (1u << 4),
+                        0,
+                        9,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0, /* origin 9 */
+                        1,
+                        0, /* seq 1, hlc 0 */
+                        0,
+                        1}; /* literal, id hi 1 */
+    good[30] = 1;           /* ledger 1 */
     assert_result(decode_first(good, sizeof good), TALLY_OK);
     uint8_t bad[sizeof good];
 

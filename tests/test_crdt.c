@@ -5,13 +5,16 @@
 
 #include <stdlib.h>
 
+#include "crdt/array.h"
 #include "crdt/hlc.h"
 #include "crdt/idmap.h"
 #include "crdt/rights.h"
 #include "crdt/u128.h"
 #include "crdt/vclock.h"
 
-static const tally_id *key_in(const void *ctx, uint32_t i) { return &((const tally_id *)ctx)[i]; }
+static const tally_id *key_in(const void *ctx, uint32_t i) {
+    return &((const tally_id *)ctx)[i];
+}
 
 static void idmap_finds_every_key_it_was_given(void **state) {
     (void)state;
@@ -147,8 +150,28 @@ static void hlc_ignores_a_peer_clock_far_in_the_future(void **state) {
     assert_int_equal(hlc_tick(&h, 0), UINT64_MAX); /* saturates, never wraps */
 }
 
+static void array_reserve_doubles_and_stops_at_its_limit(void **state) {
+    (void)state;
+    ARRAY(uint64_t) a = {NULL, 0, 0};
+    assert_true(ARRAY_RESERVE_MAX(a, 1, 100));
+    assert_int_equal(a.capacity, 16);
+    a.count = 16;
+    assert_true(ARRAY_RESERVE_MAX(a, 1, 100));
+    assert_int_equal(a.capacity, 32);
+    a.count = 32;
+    assert_true(ARRAY_RESERVE_MAX(a, 60, 100));
+    assert_int_equal(a.capacity, 100); /* capped at the limit */
+    a.count = 100;
+    uint64_t *before = a.at;
+    assert_false(ARRAY_RESERVE_MAX(a, 1, 100));
+    assert_ptr_equal(a.at, before); /* unchanged on failure */
+    assert_int_equal(a.capacity, 100);
+    free(a.at);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(array_reserve_doubles_and_stops_at_its_limit),
         cmocka_unit_test(idmap_finds_every_key_it_was_given),
         cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
         cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),

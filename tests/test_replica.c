@@ -44,7 +44,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-static int create(fixture *f, tally_transfer t) { return tally_create_transfer(f->r, &t); }
+static int create(fixture *f, tally_transfer t) {
+    return tally_create_transfer(f->r, &t);
+}
 
 static tally_balance balance(fixture *f, uint64_t id) {
     tally_balance b;
@@ -282,16 +284,6 @@ static tally_transfer pending(uint64_t id, uint64_t debit, uint64_t credit, uint
     tally_transfer t = transfer(id, debit, credit, amount);
     t.flags = TALLY_TRANSFER_PENDING;
     t.timeout_ms = timeout_ms;
-    return t;
-}
-
-static tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t amount) {
-    tally_transfer t;
-    memset(&t, 0, sizeof t);
-    t.id = tid(id);
-    t.pending_id = tid(pending_id);
-    t.flags = flag;
-    t.amount = amount;
     return t;
 }
 

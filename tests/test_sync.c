@@ -24,12 +24,15 @@ static void open_accounts(tally_replica *r) {
     assert_result(tally_create_account(r, &l), TALLY_OK);
 }
 
-static int create(tally_replica *r, tally_transfer t) { return tally_create_transfer(r, &t); }
+static int create(tally_replica *r, tally_transfer t) {
+    return tally_create_transfer(r, &t);
+}
 
 /* Random local activity on one replica: deposits, transfers, pendings, posts, grants. */
 static void random_activity(tally_replica *r, uint64_t *seed, int n, uint64_t id_base) {
     for (int i = 0; i < n; i++) {
-        uint64_t id = id_base + (uint64_t)i, k = test_rand(seed) % 6, amount = 1 + test_rand(seed) % 50;
+        uint64_t id = id_base + (uint64_t)i, k = test_rand(seed) % 6,
+                 amount = 1 + test_rand(seed) % 50;
         tally_transfer t;
         switch (k) {
         case 0:
@@ -49,7 +52,8 @@ static void random_activity(tally_replica *r, uint64_t *seed, int n, uint64_t id
             memset(&t, 0, sizeof t);
             t.id = tid(id);
             t.pending_id = tid(id - 1 - test_rand(seed) % 4);
-            t.flags = test_rand(seed) % 2 ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
+            t.flags =
+                test_rand(seed) % 2 ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
             break;
         default:
             (void)tally_grant(r, tid(A), 1 + test_rand(seed) % 3, 1 + test_rand(seed) % 5);
@@ -57,20 +61,6 @@ static void random_activity(tally_replica *r, uint64_t *seed, int n, uint64_t id
         }
         (void)create(r, t);
     }
-}
-
-static void make_delta(const op *ops, int n, bytes *out) {
-    assert_true(bytes_reserve(out, 8));
-    memcpy(out->at, "TLYD\1\0\0\0", 8);
-    out->len = 8;
-    block_enc e;
-    block_enc_init(&e);
-    assert_true(block_enc_begin(&e, out));
-    for (int i = 0; i < n; i++) {
-        assert_true(block_enc_op(&e, out, &ops[i]));
-    }
-    block_enc_end(&e, out);
-    block_enc_free(&e);
 }
 
 /* --- convergence --------------------------------------------------------------------------- */
@@ -374,7 +364,8 @@ static void random_bytes_never_break_a_replica(void **state) {
         if (trial % 2 && len >= 8) {
             memcpy(junk, "TLYD\1\0\0\0", 8); /* get past the header */
         }
-        assert_result(tally_apply(p.dst, junk, len), len == 8 && trial % 2 ? TALLY_OK : TALLY_ECORRUPT);
+        assert_result(tally_apply(p.dst, junk, len),
+                      len == 8 && trial % 2 ? TALLY_OK : TALLY_ECORRUPT);
         uint8_t *out;
         size_t out_len;
         assert_result(tally_delta(p.src, junk, len, 0, &out, &out_len), TALLY_ECORRUPT);
@@ -437,8 +428,7 @@ static op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags) {
 }
 
 static op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit,
-                      uint8_t debit_flags, uint64_t credit, uint8_t credit_flags,
-                      uint64_t amount) {
+                      uint8_t debit_flags, uint64_t credit, uint8_t credit_flags, uint64_t amount) {
     op o;
     memset(&o, 0, sizeof o);
     o.kind = OP_TRANSFER;
@@ -524,7 +514,8 @@ static void an_origin_may_not_create_one_transfer_id_twice(void **state) {
     (void)state;
     tally_replica *r = replica_new(1, NULL);
     op ops[4] = {open_op(9, 1, BANK, 0), open_op(9, 2, B, 0),
-                 transfer_op(9, 3, 100, BANK, 0, B, 0, 50), transfer_op(9, 4, 100, BANK, 0, B, 0, 50)};
+                 transfer_op(9, 3, 100, BANK, 0, B, 0, 50),
+                 transfer_op(9, 4, 100, BANK, 0, B, 0, 50)};
     bytes d = {0};
     make_delta(ops, 4, &d);
     assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);

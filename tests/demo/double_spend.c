@@ -56,7 +56,8 @@ static void show(const char *title) {
         check(tally_lookup_balance(rep[i], C, &c), "balance");
         int64_t av = (int64_t)(a.credits_posted - a.debits_posted - a.debits_pending);
         printf("   %-10s %12" PRId64 " / %7" PRIu64 " %22" PRIu64 " %22" PRIu64 "\n", names[i], av,
-               a.rights_here, b.credits_posted - b.debits_posted, c.credits_posted - c.debits_posted);
+               a.rights_here, b.credits_posted - b.debits_posted,
+               c.credits_posted - c.debits_posted);
     }
 }
 
@@ -92,7 +93,8 @@ int main(void) {
         check(tally_open(&o, &rep[i]), "open");
     }
     printf("tally: the double-spend problem, without consensus\n");
-    printf("Three replicas. BANK is the outside world (unbounded); A, B and C may never go below 0.\n");
+    printf("Three replicas. BANK is the outside world (unbounded); A, B and C may never go below "
+           "0.\n");
     tally_account bank = {BANK, 0, 1, 1, 0};
     check(tally_create_account(rep[0], &bank), "open BANK");
     const tally_id bounded[3] = {A, B, C};
@@ -141,8 +143,8 @@ int main(void) {
         tally_digest(rep[i], di);
         same &= memcmp(d0, di, 16) == 0;
     }
-    printf("\n%s\n", same ? "All three digests are equal: the replicas have converged."
-                          : "DIGESTS DIFFER");
+    printf("\n%s\n",
+           same ? "All three digests are equal: the replicas have converged." : "DIGESTS DIFFER");
     for (int i = 0; i < N; i++) {
         tally_close(rep[i]);
     }

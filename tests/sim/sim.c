@@ -39,8 +39,12 @@ static uint64_t next(rng *g) { /* splitmix64 */
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     return z ^ (z >> 31);
 }
-static uint64_t below(rng *g, uint64_t n) { return n ? next(g) % n : 0; }
-static bool chance(rng *g, unsigned percent) { return below(g, 100) < percent; }
+static uint64_t below(rng *g, uint64_t n) {
+    return n ? next(g) % n : 0;
+}
+static bool chance(rng *g, unsigned percent) {
+    return below(g, 100) < percent;
+}
 
 typedef struct account_info {
     tally_id id;
@@ -241,8 +245,8 @@ static void do_transfer(sim *s, int at, const tally_id *debit, const tally_id *c
     t.timeout_ms = timeout_ms;
     int rc = tally_create_transfer(s->r[at], &t);
     expect_create(s, rc);
-    trace(s, "r%d transfer %" PRIu64 " amount %" PRIu64 " flags %u: %s", at + 1, t.id.lo,
-          t.amount, flags, tally_result_name(rc));
+    trace(s, "r%d transfer %" PRIu64 " amount %" PRIu64 " flags %u: %s", at + 1, t.id.lo, t.amount,
+          flags, tally_result_name(rc));
     note_debit_result(s, at, &t, rc);
     if (rc == TALLY_OK) {
         s->dirty[at] = true;
@@ -291,7 +295,8 @@ static void act_finish_pending(sim *s, int at) {
     bool post = chance(&s->g, 60);
     t.flags = post ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
     tally_transfer p;
-    if (post && chance(&s->g, 40) && tally_lookup_transfer(s->r[at], t.pending_id, &p) == TALLY_OK) {
+    if (post && chance(&s->g, 40) &&
+        tally_lookup_transfer(s->r[at], t.pending_id, &p) == TALLY_OK) {
         t.amount = 1 + below(&s->g, p.amount); /* a partial post */
     }
     int rc = tally_create_transfer(s->r[at], &t);
@@ -351,8 +356,8 @@ static void act_open(sim *s, int at) {
             fail(s, "concurrent open", rc);
         }
         s->dirty[other] = true;
-        trace(s, "r%d and r%d open %" PRIu64 " (flags %u/%u ledger %u/%u): %s", at + 1,
-              other + 1, a.id.lo, a.flags, b.flags, a.ledger, b.ledger, tally_result_name(rc));
+        trace(s, "r%d and r%d open %" PRIu64 " (flags %u/%u ledger %u/%u): %s", at + 1, other + 1,
+              a.id.lo, a.flags, b.flags, a.ledger, b.ledger, tally_result_name(rc));
     }
 }
 
@@ -661,9 +666,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--verbose")) {
             verbose = true;
         } else {
-            fprintf(stderr,
-                    "usage: tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] "
-                    "[--steps N] [--verbose]\n");
+            fprintf(stderr, "usage: tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] "
+                            "[--steps N] [--verbose]\n");
             return 2;
         }
     }
@@ -684,7 +688,8 @@ int main(int argc, char **argv) {
            "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
            "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",
            total.debits_tried, total.refused_rights,
-           total.debits_tried ? 100.0 * (double)total.refused_rights / (double)total.debits_tried : 0.0,
+           total.debits_tried ? 100.0 * (double)total.refused_rights / (double)total.debits_tried
+                              : 0.0,
            total.refused_funds, total.requests, total.granted);
     return 0;
 }

@@ -1,0 +1,31 @@
+/*
+ * crdt/array.c — see array.h.
+ */
+#include "crdt/array.h"
+
+#include <stdlib.h>
+
+bool array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
+                   uint32_t max) {
+    uint64_t need = (uint64_t)count + more;
+    if (need <= *capacity) {
+        return true;
+    }
+    if (need > max) {
+        return false;
+    }
+    uint64_t want = *capacity ? (uint64_t)*capacity * 2 : 16;
+    while (want < need) {
+        want *= 2;
+    }
+    if (want > max) {
+        want = max;
+    }
+    void *grown = realloc(*at, (size_t)want * elem);
+    if (grown == NULL) {
+        return false;
+    }
+    *at = grown;
+    *capacity = (uint32_t)want;
+    return true;
+}
