@@ -8,7 +8,9 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SEEDS      ?= 100000
 SIM_FLAGS  ?=
 
-# Debian packages for each pkg-config module and command the build needs.
+# Debian packages for each pkg-config module and command the build needs. clang's sanitizer
+# and libFuzzer runtimes (libclang-rt-dev) are only a recommendation of clang, so they are
+# checked for separately.
 PC_PACKAGES  = libxxhash:libxxhash-dev cmocka:libcmocka-dev sqlite3:libsqlite3-dev
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,6 +29,9 @@ deps:
 	  if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists "$${pair%%:*}"; then \
 	    missing="$$missing $${pair#*:}"; fi; \
 	done; \
+	asan="libclang_rt.asan-$$(uname -m).a"; \
+	if ! command -v clang >/dev/null 2>&1 || [ ! -f "$$(clang -print-file-name=$$asan)" ]; then \
+	  missing="$$missing libclang-rt-dev"; fi; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "make deps: installing$$missing"; \
 	$(SUDO) apt-get update -qq && \
