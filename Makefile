@@ -6,6 +6,7 @@ ASAN_BUILD ?= build-asan
 CLANG_BUILD ?= build-clang
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SEEDS      ?= 100000
+ROUNDS     ?= 10000
 SIM_FLAGS  ?=
 
 # Debian packages for each pkg-config module and command the build needs. clang's sanitizer
@@ -15,7 +16,7 @@ PC_PACKAGES  = libxxhash:libxxhash-dev cmocka:libcmocka-dev sqlite3:libsqlite3-d
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo sim bench clean format
+.PHONY: all deps build test demo sim crash bench clean format
 
 all: build
 
@@ -57,6 +58,10 @@ demo: build
 # Long simulator runs: make sim SEEDS=100000 [SIM_FLAGS="--replicas 7 --steps 4000"]
 sim: build
 	./$(BUILD)/tests/tally_sim --seeds $(SEEDS) $(SIM_FLAGS)
+
+# kill -9 during durable writes, then check nothing acknowledged was lost: make crash ROUNDS=N
+crash: build
+	TALLY_CRASH_ROUNDS=$(ROUNDS) ./$(BUILD)/tests/test_crash
 
 bench: build
 	./$(BUILD)/tests/tally_bench

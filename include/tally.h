@@ -77,7 +77,8 @@ extern "C" {
     XX(EXCEEDS_PENDING_AMOUNT, "the post exceeds the pending amount")                              \
     XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                     \
     XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")         \
-    XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")
+    XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")                    \
+    XX(ORIGIN_BEHIND, "a peer holds ops of this replica newer than its journal: apply them first")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -105,21 +106,40 @@ typedef enum tally_sync_mode {
     TALLY_SYNC_COMMIT = 1, /* fsync before each create_* call returns */
 } tally_sync_mode;
 
+enum {
+    /* Open a journal that has a corrupt frame in the middle by keeping what comes before it
+     * (and dropping everything after). Without it, such a journal is refused. */
+    TALLY_OPEN_REPAIR = 1u << 0,
+};
+
 typedef struct tally_options {
     const char *dir;     /* NULL: in-memory replica, nothing persisted */
     uint64_t replica_id; /* 0: load it from dir, or generate a new random one */
     tally_sync_mode sync_mode;
     uint64_t (*clock_ms)(void *ctx); /* NULL: the real wall clock (ms since epoch) */
     void *clock_ctx;
+    /* Added after the fixed part: zero is the default for each. */
+    uint32_t flags;      /* TALLY_OPEN_* */
+    char *error;         /* NULL, or where tally_open writes a sentence saying why it failed */
+    size_t error_size;   /* the size of that buffer */
 } tally_options;
 
 /* Opens a replica. *out is set to NULL first and to the replica on TALLY_OK; the caller closes
  * it with tally_close.
- * Results: TALLY_OK; TALLY_EINVAL (opts or out NULL, an unknown sync_mode); TALLY_ENOMEM;
- * TALLY_EIO when the random replica id cannot be drawn; for a replica with a directory, the
- * results of the journal (TALLY_EIO, TALLY_ECORRUPT, TALLY_ELOCKED). */
+ *
+ * With opts->dir, the replica is durable: the directory (created if missing) holds its journal,
+ * and opening replays it. A torn write at the journal's tail (a crash mid-write) is cut off;
+ * a corrupt frame followed by valid ones is refused with TALLY_ECORRUPT, and opts->error
+ * names the file and offset, unless opts->flags has TALLY_OPEN_REPAIR. The replica id is kept
+ * in the journal; a non-zero opts->replica_id must match it.
+ *
+ * Results: TALLY_OK; TALLY_EINVAL (opts or out NULL, an unknown sync_mode or flag, a replica id
+ * that differs from the directory's); TALLY_ENOMEM; TALLY_EIO (the directory or a file cannot
+ * be read or written, or no random id can be drawn); TALLY_ECORRUPT; TALLY_ELOCKED (the
+ * directory is open in another replica, in this process or another). */
 TALLY_API int tally_open(const tally_options *opts, tally_replica **out);
-/* Closes a replica and frees everything it owns. tally_close(NULL) does nothing. */
+/* Closes a replica and frees everything it owns; a durable replica's journal is synced first
+ * (whatever its sync mode) and its directory unlocked. tally_close(NULL) does nothing. */
 TALLY_API void tally_close(tally_replica *r);
 /* This replica's non-zero id; 0 for NULL. */
 TALLY_API uint64_t tally_replica_id(const tally_replica *r);
@@ -277,14 +297,18 @@ TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_confli
 TALLY_API int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len);
 /* The ops the peer's summary lacks, in this replica's journal order, at most max_bytes long
  * unless the first op alone is longer (an op is never split; 0: no limit). An empty delta (no
- * op) is a valid delta. Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ECORRUPT (the
- * summary does not decode). */
+ * op) is a valid delta. If the summary shows that the peer holds ops of this replica's own
+ * origin beyond what this replica has (it lost acknowledged writes), local writes are refused
+ * with TALLY_ORIGIN_BEHIND until a delta from a peer brings them back.
+ * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ECORRUPT (the summary does not decode);
+ * TALLY_EIO (a durable replica whose journal failed: nothing leaves it). */
 TALLY_API int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
                           size_t max_bytes, uint8_t **buf, size_t *len);
 /* Validates and applies a delta. Any byte string whatever either applies a causally valid
  * prefix of its ops and returns TALLY_OK, or returns TALLY_ECORRUPT having applied nothing of
- * the rejected op (ops before it stay applied). Ops this replica has are skipped.
- * Results: TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG. */
+ * the rejected op (ops before it stay applied). Ops this replica has are skipped. On a durable
+ * replica what was applied is in the journal (synced under TALLY_SYNC_COMMIT) before it returns.
+ * Results: TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG; TALLY_EIO. */
 TALLY_API int tally_apply(tally_replica *r, const uint8_t *delta, size_t len);
 /* Frees a buffer returned by this library. tally_free(NULL) does nothing. */
 TALLY_API void tally_free(void *buf);

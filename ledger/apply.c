@@ -563,8 +563,8 @@ static bool transfer_reserve_rights(tally_replica *r, const op_refs *refs, uint3
 static int op_reserve(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin,
                       uint32_t *to) {
     origin_rec *orr = &r->origins.at[origin];
-    if (orr->seq >= UINT32_MAX || !ARRAY_RESERVE(r->journal, 1)) {
-        return r->journal.count >= REPLICA_RECORDS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
+    if (orr->seq >= UINT32_MAX || !ARRAY_RESERVE(r->log, 1)) {
+        return r->log.count >= REPLICA_RECORDS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
     }
     if (orr->seq == orr->capacity) {
         uint32_t capacity = orr->capacity ? (uint32_t)orr->capacity * 2 : 64;
@@ -637,8 +637,8 @@ int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms
         break;
     }
     origin_rec *orr = &r->origins.at[origin];
-    orr->position[orr->seq++] = r->journal.count;
-    journal_entry *j = &r->journal.at[r->journal.count++];
+    orr->position[orr->seq++] = r->log.count;
+    log_entry *j = &r->log.at[r->log.count++];
     j->kind = o->kind;
     j->index = index;
     hlc_observe(&r->clock, o->hlc, now_ms);

@@ -61,8 +61,8 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
 }
 
 static bool replay(const tally_replica *r, shadow *s) {
-    for (uint32_t pos = 0; pos < r->journal.count; pos++) {
-        const journal_entry *j = &r->journal.at[pos];
+    for (uint32_t pos = 0; pos < r->log.count; pos++) {
+        const log_entry *j = &r->log.at[pos];
         if (j->kind == OP_GRANT) {
             const grant_rec *g = &r->grants.at[j->index];
             rights *m = &s[g->account].rights;
@@ -160,12 +160,12 @@ static bool check_journal(const tally_replica *r) {
         total += o->seq;
         for (uint64_t s = 1; s <= o->seq; s++) {
             uint32_t pos = o->position[s - 1];
-            if (pos >= r->journal.count || (s > 1 && pos <= o->position[s - 2])) {
+            if (pos >= r->log.count || (s > 1 && pos <= o->position[s - 2])) {
                 return false;
             }
         }
     }
-    if (total != r->journal.count) {
+    if (total != r->log.count) {
         return false;
     }
     uint64_t open = 0;

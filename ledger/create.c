@@ -35,7 +35,15 @@ static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) 
         return rc;
     }
     o->hlc = hlc_tick(&r->clock, now_ms);
-    return op_apply(r, o, &refs, now_ms);
+    rc = replica_journal_add(r, o);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    rc = op_apply(r, o, &refs, now_ms);
+    if (rc != TALLY_OK) {
+        replica_journal_unadd(r);
+    }
+    return rc;
 }
 
 /* --- expiry of local pendings (a min-heap by deadline) ------------------------------------- */
@@ -98,7 +106,11 @@ int tally_expire(tally_replica *r, uint64_t *voided) {
     if (r == NULL) {
         return TALLY_EINVAL;
     }
-    int rc = expire_due(r, replica_now_ms(r), &n);
+    int rc = replica_writable(r);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    rc = replica_commit(r, expire_due(r, replica_now_ms(r), &n));
     if (voided != NULL) {
         *voided = n;
     }
@@ -107,10 +119,20 @@ int tally_expire(tally_replica *r, uint64_t *voided) {
 
 /* --- accounts ------------------------------------------------------------------------------ */
 
+static int create_account(tally_replica *r, const tally_account *a);
+
 int tally_create_account(tally_replica *r, const tally_account *a) {
     if (r == NULL || a == NULL) {
         return TALLY_EINVAL;
     }
+    int rc = replica_writable(r);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    return replica_commit(r, create_account(r, a));
+}
+
+static int create_account(tally_replica *r, const tally_account *a) {
     if (id_is_zero(a->id)) {
         return TALLY_ID_ZERO;
     }
@@ -275,7 +297,7 @@ static bool reserve_local_transfers(tally_replica *r, uint32_t n) {
         self->position = position;
         self->capacity = capacity;
     }
-    return ARRAY_RESERVE(r->journal, n) && ARRAY_RESERVE(r->transfers, n) &&
+    return ARRAY_RESERVE(r->log, n) && ARRAY_RESERVE(r->transfers, n) &&
            idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + n);
 }
 
@@ -283,9 +305,13 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
     if (r == NULL || t == NULL) {
         return TALLY_EINVAL;
     }
+    int rc = replica_writable(r);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
     uint64_t voided = 0, now = replica_now_ms(r);
-    int rc = expire_due(r, now, &voided);
-    return rc != TALLY_OK ? rc : create_transfer(r, t, now);
+    rc = expire_due(r, now, &voided);
+    return replica_commit(r, rc != TALLY_OK ? rc : create_transfer(r, t, now));
 }
 
 int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, int *results) {
@@ -295,13 +321,17 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
     if (n > REPLICA_RECORDS_MAX) {
         return TALLY_EINVAL;
     }
-    uint64_t voided = 0, now = replica_now_ms(r);
-    int rc = expire_due(r, now, &voided);
+    int rc = replica_writable(r);
     if (rc != TALLY_OK) {
         return rc;
     }
+    uint64_t voided = 0, now = replica_now_ms(r);
+    rc = expire_due(r, now, &voided);
+    if (rc != TALLY_OK) {
+        return replica_commit(r, rc);
+    }
     if (!reserve_local_transfers(r, (uint32_t)n)) {
-        return TALLY_ENOMEM;
+        return replica_commit(r, TALLY_ENOMEM);
     }
     for (size_t i = 0; i < n; i++) {
         if (i + BATCH_PREFETCH < n) {
@@ -309,15 +339,25 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
         }
         results[i] = create_transfer(r, &t[i], now);
     }
-    return TALLY_OK;
+    return replica_commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
 }
 
 /* --- grants -------------------------------------------------------------------------------- */
+
+static int grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount);
 
 int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
     if (r == NULL) {
         return TALLY_EINVAL;
     }
+    int rc = replica_writable(r);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    return replica_commit(r, grant(r, account_id, to_replica, amount));
+}
+
+static int grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
     if (id_is_zero(account_id)) {
         return TALLY_ID_ZERO;
     }

@@ -5,12 +5,15 @@
 #include "ledger/replica.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "crdt/id.h"
+#include "ledger/journal.h"
+#include "ledger/sync.h"
 
 const char *tally_strerror(int result) {
     switch (result) {
@@ -102,16 +105,75 @@ static int random_replica_id(uint64_t *out) {
     return TALLY_OK;
 }
 
+int replica_set_id(tally_replica *r, uint64_t id) {
+    r->id = id;
+    r->self = replica_origin_get(r, id);
+    return r->self == NONE ? TALLY_ENOMEM : TALLY_OK;
+}
+
+int replica_journal_add(tally_replica *r, const op *o) {
+    return r->journal == NULL || r->replaying ? TALLY_OK : journal_add(r->journal, o);
+}
+
+void replica_journal_unadd(tally_replica *r) {
+    if (r->journal != NULL && !r->replaying) {
+        journal_unadd(r->journal);
+    }
+}
+
+int replica_commit(tally_replica *r, int rc) {
+    if (r->journal == NULL) {
+        return rc;
+    }
+    int written = journal_commit(r->journal);
+    return written != TALLY_OK ? written : rc;
+}
+
+int replica_writable(const tally_replica *r) {
+    if (r->journal != NULL && r->journal->failed) {
+        return TALLY_EIO;
+    }
+    if (r->learned->own_behind > r->origins.at[r->self].seq) {
+        return TALLY_ORIGIN_BEHIND;
+    }
+    return TALLY_OK;
+}
+
+static void say_error(const tally_options *opts, const char *message) {
+    if (opts->error != NULL && opts->error_size > 0) {
+        snprintf(opts->error, opts->error_size, "%s", message);
+    }
+}
+
+/* Opens the journal in opts->dir and replays it into r. */
+static int replica_open_journal(tally_replica *r, const tally_options *opts) {
+    r->journal = calloc(1, sizeof *r->journal);
+    if (r->journal == NULL) {
+        return TALLY_ENOMEM;
+    }
+    uint64_t id = opts->replica_id;
+    r->replaying = true;
+    int rc = journal_open(r->journal, opts->dir, opts->sync_mode,
+                          (opts->flags & TALLY_OPEN_REPAIR) != 0, &id, replica_replay_frame, r,
+                          opts->error, opts->error_size);
+    r->replaying = false;
+    if (rc == TALLY_OK && r->id == 0) {
+        rc = replica_set_id(r, id); /* a journal with no ops yet */
+    }
+    return rc;
+}
+
 int tally_open(const tally_options *opts, tally_replica **out) {
     if (out != NULL) {
         *out = NULL;
     }
     if (opts == NULL || out == NULL ||
-        (opts->sync_mode != TALLY_SYNC_NONE && opts->sync_mode != TALLY_SYNC_COMMIT)) {
+        (opts->sync_mode != TALLY_SYNC_NONE && opts->sync_mode != TALLY_SYNC_COMMIT) ||
+        (opts->flags & ~(uint32_t)TALLY_OPEN_REPAIR) != 0) {
         return TALLY_EINVAL;
     }
-    if (opts->dir != NULL) {
-        return TALLY_EINVAL; /* durable replicas arrive with the journal */
+    if (opts->error != NULL && opts->error_size > 0) {
+        opts->error[0] = '\0';
     }
     tally_replica *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -122,13 +184,23 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     idmap_init(&r->origin_map, origin_map_key, r);
     r->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : wall_clock_ms;
     r->clock_ctx = opts->clock_ctx;
-    r->id = opts->replica_id;
-    int rc = r->id == 0 ? random_replica_id(&r->id) : TALLY_OK;
-    if (rc == TALLY_OK) {
-        r->self = replica_origin_get(r, r->id);
-        rc = r->self == NONE ? TALLY_ENOMEM : TALLY_OK;
+    r->learned = calloc(1, sizeof *r->learned);
+    int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
+    if (rc == TALLY_OK && opts->dir != NULL) {
+        rc = replica_open_journal(r, opts);
+    } else if (rc == TALLY_OK) {
+        uint64_t id = opts->replica_id;
+        rc = id == 0 ? random_replica_id(&id) : TALLY_OK;
+        if (rc == TALLY_OK) {
+            rc = replica_set_id(r, id);
+        }
     }
     if (rc != TALLY_OK) {
+        if (rc == TALLY_ENOMEM || rc == TALLY_EIO) {
+            if (opts->error != NULL && opts->error_size > 0 && opts->error[0] == '\0') {
+                say_error(opts, tally_strerror(rc));
+            }
+        }
         tally_close(r);
         return rc;
     }
@@ -140,6 +212,11 @@ void tally_close(tally_replica *r) {
     if (r == NULL) {
         return;
     }
+    if (r->journal != NULL) {
+        journal_close(r->journal);
+        free(r->journal);
+    }
+    free(r->learned);
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         rights_free(&r->accounts.at[i].rights);
     }
@@ -150,7 +227,7 @@ void tally_close(tally_replica *r) {
     free(r->accounts.at);
     free(r->transfers.at);
     free(r->grants.at);
-    free(r->journal.at);
+    free(r->log.at);
     free(r->origins.at);
     free(r->expiries.at);
     free(r->conflicted_accounts.at);
@@ -412,7 +489,7 @@ int tally_get_stats(const tally_replica *r, tally_stats *out) {
     }
     size_t conflicts = 0;
     tally_conflicts(r, 0, NULL, 0, &conflicts);
-    out->ops = r->journal.count;
+    out->ops = r->log.count;
     out->accounts = r->account_map.count;
     out->transfers = r->transfers.count;
     out->pending = r->pending_open;

@@ -8,13 +8,14 @@
  *   transfers[]  every TRANSFER, POST and VOID op; transfer_map maps an id to the head of the
  *                chain of records with that id (more than one only after a conflict);
  *   grants[]     every GRANT op;
- *   journal[]    (kind, index) of every op in the order it was applied here: a linear extension
- *                of causality, streamed by tally_delta;
+ *   log[]        (kind, index) of every op in the order it was applied here: a linear extension
+ *                of causality, streamed by tally_delta (and, for a durable replica, the order
+ *                of its journal on disk, ledger/journal.c);
  *   origins[]    every replica known here, with its seq (the version vector) and, for each of
- *                its ops, the op's position in the journal.
+ *                its ops, the op's position in the log.
  *
  * Invariants, checked by replica_check():
- *   1. origins[o].seq ops of origin o are in the journal, seqs 1..seq, in order.
+ *   1. origins[o].seq ops of origin o are in the log, seqs 1..seq, in order.
  *   2. Every balance is the sum of the ops that touched it; Σ rights == spendable amount S of
  *      every bounded incarnation, and no holder's rights are below zero (they are unsigned).
  *   3. A chain head has the smallest dot of its chain (dot order: origin id, then seq).
@@ -81,16 +82,16 @@ typedef struct grant_rec {
     uint64_t seq, hlc, amount;
 } grant_rec;
 
-typedef struct journal_entry {
+typedef struct log_entry {
     uint32_t kind : 3;
     uint32_t index : 29; /* into opens[], transfers[] or grants[] by kind */
-} journal_entry;
+} log_entry;
 
 typedef struct origin_rec {
     uint64_t id;
     tally_id key;       /* {0, id}: the origin map's key */
     uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
-    uint32_t *position; /* position[s - 1]: journal index of seq s */
+    uint32_t *position; /* position[s - 1]: log index of seq s */
     uint64_t capacity;
 } origin_rec;
 
@@ -111,15 +112,23 @@ struct tally_replica {
     ARRAY(account_rec) accounts;
     ARRAY(transfer_rec) transfers;
     ARRAY(grant_rec) grants;
-    ARRAY(journal_entry) journal;
+    ARRAY(log_entry) log;
     ARRAY(origin_rec) origins;
     ARRAY(expiry) expiries; /* min-heap by deadline: local pendings with a timeout */
     ARRAY(tally_id) conflicted_accounts;
     ARRAY(tally_id) conflicted_transfers;
     idmap account_map, transfer_map, origin_map;
 
+    bool replaying; /* opening: ops come from the journal, not to it */
     uint64_t pending_open;
     uint64_t refused_rights;
+
+    struct journal *journal; /* NULL: in memory */
+    /* What reading a peer's summary taught this replica. tally_delta takes a const replica
+     * (the API is fixed) and still must record it, so it lives behind a pointer. */
+    struct replica_learned {
+        uint64_t own_behind; /* a peer holds our own ops up to this seq: refuse local writes */
+    } *learned;
 };
 
 /* Grows a replica's ARRAY so that `more` further elements fit. False when out of memory or
@@ -150,6 +159,17 @@ static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b
 }
 
 uint64_t replica_now_ms(const tally_replica *r);
+
+/* Sets the replica's id (once, before any op): opening, or replaying a journal. */
+int replica_set_id(tally_replica *r, uint64_t id);
+/* Adds a validated op to the journal's commit in progress (no-op in memory or while
+ * replaying); replica_journal_unadd takes it back. */
+int replica_journal_add(tally_replica *r, const op *o);
+void replica_journal_unadd(tally_replica *r);
+/* Ends a write call: commits the journal (a failure turns rc into TALLY_EIO) and returns rc. */
+int replica_commit(tally_replica *r, int rc);
+/* Refuses local writes on a replica whose journal failed or that is behind its own origin. */
+int replica_writable(const tally_replica *r);
 
 /* --- ledger/apply.c --- */
 /* What op_validate found, so that op_apply need not look it up again. The caller sets every

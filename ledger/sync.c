@@ -29,6 +29,7 @@
 #include "crdt/id.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
+#include "ledger/journal.h"
 #include "ledger/sync.h"
 
 static const uint8_t summary_magic[4] = {'T', 'L', 'Y', 'S'};
@@ -41,7 +42,7 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 #define APPLY_AHEAD 16
 
 void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
-    const journal_entry *j = &r->journal.at[position];
+    const log_entry *j = &r->log.at[position];
     memset(o, 0, sizeof *o);
     o->kind = (uint8_t)j->kind;
     switch (j->kind) {
@@ -155,7 +156,7 @@ int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
 
 /* The journal position of the first op the peer lacks, and for each origin the seq it has. */
 static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t *has) {
-    uint32_t start = r->journal.count;
+    uint32_t start = r->log.count;
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
         has[i] = vclock_get(peer, o->id);
@@ -177,10 +178,21 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
     if (r == NULL || buf == NULL || len == NULL || (peer_summary == NULL && peer_len > 0)) {
         return TALLY_EINVAL;
     }
+    if (r->journal != NULL && r->journal->failed) {
+        return TALLY_EIO; /* ops in memory may not be on disk: none may leave */
+    }
     vclock peer;
     int rc = sync_summary_decode(peer_summary, peer_len, &peer);
     if (rc != TALLY_OK) {
+        vclock_free(&peer);
         return rc;
+    }
+    /* A peer holding ops of this replica's own origin beyond its journal means this replica
+     * lost acknowledged writes (a restored backup, a lost disk): until it has them back, a new
+     * local op would reuse their seqs. */
+    uint64_t peer_has_mine = vclock_get(&peer, r->id);
+    if (peer_has_mine > r->origins.at[r->self].seq && peer_has_mine > r->learned->own_behind) {
+        r->learned->own_behind = peer_has_mine;
     }
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
     bytes out = {0};
@@ -195,7 +207,7 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
     out.at[5] = out.at[6] = out.at[7] = 0;
     out.len = DELTA_HEADER;
     bool open = false, any = false;
-    for (uint32_t pos = delta_start(r, &peer, has); pos < r->journal.count; pos++) {
+    for (uint32_t pos = delta_start(r, &peer, has); pos < r->log.count; pos++) {
         op o;
         replica_op_at(r, pos, &o);
         uint32_t origin = replica_origin_find(r, o.origin);
@@ -252,21 +264,83 @@ static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_
     if (o->seq != have + 1 || op_validate(r, o, false, &refs) != TALLY_OK) {
         return TALLY_ECORRUPT;
     }
-    int rc = op_apply(r, o, &refs, now_ms);
+    int rc = replica_journal_add(r, o);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    rc = op_apply(r, o, &refs, now_ms);
+    if (rc != TALLY_OK) {
+        replica_journal_unadd(r);
+    }
     last->origin = replica_origin_find(r, o->origin);
     return rc;
 }
 
 /* Makes room for a block's ops ahead of time: fewer, larger allocations on the hot path. */
 static void apply_reserve(tally_replica *r, uint32_t ops) {
-    if (ARRAY_RESERVE(r->journal, ops) && ARRAY_RESERVE(r->transfers, ops)) {
+    if (ARRAY_RESERVE(r->log, ops) && ARRAY_RESERVE(r->transfers, ops)) {
         (void)idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + ops);
     }
+}
+
+/* Applies the block at buf: *block_len is set to its size. Ops before an error stay applied. */
+static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t *block_len,
+                       op_refs *last, uint64_t now_ms) {
+    block_dec dec;
+    int rc = block_dec_begin(&dec, buf, len, block_len);
+    if (rc == TALLY_OK) {
+        apply_reserve(r, dec.remaining);
+    }
+    while (rc == TALLY_OK && dec.remaining > 0) {
+        /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
+         * them in order; a decoding error still lets the ops before it apply. */
+        op batch[APPLY_AHEAD];
+        int n = 0, decoded = TALLY_OK;
+        while (n < APPLY_AHEAD && dec.remaining > 0) {
+            decoded = block_dec_op(&dec, &batch[n]);
+            if (decoded != TALLY_OK) {
+                break;
+            }
+            if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
+                idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
+            }
+            n++;
+        }
+        for (int i = 0; i < n && rc == TALLY_OK; i++) {
+            rc = apply_one(r, &batch[i], last, now_ms);
+        }
+        if (rc == TALLY_OK) {
+            rc = decoded;
+        }
+    }
+    if (rc == TALLY_OK && !block_dec_done(&dec)) {
+        rc = TALLY_ECORRUPT;
+    }
+    block_dec_free(&dec);
+    return rc;
+}
+
+int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
+    tally_replica *r = ctx;
+    if (r->id == 0) {
+        /* the first frame: the journal has read the replica id from the segment header */
+        int rc = replica_set_id(r, r->journal->replica_id);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+    }
+    op_refs last = {NONE, NONE, NONE, NONE};
+    size_t block_len;
+    int rc = apply_block(r, frame, len, &block_len, &last, replica_now_ms(r));
+    return rc == TALLY_OK && block_len != len ? TALLY_ECORRUPT : rc;
 }
 
 int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     if (r == NULL || (delta == NULL && len > 0)) {
         return TALLY_EINVAL;
+    }
+    if (r->journal != NULL && r->journal->failed) {
+        return TALLY_EIO;
     }
     if (len < DELTA_HEADER || memcmp(delta, delta_magic, 4) != 0 || delta[4] != SYNC_VERSION ||
         delta[5] != 0 || delta[6] != 0 || delta[7] != 0) {
@@ -275,43 +349,13 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     size_t at = DELTA_HEADER;
     op_refs last = {NONE, NONE, NONE, NONE};
     uint64_t now_ms = replica_now_ms(r);
-    while (at < len) {
-        block_dec dec;
+    int rc = TALLY_OK;
+    while (at < len && rc == TALLY_OK) {
         size_t block_len;
-        int rc = block_dec_begin(&dec, delta + at, len - at, &block_len);
-        if (rc == TALLY_OK) {
-            apply_reserve(r, dec.remaining);
-        }
-        while (rc == TALLY_OK && dec.remaining > 0) {
-            /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
-             * them in order; a decoding error still lets the ops before it apply. */
-            op batch[APPLY_AHEAD];
-            int n = 0, decoded = TALLY_OK;
-            while (n < APPLY_AHEAD && dec.remaining > 0) {
-                decoded = block_dec_op(&dec, &batch[n]);
-                if (decoded != TALLY_OK) {
-                    break;
-                }
-                if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
-                    idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
-                }
-                n++;
-            }
-            for (int i = 0; i < n && rc == TALLY_OK; i++) {
-                rc = apply_one(r, &batch[i], &last, now_ms);
-            }
-            if (rc == TALLY_OK) {
-                rc = decoded;
-            }
-        }
-        if (rc == TALLY_OK && !block_dec_done(&dec)) {
-            rc = TALLY_ECORRUPT;
-        }
-        block_dec_free(&dec);
-        if (rc != TALLY_OK) {
-            return rc;
-        }
+        rc = apply_block(r, delta + at, len - at, &block_len, &last, now_ms);
         at += block_len;
     }
-    return TALLY_OK;
+    /* What was applied is journalled before the sender hears of it, even when the apply then
+     * stopped at a bad op. */
+    return replica_commit(r, rc);
 }

@@ -556,7 +556,8 @@ static void setup(sim *s) {
     for (int i = 0; i < s->n; i++) {
         s->clocks[i].sim = s;
         s->clocks[i].skew_ms = (int64_t)below(&s->g, 10000) - 5000;
-        tally_options o = {NULL, (uint64_t)i + 1, TALLY_SYNC_NONE, sim_clock, &s->clocks[i]};
+        tally_options o = {.replica_id = (uint64_t)i + 1, .clock_ms = sim_clock,
+                           .clock_ctx = &s->clocks[i]};
         int rc = tally_open(&o, &s->r[i]);
         if (rc != TALLY_OK) {
             fail(s, "open", rc);

@@ -1,0 +1,490 @@
+/*
+ * ledger/journal.c — see journal.h for the layout and invariants.
+ *
+ * Segment header (32 bytes, little-endian):
+ *     0  4  magic "TLYJ"
+ *     4  4  format version (1)
+ *     8  8  replica id
+ *     16 8  segment number
+ *     24 8  XXH3-64 of bytes 0..23
+ * then frames: codec blocks, back to back.
+ */
+#define _GNU_SOURCE
+#include "ledger/journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const uint8_t segment_magic[4] = {'T', 'L', 'Y', 'J'};
+#define JOURNAL_VERSION 1
+#define SEGMENTS_MAX (UINT32_C(1) << 20)
+
+static int say(char *error, size_t size, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int say(char *error, size_t size, int rc, const char *fmt, ...) {
+    if (error != NULL && size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(error, size, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static void segment_name(char *out, size_t size, uint64_t n) {
+    snprintf(out, size, "journal-%016" PRIx64 ".tly", n);
+}
+
+static bool parse_segment_name(const char *name, uint64_t *n) {
+    unsigned long long v;
+    char tail;
+    if (strlen(name) != 28 || sscanf(name, "journal-%16llx.tl%c", &v, &tail) != 2 || tail != 'y' ||
+        v == 0) {
+        return false;
+    }
+    *n = v;
+    return true;
+}
+
+static bool write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void header_encode(uint8_t h[JOURNAL_SEGMENT_HEADER], uint64_t replica, uint64_t segment) {
+    memcpy(h, segment_magic, 4);
+    put_u32le(h + 4, JOURNAL_VERSION);
+    put_u64le(h + 8, replica);
+    put_u64le(h + 16, segment);
+    put_u64le(h + 24, XXH3_64bits(h, 24));
+}
+
+static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica) {
+    if (memcmp(h, segment_magic, 4) != 0 || get_u32le(h + 4) != JOURNAL_VERSION ||
+        get_u64le(h + 16) != segment || get_u64le(h + 24) != XXH3_64bits(h, 24) ||
+        get_u64le(h + 8) == 0) {
+        return false;
+    }
+    *replica = get_u64le(h + 8);
+    return true;
+}
+
+/* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. */
+static int segment_create(journal *j, uint64_t n) {
+    char name[64];
+    segment_name(name, sizeof name, n);
+    int fd = openat(j->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return TALLY_EIO;
+    }
+    uint8_t h[JOURNAL_SEGMENT_HEADER];
+    header_encode(h, j->replica_id, n);
+    if (!write_all(fd, h, sizeof h) ||
+        (j->mode == TALLY_SYNC_COMMIT && (fsync(fd) != 0 || fsync(j->dir_fd) != 0))) {
+        close(fd);
+        return TALLY_EIO;
+    }
+    if (j->segment_fd >= 0) {
+        close(j->segment_fd);
+    }
+    j->segment_fd = fd;
+    j->segment = n;
+    j->segment_bytes = JOURNAL_SEGMENT_HEADER;
+    return TALLY_OK;
+}
+
+static int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The segment numbers in the directory, sorted. */
+static int segment_list(journal *j, uint64_t **out, size_t *count) {
+    *out = NULL;
+    *count = 0;
+    int fd = dup(j->dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return TALLY_EIO;
+    }
+    rewinddir(d);
+    size_t capacity = 0;
+    int rc = TALLY_OK;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        uint64_t n;
+        if (!parse_segment_name(e->d_name, &n)) {
+            continue;
+        }
+        if (*count == capacity) {
+            capacity = capacity ? capacity * 2 : 16;
+            uint64_t *grown = capacity <= SEGMENTS_MAX ? realloc(*out, capacity * sizeof *grown)
+                                                       : NULL;
+            if (grown == NULL) {
+                rc = TALLY_ENOMEM;
+                break;
+            }
+            *out = grown;
+        }
+        (*out)[(*count)++] = n;
+    }
+    closedir(d);
+    if (rc == TALLY_OK && *count > 1) {
+        qsort(*out, *count, sizeof **out, compare_u64);
+    }
+    return rc;
+}
+
+static int read_file(int dir_fd, const char *name, uint8_t **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return TALLY_EIO;
+    }
+    uint8_t *p = malloc((size_t)st.st_size + 1);
+    if (p == NULL) {
+        close(fd);
+        return TALLY_ENOMEM;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *buf = p;
+    *len = got;
+    return TALLY_OK;
+}
+
+/* Whether a whole, checksummed frame starts anywhere in buf[from, len). */
+static bool valid_frame_after(const uint8_t *buf, size_t len, size_t from) {
+    for (size_t at = from; at + CODEC_BLOCK_HEADER <= len; at++) {
+        block_dec d;
+        size_t block_len;
+        bool ok = block_dec_begin(&d, buf + at, len - at, &block_len) == TALLY_OK;
+        block_dec_free(&d);
+        if (ok) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Cuts segment n down to `size` bytes, and deletes every segment after it. */
+static int truncate_at(journal *j, const uint64_t *segments, size_t count, size_t index,
+                       uint64_t size) {
+    char name[64];
+    segment_name(name, sizeof name, segments[index]);
+    int fd = openat(j->dir_fd, name, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0 ||
+        (j->mode == TALLY_SYNC_COMMIT && fsync(fd) != 0)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return TALLY_EIO;
+    }
+    close(fd);
+    for (size_t k = index + 1; k < count; k++) {
+        segment_name(name, sizeof name, segments[k]);
+        if (unlinkat(j->dir_fd, name, 0) != 0) {
+            return TALLY_EIO;
+        }
+    }
+    if (j->mode == TALLY_SYNC_COMMIT && fsync(j->dir_fd) != 0) {
+        return TALLY_EIO;
+    }
+    return TALLY_OK;
+}
+
+typedef struct replay_state {
+    uint64_t fresh_id; /* the id of a new journal */
+    journal_replay_fn fn;
+    void *ctx;
+    bool repair;
+    char *error;
+    size_t error_size;
+} replay_state;
+
+/* Replays one segment's frames. *end: where the valid frames end. *damaged: they end before the
+ * file does. */
+static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_t len,
+                          uint64_t number, uint64_t *end, bool *damaged, const char *name) {
+    uint64_t replica;
+    *end = 0;
+    *damaged = false;
+    if (len < JOURNAL_SEGMENT_HEADER || !header_valid(buf, number, &replica) ||
+        (j->replica_id != 0 && replica != j->replica_id)) {
+        *damaged = true;
+        return say(s->error, s->error_size, TALLY_ECORRUPT,
+                   "%s/%s: the segment header is missing, damaged or names another replica",
+                   j->dir, name);
+    }
+    j->replica_id = replica;
+    size_t at = JOURNAL_SEGMENT_HEADER;
+    while (at < len) {
+        block_dec d;
+        size_t block_len;
+        int rc = block_dec_begin(&d, buf + at, len - at, &block_len);
+        block_dec_free(&d);
+        if (rc == TALLY_OK) {
+            rc = s->fn(s->ctx, buf + at, block_len);
+            if (rc == TALLY_ENOMEM) {
+                return rc;
+            }
+        }
+        if (rc != TALLY_OK) {
+            *damaged = true;
+            break;
+        }
+        at += block_len;
+    }
+    *end = at;
+    return TALLY_OK;
+}
+
+static int journal_replay(journal *j, replay_state *s) {
+    uint64_t *segments;
+    size_t count;
+    int rc = segment_list(j, &segments, &count);
+    if (rc != TALLY_OK) {
+        return say(s->error, s->error_size, rc, "%s: cannot list the journal", j->dir);
+    }
+    for (size_t i = 1; i < count; i++) {
+        if (segments[i] != segments[i - 1] + 1) {
+            uint64_t missing = segments[i - 1] + 1;
+            free(segments);
+            return say(s->error, s->error_size, TALLY_ECORRUPT,
+                       "%s: journal segment %" PRIu64 " is missing", j->dir, missing);
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        char name[64];
+        segment_name(name, sizeof name, segments[i]);
+        uint8_t *buf;
+        size_t len;
+        rc = read_file(j->dir_fd, name, &buf, &len);
+        if (rc != TALLY_OK) {
+            rc = say(s->error, s->error_size, rc, "%s/%s: cannot read it", j->dir, name);
+            break;
+        }
+        bool last = i + 1 == count;
+        if (last && len < JOURNAL_SEGMENT_HEADER) {
+            /* A crash while the newest segment was being created: it holds nothing. */
+            free(buf);
+            if (unlinkat(j->dir_fd, name, 0) != 0) {
+                rc = say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot remove it", j->dir,
+                         name);
+            }
+            count = i;
+            break;
+        }
+        uint64_t end;
+        bool damaged;
+        rc = segment_replay(j, s, buf, len, segments[i], &end, &damaged, name);
+        if (rc == TALLY_OK && damaged) {
+            bool torn = last && !valid_frame_after(buf, len, end + 1);
+            if (torn || s->repair) {
+                rc = truncate_at(j, segments, count, i, end);
+                count = i + 1;
+                last = true;
+            } else {
+                rc = say(s->error, s->error_size, TALLY_ECORRUPT,
+                         "%s/%s: corrupt frame at offset %" PRIu64
+                         ", with valid data after it; open with TALLY_OPEN_REPAIR to keep "
+                         "only what comes before it",
+                         j->dir, name, end);
+            }
+        }
+        free(buf);
+        if (rc != TALLY_OK) {
+            break;
+        }
+        j->segment = segments[i];
+        j->segment_bytes = end;
+        if (last) {
+            break;
+        }
+    }
+    size_t found = count;
+    free(segments);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (found == 0) {
+        j->replica_id = s->fresh_id;
+        return segment_create(j, 1);
+    }
+    char name[64];
+    segment_name(name, sizeof name, j->segment);
+    j->segment_fd = openat(j->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+    return j->segment_fd >= 0 ? TALLY_OK
+                              : say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot open it",
+                                    j->dir, name);
+}
+
+static int lock_dir(journal *j, char *error, size_t error_size) {
+    j->lock_fd = openat(j->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (j->lock_fd < 0) {
+        return say(error, error_size, TALLY_EIO, "%s/LOCK: cannot open it", j->dir);
+    }
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        return say(error, error_size, errno == EWOULDBLOCK ? TALLY_ELOCKED : TALLY_EIO,
+                   "%s: the directory is open in another replica", j->dir);
+    }
+    return TALLY_OK;
+}
+
+int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
+                 uint64_t *replica_id, journal_replay_fn replay, void *ctx, char *error,
+                 size_t error_size) {
+    memset(j, 0, sizeof *j);
+    j->dir_fd = j->lock_fd = j->segment_fd = -1;
+    j->mode = mode;
+    j->segment_max = JOURNAL_SEGMENT_BYTES_MAX;
+    block_enc_init(&j->enc);
+    j->dir = strdup(dir);
+    if (j->dir == NULL) {
+        return TALLY_ENOMEM;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        return say(error, error_size, TALLY_EIO, "%s: cannot create the directory", dir);
+    }
+    j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dir_fd < 0) {
+        return say(error, error_size, TALLY_EIO, "%s: cannot open the directory", dir);
+    }
+    int rc = lock_dir(j, error, error_size);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    /* a new journal takes the id asked for, or a fresh random one */
+    uint64_t fresh_id = *replica_id;
+    while (fresh_id == 0) {
+        if (getrandom(&fresh_id, sizeof fresh_id, 0) != (ssize_t)sizeof fresh_id) {
+            return say(error, error_size, TALLY_EIO, "cannot draw a random replica id");
+        }
+    }
+    replay_state s = {fresh_id, replay, ctx, repair, error, error_size};
+    rc = journal_replay(j, &s);
+    if (rc == TALLY_OK && *replica_id != 0 && *replica_id != j->replica_id) {
+        rc = say(error, error_size, TALLY_EINVAL,
+                 "%s: the journal belongs to replica %" PRIu64 ", not %" PRIu64, dir,
+                 j->replica_id, *replica_id);
+    }
+    *replica_id = j->replica_id;
+    return rc;
+}
+
+int journal_add(journal *j, const op *o) {
+    if (j->failed) {
+        return TALLY_EIO;
+    }
+    if (j->frame_open && (block_enc_payload(&j->enc, &j->frame) + CODEC_OP_MAX >
+                              CODEC_BLOCK_PAYLOAD_MAX ||
+                          j->enc.ops + 1 > CODEC_BLOCK_OPS_MAX)) {
+        /* A commit too big for one frame is written (and synced) a frame at a time, so
+         * frames reach the disk in order. */
+        int rc = journal_commit(j);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+    }
+    if (!j->frame_open) {
+        j->frame.len = 0;
+        if (!block_enc_begin(&j->enc, &j->frame)) {
+            return TALLY_ENOMEM;
+        }
+        j->frame_open = true;
+    }
+    j->frame_ops_len = j->frame.len;
+    if (!block_enc_op(&j->enc, &j->frame, o)) {
+        block_enc_rollback(&j->enc, &j->frame, j->frame_ops_len);
+        return TALLY_ENOMEM;
+    }
+    return TALLY_OK;
+}
+
+void journal_unadd(journal *j) { block_enc_rollback(&j->enc, &j->frame, j->frame_ops_len); }
+
+int journal_commit(journal *j) {
+    if (j->failed) {
+        return TALLY_EIO;
+    }
+    if (!j->frame_open) {
+        return TALLY_OK;
+    }
+    j->frame_open = false;
+    block_enc_end(&j->enc, &j->frame);
+    if (j->frame.len == 0) {
+        return TALLY_OK;
+    }
+    if (j->segment_bytes + j->frame.len > j->segment_max &&
+        j->segment_bytes > JOURNAL_SEGMENT_HEADER) {
+        if (segment_create(j, j->segment + 1) != TALLY_OK) {
+            j->failed = true;
+            return TALLY_EIO;
+        }
+    }
+    if (!write_all(j->segment_fd, j->frame.at, j->frame.len) ||
+        (j->mode == TALLY_SYNC_COMMIT && fdatasync(j->segment_fd) != 0)) {
+        j->failed = true;
+        return TALLY_EIO;
+    }
+    j->segment_bytes += j->frame.len;
+    j->frame.len = 0;
+    return TALLY_OK;
+}
+
+void journal_close(journal *j) {
+    if (j->segment_fd >= 0) {
+        if (!j->failed) {
+            (void)fdatasync(j->segment_fd);
+        }
+        close(j->segment_fd);
+    }
+    if (j->lock_fd >= 0) {
+        close(j->lock_fd); /* releases the flock */
+    }
+    if (j->dir_fd >= 0) {
+        close(j->dir_fd);
+    }
+    bytes_free(&j->frame);
+    block_enc_free(&j->enc);
+    free(j->dir);
+    memset(j, 0, sizeof *j);
+    j->dir_fd = j->lock_fd = j->segment_fd = -1;
+}

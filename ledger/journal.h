@@ -1,0 +1,72 @@
+/*
+ * ledger/journal.h — the write-ahead log of a durable replica.
+ *
+ * A journal is a directory of segment files, each a header and a sequence of frames; a frame is
+ * one block of the op codec (codec.h), so the journal and the deltas share one encoding and one
+ * checksum. docs/durability.md gives every byte.
+ *
+ *     dir/LOCK                        flock()ed while the journal is open
+ *     dir/journal-<16 hex digits>.tly segments, numbered from 1, in order
+ *
+ * Invariants:
+ *   1. Each commit writes exactly one frame with one write(), so a torn write can only damage
+ *      the last frame of the last segment.
+ *   2. Opening cuts a damaged last frame off (a torn tail) and refuses, with TALLY_ECORRUPT, a
+ *      damaged frame that valid frames follow, unless asked to repair.
+ *   3. Under TALLY_SYNC_COMMIT, journal_commit returns only after fdatasync, and a new segment
+ *      file is fsynced, with its directory, before a frame goes into it.
+ *   4. After a failed write or sync the journal refuses everything with TALLY_EIO: a failed
+ *      fsync may have dropped dirty pages the kernel then marks clean, so retrying it could
+ *      report success for data that is gone (the "fsyncgate" lesson).
+ */
+#ifndef TALLY_LEDGER_JOURNAL_H
+#define TALLY_LEDGER_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ledger/codec.h"
+#include "ledger/op.h"
+#include "tally.h"
+
+#define JOURNAL_SEGMENT_HEADER 32
+#define JOURNAL_SEGMENT_BYTES_MAX (UINT64_C(64) << 20)
+
+typedef struct journal {
+    char *dir;
+    int dir_fd, lock_fd, segment_fd;
+    uint64_t replica_id;
+    uint64_t segment;       /* the number of the segment being appended to */
+    uint64_t segment_bytes; /* its size */
+    uint64_t segment_max;   /* rotate past this size */
+    tally_sync_mode mode;
+    bool failed;            /* a write or sync failed: refuse everything */
+    bytes frame;            /* the frame of the commit in progress */
+    size_t frame_ops_len;   /* frame.len before the op being added (for a rollback) */
+    block_enc enc;
+    bool frame_open;
+} journal;
+
+/* Called for each valid frame while opening, in order; returns a tally_result. A result other
+ * than TALLY_OK stops the replay and is treated as a corrupt frame. */
+typedef int (*journal_replay_fn)(void *ctx, const uint8_t *frame, size_t len);
+
+/* Opens (creating if need be) and locks the journal in dir, replays it through replay, and
+ * cuts off a torn tail. *replica_id: in, the id asked for (0: any); out, the journal's (for a
+ * new journal, the one asked for or a new random one). error: a sentence on failure. */
+int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
+                 uint64_t *replica_id, journal_replay_fn replay, void *ctx, char *error,
+                 size_t error_size);
+/* Adds an op to the frame of the commit in progress. TALLY_ENOMEM, or TALLY_EIO after a
+ * failure; nothing is written yet. */
+int journal_add(journal *j, const op *o);
+/* Takes back the op journal_add added last. */
+void journal_unadd(journal *j);
+/* Writes the frame in progress (if any) and, under TALLY_SYNC_COMMIT, syncs it. TALLY_EIO on
+ * failure, after which the journal is failed for good. */
+int journal_commit(journal *j);
+/* Syncs whatever was written (closing), and closes and unlocks. */
+void journal_close(journal *j);
+
+#endif

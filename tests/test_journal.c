@@ -1,0 +1,449 @@
+/*
+ * test_journal.c — durable replicas: what is acknowledged survives a close, a torn tail, a
+ * flipped bit, a failed write; the directory lock; and a replica restored from an old backup.
+ */
+#include "support.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ledger/journal.h"
+#include "ledger/replica.h"
+
+#define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+
+typedef struct fixture {
+    char dir[128];
+    char error[256];
+    tally_options opts;
+} fixture;
+
+static void run(const char *fmt, const char *a, const char *b) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/tally-journal-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->opts.dir = f->dir;
+    f->opts.sync_mode = TALLY_SYNC_COMMIT;
+    f->opts.error = f->error;
+    f->opts.error_size = sizeof f->error;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    run("rm -rf %s%s", f->dir, "");
+    free(f);
+    return 0;
+}
+
+static tally_replica *open_ok(fixture *f) {
+    tally_replica *r = NULL;
+    int rc = tally_open(&f->opts, &r);
+    if (rc != TALLY_OK) {
+        print_error("tally_open: %s: %s\n", tally_result_name(rc), f->error);
+    }
+    assert_result(rc, TALLY_OK);
+    assert_true(replica_check(r));
+    return r;
+}
+
+static void seed_accounts(tally_replica *r) {
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    tally_account b = account(3, 1, DEBITS_BOUND);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    assert_result(tally_create_account(r, &a), TALLY_OK);
+    assert_result(tally_create_account(r, &b), TALLY_OK);
+}
+
+/* The path of segment n of f's journal. */
+static void segment_path(const fixture *f, uint64_t n, char *out, size_t size) {
+    snprintf(out, size, "%s/journal-%016llx.tly", f->dir, (unsigned long long)n);
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* --- what survives ------------------------------------------------------------------------- */
+
+static void a_reopened_replica_has_everything_it_acknowledged(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 0;
+    tally_replica *r = open_ok(f);
+    uint64_t id = tally_replica_id(r);
+    assert_int_not_equal(id, 0);
+    seed_accounts(r);
+    for (uint64_t i = 0; i < 50; i++) {
+        tally_transfer t = transfer(100 + i, 1, 2 + i % 2, 10);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    }
+    tally_transfer p = transfer(200, 2, 3, 5);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 3600000;
+    assert_result(tally_create_transfer(r, &p), TALLY_OK);
+    assert_result(tally_grant(r, tid(2), 77, 3), TALLY_OK);
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    assert_int_equal(tally_replica_id(r), id); /* the id persists */
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    /* a reopened replica goes on writing where it stopped */
+    tally_transfer post = finish(201, 200, TALLY_TRANSFER_POST_PENDING, 0);
+    assert_result(tally_create_transfer(r, &post), TALLY_OK);
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    tally_close(r);
+}
+
+static void ops_from_peers_are_journalled_too(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 5;
+    tally_replica *peer = replica_new(6, NULL);
+    seed_accounts(peer);
+    tally_transfer t = transfer(300, 1, 2, 40);
+    assert_result(tally_create_transfer(peer, &t), TALLY_OK);
+    tally_replica *r = open_ok(f);
+    sync_pair(peer, r);
+    tally_close(r);
+    r = open_ok(f);
+    assert_converged(peer, r);
+    tally_close(r);
+    tally_close(peer);
+}
+
+static void a_directory_is_open_in_one_replica_at_a_time(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f), *second = (tally_replica *)f;
+    assert_result(tally_open(&f->opts, &second), TALLY_ELOCKED);
+    assert_null(second);
+    assert_non_null(strstr(f->error, f->dir));
+    tally_close(r);
+    r = open_ok(f); /* closing unlocks */
+    tally_close(r);
+}
+
+static void a_replica_id_must_match_the_directory(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 11;
+    tally_close(open_ok(f));
+    f->opts.replica_id = 12;
+    tally_replica *r = (tally_replica *)f;
+    assert_result(tally_open(&f->opts, &r), TALLY_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(f->error, "replica 11"));
+    f->opts.replica_id = 0;
+    r = open_ok(f);
+    assert_int_equal(tally_replica_id(r), 11);
+    tally_close(r);
+}
+
+static void bad_options_are_refused(void **state) {
+    fixture *f = *state;
+    tally_replica *r;
+    f->opts.flags = 1u << 7;
+    assert_result(tally_open(&f->opts, &r), TALLY_EINVAL);
+    f->opts.flags = 0;
+    f->opts.dir = "/proc/version/no";
+    assert_result(tally_open(&f->opts, &r), TALLY_EIO);
+    assert_true(strlen(f->error) > 0);
+}
+
+/* --- torn tails and bit rot ---------------------------------------------------------------- */
+
+enum { FRAMES = 12 };
+
+/* A journal of FRAMES commits; digests[k] is the state after the first k (k = 0: empty). */
+static void write_frames(fixture *f, uint8_t digests[FRAMES + 1][16], long ends[FRAMES + 1]) {
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    tally_replica *r = open_ok(f);
+    digest_of(r, digests[0]);
+    ends[0] = file_size(path);
+    tally_account bank = account(1, 1, 0);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    digest_of(r, digests[1]);
+    ends[1] = file_size(path);
+    for (int k = 2; k <= FRAMES; k++) {
+        tally_account a = account((uint64_t)k, 1, DEBITS_BOUND);
+        assert_result(tally_create_account(r, &a), TALLY_OK);
+        digest_of(r, digests[k]);
+        ends[k] = file_size(path);
+    }
+    tally_close(r);
+}
+
+/* Reads segment 1 of f's journal into buf; returns its length. */
+static size_t read_segment(const fixture *f, uint8_t *buf, size_t size) {
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    size_t len = fread(buf, 1, size, in);
+    fclose(in);
+    return len;
+}
+
+/* Opens a directory whose journal is the image given; returns the result, and in *frames how
+ * many commits survived (-1 if the state is none of the prefixes). */
+static int open_image(fixture *f, const uint8_t *image, size_t len,
+                      const uint8_t digests[FRAMES + 1][16], int *frames, uint32_t flags) {
+    fixture copy = *f;
+    snprintf(copy.dir, sizeof copy.dir, "%.100s-copy", f->dir);
+    mkdir(copy.dir, 0755);
+    char path[192];
+    segment_path(&copy, 1, path, sizeof path);
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(image, 1, len, out), len);
+    fclose(out);
+    copy.opts.dir = copy.dir;
+    copy.opts.flags = flags;
+    copy.opts.sync_mode = TALLY_SYNC_NONE;
+    tally_replica *r = NULL;
+    int rc = tally_open(&copy.opts, &r);
+    *frames = -1;
+    if (rc == TALLY_OK) {
+        assert_true(replica_check(r));
+        uint8_t d[16];
+        digest_of(r, d);
+        for (int k = 0; k <= FRAMES; k++) {
+            if (memcmp(d, digests[k], 16) == 0) {
+                *frames = k;
+            }
+        }
+        /* it goes on working: a new write, and a reopen that finds it */
+        tally_account extra = account(999, 1, 0);
+        assert_result(tally_create_account(r, &extra), TALLY_OK);
+        digest_of(r, d);
+        tally_close(r);
+        r = NULL;
+        assert_result(tally_open(&copy.opts, &r), TALLY_OK);
+        uint8_t again[16];
+        digest_of(r, again);
+        assert_memory_equal(d, again, 16);
+        tally_close(r);
+    }
+    return rc;
+}
+
+static void remove_copy(fixture *f) { run("rm -rf %s-copy%s", f->dir, ""); }
+
+static void a_torn_tail_loses_only_the_last_write(void **state) {
+    fixture *f = *state;
+    uint8_t digests[FRAMES + 1][16];
+    long ends[FRAMES + 1];
+    write_frames(f, digests, ends);
+    uint8_t buf[4096];
+    size_t len = read_segment(f, buf, sizeof buf);
+    assert_int_equal((long)len, ends[FRAMES]);
+    /* cut the segment at every byte of its last three frames */
+    for (long size = ends[FRAMES - 3]; size <= ends[FRAMES]; size++) {
+        int frames;
+        assert_result(open_image(f, buf, (size_t)size, (const uint8_t(*)[16])digests, &frames, 0),
+                      TALLY_OK);
+        int whole = 0;
+        while (whole < FRAMES && ends[whole + 1] <= size) {
+            whole++;
+        }
+        assert_int_equal(frames, whole); /* every whole frame, and nothing of the cut one */
+    }
+    remove_copy(f);
+}
+
+static void every_flipped_bit_is_detected_or_falls_in_the_tail(void **state) {
+    fixture *f = *state;
+    uint8_t digests[FRAMES + 1][16];
+    long ends[FRAMES + 1];
+    write_frames(f, digests, ends);
+    uint8_t buf[4096];
+    size_t len = read_segment(f, buf, sizeof buf);
+    assert_int_equal((long)len, ends[FRAMES]);
+    int detected = 0, tail = 0;
+    for (size_t bit = 0; bit < len * 8; bit++) {
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        int frames;
+        int rc = open_image(f, buf, len, (const uint8_t(*)[16])digests, &frames, 0);
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        if (rc == TALLY_ECORRUPT) {
+            detected++;
+            continue;
+        }
+        /* never applied: the only state a flip may leave is the journal minus its last frame */
+        assert_result(rc, TALLY_OK);
+        assert_true((long)(bit / 8) >= ends[FRAMES - 1]);
+        assert_int_equal(frames, FRAMES - 1);
+        tail++;
+    }
+    assert_true(detected > 0 && tail > 0);
+    assert_int_equal(detected + tail, (int)len * 8);
+    remove_copy(f);
+}
+
+static void a_corrupt_frame_in_the_middle_is_refused_unless_repaired(void **state) {
+    fixture *f = *state;
+    uint8_t digests[FRAMES + 1][16];
+    long ends[FRAMES + 1];
+    write_frames(f, digests, ends);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    int fd = open(path, O_RDWR);
+    uint8_t byte;
+    long at = ends[5] + 20; /* inside frame 6 */
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= 0x40;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+    tally_replica *r = (tally_replica *)f;
+    assert_result(tally_open(&f->opts, &r), TALLY_ECORRUPT);
+    assert_null(r);
+    char offset[32];
+    snprintf(offset, sizeof offset, "offset %ld", ends[5]);
+    assert_non_null(strstr(f->error, offset)); /* names the file and the offset */
+    assert_non_null(strstr(f->error, "journal-0000000000000001.tly"));
+    assert_int_equal(file_size(path), ends[FRAMES]); /* nothing was cut */
+    uint8_t buf[4096];
+    size_t len = read_segment(f, buf, sizeof buf);
+    int frames;
+    assert_result(open_image(f, buf, len, (const uint8_t(*)[16])digests, &frames,
+                             TALLY_OPEN_REPAIR),
+                  TALLY_OK);
+    assert_int_equal(frames, 5); /* the valid prefix */
+    remove_copy(f);
+}
+
+/* --- segments, failures, lost state -------------------------------------------------------- */
+
+static void a_long_journal_rotates_segments_and_replays_them_all(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    r->journal->segment_max = 600;
+    seed_accounts(r);
+    for (uint64_t i = 0; i < 200; i++) {
+        tally_transfer t = transfer(1000 + i, 1, 2, 1);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    }
+    uint64_t segments = r->journal->segment;
+    assert_true(segments > 5);
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    assert_int_equal(r->journal->segment, segments);
+    tally_close(r);
+    /* a missing segment in the middle is corruption */
+    char path[192];
+    segment_path(f, 3, path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    assert_result(tally_open(&f->opts, &r), TALLY_ECORRUPT);
+    assert_non_null(strstr(f->error, "segment 3 is missing"));
+}
+
+static void after_a_failed_write_the_replica_refuses_writes(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    /* the disk goes away under the journal */
+    close(r->journal->segment_fd);
+    r->journal->segment_fd = open("/dev/full", O_WRONLY);
+    tally_transfer t = transfer(400, 1, 2, 5);
+    assert_result(tally_create_transfer(r, &t), TALLY_EIO);
+    close(r->journal->segment_fd);
+    r->journal->segment_fd = open("/dev/null", O_WRONLY); /* it "works" again: too late */
+    t.id = tid(401);
+    assert_result(tally_create_transfer(r, &t), TALLY_EIO);
+    tally_account a = account(50, 1, 0);
+    assert_result(tally_create_account(r, &a), TALLY_EIO);
+    assert_result(tally_grant(r, tid(2), 9, 1), TALLY_EIO);
+    uint8_t *summary, *delta = (uint8_t *)f;
+    size_t summary_len, delta_len;
+    tally_replica *peer = replica_new(9, NULL);
+    assert_result(tally_summary(peer, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(r, summary, summary_len, 0, &delta, &delta_len), TALLY_EIO);
+    assert_null(delta); /* nothing that may not be on disk leaves */
+    tally_free(summary);
+    tally_close(peer);
+    tally_close(r);
+    /* what was acknowledged before is there */
+    r = open_ok(f);
+    tally_account got;
+    assert_result(tally_lookup_account(r, tid(3), &got), TALLY_OK);
+    tally_transfer lost;
+    assert_result(tally_lookup_transfer(r, tid(400), &lost), TALLY_NOT_FOUND);
+    tally_close(r);
+}
+
+static void a_replica_restored_from_an_old_backup_waits_for_its_own_ops(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 21;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_close(r);
+    char backup[192];
+    snprintf(backup, sizeof backup, "%s.backup", f->dir);
+    run("cp -r %s %s", f->dir, backup);
+    r = open_ok(f);
+    tally_transfer t = transfer(500, 1, 2, 70);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_replica *peer = replica_new(22, NULL);
+    sync_pair(r, peer); /* the peer saw op 4 of replica 21 */
+    tally_close(r);
+    /* the disk is lost; the backup comes back */
+    run("rm -rf %s%s", f->dir, "");
+    run("mv %s %s", backup, f->dir);
+    r = open_ok(f);
+    assert_int_equal(tally_seen(r, 21), 3);
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    assert_result(tally_summary(peer, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(r, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
+    tally_free(summary);
+    tally_free(delta);
+    /* a new op now would reuse seq 4 for something else: refused until it has its own back */
+    tally_transfer other = transfer(501, 1, 3, 1);
+    assert_result(tally_create_transfer(r, &other), TALLY_ORIGIN_BEHIND);
+    sync_pair(peer, r);
+    assert_int_equal(tally_seen(r, 21), 4);
+    assert_result(tally_create_transfer(r, &other), TALLY_OK);
+    tally_transfer back;
+    assert_result(tally_lookup_transfer(r, tid(500), &back), TALLY_OK);
+    assert_int_equal(back.amount, 70);
+    tally_close(r);
+    tally_close(peer);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(a_reopened_replica_has_everything_it_acknowledged),
+        T(ops_from_peers_are_journalled_too),
+        T(a_directory_is_open_in_one_replica_at_a_time),
+        T(a_replica_id_must_match_the_directory),
+        T(bad_options_are_refused),
+        T(a_torn_tail_loses_only_the_last_write),
+        T(every_flipped_bit_is_detected_or_falls_in_the_tail),
+        T(a_corrupt_frame_in_the_middle_is_refused_unless_repaired),
+        T(a_long_journal_rotates_segments_and_replays_them_all),
+        T(after_a_failed_write_the_replica_refuses_writes),
+        T(a_replica_restored_from_an_old_backup_waits_for_its_own_ops),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
