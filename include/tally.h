@@ -141,6 +141,12 @@ TALLY_API int tally_open(const tally_options *opts, tally_replica **out);
 /* Closes a replica and frees everything it owns; a durable replica's journal is synced first
  * (whatever its sync mode) and its directory unlocked. tally_close(NULL) does nothing. */
 TALLY_API void tally_close(tally_replica *r);
+/* Writes a snapshot of a durable replica's state, so that opening it loads the snapshot and
+ * replays only the journal written after it; journal segments that only older snapshots needed
+ * are deleted (the two newest snapshots are kept). Written atomically: a crash leaves the old
+ * snapshot or the new one, whole.
+ * Results: TALLY_OK; TALLY_EINVAL (NULL, or an in-memory replica); TALLY_EIO; TALLY_ENOMEM. */
+TALLY_API int tally_snapshot(tally_replica *r);
 /* This replica's non-zero id; 0 for NULL. */
 TALLY_API uint64_t tally_replica_id(const tally_replica *r);
 

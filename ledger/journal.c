@@ -8,6 +8,9 @@
  *     16 8  segment number
  *     24 8  XXH3-64 of bytes 0..23
  * then frames: codec blocks, back to back.
+ *
+ * Snapshots are dir/snapshot-<segment>-<offset>.tly (16 hex digits each): the state as of that
+ * journal position (snapshot.c). Opening loads the newest that loads and replays from there.
  */
 #define _GNU_SOURCE
 #include "ledger/journal.h"
@@ -53,6 +56,26 @@ static bool parse_segment_name(const char *name, uint64_t *n) {
         return false;
     }
     *n = v;
+    return true;
+}
+
+static void snapshot_name(char *out, size_t size, uint64_t segment, uint64_t offset) {
+    snprintf(out, size, "snapshot-%016" PRIx64 "-%016" PRIx64 ".tly", segment, offset);
+}
+
+typedef struct position {
+    uint64_t segment, offset;
+} position;
+
+static bool parse_snapshot_name(const char *name, position *p) {
+    unsigned long long seg, off;
+    char tail;
+    if (strlen(name) != 46 || sscanf(name, "snapshot-%16llx-%16llx.tl%c", &seg, &off, &tail) != 3 ||
+        tail != 'y' || seg == 0) {
+        return false;
+    }
+    p->segment = seg;
+    p->offset = off;
     return true;
 }
 
@@ -118,10 +141,21 @@ static int compare_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The segment numbers in the directory, sorted. */
-static int segment_list(journal *j, uint64_t **out, size_t *count) {
-    *out = NULL;
-    *count = 0;
+/* Newest first. */
+static int compare_position_desc(const void *a, const void *b) {
+    const position *x = a, *y = b;
+    if (x->segment != y->segment) {
+        return x->segment > y->segment ? -1 : 1;
+    }
+    return x->offset > y->offset ? -1 : x->offset < y->offset;
+}
+
+/* The segment numbers in the directory, sorted, and the snapshots, newest first. */
+static int dir_list(journal *j, uint64_t **segments, size_t *n_segments, position **snapshots,
+                    size_t *n_snapshots) {
+    *segments = NULL;
+    *snapshots = NULL;
+    *n_segments = *n_snapshots = 0;
     int fd = dup(j->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
@@ -131,28 +165,45 @@ static int segment_list(journal *j, uint64_t **out, size_t *count) {
         return TALLY_EIO;
     }
     rewinddir(d);
-    size_t capacity = 0;
+    size_t cap_segments = 0, cap_snapshots = 0;
     int rc = TALLY_OK;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    for (struct dirent *e; rc == TALLY_OK && (e = readdir(d)) != NULL;) {
         uint64_t n;
-        if (!parse_segment_name(e->d_name, &n)) {
-            continue;
-        }
-        if (*count == capacity) {
-            capacity = capacity ? capacity * 2 : 16;
-            uint64_t *grown = capacity <= SEGMENTS_MAX ? realloc(*out, capacity * sizeof *grown)
-                                                       : NULL;
-            if (grown == NULL) {
-                rc = TALLY_ENOMEM;
-                break;
+        position p;
+        if (parse_segment_name(e->d_name, &n)) {
+            if (*n_segments == cap_segments) {
+                cap_segments = cap_segments ? cap_segments * 2 : 16;
+                uint64_t *grown = cap_segments <= SEGMENTS_MAX
+                                      ? realloc(*segments, cap_segments * sizeof *grown)
+                                      : NULL;
+                if (grown == NULL) {
+                    rc = TALLY_ENOMEM;
+                    break;
+                }
+                *segments = grown;
             }
-            *out = grown;
+            (*segments)[(*n_segments)++] = n;
+        } else if (parse_snapshot_name(e->d_name, &p)) {
+            if (*n_snapshots == cap_snapshots) {
+                cap_snapshots = cap_snapshots ? cap_snapshots * 2 : 4;
+                position *grown = cap_snapshots <= SEGMENTS_MAX
+                                      ? realloc(*snapshots, cap_snapshots * sizeof *grown)
+                                      : NULL;
+                if (grown == NULL) {
+                    rc = TALLY_ENOMEM;
+                    break;
+                }
+                *snapshots = grown;
+            }
+            (*snapshots)[(*n_snapshots)++] = p;
         }
-        (*out)[(*count)++] = n;
     }
     closedir(d);
-    if (rc == TALLY_OK && *count > 1) {
-        qsort(*out, *count, sizeof **out, compare_u64);
+    if (*n_segments > 1) {
+        qsort(*segments, *n_segments, sizeof **segments, compare_u64);
+    }
+    if (*n_snapshots > 1) {
+        qsort(*snapshots, *n_snapshots, sizeof **snapshots, compare_position_desc);
     }
     return rc;
 }
@@ -232,39 +283,45 @@ static int truncate_at(journal *j, const uint64_t *segments, size_t count, size_
 
 typedef struct replay_state {
     uint64_t fresh_id; /* the id of a new journal */
-    journal_replay_fn fn;
-    void *ctx;
+    const journal_hooks *hooks;
     bool repair;
     char *error;
     size_t error_size;
 } replay_state;
 
-/* Replays one segment's frames. *end: where the valid frames end. *damaged: they end before the
- * file does. */
+/* Replays one segment's frames from offset start. *end: where the valid frames end.
+ * *damaged: they end before the file does. */
 static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_t len,
-                          uint64_t number, uint64_t *end, bool *damaged, const char *name) {
+                          uint64_t number, uint64_t start, uint64_t *end, bool *damaged,
+                          const char *name) {
     uint64_t replica;
     *end = 0;
     *damaged = false;
     if (len < JOURNAL_SEGMENT_HEADER || !header_valid(buf, number, &replica) ||
         (j->replica_id != 0 && replica != j->replica_id)) {
-        *damaged = true;
         return say(s->error, s->error_size, TALLY_ECORRUPT,
                    "%s/%s: the segment header is missing, damaged or names another replica",
                    j->dir, name);
     }
+    if (start > len) {
+        return say(s->error, s->error_size, TALLY_ECORRUPT,
+                   "%s/%s: the segment is shorter (%zu bytes) than the snapshot that covers "
+                   "it says (%" PRIu64 ")",
+                   j->dir, name, len, start);
+    }
     j->replica_id = replica;
-    size_t at = JOURNAL_SEGMENT_HEADER;
+    size_t at = (size_t)start;
     while (at < len) {
         block_dec d;
         size_t block_len;
         int rc = block_dec_begin(&d, buf + at, len - at, &block_len);
         block_dec_free(&d);
         if (rc == TALLY_OK) {
-            rc = s->fn(s->ctx, buf + at, block_len);
+            rc = s->hooks->replay(s->hooks->ctx, buf + at, block_len);
             if (rc == TALLY_ENOMEM) {
                 return rc;
             }
+            j->replayed_frames += rc == TALLY_OK;
         }
         if (rc != TALLY_OK) {
             *damaged = true;
@@ -276,50 +333,74 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
     return TALLY_OK;
 }
 
-static int journal_replay(journal *j, replay_state *s) {
-    uint64_t *segments;
-    size_t count;
-    int rc = segment_list(j, &segments, &count);
-    if (rc != TALLY_OK) {
-        return say(s->error, s->error_size, rc, "%s: cannot list the journal", j->dir);
-    }
-    for (size_t i = 1; i < count; i++) {
-        if (segments[i] != segments[i - 1] + 1) {
-            uint64_t missing = segments[i - 1] + 1;
-            free(segments);
-            return say(s->error, s->error_size, TALLY_ECORRUPT,
-                       "%s: journal segment %" PRIu64 " is missing", j->dir, missing);
+/* Loads the newest snapshot that loads; *from is where replay starts (segment 0: nothing
+ * loaded, replay everything). */
+static int snapshot_choose(journal *j, replay_state *s, const position *snapshots, size_t n,
+                           position *from) {
+    from->segment = from->offset = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snapshot_name(name, sizeof name, snapshots[i].segment, snapshots[i].offset);
+        uint8_t *buf;
+        size_t len;
+        int rc = read_file(j->dir_fd, name, &buf, &len);
+        if (rc == TALLY_ENOMEM) {
+            return rc;
         }
+        position at = {0, 0};
+        if (rc == TALLY_OK) {
+            rc = s->hooks->load(s->hooks->ctx, buf, len, &at.segment, &at.offset);
+            free(buf);
+        }
+        if (rc == TALLY_OK && at.segment == snapshots[i].segment &&
+            at.offset == snapshots[i].offset) {
+            *from = at;
+            j->snapshot_segment = at.segment;
+            j->snapshot_offset = at.offset;
+            return TALLY_OK;
+        }
+        if (rc == TALLY_ENOMEM) {
+            return rc;
+        }
+        s->hooks->reset(s->hooks->ctx); /* a damaged snapshot: try an older one */
     }
-    for (size_t i = 0; i < count; i++) {
+    return TALLY_OK;
+}
+
+/* Replays segments[first..] (the first from offset `start`); cuts a torn tail; sets where
+ * appending goes on. *count may shrink when segments are dropped. */
+static int segments_replay(journal *j, replay_state *s, const uint64_t *segments, size_t *count,
+                           size_t first, uint64_t start) {
+    int rc = TALLY_OK;
+    for (size_t i = first; i < *count; i++) {
         char name[64];
         segment_name(name, sizeof name, segments[i]);
         uint8_t *buf;
         size_t len;
         rc = read_file(j->dir_fd, name, &buf, &len);
         if (rc != TALLY_OK) {
-            rc = say(s->error, s->error_size, rc, "%s/%s: cannot read it", j->dir, name);
-            break;
+            return say(s->error, s->error_size, rc, "%s/%s: cannot read it", j->dir, name);
         }
-        bool last = i + 1 == count;
-        if (last && len < JOURNAL_SEGMENT_HEADER) {
+        bool last = i + 1 == *count;
+        if (last && i > first && len < JOURNAL_SEGMENT_HEADER) {
             /* A crash while the newest segment was being created: it holds nothing. */
             free(buf);
+            *count = i;
             if (unlinkat(j->dir_fd, name, 0) != 0) {
-                rc = say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot remove it", j->dir,
-                         name);
+                return say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot remove it",
+                           j->dir, name);
             }
-            count = i;
-            break;
+            return TALLY_OK;
         }
         uint64_t end;
         bool damaged;
-        rc = segment_replay(j, s, buf, len, segments[i], &end, &damaged, name);
+        rc = segment_replay(j, s, buf, len, segments[i], i == first ? start : JOURNAL_SEGMENT_HEADER,
+                            &end, &damaged, name);
         if (rc == TALLY_OK && damaged) {
             bool torn = last && !valid_frame_after(buf, len, end + 1);
             if (torn || s->repair) {
-                rc = truncate_at(j, segments, count, i, end);
-                count = i + 1;
+                rc = truncate_at(j, segments, *count, i, end);
+                *count = i + 1;
                 last = true;
             } else {
                 rc = say(s->error, s->error_size, TALLY_ECORRUPT,
@@ -331,7 +412,7 @@ static int journal_replay(journal *j, replay_state *s) {
         }
         free(buf);
         if (rc != TALLY_OK) {
-            break;
+            return rc;
         }
         j->segment = segments[i];
         j->segment_bytes = end;
@@ -339,12 +420,52 @@ static int journal_replay(journal *j, replay_state *s) {
             break;
         }
     }
-    size_t found = count;
-    free(segments);
-    if (rc != TALLY_OK) {
-        return rc;
+    return rc;
+}
+
+static int journal_replay(journal *j, replay_state *s) {
+    uint64_t *segments;
+    position *snapshots;
+    size_t count, n_snapshots;
+    int rc = dir_list(j, &segments, &count, &snapshots, &n_snapshots);
+    for (size_t i = 1; rc == TALLY_OK && i < count; i++) {
+        if (segments[i] != segments[i - 1] + 1) {
+            rc = say(s->error, s->error_size, TALLY_ECORRUPT,
+                     "%s: journal segment %" PRIu64 " is missing", j->dir, segments[i - 1] + 1);
+        }
     }
-    if (found == 0) {
+    position from = {0, 0};
+    if (rc == TALLY_OK) {
+        rc = snapshot_choose(j, s, snapshots, n_snapshots, &from);
+    }
+    size_t first = 0;
+    if (rc == TALLY_OK && from.segment != 0) {
+        while (first < count && segments[first] != from.segment) {
+            first++;
+        }
+        if (first == count) {
+            rc = say(s->error, s->error_size, TALLY_ECORRUPT,
+                     "%s: segment %" PRIu64 ", where the snapshot ends, is missing", j->dir,
+                     from.segment);
+        }
+    } else if (rc == TALLY_OK && count > 0 && segments[0] != 1) {
+        rc = say(s->error, s->error_size, TALLY_ECORRUPT,
+                 "%s: the journal starts at segment %" PRIu64
+                 " and no snapshot that covers what came before it loads",
+                 j->dir, segments[0]);
+    }
+    if (rc == TALLY_OK && count > 0) {
+        rc = segments_replay(j, s, segments, &count, first,
+                             from.segment != 0 ? from.offset : JOURNAL_SEGMENT_HEADER);
+    }
+    free(segments);
+    free(snapshots);
+    if (rc != TALLY_OK) {
+        return rc == TALLY_ENOMEM || rc == TALLY_EIO
+                   ? say(s->error, s->error_size, rc, "%s: %s", j->dir, tally_strerror(rc))
+                   : rc;
+    }
+    if (count == 0) {
         j->replica_id = s->fresh_id;
         return segment_create(j, 1);
     }
@@ -369,7 +490,7 @@ static int lock_dir(journal *j, char *error, size_t error_size) {
 }
 
 int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
-                 uint64_t *replica_id, journal_replay_fn replay, void *ctx, char *error,
+                 uint64_t *replica_id, const journal_hooks *hooks, char *error,
                  size_t error_size) {
     memset(j, 0, sizeof *j);
     j->dir_fd = j->lock_fd = j->segment_fd = -1;
@@ -398,7 +519,7 @@ int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
             return say(error, error_size, TALLY_EIO, "cannot draw a random replica id");
         }
     }
-    replay_state s = {fresh_id, replay, ctx, repair, error, error_size};
+    replay_state s = {fresh_id, hooks, repair, error, error_size};
     rc = journal_replay(j, &s);
     if (rc == TALLY_OK && *replica_id != 0 && *replica_id != j->replica_id) {
         rc = say(error, error_size, TALLY_EINVAL,
@@ -467,6 +588,63 @@ int journal_commit(journal *j) {
     j->segment_bytes += j->frame.len;
     j->frame.len = 0;
     return TALLY_OK;
+}
+
+/* Keeps the two newest snapshots; deletes older ones and the segments before the older kept
+ * one's (nothing that opening could need any more). */
+static int compact(journal *j) {
+    uint64_t *segments;
+    position *snapshots;
+    size_t count, n_snapshots;
+    int rc = dir_list(j, &segments, &count, &snapshots, &n_snapshots);
+    if (rc == TALLY_OK && n_snapshots > 2) {
+        uint64_t keep_from = snapshots[1].segment;
+        for (size_t i = 2; i < n_snapshots && rc == TALLY_OK; i++) {
+            char name[64];
+            snapshot_name(name, sizeof name, snapshots[i].segment, snapshots[i].offset);
+            rc = unlinkat(j->dir_fd, name, 0) == 0 ? TALLY_OK : TALLY_EIO;
+        }
+        for (size_t i = 0; i < count && segments[i] < keep_from && rc == TALLY_OK; i++) {
+            char name[64];
+            segment_name(name, sizeof name, segments[i]);
+            rc = unlinkat(j->dir_fd, name, 0) == 0 ? TALLY_OK : TALLY_EIO;
+        }
+    }
+    free(segments);
+    free(snapshots);
+    return rc;
+}
+
+int journal_snapshot(journal *j, int (*write)(void *ctx, int fd, uint64_t segment,
+                                              uint64_t offset),
+                     void *ctx) {
+    if (j->failed) {
+        return TALLY_EIO;
+    }
+    if (j->frame_open && j->enc.ops > 0) {
+        return TALLY_EINVAL; /* only between commits */
+    }
+    static const char tmp[] = "snapshot.tmp";
+    int fd = openat(j->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return TALLY_EIO;
+    }
+    int rc = write(ctx, fd, j->segment, j->segment_bytes);
+    if (rc == TALLY_OK && j->mode == TALLY_SYNC_COMMIT && fsync(fd) != 0) {
+        rc = TALLY_EIO;
+    }
+    close(fd);
+    char name[64];
+    snapshot_name(name, sizeof name, j->segment, j->segment_bytes);
+    if (rc == TALLY_OK && (renameat(j->dir_fd, tmp, j->dir_fd, name) != 0 ||
+                           (j->mode == TALLY_SYNC_COMMIT && fsync(j->dir_fd) != 0))) {
+        rc = TALLY_EIO;
+    }
+    if (rc != TALLY_OK) {
+        (void)unlinkat(j->dir_fd, tmp, 0);
+        return rc;
+    }
+    return compact(j);
 }
 
 void journal_close(journal *j) {

@@ -46,18 +46,36 @@ typedef struct journal {
     size_t frame_ops_len;   /* frame.len before the op being added (for a rollback) */
     block_enc enc;
     bool frame_open;
+    uint64_t snapshot_segment, snapshot_offset; /* the snapshot opening loaded; 0: none */
+    uint64_t replayed_frames;                   /* frames replayed by opening */
 } journal;
 
-/* Called for each valid frame while opening, in order; returns a tally_result. A result other
- * than TALLY_OK stops the replay and is treated as a corrupt frame. */
-typedef int (*journal_replay_fn)(void *ctx, const uint8_t *frame, size_t len);
+/* What opening a journal calls back into (ctx is the replica):
+ *   load    loads a snapshot into an empty replica and returns the journal position it
+ *           reflects; anything but TALLY_OK and the journal calls reset and tries an older one;
+ *   reset   empties the replica again;
+ *   replay  applies one valid frame, in order; anything but TALLY_OK (other than
+ *           TALLY_ENOMEM) stops the replay and counts as a corrupt frame. */
+typedef struct journal_hooks {
+    int (*load)(void *ctx, const uint8_t *buf, size_t len, uint64_t *segment, uint64_t *offset);
+    void (*reset)(void *ctx);
+    int (*replay)(void *ctx, const uint8_t *frame, size_t len);
+    void *ctx;
+} journal_hooks;
 
-/* Opens (creating if need be) and locks the journal in dir, replays it through replay, and
- * cuts off a torn tail. *replica_id: in, the id asked for (0: any); out, the journal's (for a
- * new journal, the one asked for or a new random one). error: a sentence on failure. */
+/* Opens (creating if need be) and locks the journal in dir, loads the newest snapshot that
+ * loads, replays the frames after it, and cuts off a torn tail. *replica_id: in, the id asked
+ * for (0: any); out, the journal's (for a new journal, the one asked for or a new random one).
+ * error: a sentence on failure. */
 int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
-                 uint64_t *replica_id, journal_replay_fn replay, void *ctx, char *error,
+                 uint64_t *replica_id, const journal_hooks *hooks, char *error,
                  size_t error_size);
+/* Writes a snapshot through write (given the file and the journal position it reflects),
+ * atomically: a temporary file, synced, renamed, its directory synced. Then keeps the two
+ * newest snapshots and deletes the segments that only older ones needed. */
+int journal_snapshot(journal *j, int (*write)(void *ctx, int fd, uint64_t segment,
+                                              uint64_t offset),
+                     void *ctx);
 /* Adds an op to the frame of the commit in progress. TALLY_ENOMEM, or TALLY_EIO after a
  * failure; nothing is written yet. */
 int journal_add(journal *j, const op *o);

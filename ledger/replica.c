@@ -13,6 +13,7 @@
 
 #include "crdt/id.h"
 #include "ledger/journal.h"
+#include "ledger/snapshot.h"
 #include "ledger/sync.h"
 
 const char *tally_strerror(int result) {
@@ -145,22 +146,54 @@ static void say_error(const tally_options *opts, const char *message) {
     }
 }
 
-/* Opens the journal in opts->dir and replays it into r. */
+static void replica_free_tables(tally_replica *r);
+
+static int hook_load(void *ctx, const uint8_t *buf, size_t len, uint64_t *segment,
+                     uint64_t *offset) {
+    return snapshot_load(ctx, buf, len, segment, offset);
+}
+
+static void hook_reset(void *ctx) {
+    tally_replica *r = ctx;
+    replica_free_tables(r);
+    r->id = 0;
+    r->self = NONE;
+}
+
+/* Opens the journal in opts->dir and loads it into r: a snapshot, then the frames after it. */
 static int replica_open_journal(tally_replica *r, const tally_options *opts) {
     r->journal = calloc(1, sizeof *r->journal);
     if (r->journal == NULL) {
         return TALLY_ENOMEM;
     }
     uint64_t id = opts->replica_id;
+    journal_hooks hooks = {hook_load, hook_reset, replica_replay_frame, r};
     r->replaying = true;
     int rc = journal_open(r->journal, opts->dir, opts->sync_mode,
-                          (opts->flags & TALLY_OPEN_REPAIR) != 0, &id, replica_replay_frame, r,
-                          opts->error, opts->error_size);
+                          (opts->flags & TALLY_OPEN_REPAIR) != 0, &id, &hooks, opts->error,
+                          opts->error_size);
     r->replaying = false;
     if (rc == TALLY_OK && r->id == 0) {
         rc = replica_set_id(r, id); /* a journal with no ops yet */
+    } else if (rc == TALLY_OK && r->id != id) {
+        rc = TALLY_ECORRUPT;
+        if (opts->error != NULL && opts->error_size > 0) {
+            snprintf(opts->error, opts->error_size,
+                     "%s: the snapshot and the journal belong to different replicas", opts->dir);
+        }
     }
     return rc;
+}
+
+static int snapshot_to(void *ctx, int fd, uint64_t segment, uint64_t offset) {
+    return snapshot_write(ctx, fd, segment, offset);
+}
+
+int tally_snapshot(tally_replica *r) {
+    if (r == NULL || r->journal == NULL) {
+        return TALLY_EINVAL;
+    }
+    return journal_snapshot(r->journal, snapshot_to, r);
 }
 
 int tally_open(const tally_options *opts, tally_replica **out) {
@@ -208,15 +241,8 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     return TALLY_OK;
 }
 
-void tally_close(tally_replica *r) {
-    if (r == NULL) {
-        return;
-    }
-    if (r->journal != NULL) {
-        journal_close(r->journal);
-        free(r->journal);
-    }
-    free(r->learned);
+/* Frees every table; leaves them empty and usable (the maps initialised again). */
+static void replica_free_tables(tally_replica *r) {
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         rights_free(&r->accounts.at[i].rights);
     }
@@ -232,6 +258,36 @@ void tally_close(tally_replica *r) {
     free(r->expiries.at);
     free(r->conflicted_accounts.at);
     free(r->conflicted_transfers.at);
+    idmap_free(&r->account_map);
+    idmap_free(&r->transfer_map);
+    idmap_free(&r->origin_map);
+    memset(&r->opens, 0, sizeof r->opens);
+    memset(&r->accounts, 0, sizeof r->accounts);
+    memset(&r->transfers, 0, sizeof r->transfers);
+    memset(&r->grants, 0, sizeof r->grants);
+    memset(&r->log, 0, sizeof r->log);
+    memset(&r->origins, 0, sizeof r->origins);
+    memset(&r->expiries, 0, sizeof r->expiries);
+    memset(&r->conflicted_accounts, 0, sizeof r->conflicted_accounts);
+    memset(&r->conflicted_transfers, 0, sizeof r->conflicted_transfers);
+    idmap_init(&r->account_map, account_key, r);
+    idmap_init(&r->transfer_map, transfer_key, r);
+    idmap_init(&r->origin_map, origin_map_key, r);
+    r->pending_open = 0;
+    r->refused_rights = 0;
+    r->clock.last = 0;
+}
+
+void tally_close(tally_replica *r) {
+    if (r == NULL) {
+        return;
+    }
+    if (r->journal != NULL) {
+        journal_close(r->journal);
+        free(r->journal);
+    }
+    free(r->learned);
+    replica_free_tables(r);
     idmap_free(&r->account_map);
     idmap_free(&r->transfer_map);
     idmap_free(&r->origin_map);

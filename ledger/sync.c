@@ -322,7 +322,7 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
 
 int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
     tally_replica *r = ctx;
-    if (r->id == 0) {
+    if (r->id == 0 || r->self == NONE) {
         /* the first frame: the journal has read the replica id from the segment header */
         int rc = replica_set_id(r, r->journal->replica_id);
         if (rc != TALLY_OK) {

@@ -429,6 +429,139 @@ static void a_replica_restored_from_an_old_backup_waits_for_its_own_ops(void **s
     tally_close(peer);
 }
 
+/* --- snapshots ---------------------------------------------------------------------------- */
+
+static void some_activity(tally_replica *r, uint64_t base, int n) {
+    for (int i = 0; i < n; i++) {
+        tally_transfer t = transfer(base + (uint64_t)i, 1, 2 + (uint64_t)i % 2, 3);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    }
+}
+
+static int count_files(const fixture *f, const char *prefix) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '^%s' > %s.count", f->dir, prefix, f->dir);
+    (void)system(cmd);
+    snprintf(cmd, sizeof cmd, "%s.count", f->dir);
+    FILE *in = fopen(cmd, "r");
+    int n = -1;
+    assert_int_equal(fscanf(in, "%d", &n), 1);
+    fclose(in);
+    unlink(cmd);
+    return n;
+}
+
+static void a_snapshot_and_the_journal_after_it_give_the_same_state(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    f->opts.clock_ms = test_clock_ms;
+    f->opts.clock_ctx = &clock;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    some_activity(r, 100, 40);
+    tally_transfer p = transfer(90, 1, 3, 5);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 1000;
+    assert_result(tally_create_transfer(r, &p), TALLY_OK);
+    assert_result(tally_grant(r, tid(2), 44, 7), TALLY_OK);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    some_activity(r, 200, 10); /* after the snapshot: replayed from the journal */
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    assert_int_equal(r->journal->snapshot_segment, 1); /* it was the snapshot that loaded */
+    assert_int_equal(r->journal->replayed_frames, 10);
+    /* the pending's timeout still runs on the reopened replica */
+    clock.now_ms += 1000;
+    uint64_t voided;
+    assert_result(tally_expire(r, &voided), TALLY_OK);
+    assert_int_equal(voided, 1);
+    tally_close(r);
+    assert_result(tally_snapshot(NULL), TALLY_EINVAL);
+    tally_replica *mem = replica_new(3, NULL);
+    assert_result(tally_snapshot(mem), TALLY_EINVAL);
+    tally_close(mem);
+}
+
+static void snapshots_let_old_segments_go(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    r->journal->segment_max = 700;
+    seed_accounts(r);
+    for (int round = 0; round < 4; round++) {
+        some_activity(r, 1000 + 100 * (uint64_t)round, 30);
+        assert_result(tally_snapshot(r), TALLY_OK);
+    }
+    some_activity(r, 5000, 5);
+    assert_int_equal(count_files(f, "snapshot-"), 2); /* the two newest */
+    char first[192];
+    segment_path(f, 1, first, sizeof first);
+    assert_int_equal(file_size(first), -1); /* segment 1 was only needed by older ones */
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    tally_close(r);
+}
+
+static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    some_activity(r, 100, 20);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    some_activity(r, 200, 20);
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s/snapshot-*", f->dir);
+    FILE *ls = popen(cmd, "r");
+    char path[256];
+    assert_non_null(fgets(path, sizeof path, ls));
+    pclose(ls);
+    path[strcspn(path, "\n")] = 0;
+    long size = file_size(path);
+    assert_true(size > 0 && size < (1 << 20));
+    FILE *in = fopen(path, "rb");
+    static uint8_t buf[1 << 20];
+    assert_int_equal(fread(buf, 1, (size_t)size, in), (size_t)size);
+    fclose(in);
+    /* flip bits all over the snapshot: each time, opening still finds the whole state */
+    for (long bit = 0; bit < size * 8; bit += 37) {
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        FILE *out = fopen(path, "wb");
+        assert_int_equal(fwrite(buf, 1, (size_t)size, out), (size_t)size);
+        fclose(out);
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        r = open_ok(f);
+        digest_of(r, after);
+        assert_memory_equal(before, after, 16);
+        assert_int_equal(r->journal->snapshot_segment, 0); /* it fell back to the journal */
+        tally_close(r);
+    }
+}
+
+static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    r->journal->segment_max = 600;
+    seed_accounts(r);
+    for (int round = 0; round < 3; round++) {
+        some_activity(r, 1000 + 100 * (uint64_t)round, 30);
+        assert_result(tally_snapshot(r), TALLY_OK);
+    }
+    tally_close(r);
+    run("for s in %s/snapshot-*; do printf garbage > $s; done%s", f->dir, "");
+    assert_result(tally_open(&f->opts, &r), TALLY_ECORRUPT);
+    assert_non_null(strstr(f->error, "no snapshot that covers"));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -444,6 +577,10 @@ int main(void) {
         T(a_long_journal_rotates_segments_and_replays_them_all),
         T(after_a_failed_write_the_replica_refuses_writes),
         T(a_replica_restored_from_an_old_backup_waits_for_its_own_ops),
+        T(a_snapshot_and_the_journal_after_it_give_the_same_state),
+        T(snapshots_let_old_segments_go),
+        T(a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal),
+        T(a_snapshot_that_cannot_load_without_its_segments_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

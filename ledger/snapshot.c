@@ -1,0 +1,570 @@
+/*
+ * ledger/snapshot.c — a replica's whole state in one file, so that opening need not replay the
+ * journal from the beginning.
+ *
+ * A snapshot holds every record the replica keeps (the ops themselves, which it must still be
+ * able to send to a peer, and what was derived from them), field by field in little-endian
+ * order, and the journal position it reflects: opening loads it and replays only the frames
+ * after that position. docs/durability.md lists every field.
+ *
+ * 1. The file is written to a temporary name, synced, renamed and its directory synced
+ *    (journal.c), so a crash leaves either the old snapshot or the new one, whole.
+ * 2. A checksum (XXH3-64) covers every byte; a snapshot that fails it, or any bound check on a
+ *    count or an index, is not loaded (the journal decides what to do instead).
+ * 3. Loading fills a replica that holds nothing yet; on failure the caller discards it.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ledger/codec.h"
+#include "ledger/replica.h"
+#include "ledger/snapshot.h"
+
+static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
+#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_HEADER 48
+/* The encoded size of each record (without an account's rights entries, 20 bytes each). */
+#define OPEN_BYTES 60
+#define ACCOUNT_BYTES 104
+#define TRANSFER_BYTES 84
+#define GRANT_BYTES 36
+
+/* --- writing: a buffered stream with a running checksum ------------------------------------ */
+
+typedef struct writer {
+    int fd;
+    bool failed;
+    size_t n;
+    XXH3_state_t *hash;
+    uint8_t buf[1 << 16];
+} writer;
+
+static void w_flush(writer *w) {
+    size_t done = 0;
+    while (!w->failed && done < w->n) {
+        ssize_t k = write(w->fd, w->buf + done, w->n - done);
+        if (k <= 0) {
+            w->failed = true;
+        } else {
+            done += (size_t)k;
+        }
+    }
+    w->n = 0;
+}
+
+static void w_bytes(writer *w, const void *p, size_t len) {
+    XXH3_64bits_update(w->hash, p, len);
+    const uint8_t *b = p;
+    while (len > 0) {
+        if (w->n == sizeof w->buf) {
+            w_flush(w);
+        }
+        size_t k = sizeof w->buf - w->n < len ? sizeof w->buf - w->n : len;
+        memcpy(w->buf + w->n, b, k);
+        w->n += k;
+        b += k;
+        len -= k;
+    }
+}
+
+static void w64(writer *w, uint64_t v) {
+    uint8_t b[8];
+    put_u64le(b, v);
+    w_bytes(w, b, 8);
+}
+static void w32(writer *w, uint32_t v) {
+    uint8_t b[4];
+    put_u32le(b, v);
+    w_bytes(w, b, 4);
+}
+static void w16(writer *w, uint16_t v) {
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    w_bytes(w, b, 2);
+}
+static void w8(writer *w, uint8_t v) { w_bytes(w, &v, 1); }
+static void wid(writer *w, tally_id id) {
+    w64(w, id.hi);
+    w64(w, id.lo);
+}
+static void w128(writer *w, u128 v) {
+    w64(w, v.hi);
+    w64(w, v.lo);
+}
+
+static void write_body(writer *w, const tally_replica *r) {
+    w64(w, r->clock.last);
+    w64(w, r->pending_open);
+    w64(w, r->refused_rights);
+    w32(w, r->origins.count);
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        w64(w, o->id);
+        w64(w, o->seq);
+        for (uint64_t s = 0; s < o->seq; s++) {
+            w32(w, o->position[s]);
+        }
+    }
+    w32(w, r->opens.count);
+    for (uint32_t i = 0; i < r->opens.count; i++) {
+        const open_rec *o = &r->opens.at[i];
+        wid(w, o->a.id);
+        w64(w, o->a.user_data);
+        w32(w, o->a.ledger);
+        w16(w, o->a.code);
+        w16(w, o->a.flags);
+        w32(w, o->origin);
+        w32(w, o->account);
+        w32(w, o->next);
+        w64(w, o->seq);
+        w64(w, o->hlc);
+    }
+    w32(w, r->accounts.count);
+    for (uint32_t i = 0; i < r->accounts.count; i++) {
+        const account_rec *a = &r->accounts.at[i];
+        wid(w, a->id);
+        w32(w, a->ledger);
+        w16(w, a->flags);
+        w8(w, a->conflicted);
+        w8(w, replica_account_head(r, a->id) == i);
+        w32(w, a->open);
+        w32(w, a->next);
+        w32(w, a->opens);
+        w128(w, a->debits_posted);
+        w128(w, a->credits_posted);
+        w128(w, a->debits_pending);
+        w128(w, a->credits_pending);
+        w32(w, a->rights.count);
+        for (uint32_t k = 0; k < a->rights.count; k++) {
+            w32(w, rights_at(&a->rights, k)->holder);
+            w128(w, rights_at(&a->rights, k)->amount);
+        }
+    }
+    w32(w, r->transfers.count);
+    for (uint32_t i = 0; i < r->transfers.count; i++) {
+        const transfer_rec *t = &r->transfers.at[i];
+        wid(w, t->id);
+        w64(w, t->amount);
+        w64(w, t->user_data);
+        w64(w, t->seq);
+        w64(w, t->hlc);
+        w32(w, t->ledger);
+        w32(w, t->timeout_ms);
+        w32(w, t->origin);
+        w32(w, t->debit);
+        w32(w, t->credit);
+        w32(w, t->link);
+        w32(w, t->next);
+        w16(w, t->code);
+        w16(w, t->flags);
+        w8(w, t->kind);
+        w8(w, t->state);
+        w8(w, t->expired);
+        w8(w, !t->expired && idmap_get(&r->transfer_map, t->id) == i);
+    }
+    w32(w, r->grants.count);
+    for (uint32_t i = 0; i < r->grants.count; i++) {
+        const grant_rec *g = &r->grants.at[i];
+        w32(w, g->account);
+        w32(w, g->origin);
+        w32(w, g->to);
+        w64(w, g->seq);
+        w64(w, g->hlc);
+        w64(w, g->amount);
+    }
+    w32(w, r->log.count);
+    for (uint32_t i = 0; i < r->log.count; i++) {
+        w32(w, (uint32_t)r->log.at[i].kind << 29 | r->log.at[i].index);
+    }
+    w32(w, r->expiries.count);
+    for (uint32_t i = 0; i < r->expiries.count; i++) {
+        w64(w, r->expiries.at[i].deadline_ms);
+        w32(w, r->expiries.at[i].transfer);
+    }
+    w32(w, r->conflicted_accounts.count);
+    for (uint32_t i = 0; i < r->conflicted_accounts.count; i++) {
+        wid(w, r->conflicted_accounts.at[i]);
+    }
+    w32(w, r->conflicted_transfers.count);
+    for (uint32_t i = 0; i < r->conflicted_transfers.count; i++) {
+        wid(w, r->conflicted_transfers.at[i]);
+    }
+}
+
+int snapshot_write(const tally_replica *r, int fd, uint64_t segment, uint64_t offset) {
+    writer *w = malloc(sizeof *w);
+    XXH3_state_t *hash = XXH3_createState();
+    if (w == NULL || hash == NULL) {
+        free(w);
+        XXH3_freeState(hash);
+        return TALLY_ENOMEM;
+    }
+    w->fd = fd;
+    w->failed = false;
+    w->n = 0;
+    w->hash = hash;
+    XXH3_64bits_reset(hash);
+    uint8_t h[SNAPSHOT_HEADER];
+    memset(h, 0, sizeof h);
+    memcpy(h, snapshot_magic, 4);
+    put_u32le(h + 4, SNAPSHOT_VERSION);
+    put_u64le(h + 8, r->id);
+    put_u64le(h + 16, segment);
+    put_u64le(h + 24, offset);
+    put_u64le(h + 32, r->log.count);
+    w_bytes(w, h, sizeof h);
+    write_body(w, r);
+    uint64_t sum = XXH3_64bits_digest(hash);
+    uint8_t tail[8];
+    put_u64le(tail, sum);
+    w_bytes(w, tail, 8);
+    w_flush(w);
+    int rc = w->failed ? TALLY_EIO : TALLY_OK;
+    XXH3_freeState(hash);
+    free(w);
+    return rc;
+}
+
+/* --- reading: a cursor that refuses to run past the end ------------------------------------ */
+
+typedef struct reader {
+    const uint8_t *p, *end;
+    bool bad;
+} reader;
+
+static bool r_need(reader *c, size_t n) {
+    if (c->bad || (size_t)(c->end - c->p) < n) {
+        c->bad = true;
+        return false;
+    }
+    return true;
+}
+static uint64_t r64(reader *c) {
+    if (!r_need(c, 8)) {
+        return 0;
+    }
+    uint64_t v = get_u64le(c->p);
+    c->p += 8;
+    return v;
+}
+static uint32_t r32(reader *c) {
+    if (!r_need(c, 4)) {
+        return 0;
+    }
+    uint32_t v = get_u32le(c->p);
+    c->p += 4;
+    return v;
+}
+static uint16_t r16(reader *c) {
+    if (!r_need(c, 2)) {
+        return 0;
+    }
+    uint16_t v = (uint16_t)(c->p[0] | c->p[1] << 8);
+    c->p += 2;
+    return v;
+}
+static uint8_t r8(reader *c) {
+    if (!r_need(c, 1)) {
+        return 0;
+    }
+    return *c->p++;
+}
+static tally_id rid(reader *c) {
+    tally_id id;
+    id.hi = r64(c);
+    id.lo = r64(c);
+    return id;
+}
+static u128 r128(reader *c) {
+    u128 v;
+    v.hi = r64(c);
+    v.lo = r64(c);
+    return v;
+}
+
+/* A count of records of at least `min_size` bytes each: bounded by what is left to read. */
+static uint32_t r_count(reader *c, size_t min_size) {
+    uint32_t n = r32(c);
+    if (n > REPLICA_RECORDS_MAX || (size_t)(c->end - c->p) / min_size < n) {
+        c->bad = true;
+        return 0;
+    }
+    return n;
+}
+
+#define ARRAY_LOAD(arr, n) (ARRAY_RESERVE(arr, n) ? ((arr).count = (n), true) : false)
+
+static bool index_ok(uint32_t i, uint32_t count, bool none_ok) {
+    return i < count || (none_ok && i == NONE);
+}
+
+static int load_origins(tally_replica *r, reader *c) {
+    uint32_t n = r_count(c, 16);
+    if (n == 0 || n > REPLICA_ORIGINS_MAX) {
+        return TALLY_ECORRUPT; /* at least this replica itself */
+    }
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        uint64_t id = r64(c), seq = r64(c);
+        if (id == 0 || seq > (uint64_t)(c->end - c->p) / 4 || replica_origin_find(r, id) != NONE) {
+            return TALLY_ECORRUPT;
+        }
+        uint32_t o = replica_origin_get(r, id);
+        if (o != i) {
+            return o == NONE ? TALLY_ENOMEM : TALLY_ECORRUPT;
+        }
+        origin_rec *orr = &r->origins.at[o];
+        orr->position = malloc(((size_t)seq + 1) * sizeof *orr->position);
+        if (orr->position == NULL) {
+            return TALLY_ENOMEM;
+        }
+        orr->capacity = seq + 1;
+        orr->seq = seq;
+        for (uint64_t s = 0; s < seq; s++) {
+            orr->position[s] = r32(c);
+        }
+    }
+    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
+static int load_records(tally_replica *r, reader *c) {
+    uint32_t n = r_count(c, OPEN_BYTES);
+    if (!ARRAY_LOAD(r->opens, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        open_rec *o = &r->opens.at[i];
+        o->a.id = rid(c);
+        o->a.user_data = r64(c);
+        o->a.ledger = r32(c);
+        o->a.code = r16(c);
+        o->a.flags = r16(c);
+        o->origin = r32(c);
+        o->account = r32(c);
+        o->next = r32(c);
+        o->seq = r64(c);
+        o->hlc = r64(c);
+    }
+    n = r_count(c, ACCOUNT_BYTES);
+    if (!ARRAY_LOAD(r->accounts, n)) {
+        return TALLY_ENOMEM;
+    }
+    memset(r->accounts.at, 0, (size_t)n * sizeof *r->accounts.at);
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        account_rec *a = &r->accounts.at[i];
+        a->id = rid(c);
+        a->ledger = r32(c);
+        a->flags = r16(c);
+        a->conflicted = r8(c);
+        bool head = r8(c) != 0;
+        a->open = r32(c);
+        a->next = r32(c);
+        a->opens = r32(c);
+        a->debits_posted = r128(c);
+        a->credits_posted = r128(c);
+        a->debits_pending = r128(c);
+        a->credits_pending = r128(c);
+        uint32_t holders = r_count(c, 20);
+        for (uint32_t k = 0; k < holders && !c->bad; k++) {
+            uint32_t holder = r32(c);
+            u128 amount = r128(c);
+            if (holder >= r->origins.count || u128_is_zero(amount) ||
+                !u128_is_zero(rights_get(&a->rights, holder))) {
+                return TALLY_ECORRUPT;
+            }
+            if (!rights_add(&a->rights, holder, 1)) {
+                return TALLY_ENOMEM;
+            }
+            rights_at(&a->rights, a->rights.count - 1)->amount = amount;
+        }
+        if (id_is_zero(a->id) || (head && idmap_get(&r->account_map, a->id) != NONE)) {
+            return TALLY_ECORRUPT;
+        }
+        if (head && !idmap_put(&r->account_map, a->id, i)) {
+            return TALLY_ENOMEM;
+        }
+    }
+    n = r_count(c, TRANSFER_BYTES);
+    if (!ARRAY_LOAD(r->transfers, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        transfer_rec *t = &r->transfers.at[i];
+        t->id = rid(c);
+        t->amount = r64(c);
+        t->user_data = r64(c);
+        t->seq = r64(c);
+        t->hlc = r64(c);
+        t->ledger = r32(c);
+        t->timeout_ms = r32(c);
+        t->origin = r32(c);
+        t->debit = r32(c);
+        t->credit = r32(c);
+        t->link = r32(c);
+        t->next = r32(c);
+        t->code = r16(c);
+        t->flags = r16(c);
+        t->kind = r8(c);
+        t->state = r8(c);
+        t->expired = r8(c);
+        bool head = r8(c) != 0;
+        if (head && (id_is_zero(t->id) || idmap_get(&r->transfer_map, t->id) != NONE)) {
+            return TALLY_ECORRUPT;
+        }
+        if (head && !idmap_put(&r->transfer_map, t->id, i)) {
+            return TALLY_ENOMEM;
+        }
+    }
+    n = r_count(c, GRANT_BYTES);
+    if (!ARRAY_LOAD(r->grants, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        grant_rec *g = &r->grants.at[i];
+        g->account = r32(c);
+        g->origin = r32(c);
+        g->to = r32(c);
+        g->seq = r64(c);
+        g->hlc = r64(c);
+        g->amount = r64(c);
+    }
+    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
+static int load_rest(tally_replica *r, reader *c) {
+    uint32_t n = r_count(c, 4);
+    if (!ARRAY_LOAD(r->log, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t v = r32(c);
+        r->log.at[i].kind = v >> 29;
+        r->log.at[i].index = v & ((UINT32_C(1) << 29) - 1);
+    }
+    n = r_count(c, 12);
+    if (!ARRAY_LOAD(r->expiries, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        r->expiries.at[i].deadline_ms = r64(c);
+        r->expiries.at[i].transfer = r32(c);
+    }
+    n = r_count(c, 16);
+    if (!ARRAY_LOAD(r->conflicted_accounts, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        r->conflicted_accounts.at[i] = rid(c);
+    }
+    n = r_count(c, 16);
+    if (!ARRAY_LOAD(r->conflicted_transfers, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        r->conflicted_transfers.at[i] = rid(c);
+    }
+    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
+/* Every index in every record points inside its table: a snapshot cannot make the replica
+ * read out of bounds, whatever its bytes. */
+static bool indices_ok(const tally_replica *r) {
+    uint32_t no = r->origins.count, na = r->accounts.count, nt = r->transfers.count;
+    uint32_t nopen = r->opens.count, ng = r->grants.count;
+    for (uint32_t i = 0; i < nopen; i++) {
+        const open_rec *o = &r->opens.at[i];
+        if (!index_ok(o->origin, no, false) || !index_ok(o->account, na, false) ||
+            !index_ok(o->next, nopen, true)) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < na; i++) {
+        const account_rec *a = &r->accounts.at[i];
+        if (!index_ok(a->open, nopen, false) || !index_ok(a->next, na, true) ||
+            !index_ok(a->opens, nopen, true)) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        const transfer_rec *t = &r->transfers.at[i];
+        if (!index_ok(t->origin, no, false) || !index_ok(t->debit, na, false) ||
+            !index_ok(t->credit, na, false) || !index_ok(t->link, nt, true) ||
+            !index_ok(t->next, nt, true) || t->kind < OP_TRANSFER || t->kind > OP_VOID ||
+            (t->kind != OP_TRANSFER && t->link == NONE)) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < ng; i++) {
+        const grant_rec *g = &r->grants.at[i];
+        if (!index_ok(g->account, na, false) || !index_ok(g->origin, no, false) ||
+            !index_ok(g->to, no, false)) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < r->log.count; i++) {
+        const log_entry *e = &r->log.at[i];
+        uint32_t limit = e->kind == OP_OPEN ? nopen : e->kind == OP_GRANT ? ng : nt;
+        if (e->kind < OP_OPEN || e->kind > OP_KIND_MAX || e->index >= limit) {
+            return false;
+        }
+    }
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < no; i++) {
+        total += r->origins.at[i].seq;
+        for (uint64_t s = 0; s < r->origins.at[i].seq; s++) {
+            if (r->origins.at[i].position[s] >= r->log.count) {
+                return false;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < r->expiries.count; i++) {
+        if (r->expiries.at[i].transfer >= nt) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < r->conflicted_accounts.count; i++) {
+        if (replica_account_head(r, r->conflicted_accounts.at[i]) == NONE) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < r->conflicted_transfers.count; i++) {
+        if (idmap_get(&r->transfer_map, r->conflicted_transfers.at[i]) == NONE) {
+            return false;
+        }
+    }
+    return total == r->log.count;
+}
+
+int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *segment,
+                  uint64_t *offset) {
+    if (len < SNAPSHOT_HEADER + 8 || memcmp(buf, snapshot_magic, 4) != 0 ||
+        get_u32le(buf + 4) != SNAPSHOT_VERSION ||
+        XXH3_64bits(buf, len - 8) != get_u64le(buf + len - 8)) {
+        return TALLY_ECORRUPT;
+    }
+    uint64_t id = get_u64le(buf + 8);
+    if (id == 0 || (r->id != 0 && r->id != id)) {
+        return TALLY_ECORRUPT;
+    }
+    *segment = get_u64le(buf + 16);
+    *offset = get_u64le(buf + 24);
+    reader c = {buf + SNAPSHOT_HEADER, buf + len - 8, false};
+    r->clock.last = r64(&c);
+    r->pending_open = r64(&c);
+    r->refused_rights = r64(&c);
+    int rc = load_origins(r, &c);
+    if (rc == TALLY_OK) {
+        rc = load_records(r, &c);
+    }
+    if (rc == TALLY_OK) {
+        rc = load_rest(r, &c);
+    }
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (c.bad || c.p != c.end || !indices_ok(r) || get_u64le(buf + 32) != r->log.count) {
+        return TALLY_ECORRUPT;
+    }
+    r->id = id;
+    r->self = replica_origin_find(r, id);
+    return r->self == NONE ? TALLY_ECORRUPT : TALLY_OK;
+}
