@@ -65,6 +65,7 @@ crash: build
 
 bench: build
 	./$(BUILD)/tests/tally_bench
+	./$(BUILD)/tests/tally_bench_durable
 
 format:
 	clang-format -i include/*.h crdt/*.[ch] ledger/*.[ch] tests/*.[ch] tests/*/*.c
