@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -208,7 +209,9 @@ static int dir_list(journal *j, uint64_t **segments, size_t *n_segments, positio
     return rc;
 }
 
-static int read_file(int dir_fd, const char *name, uint8_t **buf, size_t *len) {
+/* Maps a whole file for reading (populated up front: far fewer page faults than touching it a
+ * page at a time). Release it with unmap_file. */
+static int map_file(int dir_fd, const char *name, uint8_t **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
@@ -219,26 +222,24 @@ static int read_file(int dir_fd, const char *name, uint8_t **buf, size_t *len) {
         }
         return TALLY_EIO;
     }
-    uint8_t *p = malloc((size_t)st.st_size + 1);
-    if (p == NULL) {
+    if (st.st_size == 0) {
         close(fd);
-        return TALLY_ENOMEM;
+        return TALLY_OK;
     }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            break;
-        }
-        got += (size_t)r;
-    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     close(fd);
+    if (p == MAP_FAILED) {
+        return errno == ENOMEM ? TALLY_ENOMEM : TALLY_EIO;
+    }
     *buf = p;
-    *len = got;
+    *len = (size_t)st.st_size;
     return TALLY_OK;
+}
+
+static void unmap_file(uint8_t *buf, size_t len) {
+    if (buf != NULL) {
+        munmap(buf, len);
+    }
 }
 
 /* Whether a whole, checksummed frame starts anywhere in buf[from, len). */
@@ -343,14 +344,14 @@ static int snapshot_choose(journal *j, replay_state *s, const position *snapshot
         snapshot_name(name, sizeof name, snapshots[i].segment, snapshots[i].offset);
         uint8_t *buf;
         size_t len;
-        int rc = read_file(j->dir_fd, name, &buf, &len);
+        int rc = map_file(j->dir_fd, name, &buf, &len);
         if (rc == TALLY_ENOMEM) {
             return rc;
         }
         position at = {0, 0};
         if (rc == TALLY_OK) {
             rc = s->hooks->load(s->hooks->ctx, buf, len, &at.segment, &at.offset);
-            free(buf);
+            unmap_file(buf, len);
         }
         if (rc == TALLY_OK && at.segment == snapshots[i].segment &&
             at.offset == snapshots[i].offset) {
@@ -377,14 +378,14 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
         segment_name(name, sizeof name, segments[i]);
         uint8_t *buf;
         size_t len;
-        rc = read_file(j->dir_fd, name, &buf, &len);
+        rc = map_file(j->dir_fd, name, &buf, &len);
         if (rc != TALLY_OK) {
             return say(s->error, s->error_size, rc, "%s/%s: cannot read it", j->dir, name);
         }
         bool last = i + 1 == *count;
         if (last && i > first && len < JOURNAL_SEGMENT_HEADER) {
             /* A crash while the newest segment was being created: it holds nothing. */
-            free(buf);
+            unmap_file(buf, len);
             *count = i;
             if (unlinkat(j->dir_fd, name, 0) != 0) {
                 return say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot remove it",
@@ -410,7 +411,7 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
                          j->dir, name, end);
             }
         }
-        free(buf);
+        unmap_file(buf, len);
         if (rc != TALLY_OK) {
             return rc;
         }

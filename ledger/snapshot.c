@@ -27,7 +27,7 @@ static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
 /* The encoded size of each record (without an account's rights entries, 20 bytes each). */
 #define OPEN_BYTES 60
 #define ACCOUNT_BYTES 104
-#define TRANSFER_BYTES 84
+#define TRANSFER_BYTES 83
 #define GRANT_BYTES 36
 
 /* --- writing: a buffered stream with a running checksum ------------------------------------ */
@@ -41,6 +41,7 @@ typedef struct writer {
 } writer;
 
 static void w_flush(writer *w) {
+    XXH3_64bits_update(w->hash, w->buf, w->n); /* hashing a whole buffer at once is fast */
     size_t done = 0;
     while (!w->failed && done < w->n) {
         ssize_t k = write(w->fd, w->buf + done, w->n - done);
@@ -54,7 +55,6 @@ static void w_flush(writer *w) {
 }
 
 static void w_bytes(writer *w, const void *p, size_t len) {
-    XXH3_64bits_update(w->hash, p, len);
     const uint8_t *b = p;
     while (len > 0) {
         if (w->n == sizeof w->buf) {
@@ -160,7 +160,16 @@ static void write_body(writer *w, const tally_replica *r) {
         w8(w, t->kind);
         w8(w, t->state);
         w8(w, t->expired);
-        w8(w, !t->expired && idmap_get(&r->transfer_map, t->id) == i);
+    }
+    /* The transfer map itself: rebuilding it would cost a random memory access per transfer,
+     * reading it back is sequential. */
+    const idmap *m = &r->transfer_map;
+    uint32_t capacity = m->slots != NULL ? m->mask + 1 : 0;
+    w32(w, capacity);
+    w32(w, m->count);
+    for (uint32_t i = 0; i < capacity; i++) {
+        w32(w, m->slots[i].ref);
+        w32(w, m->slots[i].hash);
     }
     w32(w, r->grants.count);
     for (uint32_t i = 0; i < r->grants.count; i++) {
@@ -214,11 +223,20 @@ int snapshot_write(const tally_replica *r, int fd, uint64_t segment, uint64_t of
     put_u64le(h + 32, r->log.count);
     w_bytes(w, h, sizeof h);
     write_body(w, r);
+    w_flush(w);
     uint64_t sum = XXH3_64bits_digest(hash);
     uint8_t tail[8];
     put_u64le(tail, sum);
-    w_bytes(w, tail, 8);
-    w_flush(w);
+    size_t n = w->n;
+    memcpy(w->buf, tail, 8); /* the checksum itself is not hashed */
+    w->n = 8;
+    (void)n;
+    size_t done = 0;
+    while (!w->failed && done < w->n) {
+        ssize_t k = write(w->fd, w->buf + done, w->n - done);
+        w->failed = k <= 0;
+        done += k > 0 ? (size_t)k : 0;
+    }
     int rc = w->failed ? TALLY_EIO : TALLY_OK;
     XXH3_freeState(hash);
     free(w);
@@ -290,6 +308,40 @@ static uint32_t r_count(reader *c, size_t min_size) {
         return 0;
     }
     return n;
+}
+
+/* Loads the transfer map's slots as written. Every slot must point at a transfer; that a slot
+ * sits where its key hashes is vouched for by the checksum (and a misplaced one could only make
+ * a lookup miss: idmap_get confirms every hit against the record's id). */
+static int load_transfer_map(tally_replica *r, reader *c) {
+    uint32_t capacity = r32(c), count = r32(c);
+    if (capacity == 0) {
+        return count == 0 && r->transfers.count == 0 ? TALLY_OK : TALLY_ECORRUPT;
+    }
+    if ((capacity & (capacity - 1)) != 0 || capacity > IDMAP_CAPACITY_MAX ||
+        (uint64_t)count * 4 > (uint64_t)capacity * 3 ||
+        (size_t)(c->end - c->p) / 8 < capacity) {
+        return TALLY_ECORRUPT;
+    }
+    idmap *m = &r->transfer_map;
+    if (!idmap_reserve(m, (size_t)capacity / 4 * 3) || m->mask + 1 != capacity) {
+        return m->slots == NULL ? TALLY_ENOMEM : TALLY_ECORRUPT;
+    }
+    uint32_t used = 0;
+    for (uint32_t i = 0; i < capacity; i++) {
+        uint32_t ref = r32(c), hash = r32(c);
+        if (ref > r->transfers.count) {
+            return TALLY_ECORRUPT;
+        }
+        m->slots[i].ref = ref;
+        m->slots[i].hash = hash;
+        used += ref != 0;
+    }
+    if (used != count) {
+        return TALLY_ECORRUPT;
+    }
+    m->count = count;
+    return TALLY_OK;
 }
 
 #define ARRAY_LOAD(arr, n) (ARRAY_RESERVE(arr, n) ? ((arr).count = (n), true) : false)
@@ -406,13 +458,10 @@ static int load_records(tally_replica *r, reader *c) {
         t->kind = r8(c);
         t->state = r8(c);
         t->expired = r8(c);
-        bool head = r8(c) != 0;
-        if (head && (id_is_zero(t->id) || idmap_get(&r->transfer_map, t->id) != NONE)) {
-            return TALLY_ECORRUPT;
-        }
-        if (head && !idmap_put(&r->transfer_map, t->id, i)) {
-            return TALLY_ENOMEM;
-        }
+    }
+    int rc = load_transfer_map(r, c);
+    if (rc != TALLY_OK) {
+        return rc;
     }
     n = r_count(c, GRANT_BYTES);
     if (!ARRAY_LOAD(r->grants, n)) {
