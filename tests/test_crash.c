@@ -5,7 +5,7 @@
  * creates batches of transfers as fast as it can; after each batch returns, it reports every
  * transfer that was accepted through a pipe. The parent lets it run for a random few
  * milliseconds, kills it with SIGKILL (wherever it is: mid-write, mid-fsync, between the
- * two), reopens the directory itself, and checks that every reported transfer is there with its
+ * two, in the middle of writing a snapshot), reopens the directory itself, and checks that every reported transfer is there with its
  * fields and that every invariant holds. Rounds: TALLY_CRASH_ROUNDS (default 50);
  * `make crash ROUNDS=N` runs N. Every 25 rounds the directory starts over, so that a long run
  * does not spend its time replaying an ever longer journal.
@@ -79,6 +79,9 @@ static _Noreturn void child(const char *dir, int out, uint64_t round) {
                 write(out, &batch[i].id.lo, sizeof batch[i].id.lo) != sizeof batch[i].id.lo) {
                 _exit(4);
             }
+        }
+        if (test_rand(&seed) % 16 == 0 && tally_snapshot(r) != TALLY_OK) {
+            _exit(5); /* and now and then a snapshot, which a kill may interrupt too */
         }
     }
 }
