@@ -4,6 +4,9 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 CLANG_BUILD ?= build-clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS = fuzz_apply fuzz_delta fuzz_journal fuzz_snapshot
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SEEDS      ?= 100000
 ROUNDS     ?= 10000
@@ -16,7 +19,7 @@ PC_PACKAGES  = libxxhash:libxxhash-dev cmocka:libcmocka-dev sqlite3:libsqlite3-d
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo sim crash bench clean format
+.PHONY: all deps build test demo sim crash bench fuzz fuzz-build fuzz-corpus clean format
 
 all: build
 
@@ -51,6 +54,28 @@ test: build
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz-build
+	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
+
+# The libFuzzer targets (clang, ASan+UBSan, checksums accepted whatever they are).
+fuzz-build: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_FUZZ=ON \
+	  -DTALLY_TESTS=OFF -DTALLY_WERROR=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# Fuzzes every target for FUZZ_SECONDS each; new inputs go to fuzz/out/<target>, findings to
+# fuzz/out/crash-*.
+fuzz: fuzz-build
+	@mkdir -p fuzz/out
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/out/$$t; echo "== $$t, $(FUZZ_SECONDS) s"; \
+	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 $$t ../corpus/$$t 2>&1 | tail -n 14) || exit 1; \
+	done
+
+# Regenerates the seed corpora from valid states.
+fuzz-corpus: fuzz-build
+	./$(FUZZ_BUILD)/fuzz/gen_corpus fuzz/corpus
 
 demo: build
 	./$(BUILD)/tests/tally_demo
@@ -71,4 +96,4 @@ format:
 	clang-format -i include/*.h crdt/*.[ch] ledger/*.[ch] tests/*.[ch] tests/*/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(CLANG_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(CLANG_BUILD) $(FUZZ_BUILD) fuzz/out

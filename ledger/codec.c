@@ -337,8 +337,8 @@ int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_
         return TALLY_ECORRUPT;
     }
     const uint8_t *body = buf + CODEC_BLOCK_HEADER;
-    if (XXH3_64bits_withSeed(body, payload, ((uint64_t)payload << 32) | ops) !=
-        get_u64le(buf + 8)) {
+    if (!CHECKSUM_OK(get_u64le(buf + 8),
+                     XXH3_64bits_withSeed(body, payload, ((uint64_t)payload << 32) | ops))) {
         return TALLY_ECORRUPT;
     }
     d->p = body;

@@ -105,7 +105,7 @@ static void header_encode(uint8_t h[JOURNAL_SEGMENT_HEADER], uint64_t replica, u
 
 static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica) {
     if (memcmp(h, segment_magic, 4) != 0 || get_u32le(h + 4) != JOURNAL_VERSION ||
-        get_u64le(h + 16) != segment || get_u64le(h + 24) != XXH3_64bits(h, 24) ||
+        get_u64le(h + 16) != segment || !CHECKSUM_OK(get_u64le(h + 24), XXH3_64bits(h, 24)) ||
         get_u64le(h + 8) == 0) {
         return false;
     }
@@ -288,6 +288,11 @@ typedef struct replay_state {
     bool repair;
     char *error;
     size_t error_size;
+    /* A frame whose ops did not all validate may have applied some of them before failing; the
+     * replay then starts over and stops in front of it, so that a frame counts whole or not at
+     * all (segment 0: no such frame). */
+    position stop;
+    bool restart;
 } replay_state;
 
 /* Replays one segment's frames from offset start. *end: where the valid frames end.
@@ -313,6 +318,10 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
     j->replica_id = replica;
     size_t at = (size_t)start;
     while (at < len) {
+        if (s->stop.segment == number && s->stop.offset == at) {
+            *damaged = true;
+            break;
+        }
         block_dec d;
         size_t block_len;
         int rc = block_dec_begin(&d, buf + at, len - at, &block_len);
@@ -322,7 +331,13 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
             if (rc == TALLY_ENOMEM) {
                 return rc;
             }
-            j->replayed_frames += rc == TALLY_OK;
+            if (rc != TALLY_OK) {
+                s->stop.segment = number;
+                s->stop.offset = at;
+                s->restart = true;
+                return TALLY_OK;
+            }
+            j->replayed_frames++;
         }
         if (rc != TALLY_OK) {
             *damaged = true;
@@ -397,6 +412,10 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
         bool damaged;
         rc = segment_replay(j, s, buf, len, segments[i], i == first ? start : JOURNAL_SEGMENT_HEADER,
                             &end, &damaged, name);
+        if (s->restart) {
+            unmap_file(buf, len);
+            return rc;
+        }
         if (rc == TALLY_OK && damaged) {
             bool torn = last && !valid_frame_after(buf, len, end + 1);
             if (torn || s->repair) {
@@ -424,7 +443,7 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
     return rc;
 }
 
-static int journal_replay(journal *j, replay_state *s) {
+static int journal_replay_once(journal *j, replay_state *s) {
     uint64_t *segments;
     position *snapshots;
     size_t count, n_snapshots;
@@ -461,6 +480,9 @@ static int journal_replay(journal *j, replay_state *s) {
     }
     free(segments);
     free(snapshots);
+    if (s->restart) {
+        return rc;
+    }
     if (rc != TALLY_OK) {
         return rc == TALLY_ENOMEM || rc == TALLY_EIO
                    ? say(s->error, s->error_size, rc, "%s: %s", j->dir, tally_strerror(rc))
@@ -476,6 +498,25 @@ static int journal_replay(journal *j, replay_state *s) {
     return j->segment_fd >= 0 ? TALLY_OK
                               : say(s->error, s->error_size, TALLY_EIO, "%s/%s: cannot open it",
                                     j->dir, name);
+}
+
+/* Replays; if a frame failed part way, empties the replica and replays again, stopping in
+ * front of that frame. */
+static int journal_replay(journal *j, replay_state *s) {
+    for (;;) {
+        s->restart = false;
+        j->replayed_frames = 0;
+        j->snapshot_segment = j->snapshot_offset = 0;
+        int rc = journal_replay_once(j, s);
+        if (!s->restart) {
+            return rc;
+        }
+        s->hooks->reset(s->hooks->ctx);
+        j->replica_id = 0;
+        if (s->error != NULL && s->error_size > 0) {
+            s->error[0] = '\0';
+        }
+    }
 }
 
 static int lock_dir(journal *j, char *error, size_t error_size) {
@@ -520,7 +561,7 @@ int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
             return say(error, error_size, TALLY_EIO, "cannot draw a random replica id");
         }
     }
-    replay_state s = {fresh_id, hooks, repair, error, error_size};
+    replay_state s = {fresh_id, hooks, repair, error, error_size, {0, 0}, false};
     rc = journal_replay(j, &s);
     if (rc == TALLY_OK && *replica_id != 0 && *replica_id != j->replica_id) {
         rc = say(error, error_size, TALLY_EINVAL,

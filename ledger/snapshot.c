@@ -400,7 +400,9 @@ static int load_records(tally_replica *r, reader *c) {
     if (!ARRAY_LOAD(r->accounts, n)) {
         return TALLY_ENOMEM;
     }
-    memset(r->accounts.at, 0, (size_t)n * sizeof *r->accounts.at);
+    if (n > 0) {
+        memset(r->accounts.at, 0, (size_t)n * sizeof *r->accounts.at);
+    }
     for (uint32_t i = 0; i < n && !c->bad; i++) {
         account_rec *a = &r->accounts.at[i];
         a->id = rid(c);
@@ -583,11 +585,58 @@ static bool indices_ok(const tally_replica *r) {
     return total == r->log.count;
 }
 
+/* Walks a family of linked lists (an index's `next` through next_of) from each head, marking
+ * nodes: a node reached twice means a cycle or two lists sharing a tail, either of which would
+ * send a lookup round forever. */
+typedef uint32_t (*next_fn)(const tally_replica *r, uint32_t i);
+static bool walk(const tally_replica *r, uint8_t *seen, uint32_t head, next_fn next) {
+    for (uint32_t i = head; i != NONE; i = next(r, i)) {
+        if (seen[i]) {
+            return false;
+        }
+        seen[i] = 1;
+    }
+    return true;
+}
+static uint32_t account_next(const tally_replica *r, uint32_t i) { return r->accounts.at[i].next; }
+static uint32_t open_next(const tally_replica *r, uint32_t i) { return r->opens.at[i].next; }
+static uint32_t transfer_next(const tally_replica *r, uint32_t i) {
+    return r->transfers.at[i].next;
+}
+
+static int chains_ok(const tally_replica *r) {
+    size_t most = r->accounts.count > r->opens.count ? r->accounts.count : r->opens.count;
+    most = most > r->transfers.count ? most : r->transfers.count;
+    uint8_t *seen = calloc(most + 1, 1);
+    if (seen == NULL) {
+        return TALLY_ENOMEM;
+    }
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < r->accounts.count; i++) {
+        if (replica_account_head(r, r->accounts.at[i].id) == i) {
+            ok = walk(r, seen, i, account_next);
+        }
+    }
+    memset(seen, 0, most + 1);
+    for (uint32_t i = 0; ok && i < r->accounts.count; i++) {
+        ok = walk(r, seen, r->accounts.at[i].opens, open_next);
+    }
+    memset(seen, 0, most + 1);
+    const idmap *m = &r->transfer_map;
+    for (uint32_t k = 0; ok && m->slots != NULL && k <= m->mask; k++) {
+        if (m->slots[k].ref != 0) {
+            ok = walk(r, seen, m->slots[k].ref - 1, transfer_next);
+        }
+    }
+    free(seen);
+    return ok ? TALLY_OK : TALLY_ECORRUPT;
+}
+
 int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *segment,
                   uint64_t *offset) {
     if (len < SNAPSHOT_HEADER + 8 || memcmp(buf, snapshot_magic, 4) != 0 ||
         get_u32le(buf + 4) != SNAPSHOT_VERSION ||
-        XXH3_64bits(buf, len - 8) != get_u64le(buf + len - 8)) {
+        !CHECKSUM_OK(get_u64le(buf + len - 8), XXH3_64bits(buf, len - 8))) {
         return TALLY_ECORRUPT;
     }
     uint64_t id = get_u64le(buf + 8);
@@ -612,6 +661,9 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     if (c.bad || c.p != c.end || !indices_ok(r) || get_u64le(buf + 32) != r->log.count) {
         return TALLY_ECORRUPT;
+    }
+    if ((rc = chains_ok(r)) != TALLY_OK) {
+        return rc;
     }
     r->id = id;
     r->self = replica_origin_find(r, id);

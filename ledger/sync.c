@@ -130,7 +130,7 @@ int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
     }
     uint32_t count = get_u32le(buf + 8);
     if (count > REPLICA_ORIGINS_MAX || len != 12 + 16 * (size_t)count + 8 ||
-        XXH3_64bits(buf, len - 8) != get_u64le(buf + len - 8)) {
+        !CHECKSUM_OK(get_u64le(buf + len - 8), XXH3_64bits(buf, len - 8))) {
         return TALLY_ECORRUPT;
     }
     out->entries = malloc(((size_t)count + 1) * sizeof *out->entries);

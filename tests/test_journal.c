@@ -562,6 +562,63 @@ static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **s
     assert_non_null(strstr(f->error, "no snapshot that covers"));
 }
 
+/* --- fuzzing findings --------------------------------------------------------------------- */
+
+/* fuzz_journal found it: a frame whose checksum holds but whose second op does not validate
+ * left its first op applied while recovery cut the frame off, so the next write took a seq the
+ * journal no longer had, and a reopen lost it. A frame now counts whole or not at all. */
+static void a_frame_that_fails_part_way_counts_not_at_all(void **state) {
+    fixture *f = *state;
+    op ops[2];
+    memset(ops, 0, sizeof ops);
+    ops[0].kind = OP_OPEN;
+    ops[0].origin = 1;
+    ops[0].seq = 1;
+    ops[0].u.account = account(5, 1, 0);
+    ops[1] = ops[0];
+    ops[1].seq = 3; /* a gap */
+    ops[1].u.account = account(6, 1, 0);
+    bytes frame = {0};
+    encode_block(ops, 2, &frame);
+    uint8_t header[32];
+    memcpy(header, "TLYJ", 4);
+    put_u32le(header + 4, 1);
+    put_u64le(header + 8, 1);
+    put_u64le(header + 16, 1);
+    put_u64le(header + 24, XXH3_64bits(header, 24));
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    FILE *out = fopen(path, "wb");
+    assert_int_equal(fwrite(header, 1, 32, out), 32);
+    assert_int_equal(fwrite(frame.at, 1, frame.len, out), frame.len);
+    fclose(out);
+    bytes_free(&frame);
+    tally_replica *r = open_ok(f);
+    assert_int_equal(tally_seen(r, 1), 0); /* nothing of the frame */
+    tally_account a = account(7, 1, 0);
+    assert_result(tally_create_account(r, &a), TALLY_OK);
+    uint8_t before[16], after[16];
+    digest_of(r, before);
+    tally_close(r);
+    r = open_ok(f);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    tally_account got;
+    assert_result(tally_lookup_account(r, tid(7), &got), TALLY_OK);
+    tally_close(r);
+}
+
+/* fuzz_snapshot found it: loading a snapshot with no accounts passed NULL to memset. */
+static void a_snapshot_of_an_empty_replica_loads(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    tally_close(r);
+    r = open_ok(f);
+    assert_int_equal(r->journal->snapshot_segment, 1);
+    tally_close(r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -581,6 +638,8 @@ int main(void) {
         T(snapshots_let_old_segments_go),
         T(a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal),
         T(a_snapshot_that_cannot_load_without_its_segments_is_refused),
+        T(a_frame_that_fails_part_way_counts_not_at_all),
+        T(a_snapshot_of_an_empty_replica_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
