@@ -4,6 +4,7 @@
  *   fuzz/corpus/fuzz_delta/     a max_bytes byte, then summaries (empty, partial, complete)
  *   fuzz/corpus/fuzz_journal/   a repair byte, then the frames of a real journal
  *   fuzz/corpus/fuzz_snapshot/  a real snapshot's op count and body
+ *   fuzz/corpus/fuzz_sim/       choices for the simulator, from a PRNG, in memory and durable
  * Usage: gen_corpus OUTDIR. Built with the fuzz targets (make fuzz-corpus).
  */
 #include <dirent.h>
@@ -112,6 +113,19 @@ int main(int argc, char **argv) {
     closedir(d);
     tally_close(durable);
     fuzz_scratch_dir();
+    /* the simulator: a first byte (replicas, durable), then pseudo-random choices */
+    uint64_t state = 12345;
+    for (int k = 0; k < 4; k++) {
+        uint8_t sim_input[4096];
+        sim_input[0] = (uint8_t)(k | (k >= 2 ? 0x80 : 0));
+        for (size_t i = 1; i < sizeof sim_input; i++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            sim_input[i] = (uint8_t)(state >> 56);
+        }
+        char name[32];
+        snprintf(name, sizeof name, "choices-%d", k);
+        emit("fuzz_sim", name, sim_input, sizeof sim_input);
+    }
     tally_close(source);
     tally_close(empty);
     tally_close(partial);

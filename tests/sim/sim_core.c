@@ -13,28 +13,59 @@
  * equal to the spendable amount, every balance equal to the sum of its ops, conservation per
  * ledger. At the end the network heals and every digest must be equal. A failure prints its
  * seed; `tally_sim --seed S --verbose` replays it exactly.
+ *
+ * With durable replicas (--durable) each has a directory, and a step may crash one: close it,
+ * sometimes leave the remains of a torn write at its journal's end, and open it again, which
+ * must bring back exactly what it had. The same engine runs under libFuzzer (fuzz/fuzz_sim.c),
+ * drawing its choices from the fuzzer's bytes instead of the PRNG.
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger/journal.h"
 #include "ledger/replica.h"
+#include "sim.h"
 #include "tally.h"
+
+/* A fuzzing build accepts any checksum (ledger/codec.h), so a flipped bit there could forge a
+ * valid-looking op, which no real network can: the simulator flips bits only where checksums
+ * are checked, and cuts messages short everywhere. */
+#ifdef TALLY_FUZZING
+#define CHECKSUMS_CHECKED 0
+#else
+#define CHECKSUMS_CHECKED 1
+#endif
 
 #define REPLICAS_MAX 16
 #define ACCOUNTS_MAX 64
 #define QUEUE_MAX 64
 #define PENDINGS_MAX 256
 
+/* The source of every choice: splitmix64 from a seed, or the fuzzer's bytes (8 a draw; zeros,
+ * and `exhausted`, once they run out). */
 typedef struct rng {
     uint64_t s;
+    const uint8_t *bytes;
+    size_t len, at;
+    bool exhausted;
 } rng;
 
-static uint64_t next(rng *g) { /* splitmix64 */
-    uint64_t z = (g->s += 0x9e3779b97f4a7c15u);
+static uint64_t next(rng *g) {
+    if (g->bytes != NULL) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++, g->at++) {
+            v |= (uint64_t)(g->at < g->len ? g->bytes[g->at] : 0) << (8 * i);
+        }
+        g->exhausted = g->at >= g->len;
+        return v;
+    }
+    uint64_t z = (g->s += 0x9e3779b97f4a7c15u); /* splitmix64 */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     return z ^ (z >> 31);
@@ -66,10 +97,12 @@ typedef struct clock_ctx {
 
 typedef struct sim {
     rng g;
+    const sim_config *cfg;
     uint64_t seed;
     int n;
     unsigned steps;
     bool verbose;
+    char dirs[REPLICAS_MAX][96];
     uint64_t now_ms;
     tally_replica *r[REPLICAS_MAX];
     clock_ctx clocks[REPLICAS_MAX];
@@ -100,18 +133,26 @@ static uint64_t sim_clock(void *ctx) {
     return t < 0 ? 0 : (uint64_t)t;
 }
 
+static _Noreturn void stop(const sim *s) {
+    fflush(stdout);
+    if (s->cfg->bytes != NULL) {
+        abort(); /* under the fuzzer: a finding */
+    }
+    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 "%s --verbose\n", s->seed,
+            s->cfg->durable ? " --durable" : "");
+    exit(1);
+}
+
 static _Noreturn void fail(const sim *s, const char *what, int rc) {
     fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (%s)\n", s->seed, s->step, what,
             tally_result_name(rc));
-    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);
-    exit(1);
+    stop(s);
 }
 
 static _Noreturn void fail_replica(const sim *s, const char *what, int replica) {
     fprintf(stderr, "sim: FAILED seed %" PRIu64 " step %u: %s (replica %d)\n", s->seed, s->step,
             what, replica + 1);
-    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 " --verbose\n", s->seed);
-    exit(1);
+    stop(s);
 }
 
 static void trace(const sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -432,7 +473,7 @@ static void act_send(sim *s) {
     if (chance(&s->g, 5) && m.len > 0) { /* the wire cuts it short */
         m.len = (size_t)below(&s->g, m.len);
         m.tampered = true;
-    } else if (chance(&s->g, 5) && m.len > 0) { /* the wire flips a bit */
+    } else if (chance(&s->g, 5) && m.len > 0 && CHECKSUMS_CHECKED) { /* the wire flips a bit */
         m.bytes[below(&s->g, m.len)] ^= (uint8_t)(1u << below(&s->g, 8));
         m.tampered = true;
     }
@@ -552,16 +593,79 @@ static void heal_and_compare(sim *s) {
 
 /* --- one run ------------------------------------------------------------------------------- */
 
+/* Empties and removes a replica's directory (only files in it, no subdirectories). */
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] != '.') {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static tally_replica *open_replica(sim *s, int i) {
+    tally_options o = {.replica_id = (uint64_t)i + 1, .clock_ms = sim_clock,
+                       .clock_ctx = &s->clocks[i]};
+    char error[256] = "";
+    if (s->cfg->durable) {
+        o.dir = s->dirs[i];
+        o.error = error;
+        o.error_size = sizeof error;
+    }
+    tally_replica *r = NULL;
+    int rc = tally_open(&o, &r);
+    if (rc != TALLY_OK) {
+        fprintf(stderr, "sim: %s\n", error);
+        fail(s, "open", rc);
+    }
+    return r;
+}
+
+/* Crashes a durable replica: closes it, sometimes leaves a torn write at the end of its
+ * journal, opens it again, and checks that it has exactly what it had. */
+static void act_crash(sim *s, int at) {
+    if (!s->cfg->durable) {
+        return;
+    }
+    uint8_t before[16], after[16];
+    tally_digest(s->r[at], before);
+    uint64_t segment = s->r[at]->journal->segment;
+    tally_close(s->r[at]);
+    if (chance(&s->g, 50)) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/journal-%016" PRIx64 ".tly", s->dirs[at], segment);
+        FILE *f = fopen(path, "ab");
+        size_t n = 1 + (size_t)below(&s->g, 40);
+        for (size_t k = 0; k < n && f != NULL; k++) {
+            fputc((int)below(&s->g, 256), f);
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+    s->r[at] = open_replica(s, at);
+    tally_digest(s->r[at], after);
+    if (memcmp(before, after, 16) != 0) {
+        fail_replica(s, "a crashed replica came back with another state", at);
+    }
+    trace(s, "r%d crashes and recovers", at + 1);
+    s->dirty[at] = true;
+}
+
 static void setup(sim *s) {
     for (int i = 0; i < s->n; i++) {
         s->clocks[i].sim = s;
         s->clocks[i].skew_ms = (int64_t)below(&s->g, 10000) - 5000;
-        tally_options o = {.replica_id = (uint64_t)i + 1, .clock_ms = sim_clock,
-                           .clock_ctx = &s->clocks[i]};
-        int rc = tally_open(&o, &s->r[i]);
-        if (rc != TALLY_OK) {
-            fail(s, "open", rc);
+        if (s->cfg->durable) {
+            snprintf(s->dirs[i], sizeof s->dirs[i], "%s/r%d", s->cfg->dir, i + 1);
+            remove_dir(s->dirs[i]);
         }
+        s->r[i] = open_replica(s, i);
     }
     /* Unbounded accounts (the outside world) on both ledgers, and bounded ones of both kinds. */
     static const uint16_t kinds[] = {0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 1, 2};
@@ -586,16 +690,20 @@ static void setup(sim *s) {
     }
 }
 
-static void run(uint64_t seed, int n, unsigned steps, bool verbose) {
+void sim_run(const sim_config *cfg) {
     sim *s = calloc(1, sizeof *s);
-    s->seed = seed;
-    s->g.s = seed * 0x2545F4914F6CDD1Du + 1;
-    s->n = n;
-    s->steps = steps;
-    s->verbose = verbose;
+    s->cfg = cfg;
+    s->seed = cfg->seed;
+    s->g.s = cfg->seed * 0x2545F4914F6CDD1Du + 1;
+    s->g.bytes = cfg->bytes;
+    s->g.len = cfg->len;
+    s->n = cfg->replicas;
+    s->steps = cfg->steps;
+    s->verbose = cfg->verbose;
     s->now_ms = 1700000000000u;
+    int n = s->n;
     setup(s);
-    for (s->step = 0; s->step < steps; s->step++) {
+    for (s->step = 0; s->step < s->steps && !s->g.exhausted; s->step++) {
         int at = (int)below(&s->g, (uint64_t)n);
         unsigned roll = (unsigned)below(&s->g, 100);
         if (roll < 22) {
@@ -614,10 +722,12 @@ static void run(uint64_t seed, int n, unsigned steps, bool verbose) {
             act_duplicate_id(s);
         } else if (roll < 72) {
             act_send(s);
-        } else if (roll < 93) {
+        } else if (roll < 92) {
             act_deliver(s);
-        } else if (roll < 95) {
+        } else if (roll < 94) {
             act_partition(s);
+        } else if (roll < 95) {
+            act_crash(s, at);
         } else {
             s->now_ms += below(&s->g, 2000);
             uint64_t voided = 0;
@@ -634,54 +744,26 @@ static void run(uint64_t seed, int n, unsigned steps, bool verbose) {
             }
         }
     }
-    s->step = steps;
     heal_and_compare(s);
-    total.steps += steps;
+    total.steps += s->step;
     for (int i = 0; i < s->n_queue; i++) {
         free(s->queue[i].bytes);
     }
     for (int i = 0; i < n; i++) {
         free(s->stale_summary[i]);
         tally_close(s->r[i]);
+        if (cfg->durable) {
+            remove_dir(s->dirs[i]);
+        }
     }
     free(s);
 }
 
-int main(int argc, char **argv) {
-    uint64_t first = 1, seeds = 300;
-    int n = 5;
-    unsigned steps = 1500;
-    bool verbose = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
-            seeds = strtoull(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            first = strtoull(argv[++i], NULL, 10);
-            seeds = 1;
-        } else if (!strcmp(argv[i], "--first") && i + 1 < argc) {
-            first = strtoull(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "--replicas") && i + 1 < argc) {
-            n = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            steps = (unsigned)atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--verbose")) {
-            verbose = true;
-        } else {
-            fprintf(stderr, "usage: tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] "
-                            "[--steps N] [--verbose]\n");
-            return 2;
-        }
-    }
-    if (n < 2 || n > REPLICAS_MAX) {
-        fprintf(stderr, "tally_sim: --replicas must be 2..%d\n", REPLICAS_MAX);
-        return 2;
-    }
-    for (uint64_t seed = first; seed < first + seeds; seed++) {
-        run(seed, n, steps, verbose);
-    }
-    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %d replicas, %u steps each: "
+void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
+    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %d %s replicas, %u steps each: "
            "no violation\n",
-           seeds, first, first + seeds - 1, n, steps);
+           seeds, first, first + seeds - 1, cfg->replicas, cfg->durable ? "durable" : "in-memory",
+           cfg->steps);
     printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
            " tampered ones rejected), %" PRIu64 " conflicts listed\n",
            total.ops, total.deltas, total.corrupt_rejected, total.conflicts);
@@ -692,5 +774,4 @@ int main(int argc, char **argv) {
            total.debits_tried ? 100.0 * (double)total.refused_rights / (double)total.debits_tried
                               : 0.0,
            total.refused_funds, total.requests, total.granted);
-    return 0;
 }
