@@ -338,6 +338,42 @@ typedef struct tally_stats {
 /* Results: TALLY_OK; TALLY_EINVAL. */
 TALLY_API int tally_get_stats(const tally_replica *r, tally_stats *out);
 
+/* ---------------------------------------------------------------------------------------------
+ * The sync node: a replica's endpoint on the network (libuv, TCP). tally.h names libuv's loop
+ * type without including uv.h, so an application that does not sync needs no libuv headers.
+ * A node and its replica are used from the loop's thread only.
+ * ------------------------------------------------------------------------------------------- */
+struct uv_loop_s;
+typedef struct tally_node tally_node; /* opaque: one replica's sync endpoint */
+
+typedef struct tally_node_options {
+    const char *listen;       /* "127.0.0.1:7400"; port 0 picks a free one; NULL: do not listen */
+    const char *cluster;      /* peers with another cluster name are refused; NULL: "tally" */
+    uint32_t anti_entropy_ms; /* 0: a sensible default (1000) */
+    void (*log)(void *ctx, int level, const char *message); /* NULL: silent */
+    void *log_ctx;
+} tally_node_options;
+
+/* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r
+ * (local writes and ops from peers) to connected peers, and exchanges summaries with each every
+ * anti_entropy_ms to heal anything lost. Log levels: 0 error, 1 warning, 2 info, 3 debug.
+ * Addresses are "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
+ * Results: TALLY_OK; TALLY_EINVAL (a NULL argument, a bad address or cluster name, or r already
+ * has a node); TALLY_ENOMEM; TALLY_EIO (cannot listen: the node cleans up on the loop). */
+TALLY_API int tally_node_start(struct uv_loop_s *loop, tally_replica *r,
+                               const tally_node_options *opts, tally_node **out);
+/* The bound port, or -1 (not listening, or NULL). */
+TALLY_API int tally_node_port(const tally_node *n);
+/* Keeps a connection to a peer, reconnecting with exponential backoff and jitter until removed.
+ * Results: TALLY_OK; TALLY_EXISTS (already a peer); TALLY_EINVAL; TALLY_ENOMEM. */
+TALLY_API int tally_node_add_peer(tally_node *n, const char *addr);
+/* Closes the session with a peer and stops reconnecting to it.
+ * Results: TALLY_OK; TALLY_NOT_FOUND (unknown); TALLY_EINVAL. */
+TALLY_API int tally_node_remove_peer(tally_node *n, const char *addr);
+/* Closes every session and handle; stopped runs on the loop when all are closed, after which
+ * the node is freed. The replica stays open (close it after stopped). NULL: nothing. */
+TALLY_API void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -123,10 +123,11 @@ void replica_journal_unadd(tally_replica *r) {
 }
 
 int replica_commit(tally_replica *r, int rc) {
-    if (r->journal == NULL) {
-        return rc;
+    int written = r->journal != NULL ? journal_commit(r->journal) : TALLY_OK;
+    if (written == TALLY_OK && r->on_change != NULL && r->log.count != r->notified_log) {
+        r->notified_log = r->log.count;
+        r->on_change(r->on_change_ctx); /* durable by now: peers may have it */
     }
-    int written = journal_commit(r->journal);
     return written != TALLY_OK ? written : rc;
 }
 

@@ -124,6 +124,11 @@ struct tally_replica {
     uint64_t refused_rights;
 
     struct journal *journal; /* NULL: in memory */
+    /* Called at the end of a write call that applied ops (local or a peer's), so that a sync
+     * node can push them on; set by net/node.c. */
+    void (*on_change)(void *ctx);
+    void *on_change_ctx;
+    uint32_t notified_log; /* log.count when on_change last ran */
     /* What reading a peer's summary taught this replica. tally_delta takes a const replica
      * (the API is fixed) and still must record it, so it lives behind a pointer. */
     struct replica_learned {

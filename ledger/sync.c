@@ -83,6 +83,37 @@ void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
 
 /* --- summary ------------------------------------------------------------------------------- */
 
+int sync_summary_encode(const vclock *v, uint8_t **buf, size_t *len) {
+    size_t n = 12 + 16 * (size_t)v->count + 8;
+    uint8_t *p = malloc(n);
+    if (p == NULL) {
+        return TALLY_ENOMEM;
+    }
+    memcpy(p, summary_magic, 4);
+    p[4] = SYNC_VERSION;
+    p[5] = p[6] = p[7] = 0;
+    put_u32le(p + 8, v->count);
+    for (uint32_t i = 0; i < v->count; i++) {
+        put_u64le(p + 12 + 16 * (size_t)i, v->entries[i].origin);
+        put_u64le(p + 20 + 16 * (size_t)i, v->entries[i].seq);
+    }
+    put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
+    *buf = p;
+    *len = n;
+    return TALLY_OK;
+}
+
+int replica_version_vector(const tally_replica *r, vclock *out) {
+    vclock_init(out);
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        if (!vclock_set(out, r->origins.at[i].id, r->origins.at[i].seq)) {
+            vclock_free(out);
+            return TALLY_ENOMEM;
+        }
+    }
+    return TALLY_OK;
+}
+
 int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
     if (buf != NULL) {
         *buf = NULL;
@@ -94,32 +125,12 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
         return TALLY_EINVAL;
     }
     vclock v;
-    vclock_init(&v);
-    for (uint32_t i = 0; i < r->origins.count; i++) {
-        if (!vclock_set(&v, r->origins.at[i].id, r->origins.at[i].seq)) {
-            vclock_free(&v);
-            return TALLY_ENOMEM;
-        }
-    }
-    size_t n = 12 + 16 * v.count + 8;
-    uint8_t *p = malloc(n);
-    if (p == NULL) {
+    int rc = replica_version_vector(r, &v);
+    if (rc == TALLY_OK) {
+        rc = sync_summary_encode(&v, buf, len);
         vclock_free(&v);
-        return TALLY_ENOMEM;
     }
-    memcpy(p, summary_magic, 4);
-    p[4] = SYNC_VERSION;
-    p[5] = p[6] = p[7] = 0;
-    put_u32le(p + 8, (uint32_t)v.count);
-    for (uint32_t i = 0; i < v.count; i++) {
-        put_u64le(p + 12 + 16 * i, v.entries[i].origin);
-        put_u64le(p + 20 + 16 * i, v.entries[i].seq);
-    }
-    put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
-    vclock_free(&v);
-    *buf = p;
-    *len = n;
-    return TALLY_OK;
+    return rc;
 }
 
 int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
@@ -167,33 +178,18 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
     return start;
 }
 
-int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
-                size_t max_bytes, uint8_t **buf, size_t *len) {
-    if (buf != NULL) {
-        *buf = NULL;
-    }
-    if (len != NULL) {
-        *len = 0;
-    }
-    if (r == NULL || buf == NULL || len == NULL || (peer_summary == NULL && peer_len > 0)) {
-        return TALLY_EINVAL;
-    }
-    if (r->journal != NULL && r->journal->failed) {
-        return TALLY_EIO; /* ops in memory may not be on disk: none may leave */
-    }
-    vclock peer;
-    int rc = sync_summary_decode(peer_summary, peer_len, &peer);
-    if (rc != TALLY_OK) {
-        vclock_free(&peer);
-        return rc;
-    }
+int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uint8_t **buf,
+               size_t *len, vclock *covered) {
+    *buf = NULL;
+    *len = 0;
     /* A peer holding ops of this replica's own origin beyond its journal means this replica
      * lost acknowledged writes (a restored backup, a lost disk): until it has them back, a new
      * local op would reuse their seqs. */
-    uint64_t peer_has_mine = vclock_get(&peer, r->id);
+    uint64_t peer_has_mine = vclock_get(peer, r->id);
     if (peer_has_mine > r->origins.at[r->self].seq && peer_has_mine > r->learned->own_behind) {
         r->learned->own_behind = peer_has_mine;
     }
+    int rc = TALLY_OK;
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
     bytes out = {0};
     block_enc enc;
@@ -207,7 +203,7 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
     out.at[5] = out.at[6] = out.at[7] = 0;
     out.len = DELTA_HEADER;
     bool open = false, any = false;
-    for (uint32_t pos = delta_start(r, &peer, has); pos < r->log.count; pos++) {
+    for (uint32_t pos = delta_start(r, peer, has); pos < r->log.count; pos++) {
         op o;
         replica_op_at(r, pos, &o);
         uint32_t origin = replica_origin_find(r, o.origin);
@@ -233,9 +229,28 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
             break;
         }
         any = true;
+        has[origin] = o.seq; /* ops of one origin go out in seq order */
     }
     if (open) {
         block_enc_end(&enc, &out);
+    }
+    if (covered != NULL) {
+        vclock_init(covered);
+        for (uint32_t i = 0; i < r->origins.count && rc == TALLY_OK; i++) {
+            uint64_t seq = has[i] > vclock_get(peer, r->origins.at[i].id)
+                               ? has[i]
+                               : vclock_get(peer, r->origins.at[i].id);
+            if (!vclock_set(covered, r->origins.at[i].id, seq)) {
+                rc = TALLY_ENOMEM;
+            }
+        }
+        if (rc == TALLY_OK && !vclock_merge(covered, peer)) {
+            rc = TALLY_ENOMEM;
+        }
+        if (rc != TALLY_OK) {
+            vclock_free(covered);
+            goto done;
+        }
     }
     *buf = out.at;
     *len = out.len;
@@ -244,7 +259,53 @@ done:
     bytes_free(&out);
     block_enc_free(&enc);
     free(has);
+    return rc;
+}
+
+int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
+                size_t max_bytes, uint8_t **buf, size_t *len) {
+    if (buf != NULL) {
+        *buf = NULL;
+    }
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (r == NULL || buf == NULL || len == NULL || (peer_summary == NULL && peer_len > 0)) {
+        return TALLY_EINVAL;
+    }
+    if (r->journal != NULL && r->journal->failed) {
+        return TALLY_EIO; /* ops in memory may not be on disk: none may leave */
+    }
+    vclock peer;
+    int rc = sync_summary_decode(peer_summary, peer_len, &peer);
+    if (rc == TALLY_OK) {
+        rc = sync_delta(r, &peer, max_bytes, buf, len, NULL);
+    }
     vclock_free(&peer);
+    return rc;
+}
+
+int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
+    if (len < DELTA_HEADER) {
+        return TALLY_ECORRUPT;
+    }
+    size_t at = DELTA_HEADER;
+    int rc = TALLY_OK;
+    while (at < len && rc == TALLY_OK) {
+        block_dec dec;
+        size_t block_len;
+        rc = block_dec_begin(&dec, delta + at, len - at, &block_len);
+        while (rc == TALLY_OK && dec.remaining > 0) {
+            op o;
+            rc = block_dec_op(&dec, &o);
+            if (rc == TALLY_OK && o.seq > vclock_get(covered, o.origin) &&
+                !vclock_set(covered, o.origin, o.seq)) {
+                rc = TALLY_ENOMEM;
+            }
+        }
+        block_dec_free(&dec);
+        at += block_len;
+    }
     return rc;
 }
 

@@ -1,0 +1,91 @@
+/*
+ * net/session.h — one sync session with one peer, as a pure state machine.
+ *
+ * Bytes from the peer go in (session_receive); bytes for the peer come out (the `out` buffer,
+ * which the transport drains); time goes in (session_tick). No sockets, no clocks, no threads:
+ * the libuv transport (node.c) only moves bytes, and tests and fuzzers drive a session alone.
+ *
+ *     HANDSHAKE --(valid HELLO from the peer)--> READY --(error, refusal, timeout)--> CLOSED
+ *         \__________(bad HELLO, timeout, any other frame)____________________________/
+ *
+ * session_init      queues our HELLO and SUMMARY.
+ * session_receive   HELLO: checks version, cluster and that the peer is not us (else REFUSE
+ *                   and close); SUMMARY: takes it as what the peer has and streams what it
+ *                   lacks; DELTA: applies it (a delta that does not apply closes the session);
+ *                   PING: answers PONG; REFUSE: closes.
+ * session_tick      closes a session whose handshake or peer went quiet too long, pings, sends
+ *                   a SUMMARY every anti_entropy_ms, and goes on streaming.
+ * session_push      after a local change: streams what the peer lacks.
+ *
+ * Invariants:
+ *   1. `sent` is the peer's last summary plus everything sent or received since: the ops the
+ *      peer has, or will have once in-flight bytes arrive. Deltas are cut from it, so nothing
+ *      is sent twice on a healthy session, and a new SUMMARY resets it (healing anything lost).
+ *   2. No delta is produced while `out` holds more than out_high_water bytes: memory per
+ *      session is bounded by that plus one frame, whatever the peer does.
+ *   3. Once CLOSED, a session reads nothing and writes nothing more; `reason` says why.
+ */
+#ifndef TALLY_NET_SESSION_H
+#define TALLY_NET_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/vclock.h"
+#include "ledger/codec.h"
+#include "net/frame.h"
+#include "tally.h"
+
+#define SESSION_PROTOCOL_VERSION 1
+
+typedef enum session_state {
+    SESSION_HANDSHAKE = 0,
+    SESSION_READY = 1,
+    SESSION_CLOSED = 2,
+} session_state;
+
+typedef enum refuse_reason {
+    REFUSE_VERSION = 1,
+    REFUSE_CLUSTER = 2,
+    REFUSE_SELF = 3,
+    REFUSE_PROTOCOL = 4,
+} refuse_reason;
+
+typedef struct session_config {
+    const char *cluster;
+    uint32_t handshake_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t ping_ms;
+    uint32_t anti_entropy_ms;
+    size_t delta_bytes_max; /* the most a DELTA frame carries (an op is never split) */
+    size_t out_high_water;  /* produce no delta while more than this waits to be sent */
+    void (*log)(void *ctx, int level, const char *message);
+    void *log_ctx;
+} session_config;
+
+typedef struct session {
+    tally_replica *r;
+    const session_config *cfg;
+    session_state state;
+    uint64_t peer_id;
+    frame_reader in;
+    bytes out;
+    vclock sent;
+    bool have_summary; /* the peer's summary arrived: `sent` means something */
+    uint64_t started_ms, heard_ms, pinged_ms, summarised_ms;
+    uint64_t ops_in, ops_out, frames_in, frames_out;
+    char reason[160];
+} session;
+
+/* Starts a session: queues HELLO and SUMMARY. False when out of memory. */
+bool session_init(session *s, tally_replica *r, const session_config *cfg, uint64_t now_ms);
+void session_free(session *s);
+/* Bytes from the peer. */
+void session_receive(session *s, const uint8_t *data, size_t len, uint64_t now_ms);
+void session_tick(session *s, uint64_t now_ms);
+void session_push(session *s);
+/* Closes the session with a reason (for the log); queues nothing. */
+void session_close(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * test_node.c — nodes on loopback, for real: libuv, TCP, several replicas in one process.
+ * Each test runs its loop until the replicas converge (equal digests) or a deadline passes.
+ */
+#include "support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <uv.h>
+
+#include "ledger/replica.h"
+
+#define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+#define NODES_MAX 5
+
+typedef struct cluster {
+    uv_loop_t loop;
+    int n;
+    tally_replica *r[NODES_MAX];
+    tally_node *node[NODES_MAX];
+    char addr[NODES_MAX][32];
+    char dir[NODES_MAX][64];
+    uint64_t writes_left, next_id, seed;
+    uv_timer_t work, check, deadline;
+    bool converged, timed_out;
+    int stopped;
+    char log[2048];
+} cluster;
+
+static void on_log(void *ctx, int level, const char *message) {
+    cluster *c = ctx;
+    (void)level;
+    size_t used = strlen(c->log);
+    if (used + strlen(message) + 2 < sizeof c->log) {
+        strcat(c->log, message);
+        strcat(c->log, "\n");
+    }
+}
+
+static void node_start(cluster *c, int i, const char *cluster_name) {
+    tally_node_options o;
+    memset(&o, 0, sizeof o);
+    o.listen = "127.0.0.1:0";
+    o.cluster = cluster_name;
+    o.anti_entropy_ms = 200;
+    o.log = on_log;
+    o.log_ctx = c;
+    assert_result(tally_node_start(&c->loop, c->r[i], &o, &c->node[i]), TALLY_OK);
+    snprintf(c->addr[i], sizeof c->addr[i], "127.0.0.1:%d", tally_node_port(c->node[i]));
+}
+
+static void connect_all(cluster *c) {
+    for (int i = 0; i < c->n; i++) {
+        for (int k = 0; k < c->n; k++) {
+            if (i != k) {
+                assert_result(tally_node_add_peer(c->node[i], c->addr[k]), TALLY_OK);
+            }
+        }
+    }
+}
+
+static void cluster_init(cluster *c, int n, bool durable) {
+    memset(c, 0, sizeof *c);
+    assert_int_equal(uv_loop_init(&c->loop), 0);
+    c->n = n;
+    c->next_id = 1000;
+    for (int i = 0; i < n; i++) {
+        if (durable) {
+            snprintf(c->dir[i], sizeof c->dir[i], "/tmp/tally-node-XXXXXX");
+            assert_non_null(mkdtemp(c->dir[i]));
+            tally_options o;
+            memset(&o, 0, sizeof o);
+            o.dir = c->dir[i];
+            o.replica_id = (uint64_t)i + 1;
+            assert_result(tally_open(&o, &c->r[i]), TALLY_OK);
+        } else {
+            c->r[i] = replica_new((uint64_t)i + 1, NULL);
+        }
+        node_start(c, i, "test");
+    }
+    tally_account bank = account(1, 1, 0);
+    assert_result(tally_create_account(c->r[0], &bank), TALLY_OK);
+    for (uint64_t a = 2; a < 6; a++) {
+        tally_account acc = account(a, 1, DEBITS_BOUND);
+        assert_result(tally_create_account(c->r[0], &acc), TALLY_OK);
+    }
+    uv_timer_init(&c->loop, &c->work);
+    uv_timer_init(&c->loop, &c->check);
+    uv_timer_init(&c->loop, &c->deadline);
+    c->work.data = c->check.data = c->deadline.data = c;
+}
+
+static bool all_equal(cluster *c) {
+    uint8_t first[16], d[16];
+    digest_of(c->r[0], first);
+    for (int i = 1; i < c->n; i++) {
+        if (c->node[i] == NULL) {
+            continue;
+        }
+        digest_of(c->r[i], d);
+        if (memcmp(first, d, 16) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A write on a random live replica: deposits, and spends of what it holds rights for. */
+static void on_work(uv_timer_t *t) {
+    cluster *c = t->data;
+    for (int k = 0; k < 20 && c->writes_left > 0; k++, c->writes_left--) {
+        int i = (int)(test_rand(&c->seed) % (uint64_t)c->n);
+        if (c->node[i] == NULL) {
+            continue;
+        }
+        uint64_t a = 2 + test_rand(&c->seed) % 4, b = 2 + test_rand(&c->seed) % 4;
+        tally_transfer tr = a == b ? transfer(++c->next_id, 1, a, 10)
+                                   : transfer(++c->next_id, a, b, 1 + test_rand(&c->seed) % 5);
+        int rc = tally_create_transfer(c->r[i], &tr);
+        assert_true(rc == TALLY_OK || rc == TALLY_INSUFFICIENT_RIGHTS ||
+                    rc == TALLY_EXCEEDS_CREDITS || rc == TALLY_DEBIT_ACCOUNT_NOT_FOUND ||
+                    rc == TALLY_CREDIT_ACCOUNT_NOT_FOUND);
+    }
+    if (c->writes_left == 0) {
+        uv_timer_stop(t);
+    }
+}
+
+static void on_check(uv_timer_t *t) {
+    cluster *c = t->data;
+    if (c->writes_left == 0 && all_equal(c)) {
+        c->converged = true;
+        uv_stop(&c->loop);
+    }
+}
+
+static void on_deadline(uv_timer_t *t) {
+    cluster *c = t->data;
+    c->timed_out = true;
+    uv_stop(&c->loop);
+}
+
+/* Runs the loop with `writes` transfers spread over it, until convergence or ms pass. */
+static bool run_until_converged(cluster *c, uint64_t writes, uint64_t ms) {
+    c->writes_left = writes;
+    c->converged = c->timed_out = false;
+    if (writes > 0) {
+        uv_timer_start(&c->work, on_work, 1, 1);
+    }
+    uv_timer_start(&c->check, on_check, 20, 20);
+    uv_timer_start(&c->deadline, on_deadline, ms, 0);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&c->check);
+    uv_timer_stop(&c->deadline);
+    uv_timer_stop(&c->work);
+    return c->converged;
+}
+
+static void on_stopped(void *ctx) { ((cluster *)ctx)->stopped++; }
+
+static void cluster_free(cluster *c) {
+    int running = 0;
+    for (int i = 0; i < c->n; i++) {
+        if (c->node[i] != NULL) {
+            running++;
+            tally_node_stop(c->node[i], on_stopped, c);
+        }
+    }
+    uv_close((uv_handle_t *)&c->work, NULL);
+    uv_close((uv_handle_t *)&c->check, NULL);
+    uv_close((uv_handle_t *)&c->deadline, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->stopped, running); /* every node said it stopped */
+    assert_int_equal(uv_loop_close(&c->loop), 0); /* and left no handle behind */
+    for (int i = 0; i < c->n; i++) {
+        assert_true(replica_check(c->r[i]));
+        tally_close(c->r[i]);
+        if (c->dir[i][0] != '\0') {
+            char cmd[96];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir[i]);
+            assert_int_equal(system(cmd), 0);
+        }
+    }
+}
+
+static void three_nodes_converge_under_concurrent_writes(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 3000, 10000));
+    tally_stats st;
+    tally_get_stats(c.r[2], &st);
+    assert_true(st.ops > 1000);
+    cluster_free(&c);
+}
+
+static void five_nodes_converge_under_concurrent_writes(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 5, false);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 5000, 15000));
+    cluster_free(&c);
+}
+
+static void a_partition_made_by_removing_peers_heals_when_they_are_back(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 0, 5000));
+    /* cut node 2 (index 2) off, both ways */
+    for (int i = 0; i < 2; i++) {
+        assert_result(tally_node_remove_peer(c.node[i], c.addr[2]), TALLY_OK);
+        assert_result(tally_node_remove_peer(c.node[2], c.addr[i]), TALLY_OK);
+    }
+    assert_result(tally_node_remove_peer(c.node[0], c.addr[2]), TALLY_NOT_FOUND);
+    tally_transfer lone = transfer(77777, 1, 2, 9);
+    assert_result(tally_create_transfer(c.r[2], &lone), TALLY_OK);
+    run_until_converged(&c, 500, 500); /* writes on all sides; cannot converge */
+    uint8_t d0[16], d2[16];
+    digest_of(c.r[0], d0);
+    digest_of(c.r[2], d2);
+    assert_memory_not_equal(d0, d2, 16);
+    for (int i = 0; i < 2; i++) {
+        assert_result(tally_node_add_peer(c.node[i], c.addr[2]), TALLY_OK);
+        assert_result(tally_node_add_peer(c.node[2], c.addr[i]), TALLY_OK);
+    }
+    assert_true(run_until_converged(&c, 0, 10000));
+    tally_transfer seen;
+    assert_result(tally_lookup_transfer(c.r[0], tid(77777), &seen), TALLY_OK);
+    cluster_free(&c);
+}
+
+static void a_stopped_node_restarts_from_its_journal_and_catches_up(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, true);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 300, 10000));
+    /* node 3 goes down; the others go on */
+    tally_node_stop(c.node[2], on_stopped, &c);
+    c.node[2] = NULL;
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    tally_close(c.r[2]);
+    run_until_converged(&c, 300, 300);
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = c.dir[2];
+    assert_result(tally_open(&o, &c.r[2]), TALLY_OK);
+    node_start(&c, 2, "test");
+    for (int i = 0; i < 2; i++) {
+        /* its port changed: the others learn the new address */
+        tally_node_add_peer(c.node[i], c.addr[2]);
+        assert_result(tally_node_add_peer(c.node[2], c.addr[i]), TALLY_OK);
+    }
+    assert_true(run_until_converged(&c, 0, 10000));
+    c.stopped--; /* node 3's first stop was counted */
+    cluster_free(&c);
+}
+
+static void a_node_of_another_cluster_is_refused_and_logged(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    tally_node_stop(c.node[1], on_stopped, &c);
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.stopped--;
+    node_start(&c, 1, "other");
+    assert_result(tally_node_add_peer(c.node[0], c.addr[1]), TALLY_OK);
+    assert_false(run_until_converged(&c, 0, 500));
+    assert_non_null(strstr(c.log, "cluster"));
+    assert_result(tally_node_add_peer(c.node[0], "not-an-address"), TALLY_EINVAL);
+    assert_result(tally_node_add_peer(c.node[0], c.addr[1]), TALLY_EXISTS);
+    cluster_free(&c);
+}
+
+static void bad_node_arguments_are_refused(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    tally_replica *r = replica_new(1, NULL);
+    tally_node_options o;
+    memset(&o, 0, sizeof o);
+    tally_node *n = (tally_node *)&n;
+    assert_result(tally_node_start(NULL, r, &o, &n), TALLY_EINVAL);
+    assert_null(n);
+    assert_result(tally_node_start(&loop, NULL, &o, &n), TALLY_EINVAL);
+    assert_result(tally_node_start(&loop, r, NULL, &n), TALLY_EINVAL);
+    o.listen = "127.0.0.1:99999";
+    assert_result(tally_node_start(&loop, r, &o, &n), TALLY_EINVAL);
+    o.listen = NULL;
+    assert_result(tally_node_start(&loop, r, &o, &n), TALLY_OK);
+    tally_node *second;
+    assert_result(tally_node_start(&loop, r, &o, &second), TALLY_EINVAL); /* one per replica */
+    assert_int_equal(tally_node_port(n), -1);
+    assert_int_equal(tally_node_port(NULL), -1);
+    assert_result(tally_node_remove_peer(n, "127.0.0.1:1"), TALLY_NOT_FOUND);
+    assert_result(tally_node_remove_peer(NULL, "x"), TALLY_EINVAL);
+    tally_node_stop(n, NULL, NULL);
+    tally_node_stop(NULL, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    tally_close(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_node_arguments_are_refused),
+        cmocka_unit_test(three_nodes_converge_under_concurrent_writes),
+        cmocka_unit_test(five_nodes_converge_under_concurrent_writes),
+        cmocka_unit_test(a_partition_made_by_removing_peers_heals_when_they_are_back),
+        cmocka_unit_test(a_stopped_node_restarts_from_its_journal_and_catches_up),
+        cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
