@@ -78,7 +78,8 @@ extern "C" {
     XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                     \
     XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")         \
     XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")                    \
-    XX(ORIGIN_BEHIND, "a peer holds ops of this replica newer than its journal: apply them first")
+    XX(ORIGIN_BEHIND, "a peer holds ops of this replica newer than its journal: apply them first") \
+    XX(ETIMEDOUT, "no answer in time")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -352,6 +353,9 @@ typedef struct tally_node_options {
     uint32_t anti_entropy_ms; /* 0: a sensible default (1000) */
     void (*log)(void *ctx, int level, const char *message); /* NULL: silent */
     void *log_ctx;
+    /* Added after the fixed part: zero is the default for each. */
+    uint64_t rights_reserve;    /* rights on each account this node keeps when asked for some */
+    uint32_t rights_timeout_ms; /* how long a rights request waits (0: 2000) */
 } tally_node_options;
 
 /* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r
@@ -370,6 +374,23 @@ TALLY_API int tally_node_add_peer(tally_node *n, const char *addr);
 /* Closes the session with a peer and stops reconnecting to it.
  * Results: TALLY_OK; TALLY_NOT_FOUND (unknown); TALLY_EINVAL. */
 TALLY_API int tally_node_remove_peer(tally_node *n, const char *addr);
+/* Asks reachable peers for `amount` of rights on a bounded account: the holders this replica
+ * knows of, richest first, one after another until the amount is reached. A holder grants what
+ * it holds above its rights_reserve (a GRANT op, which replicates like any op) or refuses; a
+ * holder asked again for the same account by the same replica within 100 ms refuses. cb runs
+ * once, on the loop, after the granted rights have arrived here: TALLY_OK and the amount (all of
+ * it); TALLY_INSUFFICIENT_RIGHTS and what was granted (part or none; no reachable holder has
+ * more to spare); TALLY_ETIMEDOUT and what had arrived by then.
+ * Results: TALLY_OK (cb will run); TALLY_EINVAL (NULL, amount 0, no cb); TALLY_ID_ZERO;
+ * TALLY_NOT_FOUND (no such account here); TALLY_FLAGS_INVALID (an unbounded account);
+ * TALLY_ENOMEM. If it returns anything but TALLY_OK, cb never runs. */
+typedef void (*tally_rights_cb)(void *ctx, int result, uint64_t granted);
+TALLY_API int tally_node_request_rights(tally_node *n, tally_id account_id, uint64_t amount,
+                                        tally_rights_cb cb, void *ctx);
+/* The "home replica" policy: rights on this account that reach this node are passed on to the
+ * home replica as soon as a session with it is ready (a home of 0 removes the policy).
+ * Results: TALLY_OK; TALLY_EINVAL; TALLY_ID_ZERO; TALLY_ENOMEM. */
+TALLY_API int tally_node_set_home(tally_node *n, tally_id account_id, uint64_t home_replica);
 /* Closes every session and handle; stopped runs on the loop when all are closed, after which
  * the node is freed. The replica stays open (close it after stopped). NULL: nothing. */
 TALLY_API void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx);

@@ -64,6 +64,28 @@ struct conn {
     uint8_t buf[READ_CHUNK];
 };
 
+typedef struct rights_request rights_request;
+struct rights_request {
+    rights_request *next;
+    uint64_t id;
+    tally_id account;
+    uint64_t amount;   /* asked for */
+    uint64_t base;     /* rights here when asked */
+    uint64_t promised; /* granted in answers so far */
+    uint64_t waiting;  /* the holder asked now, 0: none */
+    uint64_t asked[16];
+    int n_asked;
+    uint64_t deadline_ms;
+    tally_rights_cb cb;
+    void *ctx;
+};
+
+typedef struct home {
+    struct home *next;
+    tally_id account;
+    uint64_t replica;
+} home;
+
 struct tally_node {
     uv_loop_t *loop;
     tally_replica *r;
@@ -79,6 +101,10 @@ struct tally_node {
     void (*stopped)(void *ctx);
     void *stopped_ctx;
     uint64_t seed; /* jitter */
+    rights_request *requests;
+    uint64_t next_request;
+    uint32_t rights_timeout_ms;
+    home *homes;
 };
 
 static void node_log(tally_node *n, int level, const char *fmt, ...)
@@ -129,6 +155,7 @@ static int parse_addr(const char *addr, struct sockaddr_storage *out) {
 
 static void conn_close(conn *c, const char *why);
 static void conn_flush(conn *c);
+static void rights_work(tally_node *n);
 
 static void maybe_stopped(tally_node *n) {
     if (n->stopping && n->handles == 0) {
@@ -388,10 +415,12 @@ static void on_tick(uv_timer_t *t) {
             peer_connect(n, p);
         }
     }
+    rights_work(n);
 }
 
 static void on_push(uv_timer_t *t) {
     tally_node *n = t->data;
+    rights_work(n);
     for (conn *c = n->conns; c != NULL; c = c->next) {
         if (c->live && !c->closing) {
             session_push(&c->s);
@@ -404,6 +433,108 @@ static void on_change(void *ctx) {
     tally_node *n = ctx;
     if (!n->stopping && !uv_is_active((uv_handle_t *)&n->push)) {
         uv_timer_start(&n->push, on_push, 0, 0);
+    }
+}
+
+/* --- rights on request ---------------------------------------------------------------------- */
+
+static conn *ready_session_with(tally_node *n, uint64_t replica) {
+    for (conn *c = n->conns; c != NULL; c = c->next) {
+        if (c->live && !c->closing && c->s.state == SESSION_READY && c->s.peer_id == replica) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t rights_here(tally_node *n, tally_id account) {
+    uint64_t v = 0;
+    (void)tally_rights(n->r, account, tally_replica_id(n->r), &v);
+    return v;
+}
+
+static void request_finish(tally_node *n, rights_request *q, int result) {
+    for (rights_request **pp = &n->requests; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == q) {
+            *pp = q->next;
+            break;
+        }
+    }
+    uint64_t now = rights_here(n, q->account);
+    uint64_t arrived = now > q->base ? now - q->base : 0;
+    arrived = arrived > q->promised ? q->promised : arrived;
+    node_log(n, LOG_INFO, "rights request %llu: %s, %llu of %llu", (unsigned long long)q->id,
+             tally_result_name(result), (unsigned long long)arrived,
+             (unsigned long long)q->amount);
+    tally_rights_cb cb = q->cb;
+    void *ctx = q->ctx;
+    free(q);
+    cb(ctx, result, arrived);
+}
+
+/* Asks the richest holder not asked yet, or finishes once no one is left to ask and what was
+ * promised has arrived. */
+static void request_advance(tally_node *n, rights_request *q) {
+    if (q->waiting != 0) {
+        return;
+    }
+    if (q->promised < q->amount && q->n_asked < 16) {
+        tally_rights_entry holders[16];
+        size_t count = 0;
+        (void)tally_rights_holders(n->r, q->account, holders, 16, &count);
+        for (size_t i = 0; i < count && i < 16; i++) {
+            uint64_t h = holders[i].replica_id;
+            bool done = h == tally_replica_id(n->r);
+            for (int k = 0; k < q->n_asked && !done; k++) {
+                done = q->asked[k] == h;
+            }
+            conn *c = done ? NULL : ready_session_with(n, h);
+            if (c != NULL) {
+                q->asked[q->n_asked++] = h;
+                q->waiting = h;
+                session_ask_rights(&c->s, q->id, q->account, q->amount - q->promised);
+                conn_flush(c);
+                return;
+            }
+        }
+    }
+    if (rights_here(n, q->account) >= q->base + q->promised) {
+        request_finish(n, q, q->promised >= q->amount ? TALLY_OK : TALLY_INSUFFICIENT_RIGHTS);
+    }
+}
+
+static void on_rights_answer(void *ctx, uint64_t from, uint64_t request, int result,
+                             uint64_t granted) {
+    tally_node *n = ctx;
+    (void)result;
+    for (rights_request *q = n->requests; q != NULL; q = q->next) {
+        if (q->id == request && q->waiting == from) {
+            q->waiting = 0;
+            q->promised += granted < q->amount - q->promised ? granted : q->amount - q->promised;
+            return; /* advanced after the frames in hand are processed (on_push, on_tick) */
+        }
+    }
+}
+
+/* Runs after changes and on every tick: requests move on, homes receive their rights. */
+static void rights_work(tally_node *n) {
+    uint64_t now = uv_now(n->loop);
+    for (rights_request *q = n->requests, *next; q != NULL; q = next) {
+        next = q->next;
+        if (now >= q->deadline_ms) {
+            request_finish(n, q, TALLY_ETIMEDOUT);
+        } else {
+            request_advance(n, q);
+        }
+    }
+    for (home *h = n->homes; h != NULL; h = h->next) {
+        uint64_t held = rights_here(n, h->account);
+        if (held > 0 && ready_session_with(n, h->replica) != NULL) {
+            int rc = tally_grant(n->r, h->account, h->replica, held);
+            node_log(n, rc == TALLY_OK ? LOG_INFO : LOG_WARN,
+                     "passing %llu rights to home replica %llu: %s", (unsigned long long)held,
+                     (unsigned long long)h->replica, tally_result_name(rc));
+        }
     }
 }
 
@@ -439,6 +570,11 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     n->cfg.out_high_water = 4u << 20;
     n->cfg.log = opts->log;
     n->cfg.log_ctx = opts->log_ctx;
+    n->cfg.rights_reserve = opts->rights_reserve;
+    n->cfg.rights_throttle_ms = 100;
+    n->cfg.on_rights_answer = on_rights_answer;
+    n->cfg.rights_ctx = n;
+    n->rights_timeout_ms = opts->rights_timeout_ms != 0 ? opts->rights_timeout_ms : 2000;
     n->seed = tally_replica_id(r) ^ uv_hrtime();
     uv_timer_init(loop, &n->tick);
     uv_timer_init(loop, &n->push);
@@ -530,9 +666,83 @@ int tally_node_remove_peer(tally_node *n, const char *addr) {
     return TALLY_NOT_FOUND;
 }
 
+int tally_node_request_rights(tally_node *n, tally_id account_id, uint64_t amount,
+                              tally_rights_cb cb, void *ctx) {
+    if (n == NULL || cb == NULL || amount == 0 || n->stopping) {
+        return TALLY_EINVAL;
+    }
+    tally_account a;
+    int rc = tally_lookup_account(n->r, account_id, &a);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if ((a.flags & (TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS |
+                    TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS)) == 0) {
+        return TALLY_FLAGS_INVALID;
+    }
+    rights_request *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        return TALLY_ENOMEM;
+    }
+    q->id = ++n->next_request;
+    q->account = account_id;
+    q->amount = amount;
+    q->base = rights_here(n, account_id);
+    q->deadline_ms = uv_now(n->loop) + n->rights_timeout_ms;
+    q->cb = cb;
+    q->ctx = ctx;
+    q->next = n->requests;
+    n->requests = q;
+    if (!uv_is_active((uv_handle_t *)&n->push)) {
+        uv_timer_start(&n->push, on_push, 0, 0); /* asks on the loop: cb never runs in here */
+    }
+    return TALLY_OK;
+}
+
+int tally_node_set_home(tally_node *n, tally_id account_id, uint64_t home_replica) {
+    if (n == NULL || home_replica == tally_replica_id(n->r)) {
+        return TALLY_EINVAL;
+    }
+    if (account_id.hi == 0 && account_id.lo == 0) {
+        return TALLY_ID_ZERO;
+    }
+    for (home **pp = &n->homes; *pp != NULL; pp = &(*pp)->next) {
+        home *h = *pp;
+        if (h->account.hi == account_id.hi && h->account.lo == account_id.lo) {
+            if (home_replica == 0) {
+                *pp = h->next;
+                free(h);
+            } else {
+                h->replica = home_replica;
+            }
+            return TALLY_OK;
+        }
+    }
+    if (home_replica == 0) {
+        return TALLY_OK;
+    }
+    home *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        return TALLY_ENOMEM;
+    }
+    h->account = account_id;
+    h->replica = home_replica;
+    h->next = n->homes;
+    n->homes = h;
+    return TALLY_OK;
+}
+
 void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx) {
     if (n == NULL || n->stopping) {
         return;
+    }
+    while (n->requests != NULL) {
+        request_finish(n, n->requests, TALLY_ETIMEDOUT); /* cb runs once, even now */
+    }
+    while (n->homes != NULL) {
+        home *h = n->homes;
+        n->homes = h->next;
+        free(h);
     }
     n->stopping = true;
     n->stopped = stopped;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt/id.h"
 #include "ledger/replica.h"
 #include "ledger/sync.h"
 
@@ -203,6 +204,74 @@ static void on_delta(session *s, const uint8_t *p, size_t len) {
     }
 }
 
+void session_ask_rights(session *s, uint64_t request, tally_id account, uint64_t amount) {
+    uint8_t p[32];
+    put_u64le(p, request);
+    put_u64le(p + 8, account.hi);
+    put_u64le(p + 16, account.lo);
+    put_u64le(p + 24, amount);
+    put(s, FRAME_RIGHTS_ASK, p, sizeof p);
+}
+
+static bool throttled(session *s, tally_id account) {
+    int oldest = 0;
+    for (int i = 0; i < SESSION_THROTTLE_SLOTS; i++) {
+        if (id_eq(s->asked[i].account, account)) {
+            bool recent = s->now_ms - s->asked[i].at_ms < s->cfg->rights_throttle_ms;
+            s->asked[i].at_ms = s->now_ms;
+            return recent;
+        }
+        if (s->asked[i].at_ms < s->asked[oldest].at_ms) {
+            oldest = i;
+        }
+    }
+    s->asked[oldest].account = account;
+    s->asked[oldest].at_ms = s->now_ms;
+    return false;
+}
+
+/* A holder's side of a rights request: grant what is spare above the reserve. */
+static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
+    if (len != 32) {
+        session_close(s, "a malformed rights request");
+        return;
+    }
+    uint64_t request = get_u64le(p), amount = get_u64le(p + 24);
+    tally_id account = {get_u64le(p + 8), get_u64le(p + 16)};
+    uint64_t held = 0, give = 0;
+    int rc = TALLY_INSUFFICIENT_RIGHTS;
+    if (!throttled(s, account) &&
+        tally_rights(s->r, account, tally_replica_id(s->r), &held) == TALLY_OK &&
+        held > s->cfg->rights_reserve) {
+        give = held - s->cfg->rights_reserve < amount ? held - s->cfg->rights_reserve : amount;
+        rc = tally_grant(s->r, account, s->peer_id, give);
+        if (rc != TALLY_OK) {
+            give = 0;
+        } else {
+            rc = give == amount ? TALLY_OK : TALLY_INSUFFICIENT_RIGHTS;
+            fill(s); /* the GRANT travels ahead of the answer where it can */
+        }
+    }
+    say(s, LOG_INFO, "replica %llu asked for %llu rights: granted %llu",
+        (unsigned long long)s->peer_id, (unsigned long long)amount, (unsigned long long)give);
+    uint8_t a[17];
+    put_u64le(a, request);
+    a[8] = (uint8_t)rc;
+    put_u64le(a + 9, give);
+    put(s, FRAME_RIGHTS_ANSWER, a, sizeof a);
+}
+
+static void on_rights_answer(session *s, const uint8_t *p, size_t len) {
+    if (len != 17) {
+        session_close(s, "a malformed rights answer");
+        return;
+    }
+    if (s->cfg->on_rights_answer != NULL) {
+        s->cfg->on_rights_answer(s->cfg->rights_ctx, s->peer_id, get_u64le(p), p[8],
+                                 get_u64le(p + 9));
+    }
+}
+
 static void on_frame(session *s, uint8_t type, const uint8_t *p, size_t len) {
     s->frames_in++;
     if (type == FRAME_HELLO) {
@@ -229,8 +298,14 @@ static void on_frame(session *s, uint8_t type, const uint8_t *p, size_t len) {
         break;
     case FRAME_PONG:
         break;
+    case FRAME_RIGHTS_ASK:
+        on_rights_ask(s, p, len);
+        break;
+    case FRAME_RIGHTS_ANSWER:
+        on_rights_answer(s, p, len);
+        break;
     default:
-        break; /* rights frames: answered by the node (a later protocol step) */
+        break;
     }
 }
 
@@ -238,7 +313,7 @@ void session_receive(session *s, const uint8_t *data, size_t len, uint64_t now_m
     if (s->state == SESSION_CLOSED) {
         return;
     }
-    s->heard_ms = now_ms;
+    s->heard_ms = s->now_ms = now_ms;
     if (!frame_reader_feed(&s->in, data, len)) {
         session_close(s, "out of memory");
         return;

@@ -12,7 +12,9 @@
  * session_receive   HELLO: checks version, cluster and that the peer is not us (else REFUSE
  *                   and close); SUMMARY: takes it as what the peer has and streams what it
  *                   lacks; DELTA: applies it (a delta that does not apply closes the session);
- *                   PING: answers PONG; REFUSE: closes.
+ *                   PING: answers PONG; REFUSE: closes; RIGHTS_ASK: grants what it holds
+ *                   above the reserve (sending the GRANT's delta first) and answers;
+ *                   RIGHTS_ANSWER: hands it to the node.
  * session_tick      closes a session whose handshake or peer went quiet too long, pings, sends
  *                   a SUMMARY every anti_entropy_ms, and goes on streaming.
  * session_push      after a local change: streams what the peer lacks.
@@ -62,7 +64,15 @@ typedef struct session_config {
     size_t out_high_water;  /* produce no delta while more than this waits to be sent */
     void (*log)(void *ctx, int level, const char *message);
     void *log_ctx;
+    uint64_t rights_reserve;  /* a holder keeps this much of each account's rights */
+    uint32_t rights_throttle_ms; /* a second ask for one account from one peer within this: no */
+    /* A RIGHTS_ANSWER arrived (the node matches it to its request). */
+    void (*on_rights_answer)(void *ctx, uint64_t peer, uint64_t request, int result,
+                             uint64_t granted);
+    void *rights_ctx;
 } session_config;
+
+#define SESSION_THROTTLE_SLOTS 16
 
 typedef struct session {
     tally_replica *r;
@@ -75,8 +85,16 @@ typedef struct session {
     bool have_summary; /* the peer's summary arrived: `sent` means something */
     uint64_t started_ms, heard_ms, pinged_ms, summarised_ms;
     uint64_t ops_in, ops_out, frames_in, frames_out;
+    struct {
+        tally_id account;
+        uint64_t at_ms;
+    } asked[SESSION_THROTTLE_SLOTS]; /* the peer's recent rights asks, for throttling */
+    uint64_t now_ms;
     char reason[160];
 } session;
+
+/* Asks the peer for rights (a RIGHTS_ASK frame). */
+void session_ask_rights(session *s, uint64_t request, tally_id account, uint64_t amount);
 
 /* Starts a session: queues HELLO and SUMMARY. False when out of memory. */
 bool session_init(session *s, tally_replica *r, const session_config *cfg, uint64_t now_ms);

@@ -355,6 +355,9 @@ static void every_result_is_reachable(void **state) {
     tally_free(delta);
     tally_close(reborn);
     for (int k = 0; k < TALLY_RESULT_COUNT_; k++) {
+        if (k == TALLY_ETIMEDOUT) {
+            continue; /* only a rights request over the network gives it: test_node.c */
+        }
         if (!reached[k]) {
             fail_msg("result %s was never reached", tally_result_name(k));
         }

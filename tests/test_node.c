@@ -25,7 +25,9 @@ typedef struct cluster {
     uv_timer_t work, check, deadline;
     bool converged, timed_out;
     int stopped;
-    char log[2048];
+    uint64_t reserve;    /* rights_reserve of nodes started from now on */
+    uint32_t rights_ms;  /* rights_timeout_ms of nodes started from now on */
+    char log[8192];
 } cluster;
 
 static void on_log(void *ctx, int level, const char *message) {
@@ -46,6 +48,8 @@ static void node_start(cluster *c, int i, const char *cluster_name) {
     o.anti_entropy_ms = 200;
     o.log = on_log;
     o.log_ctx = c;
+    o.rights_reserve = c->reserve;
+    o.rights_timeout_ms = c->rights_ms;
     assert_result(tally_node_start(&c->loop, c->r[i], &o, &c->node[i]), TALLY_OK);
     snprintf(c->addr[i], sizeof c->addr[i], "127.0.0.1:%d", tally_node_port(c->node[i]));
 }
@@ -306,6 +310,135 @@ static void bad_node_arguments_are_refused(void **state) {
     tally_close(r);
 }
 
+/* --- rights on request ----------------------------------------------------------------------- */
+
+typedef struct answer {
+    bool done;
+    int result;
+    uint64_t granted;
+    uv_loop_t *loop;
+} answer;
+
+static void on_rights(void *ctx, int result, uint64_t granted) {
+    answer *a = ctx;
+    assert_false(a->done); /* once */
+    a->done = true;
+    a->result = result;
+    a->granted = granted;
+}
+
+static void wait_for(cluster *c, answer *a, uint64_t ms) {
+    for (uint64_t waited = 0; !a->done && waited < ms; waited += 10) {
+        run_until_converged(c, 0, 10);
+    }
+    assert_true(a->done);
+}
+
+static uint64_t held(cluster *c, int i, uint64_t account) {
+    uint64_t v = 0;
+    assert_result(tally_rights(c->r[i], tid(account), (uint64_t)i + 1, &v), TALLY_OK);
+    return v;
+}
+
+static void a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    connect_all(&c);
+    tally_transfer deposit = transfer(500, 1, 2, 100); /* replica 1 holds A's 100 rights */
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 5000));
+    tally_transfer spend = transfer(501, 2, 3, 60);
+    assert_result(tally_create_transfer(c.r[1], &spend), TALLY_INSUFFICIENT_RIGHTS);
+    answer a = {0};
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 60, on_rights, &a), TALLY_OK);
+    assert_false(a.done); /* never from inside the call */
+    wait_for(&c, &a, 5000);
+    assert_result(a.result, TALLY_OK);
+    assert_int_equal(a.granted, 60);
+    assert_result(tally_create_transfer(c.r[1], &spend), TALLY_OK);
+    /* asking for more than anyone can spare: part of it */
+    answer b = {0};
+    assert_result(tally_node_request_rights(c.node[2], tid(2), 500, on_rights, &b), TALLY_OK);
+    wait_for(&c, &b, 5000);
+    assert_result(b.result, TALLY_INSUFFICIENT_RIGHTS);
+    assert_int_equal(b.granted, 40); /* all replica 1 had left */
+    assert_int_equal(held(&c, 2, 2), 40);
+    /* bad requests never call back */
+    assert_result(tally_node_request_rights(c.node[1], tid(1), 5, on_rights, &b), TALLY_FLAGS_INVALID);
+    assert_result(tally_node_request_rights(c.node[1], tid(99), 5, on_rights, &b), TALLY_NOT_FOUND);
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 0, on_rights, &b), TALLY_EINVAL);
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 5, NULL, &b), TALLY_EINVAL);
+    cluster_free(&c);
+}
+
+static void a_holder_keeps_its_reserve_and_throttles_repeated_asks(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    c.reserve = 70;
+    tally_node_stop(c.node[0], on_stopped, &c);
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.stopped--;
+    node_start(&c, 0, "test");
+    connect_all(&c);
+    tally_transfer deposit = transfer(600, 1, 2, 100);
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 5000));
+    answer a = {0}, b = {0};
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 20, on_rights, &a), TALLY_OK);
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 20, on_rights, &b), TALLY_OK);
+    wait_for(&c, &a, 5000);
+    wait_for(&c, &b, 5000);
+    /* 30 above the reserve: the first ask gets 20; the second, right after, is throttled */
+    assert_int_equal(a.granted + b.granted, 20);
+    assert_true((a.result == TALLY_OK) != (b.result == TALLY_OK));
+    assert_int_equal(held(&c, 0, 2), 80);
+    cluster_free(&c);
+}
+
+static void a_request_that_outlives_its_timeout_says_so(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    c.rights_ms = 1;
+    tally_node_stop(c.node[1], on_stopped, &c);
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.stopped--;
+    node_start(&c, 1, "test");
+    connect_all(&c);
+    tally_transfer deposit = transfer(700, 1, 2, 100);
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 5000));
+    answer a = {0};
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 10, on_rights, &a), TALLY_OK);
+    uv_sleep(5);
+    wait_for(&c, &a, 5000);
+    assert_result(a.result, TALLY_ETIMEDOUT);
+    cluster_free(&c);
+}
+
+static void rights_received_go_on_to_their_home_replica(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 0, 5000));
+    assert_result(tally_node_set_home(c.node[0], tid(3), 3), TALLY_OK);
+    tally_transfer deposit = transfer(800, 1, 3, 25); /* credited at replica 1 */
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 5000));
+    for (int i = 0; i < 50 && held(&c, 2, 3) != 25; i++) {
+        run_until_converged(&c, 0, 20);
+    }
+    assert_int_equal(held(&c, 2, 3), 25); /* all of it at home */
+    assert_int_equal(held(&c, 0, 3), 0);
+    assert_result(tally_node_set_home(c.node[0], tid(3), 0), TALLY_OK);
+    assert_result(tally_node_set_home(c.node[0], tid(0), 3), TALLY_ID_ZERO);
+    assert_result(tally_node_set_home(c.node[0], tid(3), 1), TALLY_EINVAL); /* itself */
+    cluster_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_node_arguments_are_refused),
@@ -314,6 +447,10 @@ int main(void) {
         cmocka_unit_test(a_partition_made_by_removing_peers_heals_when_they_are_back),
         cmocka_unit_test(a_stopped_node_restarts_from_its_journal_and_catches_up),
         cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
+        cmocka_unit_test(a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds),
+        cmocka_unit_test(a_holder_keeps_its_reserve_and_throttles_repeated_asks),
+        cmocka_unit_test(a_request_that_outlives_its_timeout_says_so),
+        cmocka_unit_test(rights_received_go_on_to_their_home_replica),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
