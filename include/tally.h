@@ -356,6 +356,8 @@ typedef struct tally_node_options {
     /* Added after the fixed part: zero is the default for each. */
     uint64_t rights_reserve;    /* rights on each account this node keeps when asked for some */
     uint32_t rights_timeout_ms; /* how long a rights request waits (0: 2000) */
+    uint32_t handshake_timeout_ms; /* a peer must complete its HELLO within this (0: 5000) */
+    uint32_t idle_timeout_ms;      /* a peer silent this long is dropped (0: 10000) */
 } tally_node_options;
 
 /* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r

@@ -564,8 +564,9 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     n->cfg.cluster = n->cluster;
     n->cfg.anti_entropy_ms = opts->anti_entropy_ms != 0 ? opts->anti_entropy_ms : 1000;
     n->cfg.ping_ms = 1000;
-    n->cfg.idle_timeout_ms = 10000;
-    n->cfg.handshake_timeout_ms = 5000;
+    n->cfg.idle_timeout_ms = opts->idle_timeout_ms != 0 ? opts->idle_timeout_ms : 10000;
+    n->cfg.handshake_timeout_ms =
+        opts->handshake_timeout_ms != 0 ? opts->handshake_timeout_ms : 5000;
     n->cfg.delta_bytes_max = 1u << 20;
     n->cfg.out_high_water = 4u << 20;
     n->cfg.log = opts->log;

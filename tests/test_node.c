@@ -9,7 +9,9 @@
 
 #include <uv.h>
 
+#include "ledger/codec.h"
 #include "ledger/replica.h"
+#include "net/frame.h"
 
 #define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
 #define NODES_MAX 5
@@ -50,6 +52,7 @@ static void node_start(cluster *c, int i, const char *cluster_name) {
     o.log_ctx = c;
     o.rights_reserve = c->reserve;
     o.rights_timeout_ms = c->rights_ms;
+    o.handshake_timeout_ms = 300;
     assert_result(tally_node_start(&c->loop, c->r[i], &o, &c->node[i]), TALLY_OK);
     snprintf(c->addr[i], sizeof c->addr[i], "127.0.0.1:%d", tally_node_port(c->node[i]));
 }
@@ -439,6 +442,118 @@ static void rights_received_go_on_to_their_home_replica(void **state) {
     cluster_free(&c);
 }
 
+/* --- hostile peers ---------------------------------------------------------------------------- */
+
+/* A raw TCP client in the test's loop: writes what it is given, reads (or not), notices EOF. */
+typedef struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uint8_t *payload;
+    size_t len;
+    bool read, eof;
+    char buf[4096];
+} raw;
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    (void)n;
+    raw *r = h->data;
+    *b = uv_buf_init(r->buf, sizeof r->buf);
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    (void)b;
+    raw *r = s->data;
+    if (n < 0) {
+        r->eof = true;
+        uv_read_stop(s);
+    }
+}
+
+static void raw_written(uv_write_t *w, int status) {
+    (void)w;
+    (void)status;
+}
+
+static void raw_connected(uv_connect_t *req, int status) {
+    raw *r = req->data;
+    assert_int_equal(status, 0);
+    if (r->len > 0) {
+        uv_buf_t b = uv_buf_init((char *)r->payload, (unsigned)r->len);
+        uv_write(&r->write, (uv_stream_t *)&r->tcp, &b, 1, raw_written);
+    }
+    if (r->read) {
+        uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+    }
+}
+
+static void raw_connect(cluster *c, raw *r, int node, uint8_t *payload, size_t len, bool read) {
+    memset(r, 0, sizeof *r);
+    r->payload = payload;
+    r->len = len;
+    r->read = read;
+    uv_tcp_init(&c->loop, &r->tcp);
+    r->tcp.data = r;
+    r->connect.data = r;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", tally_node_port(c->node[node]), &sa);
+    assert_int_equal(uv_tcp_connect(&r->connect, &r->tcp, (struct sockaddr *)&sa, raw_connected), 0);
+}
+
+/* Garbage, an oversized frame, a handshake that never comes: each connection is closed with a
+ * logged reason, and the nodes go on converging with each other meanwhile. */
+static void hostile_connections_are_closed_and_the_others_served(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    connect_all(&c);
+    uint8_t junk[64];
+    memset(junk, 0xAB, sizeof junk);
+    put_u32le(junk, 10); /* a small length, then a type that does not exist */
+    junk[4] = 0xEE;
+    uint8_t huge[16] = {0};
+    put_u32le(huge, (8u << 20) + 1);
+    huge[4] = 4;
+    raw garbage, oversized, silent;
+    raw_connect(&c, &garbage, 0, junk, sizeof junk, true);
+    raw_connect(&c, &oversized, 1, huge, sizeof huge, true);
+    raw_connect(&c, &silent, 2, NULL, 0, true);
+    assert_true(run_until_converged(&c, 2000, 10000));
+    for (int i = 0; i < 50 && !(garbage.eof && oversized.eof && silent.eof); i++) {
+        run_until_converged(&c, 0, 20);
+    }
+    assert_true(garbage.eof && oversized.eof && silent.eof);
+    assert_non_null(strstr(c.log, "unknown type"));
+    assert_non_null(strstr(c.log, "larger than the limit"));
+    assert_non_null(strstr(c.log, "handshake did not complete"));
+    uv_close((uv_handle_t *)&garbage.tcp, NULL);
+    uv_close((uv_handle_t *)&oversized.tcp, NULL);
+    uv_close((uv_handle_t *)&silent.tcp, NULL);
+    cluster_free(&c);
+}
+
+/* A peer that floods pings and never reads the answers: the node's output to it stops at the
+ * high-water mark, it stops reading from it, and it goes on serving the others. */
+static void a_flooding_peer_that_never_reads_does_not_stop_the_node(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    connect_all(&c);
+    bytes flood = {0};
+    uint8_t hello[2 + 8 + 1 + 4] = {1, 0, 99, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
+    assert_true(frame_put(&flood, FRAME_HELLO, hello, sizeof hello));
+    uint8_t nonce[8] = {0};
+    for (int i = 0; i < 400000; i++) { /* 9.6 MB of pings, each asking for a pong */
+        assert_true(frame_put(&flood, FRAME_PING, nonce, sizeof nonce));
+    }
+    raw flooder;
+    raw_connect(&c, &flooder, 0, flood.at, flood.len, false);
+    assert_true(run_until_converged(&c, 3000, 10000));
+    uv_close((uv_handle_t *)&flooder.tcp, NULL);
+    cluster_free(&c);
+    bytes_free(&flood);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_node_arguments_are_refused),
@@ -451,6 +566,8 @@ int main(void) {
         cmocka_unit_test(a_holder_keeps_its_reserve_and_throttles_repeated_asks),
         cmocka_unit_test(a_request_that_outlives_its_timeout_says_so),
         cmocka_unit_test(rights_received_go_on_to_their_home_replica),
+        cmocka_unit_test(hostile_connections_are_closed_and_the_others_served),
+        cmocka_unit_test(a_flooding_peer_that_never_reads_does_not_stop_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
