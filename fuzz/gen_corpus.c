@@ -5,6 +5,7 @@
  *   fuzz/corpus/fuzz_journal/   a repair byte, then the frames of a real journal
  *   fuzz/corpus/fuzz_snapshot/  a real snapshot's op count and body
  *   fuzz/corpus/fuzz_sim/       choices for the simulator, from a PRNG, in memory and durable
+ *   fuzz/corpus/fuzz_session/   what a real peer says: HELLO, SUMMARY, DELTA, PING, rights
  * Usage: gen_corpus OUTDIR. Built with the fuzz targets (make fuzz-corpus).
  */
 #include <dirent.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
+#include "ledger/codec.h"
+#include "net/frame.h"
 
 static const char *out_root;
 
@@ -113,6 +116,32 @@ int main(int argc, char **argv) {
     closedir(d);
     tally_close(durable);
     fuzz_scratch_dir();
+    /* a peer's side of a session: a chunk-size byte, then real frames */
+    {
+        bytes talk = {0};
+        uint8_t first = 7;
+        FUZZ_CHECK(bytes_reserve(&talk, 1));
+        talk.at[0] = first;
+        talk.len = 1;
+        uint8_t hello[15] = {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
+        FUZZ_CHECK(frame_put(&talk, FRAME_HELLO, hello, sizeof hello));
+        tally_replica *peer = fuzz_replica(2);
+        FUZZ_CHECK(tally_summary(peer, &summary, &summary_len) == TALLY_OK);
+        FUZZ_CHECK(frame_put(&talk, FRAME_SUMMARY, summary, summary_len));
+        FUZZ_CHECK(tally_delta(source, summary, summary_len, 0, &delta, &delta_len) == TALLY_OK);
+        FUZZ_CHECK(frame_put(&talk, FRAME_DELTA, delta, delta_len));
+        tally_free(summary);
+        tally_free(delta);
+        uint8_t ping[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        FUZZ_CHECK(frame_put(&talk, FRAME_PING, ping, sizeof ping));
+        uint8_t ask[32] = {9};
+        put_u64le(ask + 16, 2); /* account 2 */
+        put_u64le(ask + 24, 10);
+        FUZZ_CHECK(frame_put(&talk, FRAME_RIGHTS_ASK, ask, sizeof ask));
+        emit("fuzz_session", "conversation", talk.at, talk.len);
+        bytes_free(&talk);
+        tally_close(peer);
+    }
     /* the simulator: a first byte (replicas, durable), then pseudo-random choices */
     uint64_t state = 12345;
     for (int k = 0; k < 4; k++) {
