@@ -91,6 +91,7 @@ crash: build
 bench: build
 	./$(BUILD)/tests/tally_bench
 	./$(BUILD)/tests/tally_bench_durable
+	./$(BUILD)/tests/tally_bench_net
 
 format:
 	clang-format -i include/*.h crdt/*.[ch] ledger/*.[ch] tests/*.[ch] tests/*/*.c

@@ -393,6 +393,15 @@ TALLY_API int tally_node_request_rights(tally_node *n, tally_id account_id, uint
  * home replica as soon as a session with it is ready (a home of 0 removes the policy).
  * Results: TALLY_OK; TALLY_EINVAL; TALLY_ID_ZERO; TALLY_ENOMEM. */
 TALLY_API int tally_node_set_home(tally_node *n, tally_id account_id, uint64_t home_replica);
+typedef struct tally_node_stats {
+    uint64_t peers;            /* configured peers */
+    uint64_t sessions;         /* open connections */
+    uint64_t sessions_ready;   /* of which past the handshake */
+    uint64_t bytes_in, bytes_out; /* on the wire, since the node started */
+    uint64_t ops_in, ops_out;  /* ops received and applied / sent */
+} tally_node_stats;
+/* Results: TALLY_OK; TALLY_EINVAL. */
+TALLY_API int tally_node_get_stats(const tally_node *n, tally_node_stats *out);
 /* Closes every session and handle; stopped runs on the loop when all are closed, after which
  * the node is freed. The replica stays open (close it after stopped). NULL: nothing. */
 TALLY_API void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx);

@@ -103,6 +103,7 @@ struct tally_node {
     uint64_t seed; /* jitter */
     rights_request *requests;
     uint64_t next_request;
+    uint64_t bytes_in, bytes_out, ops_in, ops_out; /* of connections already closed, too */
     uint32_t rights_timeout_ms;
     home *homes;
 };
@@ -202,6 +203,8 @@ static void on_conn_closed(uv_handle_t *h) {
         p->retry_at_ms = uv_now(n->loop) + jitter(n, backoff);
     }
     if (c->live) {
+        n->ops_in += c->s.ops_in;
+        n->ops_out += c->s.ops_out;
         session_free(&c->s);
     }
     bytes_free(&c->inflight);
@@ -252,6 +255,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0 || c->closing) {
         return;
     }
+    c->node->bytes_in += (uint64_t)nread;
     session_receive(&c->s, (const uint8_t *)buf->base, (size_t)nread, uv_now(c->node->loop));
     conn_after_session(c);
 }
@@ -304,6 +308,7 @@ static void conn_flush(conn *c) {
             return;
         }
         c->writing = true;
+        c->node->bytes_out += b.len;
     }
     /* invariant 2: a peer that does not read is not read from */
     reading(c, c->s.out.len + c->inflight.len <= c->node->cfg.out_high_water);
@@ -607,6 +612,31 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     r->on_change_ctx = n;
     r->notified_log = r->log.count;
     *out = n;
+    return TALLY_OK;
+}
+
+int tally_node_get_stats(const tally_node *n, tally_node_stats *out) {
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    if (n == NULL || out == NULL) {
+        return TALLY_EINVAL;
+    }
+    for (const peer *p = n->peers; p != NULL; p = p->next) {
+        out->peers++;
+    }
+    out->ops_in = n->ops_in;
+    out->ops_out = n->ops_out;
+    for (const conn *c = n->conns; c != NULL; c = c->next) {
+        out->sessions++;
+        if (c->live) {
+            out->sessions_ready += c->s.state == SESSION_READY;
+            out->ops_in += c->s.ops_in;
+            out->ops_out += c->s.ops_out;
+        }
+    }
+    out->bytes_in = n->bytes_in;
+    out->bytes_out = n->bytes_out;
     return TALLY_OK;
 }
 

@@ -130,12 +130,26 @@ static void fill(session *s) {
         }
         tally_free(delta);
         if (empty) {
+            s->streaming = false; /* the peer has everything */
             return;
         }
     }
 }
 
-void session_push(session *s) { fill(s); }
+/* A change here reaches the peer at once when it includes ops of this replica's own: those go
+ * out with everything the peer lacks before them (a delta is causally closed). Ops that only
+ * passed through here wait for the next summary exchange, which says whether the peer already
+ * has them from elsewhere: in a mesh, every op then crosses each link about once. */
+void session_push(session *s) {
+    if (s->state != SESSION_READY || !s->have_summary) {
+        return;
+    }
+    uint64_t self = tally_replica_id(s->r);
+    if (s->streaming || vclock_get(&s->sent, self) < tally_seen(s->r, self)) {
+        s->streaming = true;
+        fill(s);
+    }
+}
 
 static void on_hello(session *s, const uint8_t *p, size_t len) {
     if (s->state != SESSION_HANDSHAKE) {
@@ -184,9 +198,17 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
         session_close(s, "a summary that does not decode");
         return;
     }
-    vclock_free(&s->sent);
-    s->sent = v;
+    /* Within one TCP session nothing sent is lost: what is in flight will arrive. So the sent
+     * vector only grows; a summary adds what the peer got from elsewhere (and a new session,
+     * after any loss, starts from the peer's summary alone). */
+    bool ok = vclock_merge(&s->sent, &v);
+    vclock_free(&v);
+    if (!ok) {
+        session_close(s, "out of memory");
+        return;
+    }
     s->have_summary = true;
+    s->streaming = true;
     fill(s);
 }
 
@@ -249,7 +271,7 @@ static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
             give = 0;
         } else {
             rc = give == amount ? TALLY_OK : TALLY_INSUFFICIENT_RIGHTS;
-            fill(s); /* the GRANT travels ahead of the answer where it can */
+            session_push(s); /* the GRANT travels ahead of the answer where it can */
         }
     }
     say(s, LOG_INFO, "replica %llu asked for %llu rights: granted %llu",
@@ -359,5 +381,7 @@ void session_tick(session *s, uint64_t now_ms) {
         send_summary(s);
         s->summarised_ms = now_ms;
     }
-    fill(s);
+    if (s->streaming) {
+        fill(s);
+    }
 }

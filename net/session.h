@@ -17,12 +17,14 @@
  *                   RIGHTS_ANSWER: hands it to the node.
  * session_tick      closes a session whose handshake or peer went quiet too long, pings, sends
  *                   a SUMMARY every anti_entropy_ms, and goes on streaming.
- * session_push      after a local change: streams what the peer lacks.
+ * session_push      after a change: if it includes this replica's own ops, streams what the
+ *                   peer lacks (ops relayed from others wait for the next summary exchange).
  *
  * Invariants:
- *   1. `sent` is the peer's last summary plus everything sent or received since: the ops the
- *      peer has, or will have once in-flight bytes arrive. Deltas are cut from it, so nothing
- *      is sent twice on a healthy session, and a new SUMMARY resets it (healing anything lost).
+ *   1. `sent` is what the peer's summaries said it has, plus everything sent to it or received
+ *      from it on this session: the ops it has, or will have once in-flight bytes arrive (TCP
+ *      loses nothing within a session; a new session starts again from the peer's summary).
+ *      Deltas are cut from it, so nothing is sent twice on a session.
  *   2. No delta is produced while `out` holds more than out_high_water bytes: memory per
  *      session is bounded by that plus one frame, whatever the peer does.
  *   3. Once CLOSED, a session reads nothing and writes nothing more; `reason` says why.
@@ -83,6 +85,7 @@ typedef struct session {
     bytes out;
     vclock sent;
     bool have_summary; /* the peer's summary arrived: `sent` means something */
+    bool streaming;    /* sending all the peer lacks, until a delta comes out empty */
     uint64_t started_ms, heard_ms, pinged_ms, summarised_ms;
     uint64_t ops_in, ops_out, frames_in, frames_out;
     struct {
