@@ -70,7 +70,7 @@ fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/out/$$t; echo "== $$t, $(FUZZ_SECONDS) s"; \
 	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
-	    -print_final_stats=1 $$t ../corpus/$$t 2>&1 | tail -n 14) || exit 1; \
+	    -print_final_stats=1 $$t ../corpus/$$t 2>&1 | grep -E "DONE|stat::") || exit 1; \
 	done
 
 # Regenerates the seed corpora from valid states.
