@@ -212,6 +212,64 @@ static void sync_survives_running_out_of_memory(void **state) {
     tally_close(dst);
 }
 
+/* A durable replica: writes, snapshots and recovery, each with every allocation failing in
+ * turn. What was acknowledged is what a reopen finds. */
+static int step_snapshot(tally_replica *r, void *ctx) {
+    (void)ctx;
+    return tally_snapshot(r);
+}
+
+static void a_durable_replica_survives_running_out_of_memory(void **state) {
+    (void)state;
+    char dir[] = "/tmp/tally-alloc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.replica_id = 1;
+    tally_replica *r = NULL;
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_open(&o, &r);
+        disarm();
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM);
+        assert_null(r);
+    }
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    assert_result(sweep(r, step_account, &bank), TALLY_OK);
+    assert_result(sweep(r, step_account, &a), TALLY_OK);
+    for (uint64_t i = 0; i < 10; i++) {
+        tally_transfer t = transfer(100 + i, 1, 2, 10 + i);
+        assert_result(sweep(r, step_transfer, &t), TALLY_OK);
+    }
+    assert_result(sweep(r, step_snapshot, NULL), TALLY_OK);
+    tally_transfer after = transfer(200, 2, 1, 5);
+    assert_result(sweep(r, step_transfer, &after), TALLY_OK);
+    uint8_t before[16], again[16];
+    digest_of(r, before);
+    tally_close(r);
+    /* recovery: a snapshot and a frame after it, with every allocation failing in turn */
+    for (long n = 0;; n++) {
+        arm(n);
+        int rc = tally_open(&o, &r);
+        disarm();
+        if (rc == TALLY_OK) {
+            break;
+        }
+        assert_result(rc, TALLY_ENOMEM);
+        assert_null(r);
+    }
+    digest_of(r, again);
+    assert_memory_equal(before, again, 16);
+    tally_close(r);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* --- every result -------------------------------------------------------------------------- */
 
 static bool reached[TALLY_RESULT_COUNT_];
@@ -371,6 +429,7 @@ int main(void) {
         cmocka_unit_test(every_write_survives_running_out_of_memory),
         cmocka_unit_test(a_batch_out_of_memory_applies_nothing_or_reports_each),
         cmocka_unit_test(sync_survives_running_out_of_memory),
+        cmocka_unit_test(a_durable_replica_survives_running_out_of_memory),
         cmocka_unit_test(every_result_is_reachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
