@@ -1,0 +1,629 @@
+/*
+ * net/control.c — see control.h.
+ */
+#include "net/control.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+typedef struct pending {
+    struct pending *next;
+    control *c;
+    json_t *id; /* the request's id (a reference), or NULL */
+    control_reply_fn reply;
+    void *ctx;
+} pending;
+
+struct control {
+    tally_replica *r;
+    tally_node *node;
+    pending *pending;
+};
+
+control *control_new(tally_replica *r, tally_node *node) {
+    control *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->r = r;
+        c->node = node;
+    }
+    return c;
+}
+
+void control_free(control *c) {
+    if (c == NULL) {
+        return;
+    }
+    /* the node's stop runs every pending rights callback first: none is left here to free */
+    while (c->pending != NULL) {
+        pending *p = c->pending;
+        c->pending = p->next;
+        p->c = NULL; /* orphaned: the callback, if it still comes, only frees it */
+    }
+    free(c);
+}
+
+void control_forget(control *c, void *ctx) {
+    for (pending *p = c->pending; p != NULL; p = p->next) {
+        if (p->ctx == ctx) {
+            p->reply = NULL; /* the connection went away: the answer goes nowhere */
+        }
+    }
+}
+
+/* --- values ---------------------------------------------------------------------------------- */
+
+static bool parse_u128(const char *s, tally_id *out) {
+    out->hi = out->lo = 0;
+    if (s == NULL || *s == '\0') {
+        return false;
+    }
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        s += 2;
+        size_t n = strlen(s);
+        if (n == 0 || n > 32) {
+            return false;
+        }
+        for (; *s != '\0'; s++) {
+            int d = *s >= '0' && *s <= '9'   ? *s - '0'
+                    : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                    : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                             : -1;
+            if (d < 0) {
+                return false;
+            }
+            out->hi = out->hi << 4 | out->lo >> 60;
+            out->lo = out->lo << 4 | (uint64_t)d;
+        }
+        return true;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return false;
+        }
+        /* (hi, lo) * 10 + d, refusing overflow past 128 bits */
+        unsigned d = (unsigned)(*s - '0');
+        uint64_t lo_hi = out->lo >> 32, lo_lo = out->lo & 0xffffffffu;
+        uint64_t t_lo = lo_lo * 10 + d;
+        uint64_t t_mid = lo_hi * 10 + (t_lo >> 32);
+        uint64_t new_lo = (t_mid << 32) | (t_lo & 0xffffffffu);
+        uint64_t carry = t_mid >> 32;
+        if (out->hi > (UINT64_MAX - carry) / 10) {
+            return false;
+        }
+        out->hi = out->hi * 10 + carry;
+        out->lo = new_lo;
+    }
+    return true;
+}
+
+static bool get_id(json_t *v, tally_id *out) {
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        out->hi = 0;
+        out->lo = (uint64_t)json_integer_value(v);
+        return true;
+    }
+    return json_is_string(v) && parse_u128(json_string_value(v), out);
+}
+
+static bool get_u64(json_t *v, uint64_t *out, uint64_t max) {
+    tally_id id;
+    if (!get_id(v, &id) || id.hi != 0 || id.lo > max) {
+        return false;
+    }
+    *out = id.lo;
+    return true;
+}
+
+static json_t *id_json(tally_id id) {
+    char buf[40];
+    if (id.hi == 0) {
+        snprintf(buf, sizeof buf, "0x%" PRIx64, id.lo);
+    } else {
+        snprintf(buf, sizeof buf, "0x%" PRIx64 "%016" PRIx64, id.hi, id.lo);
+    }
+    return json_string(buf);
+}
+
+static json_t *u64_json(uint64_t v) {
+    if (v <= (uint64_t)INT64_MAX) {
+        return json_integer((json_int_t)v);
+    }
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return json_string(buf);
+}
+
+/* --- requests -------------------------------------------------------------------------------- */
+
+typedef struct req {
+    json_t *body;
+    const char *bad_key; /* the first field that was missing or wrong */
+    char message[200];
+} req;
+
+/* Checks that obj has only the keys listed (NULL-terminated). */
+static bool only_keys(req *q, json_t *obj, const char *const *keys) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        bool known = false;
+        for (const char *const *k = keys; *k != NULL && !known; k++) {
+            known = strcmp(*k, key) == 0;
+        }
+        if (!known) {
+            snprintf(q->message, sizeof q->message, "unknown field \"%s\"", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool field_id(req *q, json_t *obj, const char *key, tally_id *out, bool required) {
+    json_t *v = json_object_get(obj, key);
+    out->hi = out->lo = 0;
+    if (v == NULL && !required) {
+        return true;
+    }
+    if (v == NULL || !get_id(v, out)) {
+        snprintf(q->message, sizeof q->message, "\"%s\" must be an id (decimal or 0x hex)", key);
+        return false;
+    }
+    return true;
+}
+
+static bool field_u64(req *q, json_t *obj, const char *key, uint64_t *out, uint64_t max,
+                      bool required) {
+    json_t *v = json_object_get(obj, key);
+    *out = 0;
+    if (v == NULL && !required) {
+        return true;
+    }
+    if (v == NULL || !get_u64(v, out, max)) {
+        snprintf(q->message, sizeof q->message, "\"%s\" must be a whole number up to %" PRIu64,
+                 key, max);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_flags(req *q, json_t *obj, bool transfer, uint16_t *out) {
+    json_t *v = json_object_get(obj, "flags");
+    *out = 0;
+    if (v == NULL) {
+        return true;
+    }
+    static const char *const account_names[] = {"debits_must_not_exceed_credits",
+                                                "credits_must_not_exceed_debits", NULL};
+    static const char *const transfer_names[] = {"pending", "post_pending", "void_pending", NULL};
+    const char *const *names = transfer ? transfer_names : account_names;
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0xffff) {
+        *out = (uint16_t)json_integer_value(v);
+        return true;
+    }
+    if (!json_is_array(v)) {
+        snprintf(q->message, sizeof q->message, "\"flags\" must be a list of names");
+        return false;
+    }
+    size_t i;
+    json_t *name;
+    json_array_foreach(v, i, name) {
+        int bit = -1;
+        for (int k = 0; names[k] != NULL && json_is_string(name); k++) {
+            if (strcmp(names[k], json_string_value(name)) == 0) {
+                bit = k;
+            }
+        }
+        if (bit < 0) {
+            snprintf(q->message, sizeof q->message, "unknown flag in \"flags\"");
+            return false;
+        }
+        *out |= (uint16_t)(1u << bit);
+    }
+    return true;
+}
+
+static bool parse_account(req *q, json_t *obj, tally_account *a) {
+    static const char *const keys[] = {"id", "ledger", "code", "user_data", "flags", NULL};
+    uint64_t ledger = 0, code = 0;
+    memset(a, 0, sizeof *a);
+    return json_is_object(obj) && only_keys(q, obj, keys) &&
+           field_id(q, obj, "id", &a->id, true) &&
+           field_u64(q, obj, "ledger", &ledger, UINT32_MAX, true) &&
+           field_u64(q, obj, "code", &code, UINT16_MAX, false) &&
+           field_u64(q, obj, "user_data", &a->user_data, UINT64_MAX, false) &&
+           parse_flags(q, obj, false, &a->flags) && ((a->ledger = (uint32_t)ledger), true) &&
+           ((a->code = (uint16_t)code), true);
+}
+
+static bool parse_transfer(req *q, json_t *obj, tally_transfer *t) {
+    static const char *const keys[] = {"id",     "debit",     "credit", "amount",     "ledger",
+                                       "code",   "user_data", "flags",  "pending_id", "timeout_ms",
+                                       NULL};
+    uint64_t ledger = 0, code = 0, timeout = 0;
+    memset(t, 0, sizeof *t);
+    if (!json_is_object(obj)) {
+        snprintf(q->message, sizeof q->message, "a transfer must be an object");
+        return false;
+    }
+    bool ok = only_keys(q, obj, keys) && field_id(q, obj, "id", &t->id, true) &&
+              field_id(q, obj, "debit", &t->debit_account_id, false) &&
+              field_id(q, obj, "credit", &t->credit_account_id, false) &&
+              field_u64(q, obj, "amount", &t->amount, UINT64_MAX, false) &&
+              field_u64(q, obj, "ledger", &ledger, UINT32_MAX, false) &&
+              field_u64(q, obj, "code", &code, UINT16_MAX, false) &&
+              field_u64(q, obj, "user_data", &t->user_data, UINT64_MAX, false) &&
+              parse_flags(q, obj, true, &t->flags) &&
+              field_id(q, obj, "pending_id", &t->pending_id, false) &&
+              field_u64(q, obj, "timeout_ms", &timeout, UINT32_MAX, false);
+    t->ledger = (uint32_t)ledger;
+    t->code = (uint16_t)code;
+    t->timeout_ms = (uint32_t)timeout;
+    return ok;
+}
+
+static json_t *account_json(const tally_account *a) {
+    json_t *flags = json_array();
+    if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
+        json_array_append_new(flags, json_string("debits_must_not_exceed_credits"));
+    }
+    if (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) {
+        json_array_append_new(flags, json_string("credits_must_not_exceed_debits"));
+    }
+    return json_pack("{s:o, s:I, s:I, s:o, s:o}", "id", id_json(a->id), "ledger",
+                     (json_int_t)a->ledger, "code", (json_int_t)a->code, "user_data",
+                     u64_json(a->user_data), "flags", flags);
+}
+
+static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
+    json_t *flags = json_array();
+    static const char *const names[] = {"pending", "post_pending", "void_pending"};
+    for (int k = 0; k < 3; k++) {
+        if (t->flags & (1u << k)) {
+            json_array_append_new(flags, json_string(names[k]));
+        }
+    }
+    uint64_t origin = 0;
+    tally_pending_state st = TALLY_PENDING_NONE;
+    tally_transfer_status(r, t->id, &origin, &st);
+    static const char *const states[] = {"none", "open", "posted", "voided", "timed_out"};
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:s}", "id",
+                          id_json(t->id), "debit", id_json(t->debit_account_id), "credit",
+                          id_json(t->credit_account_id), "amount", u64_json(t->amount), "ledger",
+                          (json_int_t)t->ledger, "code", (json_int_t)t->code, "user_data",
+                          u64_json(t->user_data), "flags", flags, "origin", u64_json(origin),
+                          "pending_state", states[st]);
+    if (t->pending_id.hi != 0 || t->pending_id.lo != 0) {
+        json_object_set_new(o, "pending_id", id_json(t->pending_id));
+    }
+    if (t->timeout_ms != 0) {
+        json_object_set_new(o, "timeout_ms", json_integer(t->timeout_ms));
+    }
+    return o;
+}
+
+/* --- the ops --------------------------------------------------------------------------------- */
+
+typedef json_t *(*op_fn)(control *c, req *q, int *rc);
+
+static json_t *result_json(int rc) { return json_pack("{s:s}", "result", tally_result_name(rc)); }
+
+static json_t *op_status(control *c, req *q, int *rc) {
+    (void)q;
+    tally_stats st;
+    *rc = tally_get_stats(c->r, &st);
+    uint8_t d[16];
+    tally_digest(c->r, d);
+    char hex[33];
+    for (int i = 0; i < 16; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    }
+    char rid[24];
+    snprintf(rid, sizeof rid, "%" PRIu64, tally_replica_id(c->r));
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "replica_id", rid,
+                          "digest", hex, "ops", u64_json(st.ops), "accounts",
+                          u64_json(st.accounts), "transfers", u64_json(st.transfers), "pending",
+                          u64_json(st.pending), "conflicts", u64_json(st.conflicts), "origins",
+                          u64_json(st.origins), "refused_for_rights", u64_json(st.refused_rights));
+    /* the version vector, through a summary */
+    uint8_t *sum;
+    size_t len;
+    json_t *vv = json_object();
+    if (tally_summary(c->r, &sum, &len) == TALLY_OK) {
+        uint32_t n = (uint32_t)sum[8] | (uint32_t)sum[9] << 8 | (uint32_t)sum[10] << 16 |
+                     (uint32_t)sum[11] << 24;
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t origin = 0, seq = 0;
+            for (int b = 7; b >= 0; b--) {
+                origin = origin << 8 | sum[12 + 16 * i + (uint32_t)b];
+                seq = seq << 8 | sum[20 + 16 * i + (uint32_t)b];
+            }
+            char key[24];
+            snprintf(key, sizeof key, "%" PRIu64, origin);
+            json_object_set_new(vv, key, u64_json(seq));
+        }
+        tally_free(sum);
+    }
+    json_object_set_new(o, "version_vector", vv);
+    if (c->node != NULL) {
+        tally_node_stats ns;
+        tally_node_get_stats(c->node, &ns);
+        json_object_set_new(o, "node",
+                            json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "peers",
+                                      u64_json(ns.peers), "sessions", u64_json(ns.sessions),
+                                      "sessions_ready", u64_json(ns.sessions_ready), "bytes_in",
+                                      u64_json(ns.bytes_in), "bytes_out", u64_json(ns.bytes_out),
+                                      "ops_in", u64_json(ns.ops_in), "ops_out",
+                                      u64_json(ns.ops_out), "port", tally_node_port(c->node)));
+    }
+    return o;
+}
+
+static json_t *op_create_account(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "account", NULL};
+    tally_account a;
+    if (!only_keys(q, q->body, keys) || !parse_account(q, json_object_get(q->body, "account"), &a)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    *rc = TALLY_OK;
+    return result_json(tally_create_account(c->r, &a));
+}
+
+static json_t *op_create_transfers(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "transfers", NULL};
+    json_t *list = json_object_get(q->body, "transfers");
+    *rc = TALLY_EINVAL;
+    if (!only_keys(q, q->body, keys)) {
+        return NULL;
+    }
+    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > 100000) {
+        snprintf(q->message, sizeof q->message, "\"transfers\" must be a list of 1 to 100000");
+        return NULL;
+    }
+    size_t n = json_array_size(list);
+    tally_transfer *t = calloc(n, sizeof *t);
+    int *results = calloc(n, sizeof *results);
+    json_t *out = NULL;
+    if (t == NULL || results == NULL) {
+        *rc = TALLY_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!parse_transfer(q, json_array_get(list, i), &t[i])) {
+            char at[sizeof q->message];
+            snprintf(at, sizeof at, "%s", q->message);
+            snprintf(q->message, sizeof q->message, "transfer %zu: %.170s", i, at);
+            goto done;
+        }
+    }
+    *rc = tally_create_transfers(c->r, t, n, results);
+    if (*rc == TALLY_OK) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(arr, json_string(tally_result_name(results[i])));
+        }
+        out = json_pack("{s:o}", "results", arr);
+    }
+done:
+    free(t);
+    free(results);
+    return out;
+}
+
+static json_t *op_lookup_account(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "account", NULL};
+    tally_id id;
+    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "account", &id, true)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    tally_account a;
+    tally_balance b;
+    *rc = tally_lookup_account(c->r, id, &a);
+    if (*rc != TALLY_OK) {
+        return NULL;
+    }
+    int brc = tally_lookup_balance(c->r, id, &b);
+    json_t *o = account_json(&a);
+    json_object_set_new(o, "debits_posted", u64_json(b.debits_posted));
+    json_object_set_new(o, "credits_posted", u64_json(b.credits_posted));
+    json_object_set_new(o, "debits_pending", u64_json(b.debits_pending));
+    json_object_set_new(o, "credits_pending", u64_json(b.credits_pending));
+    json_object_set_new(o, "rights_here", u64_json(b.rights_here));
+    if (brc == TALLY_OVERFLOW) {
+        json_object_set_new(o, "overflow", json_true());
+    }
+    tally_rights_entry holders[16];
+    size_t count = 0;
+    tally_rights_holders(c->r, id, holders, 16, &count);
+    json_t *hs = json_array();
+    for (size_t i = 0; i < count && i < 16; i++) {
+        json_array_append_new(hs, json_pack("{s:o, s:o}", "replica", u64_json(holders[i].replica_id),
+                                            "rights", u64_json(holders[i].amount)));
+    }
+    json_object_set_new(o, "holders", hs);
+    return o;
+}
+
+static json_t *op_lookup_transfer(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "transfer", NULL};
+    tally_id id;
+    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "transfer", &id, true)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    tally_transfer t;
+    *rc = tally_lookup_transfer(c->r, id, &t);
+    return *rc == TALLY_OK ? transfer_json(c->r, &t) : NULL;
+}
+
+static json_t *op_grant(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "account", "to", "amount", NULL};
+    tally_id account;
+    uint64_t to, amount;
+    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "account", &account, true) ||
+        !field_u64(q, q->body, "to", &to, UINT64_MAX, true) ||
+        !field_u64(q, q->body, "amount", &amount, UINT64_MAX, true)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    *rc = TALLY_OK;
+    return result_json(tally_grant(c->r, account, to, amount));
+}
+
+static json_t *op_conflicts(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", NULL};
+    if (!only_keys(q, q->body, keys)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    size_t n = 0;
+    tally_conflicts(c->r, 0, NULL, 0, &n);
+    tally_conflict *list = calloc(n + 1, sizeof *list);
+    if (list == NULL) {
+        *rc = TALLY_ENOMEM;
+        return NULL;
+    }
+    *rc = tally_conflicts(c->r, 0, list, n, &n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(
+            arr, json_pack("{s:s, s:o, s:[o,o], s:[o,o]}", "kind",
+                           list[i].kind == TALLY_CONFLICT_ACCOUNT ? "account" : "transfer", "id",
+                           id_json(list[i].id), "winner", u64_json(list[i].winner.origin),
+                           u64_json(list[i].winner.seq), "other", u64_json(list[i].other.origin),
+                           u64_json(list[i].other.seq)));
+    }
+    free(list);
+    return json_pack("{s:o}", "conflicts", arr);
+}
+
+/* --- replies --------------------------------------------------------------------------------- */
+
+static void send_reply(control_reply_fn reply, void *ctx, json_t *id, json_t *body) {
+    if (id != NULL) {
+        json_object_set(body, "id", id);
+    }
+    char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    reply(ctx, text != NULL ? text : "{\"ok\":false,\"error\":\"ENOMEM\"}");
+    free(text);
+}
+
+static void reply_error(control_reply_fn reply, void *ctx, json_t *id, int rc, const char *msg) {
+    json_t *body = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tally_result_name(rc),
+                             "message", msg != NULL && msg[0] != '\0' ? msg : tally_strerror(rc));
+    send_reply(reply, ctx, id, body);
+    json_decref(body);
+}
+
+static void on_rights(void *ctx, int result, uint64_t granted) {
+    pending *p = ctx;
+    if (p->c != NULL) {
+        for (pending **pp = &p->c->pending; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == p) {
+                *pp = p->next;
+                break;
+            }
+        }
+    }
+    if (p->reply != NULL) {
+        json_t *body = json_pack("{s:b, s:s, s:o}", "ok", 1, "result", tally_result_name(result),
+                                 "granted", u64_json(granted));
+        send_reply(p->reply, p->ctx, p->id, body);
+        json_decref(body);
+    }
+    json_decref(p->id);
+    free(p);
+}
+
+static void op_request_rights(control *c, req *q, json_t *id, control_reply_fn reply, void *ctx) {
+    static const char *const keys[] = {"op", "id", "account", "amount", NULL};
+    tally_id account;
+    uint64_t amount;
+    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "account", &account, true) ||
+        !field_u64(q, q->body, "amount", &amount, UINT64_MAX, true)) {
+        reply_error(reply, ctx, id, TALLY_EINVAL, q->message);
+        return;
+    }
+    if (c->node == NULL) {
+        reply_error(reply, ctx, id, TALLY_EINVAL, "no network here: rights come from peers");
+        return;
+    }
+    pending *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        reply_error(reply, ctx, id, TALLY_ENOMEM, NULL);
+        return;
+    }
+    p->c = c;
+    p->id = json_incref(id);
+    p->reply = reply;
+    p->ctx = ctx;
+    int rc = tally_node_request_rights(c->node, account, amount, on_rights, p);
+    if (rc != TALLY_OK) {
+        json_decref(p->id);
+        free(p);
+        reply_error(reply, ctx, id, rc, NULL);
+        return;
+    }
+    p->next = c->pending;
+    c->pending = p;
+}
+
+void control_request(control *c, const char *line, size_t len, control_reply_fn reply,
+                     void *ctx) {
+    json_error_t jerr;
+    req q;
+    memset(&q, 0, sizeof q);
+    q.body = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (q.body == NULL || !json_is_object(q.body)) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "not a JSON object: %s", q.body == NULL ? jerr.text : "");
+        reply_error(reply, ctx, NULL, TALLY_EINVAL, msg);
+        json_decref(q.body);
+        return;
+    }
+    json_t *id = json_object_get(q.body, "id");
+    const char *op = json_string_value(json_object_get(q.body, "op"));
+    static const struct {
+        const char *name;
+        op_fn fn;
+    } ops[] = {
+        {"status", op_status},
+        {"create_account", op_create_account},
+        {"create_transfers", op_create_transfers},
+        {"account", op_lookup_account},
+        {"transfer", op_lookup_transfer},
+        {"grant", op_grant},
+        {"conflicts", op_conflicts},
+    };
+    if (op != NULL && strcmp(op, "request_rights") == 0) {
+        op_request_rights(c, &q, id, reply, ctx);
+        json_decref(q.body);
+        return;
+    }
+    for (size_t i = 0; op != NULL && i < sizeof ops / sizeof ops[0]; i++) {
+        if (strcmp(ops[i].name, op) == 0) {
+            int rc = TALLY_OK;
+            json_t *body = ops[i].fn(c, &q, &rc);
+            if (body == NULL) {
+                reply_error(reply, ctx, id, rc, q.message);
+            } else {
+                json_object_set_new(body, "ok", json_true());
+                send_reply(reply, ctx, id, body);
+                json_decref(body);
+            }
+            json_decref(q.body);
+            return;
+        }
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "unknown op \"%s\"", op != NULL ? op : "(none)");
+    reply_error(reply, ctx, id, TALLY_EINVAL, msg);
+    json_decref(q.body);
+}

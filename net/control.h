@@ -1,0 +1,37 @@
+/*
+ * net/control.h — tallyd's control requests: one JSON object in, one JSON object out.
+ *
+ * Applications that do not embed the library, and the `tally` command, talk to a tallyd over its
+ * control port with newline-delimited JSON. This module only turns a request into calls on the
+ * replica and the node and their results into a reply; it does no I/O (tallyd.c moves the
+ * lines). docs/operations.md lists every request.
+ *
+ * 1. Every request gets exactly one reply, carrying the request's "id" if it had one: at once,
+ *    or later (request_rights) through the reply callback, on the loop.
+ * 2. A request that is not JSON, names an unknown op or field, or has a bad value gets
+ *    {"ok": false, "error": "<tally_result name>", "message": "..."}; nothing is dropped.
+ * 3. Ids are 128-bit: given as a decimal string, a "0x" hex string, or a JSON integer; replies
+ *    give them as "0x" hex strings. Amounts above 2^63 travel as decimal strings.
+ */
+#ifndef TALLY_NET_CONTROL_H
+#define TALLY_NET_CONTROL_H
+
+#include <stddef.h>
+
+#include "tally.h"
+
+typedef struct control control;
+
+/* A reply is a NUL-terminated JSON text without a newline; the callee copies it if it keeps it. */
+typedef void (*control_reply_fn)(void *ctx, const char *json);
+
+/* node may be NULL (a local directory, no network: request_rights is then refused). */
+control *control_new(tally_replica *r, tally_node *node);
+void control_free(control *c);
+/* The connection behind ctx went away: answers still owed to it go nowhere. */
+void control_forget(control *c, void *ctx);
+/* Handles one request line. The reply goes to reply(ctx, ...), now or later. */
+void control_request(control *c, const char *line, size_t len, control_reply_fn reply,
+                     void *ctx);
+
+#endif

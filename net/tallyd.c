@@ -1,0 +1,523 @@
+/*
+ * tallyd — the tally sync server: a durable replica, a sync node, and a control port.
+ *
+ *   tallyd --data DIR --listen HOST:PORT [--control HOST:PORT] [--peer HOST:PORT ...]
+ *          [--cluster NAME] [--sync commit|none] [--anti-entropy-ms N] [--rights-reserve N]
+ *   tallyd --config FILE        (the same settings as a JSON object; see docs/operations.md)
+ *
+ * One log line per event on stderr: an ISO 8601 UTC timestamp, a level, a message. SIGTERM and
+ * SIGINT stop it cleanly: control connections and peer sessions are closed, the journal synced,
+ * the directory unlocked, exit status 0. A second tallyd on the same directory refuses to start.
+ * Exit status: 0 stopped cleanly; 1 could not start (the reason is logged); 2 bad usage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "ledger/codec.h"
+#include "net/control.h"
+#include "tally.h"
+
+#define PEERS_MAX 64
+#define CONTROL_LINE_MAX (64u << 20)
+#define CONTROL_UNSENT_MAX (64u << 20)
+
+typedef struct settings {
+    char *data, *listen, *control, *cluster;
+    char *peers[PEERS_MAX];
+    int n_peers;
+    tally_sync_mode sync;
+    uint32_t anti_entropy_ms;
+    uint64_t rights_reserve;
+} settings;
+
+typedef struct daemon_ daemon_;
+
+typedef struct ctl_conn {
+    struct ctl_conn *next;
+    daemon_ *d;
+    uv_tcp_t tcp;
+    bytes in;
+    size_t unsent;
+    bool closing;
+} ctl_conn;
+
+struct daemon_ {
+    settings s;
+    uv_loop_t *loop;
+    tally_replica *r;
+    tally_node *node;
+    control *ctl;
+    uv_tcp_t ctl_listener;
+    bool ctl_listening;
+    ctl_conn *conns;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+};
+
+/* --- logging --------------------------------------------------------------------------------- */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static void log_line(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(int level, const char *fmt, ...) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000),
+            level_names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+}
+
+static void node_log(void *ctx, int level, const char *message) {
+    (void)ctx;
+    log_line(level, "%s", message);
+}
+
+/* --- settings -------------------------------------------------------------------------------- */
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
+            "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
+            "              [--anti-entropy-ms N] [--rights-reserve N]\n"
+            "       tallyd --config FILE\n"
+            "The control port (default: the listen port plus one, on 127.0.0.1) speaks\n"
+            "newline-delimited JSON; see docs/operations.md.\n");
+}
+
+static bool parse_number(const char *text, uint64_t max, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool set_sync(settings *s, const char *v) {
+    if (strcmp(v, "commit") == 0) {
+        s->sync = TALLY_SYNC_COMMIT;
+    } else if (strcmp(v, "none") == 0) {
+        s->sync = TALLY_SYNC_NONE;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Reads a JSON config file; an unknown key or a bad value is refused naming the key. */
+static bool load_config(settings *s, const char *path) {
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL || !json_is_object(root)) {
+        log_line(0, "%s: not a JSON object: %s (line %d)", path, root == NULL ? err.text : "",
+                 err.line);
+        json_decref(root);
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    bool ok = true;
+    json_object_foreach(root, key, v) {
+        const char *str = json_string_value(v);
+        if (strcmp(key, "data") == 0 && str != NULL) {
+            s->data = strdup(str);
+        } else if (strcmp(key, "listen") == 0 && str != NULL) {
+            s->listen = strdup(str);
+        } else if (strcmp(key, "control") == 0 && str != NULL) {
+            s->control = strdup(str);
+        } else if (strcmp(key, "cluster") == 0 && str != NULL) {
+            s->cluster = strdup(str);
+        } else if (strcmp(key, "sync") == 0 && str != NULL && set_sync(s, str)) {
+        } else if (strcmp(key, "anti_entropy_ms") == 0 && json_is_integer(v) &&
+                   json_integer_value(v) > 0 && json_integer_value(v) <= 3600000) {
+            s->anti_entropy_ms = (uint32_t)json_integer_value(v);
+        } else if (strcmp(key, "rights_reserve") == 0 && json_is_integer(v) &&
+                   json_integer_value(v) >= 0) {
+            s->rights_reserve = (uint64_t)json_integer_value(v);
+        } else if (strcmp(key, "peers") == 0 && json_is_array(v) &&
+                   json_array_size(v) <= PEERS_MAX) {
+            size_t i;
+            json_t *p;
+            json_array_foreach(v, i, p) {
+                if (!json_is_string(p)) {
+                    log_line(0, "%s: \"peers\" must be a list of \"host:port\" strings", path);
+                    ok = false;
+                    break;
+                }
+                s->peers[s->n_peers++] = strdup(json_string_value(p));
+            }
+        } else {
+            bool known = !strcmp(key, "data") || !strcmp(key, "listen") ||
+                         !strcmp(key, "control") || !strcmp(key, "cluster") ||
+                         !strcmp(key, "sync") || !strcmp(key, "anti_entropy_ms") ||
+                         !strcmp(key, "rights_reserve") || !strcmp(key, "peers");
+            log_line(0, known ? "%s: bad value for \"%s\"" : "%s: unknown key \"%s\"", path, key);
+            ok = false;
+        }
+    }
+    json_decref(root);
+    return ok;
+}
+
+/* Returns 0 to run, or the exit status. */
+static int parse_args(settings *s, int argc, char **argv) {
+    s->sync = TALLY_SYNC_COMMIT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        }
+        if (v == NULL) {
+            log_line(0, "%s needs a value", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--data")) {
+            s->data = strdup(v);
+        } else if (!strcmp(a, "--listen")) {
+            s->listen = strdup(v);
+        } else if (!strcmp(a, "--control")) {
+            s->control = strdup(v);
+        } else if (!strcmp(a, "--cluster")) {
+            s->cluster = strdup(v);
+        } else if (!strcmp(a, "--peer") && s->n_peers < PEERS_MAX) {
+            s->peers[s->n_peers++] = strdup(v);
+        } else if (!strcmp(a, "--sync") && set_sync(s, v)) {
+        } else if (!strcmp(a, "--anti-entropy-ms") && parse_number(v, 3600000, &n) && n > 0) {
+            s->anti_entropy_ms = (uint32_t)n;
+        } else if (!strcmp(a, "--rights-reserve") && parse_number(v, UINT64_MAX, &n)) {
+            s->rights_reserve = n;
+        } else if (!strcmp(a, "--config")) {
+            if (!load_config(s, v)) {
+                return 2;
+            }
+        } else {
+            log_line(0, "bad option or value: %s %s", a, v);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (s->data == NULL || s->listen == NULL) {
+        log_line(0, "--data and --listen are required (or \"data\" and \"listen\" in --config)");
+        usage(stderr);
+        return 2;
+    }
+    if (s->control == NULL) {
+        const char *colon = strrchr(s->listen, ':');
+        uint64_t port;
+        if (colon == NULL || !parse_number(colon + 1, 65534, &port) || port == 0) {
+            log_line(0, "--control is required when --listen has no fixed port");
+            return 2;
+        }
+        char buf[64];
+        snprintf(buf, sizeof buf, "127.0.0.1:%" PRIu64, port + 1);
+        s->control = strdup(buf);
+    }
+    return 0;
+}
+
+/* --- the control port ------------------------------------------------------------------------ */
+
+static void ctl_closed(uv_handle_t *h) {
+    ctl_conn *c = h->data;
+    bytes_free(&c->in);
+    free(c);
+}
+
+static void ctl_close(ctl_conn *c) {
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    control_forget(c->d->ctl, c);
+    for (ctl_conn **pp = &c->d->conns; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    uv_close((uv_handle_t *)&c->tcp, ctl_closed);
+}
+
+typedef struct ctl_write {
+    uv_write_t req;
+    ctl_conn *c;
+    size_t len;
+    char text[];
+} ctl_write;
+
+static void ctl_written(uv_write_t *req, int status) {
+    ctl_write *w = (ctl_write *)req;
+    if (!w->c->closing) {
+        w->c->unsent -= w->len;
+        if (status < 0) {
+            ctl_close(w->c);
+        }
+    }
+    free(w);
+}
+
+static void ctl_reply(void *ctx, const char *json) {
+    ctl_conn *c = ctx;
+    if (c->closing) {
+        return;
+    }
+    size_t n = strlen(json);
+    if (c->unsent + n > CONTROL_UNSENT_MAX) {
+        log_line(1, "control client does not read its replies: closing it");
+        ctl_close(c);
+        return;
+    }
+    ctl_write *w = malloc(sizeof *w + n + 1);
+    if (w == NULL) {
+        ctl_close(c);
+        return;
+    }
+    memcpy(w->text, json, n);
+    w->text[n] = '\n';
+    w->c = c;
+    w->len = n + 1;
+    uv_buf_t b = uv_buf_init(w->text, (unsigned)(n + 1));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, ctl_written) != 0) {
+        free(w);
+        ctl_close(c);
+        return;
+    }
+    c->unsent += n + 1;
+}
+
+static void ctl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    ctl_conn *c = h->data;
+    (void)suggested;
+    if (!bytes_reserve(&c->in, 64 * 1024)) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)c->in.at + c->in.len, 64 * 1024);
+}
+
+static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    ctl_conn *c = stream->data;
+    (void)buf;
+    if (nread < 0) {
+        ctl_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    size_t start = 0;
+    for (size_t i = c->in.len - (size_t)nread; i < c->in.len && !c->closing; i++) {
+        if (c->in.at[i] == '\n') {
+            if (i > start) {
+                control_request(c->d->ctl, (const char *)c->in.at + start, i - start, ctl_reply,
+                                c);
+            }
+            start = i + 1;
+        }
+    }
+    if (c->closing) {
+        return;
+    }
+    memmove(c->in.at, c->in.at + start, c->in.len - start);
+    c->in.len -= start;
+    if (c->in.len > CONTROL_LINE_MAX) {
+        log_line(1, "control request longer than %u bytes: closing", CONTROL_LINE_MAX);
+        ctl_close(c);
+    }
+}
+
+static void ctl_accept(uv_stream_t *server, int status) {
+    daemon_ *d = server->data;
+    if (status < 0 || d->stopping) {
+        return;
+    }
+    ctl_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->d = d;
+    uv_tcp_init(d->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = d->conns;
+    d->conns = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, ctl_alloc, ctl_read) != 0) {
+        ctl_close(c);
+    }
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------- */
+
+static void node_stopped(void *ctx) {
+    daemon_ *d = ctx;
+    control_free(d->ctl);
+    d->ctl = NULL;
+    tally_close(d->r); /* syncs the journal and unlocks the directory */
+    d->r = NULL;
+    log_line(2, "stopped: journal synced, directory unlocked");
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    daemon_ *d = h->data;
+    if (d->stopping) {
+        return;
+    }
+    d->stopping = true;
+    log_line(2, "%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    while (d->conns != NULL) {
+        ctl_close(d->conns);
+    }
+    if (d->ctl_listening) {
+        uv_close((uv_handle_t *)&d->ctl_listener, NULL);
+    }
+    tally_node_stop(d->node, node_stopped, d);
+}
+
+static int start(daemon_ *d) {
+    char error[512] = "";
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = d->s.data;
+    o.sync_mode = d->s.sync;
+    o.error = error;
+    o.error_size = sizeof error;
+    int rc = tally_open(&o, &d->r);
+    if (rc != TALLY_OK) {
+        if (rc == TALLY_ELOCKED) {
+            log_line(0, "%s is in use by another tallyd (or another program): not starting",
+                     d->s.data);
+        } else {
+            log_line(0, "cannot open %s: %s: %s", d->s.data, tally_result_name(rc), error);
+        }
+        return 1;
+    }
+    tally_stats st;
+    tally_get_stats(d->r, &st);
+    log_line(2, "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
+             tally_replica_id(d->r), d->s.data, st.ops, st.accounts);
+    tally_node_options no;
+    memset(&no, 0, sizeof no);
+    no.listen = d->s.listen;
+    no.cluster = d->s.cluster;
+    no.anti_entropy_ms = d->s.anti_entropy_ms;
+    no.log = node_log;
+    no.rights_reserve = d->s.rights_reserve;
+    rc = tally_node_start(d->loop, d->r, &no, &d->node);
+    if (rc != TALLY_OK) {
+        log_line(0, "cannot start the sync node on %s: %s", d->s.listen, tally_result_name(rc));
+        return 1;
+    }
+    for (int i = 0; i < d->s.n_peers; i++) {
+        rc = tally_node_add_peer(d->node, d->s.peers[i]);
+        if (rc != TALLY_OK) {
+            log_line(0, "bad peer \"%s\": %s", d->s.peers[i], tally_result_name(rc));
+            return 1;
+        }
+    }
+    d->ctl = control_new(d->r, d->node);
+    struct sockaddr_storage sa;
+    const char *colon = strrchr(d->s.control, ':');
+    char host[64];
+    snprintf(host, sizeof host, "%.*s", colon != NULL ? (int)(colon - d->s.control) : 0,
+             d->s.control);
+    int port = colon != NULL ? atoi(colon + 1) : -1;
+    if (d->ctl == NULL || colon == NULL ||
+        uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port,
+                    (struct sockaddr_in *)&sa) != 0) {
+        log_line(0, "bad control address \"%s\"", d->s.control);
+        return 1;
+    }
+    uv_tcp_init(d->loop, &d->ctl_listener);
+    d->ctl_listener.data = d;
+    d->ctl_listening = true;
+    rc = uv_tcp_bind(&d->ctl_listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&d->ctl_listener, 64, ctl_accept);
+    }
+    if (rc != 0) {
+        log_line(0, "cannot listen for control on %s: %s", d->s.control, uv_strerror(rc));
+        return 1;
+    }
+    struct sockaddr_storage bound;
+    int bound_len = sizeof bound;
+    uv_tcp_getsockname(&d->ctl_listener, (struct sockaddr *)&bound, &bound_len);
+    log_line(2, "ready: sync port %d, control port %d", tally_node_port(d->node),
+             ntohs(((struct sockaddr_in *)&bound)->sin_port));
+    uv_signal_init(d->loop, &d->sigterm);
+    uv_signal_init(d->loop, &d->sigint);
+    d->sigterm.data = d->sigint.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    return 0;
+}
+
+static void settings_free(settings *s) {
+    free(s->data);
+    free(s->listen);
+    free(s->control);
+    free(s->cluster);
+    for (int i = 0; i < s->n_peers; i++) {
+        free(s->peers[i]);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+static void close_any(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+int main(int argc, char **argv) {
+    daemon_ d;
+    memset(&d, 0, sizeof d);
+    int rc = parse_args(&d.s, argc, argv);
+    if (rc != 0) {
+        settings_free(&d.s);
+        return rc < 0 ? 0 : rc;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    d.loop = uv_default_loop();
+    int status = 0;
+    if (start(&d) != 0) {
+        /* nothing was acknowledged: close what opened and leave */
+        status = 1;
+        if (d.node != NULL) {
+            tally_node_stop(d.node, NULL, NULL);
+        }
+        control_free(d.ctl);
+        uv_walk(d.loop, close_any, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        tally_close(d.r);
+    } else {
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(d.loop);
+    settings_free(&d.s);
+    return status;
+}

@@ -1,0 +1,382 @@
+/*
+ * test_tallyd.c — tallyd as a process: started by the test on free loopback ports, driven over
+ * its control port, stopped with signals, killed with SIGKILL.
+ */
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+typedef struct server {
+    pid_t pid;
+    int log_fd; /* its stderr */
+    int sync_port, control_port;
+    int ctl; /* a control connection */
+    char log[16384];
+    size_t log_len;
+} server;
+
+/* Every server still running, so that a failed test does not leave any behind (a leftover would
+ * hold ctest's output pipe open and hang the run). */
+static pid_t running[16];
+
+static void track(pid_t pid, bool on) {
+    for (int i = 0; i < 16; i++) {
+        if (on ? running[i] == 0 : running[i] == pid) {
+            running[i] = on ? pid : 0;
+            return;
+        }
+    }
+}
+
+static int kill_leftovers(void **state) {
+    (void)state;
+    for (int i = 0; i < 16; i++) {
+        if (running[i] != 0) {
+            kill(running[i], SIGKILL);
+            waitpid(running[i], NULL, 0);
+            running[i] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Reads the server's log until a line contains `want` (or it exits, or 5 s pass). */
+static bool read_log_until(server *s, const char *want) {
+    for (int waited = 0; waited < 5000; waited += 5) {
+        char buf[1024];
+        ssize_t n = read(s->log_fd, buf, sizeof buf);
+        if (n > 0 && s->log_len + (size_t)n < sizeof s->log - 1) {
+            memcpy(s->log + s->log_len, buf, (size_t)n);
+            s->log_len += (size_t)n;
+            s->log[s->log_len] = '\0';
+        }
+        if (strstr(s->log, want) != NULL) {
+            return true;
+        }
+        if (n == 0) {
+            return false; /* it exited */
+        }
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* Starts tallyd with the given arguments (NULL-terminated); returns its exit status if it
+ * exits before it is ready, else -1 with s filled in. */
+static int start(server *s, const char *const *args) {
+    memset(s, 0, sizeof *s);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        const char *argv[32] = {TALLYD_PATH};
+        int n = 1;
+        for (const char *const *a = args; *a != NULL && n < 31; a++) {
+            argv[n++] = *a;
+        }
+        argv[n] = NULL;
+        execv(TALLYD_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    track(s->pid, true);
+    s->log_fd = fds[0];
+    fcntl(s->log_fd, F_SETFL, O_NONBLOCK);
+    if (!read_log_until(s, "ready: ")) {
+        int status;
+        waitpid(s->pid, &status, 0);
+        track(s->pid, false);
+        close(s->log_fd);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    }
+    const char *ready = strstr(s->log, "ready: ");
+    assert_int_equal(sscanf(ready, "ready: sync port %d, control port %d", &s->sync_port,
+                            &s->control_port),
+                     2);
+    s->ctl = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->control_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(s->ctl, (struct sockaddr *)&sa, sizeof sa), 0);
+    return -1;
+}
+
+/* Sends a request, returns the reply (the caller json_decref's it). */
+static json_t *ask(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *ask(server *s, const char *fmt, ...) {
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    line[n++] = '\n';
+    assert_int_equal(write(s->ctl, line, (size_t)n), n);
+    static char reply[1 << 16];
+    size_t got = 0;
+    while (got < sizeof reply - 1) {
+        ssize_t k = read(s->ctl, reply + got, 1);
+        assert_true(k == 1);
+        if (reply[got] == '\n') {
+            break;
+        }
+        got++;
+    }
+    reply[got] = '\0';
+    json_error_t err;
+    json_t *j = json_loads(reply, 0, &err);
+    assert_non_null(j);
+    return j;
+}
+
+static const char *str(json_t *j, const char *key) {
+    const char *v = json_string_value(json_object_get(j, key));
+    return v != NULL ? v : "";
+}
+
+static int stop(server *s, int sig) {
+    close(s->ctl);
+    kill(s->pid, sig);
+    int status;
+    assert_int_equal(waitpid(s->pid, &status, 0), s->pid);
+    track(s->pid, false);
+    if (sig == SIGTERM) {
+        read_log_until(s, "stopped");
+    }
+    close(s->log_fd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *fresh_dir(void) {
+    static char dirs[8][64];
+    static int next;
+    char *d = dirs[next++ % 8];
+    snprintf(d, 64, "/tmp/tally-tallyd-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void remove_dir(const char *d) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void the_control_port_runs_every_request(void **state) {
+    (void)state;
+    char *dir = fresh_dir();
+    server s;
+    const char *args[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
+                          NULL};
+    assert_int_equal(start(&s, args), -1);
+    json_t *j = ask(&s, "{\"id\":1,\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}");
+    assert_string_equal(str(j, "result"), "OK");
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 1);
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":\"0xA\",\"ledger\":1,"
+                "\"flags\":[\"debits_must_not_exceed_credits\"]}}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":5,\"debit\":1,\"credit\":10,"
+                "\"amount\":70,\"ledger\":1,\"code\":1},{\"id\":6,\"debit\":10,\"credit\":1,"
+                "\"amount\":71,\"ledger\":1,\"code\":1}]}");
+    json_t *results = json_object_get(j, "results");
+    assert_string_equal(json_string_value(json_array_get(results, 0)), "OK");
+    assert_string_equal(json_string_value(json_array_get(results, 1)), "EXCEEDS_CREDITS");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"account\",\"account\":10}");
+    assert_int_equal(json_integer_value(json_object_get(j, "credits_posted")), 70);
+    assert_int_equal(json_integer_value(json_object_get(j, "rights_here")), 70);
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"transfer\",\"transfer\":\"5\"}");
+    assert_string_equal(str(j, "credit"), "0xa");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"grant\",\"account\":10,\"to\":99,\"amount\":20}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"conflicts\"}");
+    assert_int_equal(json_array_size(json_object_get(j, "conflicts")), 0);
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"status\"}");
+    assert_int_equal(json_integer_value(json_object_get(j, "ops")), 4);
+    assert_int_equal(strlen(str(j, "digest")), 32);
+    json_decref(j);
+    /* bad requests: a JSON error with the result's name and a message, never silence */
+    j = ask(&s, "this is not json");
+    assert_string_equal(str(j, "error"), "EINVAL");
+    json_decref(j);
+    j = ask(&s, "{\"id\":\"x\",\"op\":\"launch\"}");
+    assert_non_null(strstr(str(j, "message"), "unknown op"));
+    assert_string_equal(str(j, "id"), "x");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":3,\"ledger\":1,\"colour\":1}}");
+    assert_non_null(strstr(str(j, "message"), "colour"));
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":0,\"ledger\":1}}");
+    assert_string_equal(str(j, "result"), "ID_ZERO");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"account\",\"account\":\"0xZZ\"}");
+    assert_string_equal(str(j, "error"), "EINVAL");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"account\",\"account\":12345}");
+    assert_string_equal(str(j, "error"), "NOT_FOUND");
+    json_decref(j);
+    assert_int_equal(stop(&s, SIGTERM), 0);
+    assert_non_null(strstr(s.log, "journal synced"));
+    remove_dir(dir);
+}
+
+static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state) {
+    (void)state;
+    char *dir = fresh_dir();
+    server s;
+    const char *no_data[] = {"--listen", "127.0.0.1:0", NULL};
+    assert_int_equal(start(&s, no_data), 2);
+    assert_non_null(strstr(s.log, "--data"));
+    const char *bad_flag[] = {"--data", dir, "--listen", "127.0.0.1:0", "--frobnicate", "1", NULL};
+    assert_int_equal(start(&s, bad_flag), 2);
+    assert_non_null(strstr(s.log, "--frobnicate"));
+    const char *bad_sync[] = {"--data", dir, "--listen", "127.0.0.1:0", "--sync", "sometimes",
+                              NULL};
+    assert_int_equal(start(&s, bad_sync), 2);
+    char config[128];
+    snprintf(config, sizeof config, "%s/tallyd.json", dir);
+    FILE *f = fopen(config, "w");
+    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"colour\": \"blue\"}", dir);
+    fclose(f);
+    const char *bad_key[] = {"--config", config, NULL};
+    assert_int_equal(start(&s, bad_key), 2);
+    assert_non_null(strstr(s.log, "unknown key \"colour\""));
+    f = fopen(config, "w");
+    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"anti_entropy_ms\": -3}", dir);
+    fclose(f);
+    assert_int_equal(start(&s, bad_key), 2);
+    assert_non_null(strstr(s.log, "bad value for \"anti_entropy_ms\""));
+    f = fopen(config, "w");
+    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"control\": \"127.0.0.1:0\"}",
+            dir);
+    fclose(f);
+    assert_int_equal(start(&s, bad_key), -1); /* a good config starts */
+    assert_int_equal(stop(&s, SIGINT), 0);
+    const char *bad_peer[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
+                              "127.0.0.1:0", "--peer", "nowhere", NULL};
+    assert_int_equal(start(&s, bad_peer), 1);
+    assert_non_null(strstr(s.log, "bad peer"));
+    remove_dir(dir);
+}
+
+static void a_second_tallyd_on_the_same_directory_refuses_to_start(void **state) {
+    (void)state;
+    char *dir = fresh_dir();
+    server a, b;
+    const char *args[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
+                          NULL};
+    assert_int_equal(start(&a, args), -1);
+    assert_int_equal(start(&b, args), 1);
+    assert_non_null(strstr(b.log, "in use by another tallyd"));
+    assert_int_equal(stop(&a, SIGTERM), 0);
+    remove_dir(dir);
+}
+
+static bool digests_equal(server *s, int n) {
+    char first[64] = "";
+    for (int i = 0; i < n; i++) {
+        json_t *j = ask(&s[i], "{\"op\":\"status\"}");
+        bool same = i == 0 || strcmp(first, str(j, "digest")) == 0;
+        if (i == 0) {
+            snprintf(first, sizeof first, "%s", str(j, "digest"));
+        }
+        json_decref(j);
+        if (!same) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool wait_converged(server *s, int n) {
+    for (int i = 0; i < 500; i++) {
+        if (digests_equal(s, n)) {
+            return true;
+        }
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* Three servers, a load of transfers, one of them killed with SIGKILL in the middle and
+ * restarted: nothing it acknowledged is lost, and all three converge. */
+static void a_killed_server_restarts_with_everything_it_acknowledged(void **state) {
+    (void)state;
+    char *dirs[3] = {fresh_dir(), fresh_dir(), fresh_dir()};
+    server s[3];
+    const char *first[] = {"--data", dirs[0], "--listen", "127.0.0.1:0", "--control",
+                           "127.0.0.1:0", "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start(&s[0], first), -1);
+    char peer0[32];
+    snprintf(peer0, sizeof peer0, "127.0.0.1:%d", s[0].sync_port);
+    for (int i = 1; i < 3; i++) {
+        const char *args[] = {"--data", dirs[i], "--listen", "127.0.0.1:0", "--control",
+                              "127.0.0.1:0", "--peer", peer0, "--anti-entropy-ms", "100", NULL};
+        assert_int_equal(start(&s[i], args), -1);
+    }
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1}}"));
+    assert_true(wait_converged(s, 3));
+    /* a load on server 2 (index 1); each acknowledged transfer is remembered */
+    int acknowledged = 0;
+    for (int k = 0; k < 200; k++) {
+        json_t *j = ask(&s[1], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":%d,"
+                               "\"debit\":1,\"credit\":2,\"amount\":%d,\"ledger\":1,\"code\":1}]}",
+                        1000 + k, 1 + k);
+        if (strcmp(json_string_value(json_array_get(json_object_get(j, "results"), 0)), "OK") ==
+            0) {
+            acknowledged = k + 1;
+        }
+        json_decref(j);
+    }
+    assert_int_equal(acknowledged, 200);
+    assert_int_equal(stop(&s[1], SIGKILL), 128 + SIGKILL);
+    const char *again[] = {"--data", dirs[1], "--listen", "127.0.0.1:0", "--control",
+                           "127.0.0.1:0", "--peer", peer0, "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start(&s[1], again), -1);
+    for (int k = 0; k < acknowledged; k++) {
+        json_t *j = ask(&s[1], "{\"op\":\"transfer\",\"transfer\":%d}", 1000 + k);
+        assert_int_equal(json_integer_value(json_object_get(j, "amount")), 1 + k);
+        json_decref(j);
+    }
+    assert_true(wait_converged(s, 3));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(stop(&s[i], SIGTERM), 0);
+        remove_dir(dirs[i]);
+    }
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(the_control_port_runs_every_request, kill_leftovers),
+        cmocka_unit_test_teardown(bad_flags_and_configs_are_refused_naming_what_is_wrong,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(a_second_tallyd_on_the_same_directory_refuses_to_start,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(a_killed_server_restarts_with_everything_it_acknowledged,
+                                  kill_leftovers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
