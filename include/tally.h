@@ -364,6 +364,8 @@ typedef struct tally_node_options {
  * (local writes and ops from peers) to connected peers, and exchanges summaries with each every
  * anti_entropy_ms to heal anything lost. Log levels: 0 error, 1 warning, 2 info, 3 debug.
  * Addresses are "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
+ * If SIGPIPE is at its default action, the first node sets it to ignored (as libuv servers do):
+ * a peer that goes away mid-write is then an error on that connection, not the process's end.
  * Results: TALLY_OK; TALLY_EINVAL (a NULL argument, a bad address or cluster name, or r already
  * has a node); TALLY_ENOMEM; TALLY_EIO (cannot listen: the node cleans up on the loop). */
 TALLY_API int tally_node_start(struct uv_loop_s *loop, tally_replica *r,

@@ -19,6 +19,7 @@
  *   3. Every handle is closed through uv_close, and `stopped` runs after the last close
  *      callback; nothing is freed while libuv may still call back about it.
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,6 +546,15 @@ static void rights_work(tally_node *n) {
 
 /* --- the public API ------------------------------------------------------------------------ */
 
+/* A write to a peer that has gone away raises SIGPIPE, whose default action ends the process;
+ * libuv reports EPIPE instead once it is ignored. An application's own handler is left alone. */
+static void ignore_sigpipe(void) {
+    struct sigaction current;
+    if (sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+    }
+}
+
 int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_options *opts,
                      tally_node **out) {
     if (out != NULL) {
@@ -563,6 +573,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     if (n == NULL) {
         return TALLY_ENOMEM;
     }
+    ignore_sigpipe();
     n->loop = loop;
     n->r = r;
     snprintf(n->cluster, sizeof n->cluster, "%s", cluster);
