@@ -19,7 +19,7 @@ PC_PACKAGES  = libxxhash:libxxhash-dev libuv:libuv1-dev jansson:libjansson-dev c
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo sim crash bench fuzz fuzz-build fuzz-corpus clean format
+.PHONY: all deps build test demo demo-local sim crash bench fuzz fuzz-build fuzz-corpus clean format
 
 all: build
 
@@ -77,7 +77,12 @@ fuzz: fuzz-build
 fuzz-corpus: fuzz-build
 	./$(FUZZ_BUILD)/fuzz/gen_corpus fuzz/corpus
 
+# The double-spend problem played by three tallyd processes over loopback TCP.
 demo: build
+	bash tests/demo/network_demo.sh $(BUILD)
+
+# The same scenario on three replicas in one process, through the library's sync calls.
+demo-local: build
 	./$(BUILD)/tests/tally_demo
 
 # Long simulator runs: make sim SEEDS=100000 [SIM_FLAGS="--replicas 7 --steps 4000"]

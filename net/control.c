@@ -504,6 +504,29 @@ static json_t *op_conflicts(control *c, req *q, int *rc) {
     return json_pack("{s:o}", "conflicts", arr);
 }
 
+static json_t *op_peer(control *c, req *q, int *rc, bool add) {
+    static const char *const keys[] = {"op", "id", "address", NULL};
+    const char *addr = json_string_value(json_object_get(q->body, "address"));
+    if (!only_keys(q, q->body, keys) || addr == NULL) {
+        if (q->message[0] == '\0') {
+            snprintf(q->message, sizeof q->message, "\"address\" must be \"host:port\"");
+        }
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    if (c->node == NULL) {
+        snprintf(q->message, sizeof q->message, "no network here");
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    *rc = TALLY_OK;
+    return result_json(add ? tally_node_add_peer(c->node, addr)
+                           : tally_node_remove_peer(c->node, addr));
+}
+
+static json_t *op_add_peer(control *c, req *q, int *rc) { return op_peer(c, q, rc, true); }
+static json_t *op_remove_peer(control *c, req *q, int *rc) { return op_peer(c, q, rc, false); }
+
 /* --- replies --------------------------------------------------------------------------------- */
 
 static void send_reply(control_reply_fn reply, void *ctx, json_t *id, json_t *body) {
@@ -601,6 +624,8 @@ void control_request(control *c, const char *line, size_t len, control_reply_fn 
         {"transfer", op_lookup_transfer},
         {"grant", op_grant},
         {"conflicts", op_conflicts},
+        {"add_peer", op_add_peer},
+        {"remove_peer", op_remove_peer},
     };
     if (op != NULL && strcmp(op, "request_rights") == 0) {
         op_request_rights(c, &q, id, reply, ctx);

@@ -41,6 +41,7 @@ static const char *usage_text =
     "  grant ACCOUNT --to REPLICA --amount N\n"
     "  rights request ACCOUNT --amount N        (with --server)\n"
     "  conflicts\n"
+    "  peer add HOST:PORT | peer remove HOST:PORT  (with --server)\n"
     "ids are decimal or 0x-hex. Exit status: 0 done, 1 refused or not found, 2 bad usage,\n"
     "3 server or directory unreachable. `tally COMMAND --help` describes a command.\n";
 
@@ -201,6 +202,12 @@ static json_t *build(int argc, char **argv, int at, bool *needs_server) {
                               arg_value(argv[at + 2]));
         put_opt(r, &o, "amount", "amount");
         return r;
+    }
+    if (strcmp(cmd, "peer") == 0 && at + 3 == argc &&
+        (strcmp(argv[at + 1], "add") == 0 || strcmp(argv[at + 1], "remove") == 0)) {
+        *needs_server = true;
+        return json_pack("{s:s, s:s}", "op", argv[at + 1][0] == 'a' ? "add_peer" : "remove_peer",
+                         "address", argv[at + 2]);
     }
     usage(help ? NULL : "unknown command or missing arguments");
     return NULL;
@@ -396,7 +403,7 @@ int main(int argc, char **argv) {
     }
     if (needs_server && server == NULL) {
         json_decref(request);
-        return usage("rights come from peers: this command needs --server");
+        return usage("this command is about the network: it needs --server");
     }
     const char *op = json_string_value(json_object_get(request, "op"));
     char opname[32];
