@@ -404,6 +404,23 @@ typedef struct tally_node_stats {
 } tally_node_stats;
 /* Results: TALLY_OK; TALLY_EINVAL. */
 TALLY_API int tally_node_get_stats(const tally_node *n, tally_node_stats *out);
+
+typedef enum tally_peer_state {
+    TALLY_PEER_DOWN = 0,       /* no connection: waiting to reconnect */
+    TALLY_PEER_CONNECTING = 1, /* TCP connect in progress */
+    TALLY_PEER_HANDSHAKE = 2,  /* connected, HELLO not yet exchanged */
+    TALLY_PEER_READY = 3,      /* syncing */
+} tally_peer_state;
+typedef struct tally_node_peer {
+    char address[96];    /* as given to tally_node_add_peer, or "ip:port (incoming)" */
+    uint64_t replica_id; /* 0 until the handshake */
+    tally_peer_state state;
+    int outgoing;        /* 1: a configured peer; 0: a connection a peer made to this node */
+} tally_node_peer;
+/* The configured peers and every open connection, at most cap of them; *count is set to how
+ * many there are. Results: TALLY_OK; TALLY_EINVAL (n or count NULL, out NULL with cap > 0). */
+TALLY_API int tally_node_peers(const tally_node *n, tally_node_peer *out, size_t cap,
+                               size_t *count);
 /* Closes every session and handle; stopped runs on the loop when all are closed, after which
  * the node is freed. The replica stays open (close it after stopped). NULL: nothing. */
 TALLY_API void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx);

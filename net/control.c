@@ -353,6 +353,18 @@ static json_t *op_status(control *c, req *q, int *rc) {
     if (c->node != NULL) {
         tally_node_stats ns;
         tally_node_get_stats(c->node, &ns);
+        tally_node_peer peers[64];
+        size_t n_peers = 0;
+        tally_node_peers(c->node, peers, 64, &n_peers);
+        static const char *const states[] = {"down", "connecting", "handshake", "ready"};
+        json_t *list = json_array();
+        for (size_t i = 0; i < n_peers && i < 64; i++) {
+            json_array_append_new(
+                list, json_pack("{s:s, s:s, s:o, s:b}", "address", peers[i].address, "state",
+                                states[peers[i].state], "replica", u64_json(peers[i].replica_id),
+                                "outgoing", peers[i].outgoing));
+        }
+        json_object_set_new(o, "peers", list);
         json_object_set_new(o, "node",
                             json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "peers",
                                       u64_json(ns.peers), "sessions", u64_json(ns.sessions),

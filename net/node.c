@@ -651,6 +651,47 @@ int tally_node_get_stats(const tally_node *n, tally_node_stats *out) {
     return TALLY_OK;
 }
 
+int tally_node_peers(const tally_node *n, tally_node_peer *out, size_t cap, size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (n == NULL || count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    size_t k = 0;
+    for (const peer *p = n->peers; p != NULL; p = p->next, k++) {
+        if (k < cap) {
+            tally_node_peer *e = &out[k];
+            memset(e, 0, sizeof *e);
+            snprintf(e->address, sizeof e->address, "%s", p->addr);
+            e->outgoing = 1;
+            const conn *c = p->conn;
+            e->state = c == NULL || c->closing ? TALLY_PEER_DOWN
+                       : !c->live              ? TALLY_PEER_CONNECTING
+                       : c->s.state == SESSION_READY ? TALLY_PEER_READY
+                                                     : TALLY_PEER_HANDSHAKE;
+            e->replica_id = c != NULL && c->live ? c->s.peer_id : 0;
+        }
+    }
+    for (const conn *c = n->conns; c != NULL; c = c->next) {
+        if (c->peer != NULL || c->closing) {
+            continue; /* outgoing ones are listed with their peer */
+        }
+        if (k < cap) {
+            tally_node_peer *e = &out[k];
+            memset(e, 0, sizeof *e);
+            snprintf(e->address, sizeof e->address, "%.95s", c->name);
+            e->state = !c->live ? TALLY_PEER_CONNECTING
+                       : c->s.state == SESSION_READY ? TALLY_PEER_READY
+                                                     : TALLY_PEER_HANDSHAKE;
+            e->replica_id = c->live ? c->s.peer_id : 0;
+        }
+        k++;
+    }
+    *count = k;
+    return TALLY_OK;
+}
+
 int tally_node_port(const tally_node *n) {
     if (n == NULL || !n->listening) {
         return -1;

@@ -326,6 +326,12 @@ static void show(const char *op, json_t *j) {
                    s_(node, "peers"), s_(node, "sessions_ready"), s_(node, "bytes_in"),
                    s_(node, "bytes_out"));
         }
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(j, "peers"), i, p) {
+            printf("peer         %-30s %-10s replica %s\n", s_(p, "address"), s_(p, "state"),
+                   s_(p, "replica"));
+        }
         printf("version vector\n");
         const char *origin;
         json_t *seq;

@@ -200,6 +200,19 @@ static void three_nodes_converge_under_concurrent_writes(void **state) {
     tally_stats st;
     tally_get_stats(c.r[2], &st);
     assert_true(st.ops > 1000);
+    /* node 1 lists its two configured peers, ready, and the two connections they made to it */
+    tally_node_peer peers[8];
+    size_t n = 0;
+    assert_result(tally_node_peers(c.node[0], peers, 8, &n), TALLY_OK);
+    assert_int_equal(n, 4);
+    int ready_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        ready_out += peers[i].outgoing && peers[i].state == TALLY_PEER_READY &&
+                     (peers[i].replica_id == 2 || peers[i].replica_id == 3);
+    }
+    assert_int_equal(ready_out, 2);
+    assert_result(tally_node_peers(c.node[0], NULL, 0, &n), TALLY_OK);
+    assert_result(tally_node_peers(c.node[0], NULL, 1, &n), TALLY_EINVAL);
     cluster_free(&c);
 }
 
