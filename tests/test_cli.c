@@ -57,6 +57,13 @@ static void every_command_works_on_a_local_directory(void **state) {
     assert_non_null(strstr(out, "\"debits_posted\":20"));
     assert_int_equal(tally("--data %s transfer-info 102", dir), 0);
     assert_non_null(strstr(out, "posted"));
+    assert_int_equal(tally("--data %s transfer 104 --debit 10 --credit 1 --amount 5 --ledger 1 "
+                           "--code 1 --pending", dir), 0);
+    assert_int_equal(tally("--data %s transfer 105 --void 104", dir), 0);
+    assert_int_equal(tally("--data %s transfer-info 104", dir), 0);
+    assert_non_null(strstr(out, "voided"));
+    assert_int_equal(tally("--data %s transfer 106 --post 104", dir), 1);
+    assert_non_null(strstr(out, "PENDING_ALREADY_VOIDED"));
     assert_int_equal(tally("--data %s grant 10 --to 99 --amount 5", dir), 0);
     assert_int_equal(tally("--data %s conflicts", dir), 0);
     assert_non_null(strstr(out, "no conflicts"));
