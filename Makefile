@@ -6,7 +6,8 @@ ASAN_BUILD ?= build-asan
 CLANG_BUILD ?= build-clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS = fuzz_apply fuzz_delta fuzz_journal fuzz_snapshot fuzz_session fuzz_sim fuzz_control
+FUZZ_TARGETS = fuzz_apply fuzz_delta fuzz_journal fuzz_snapshot fuzz_session fuzz_sim fuzz_control \
+               fuzz_config
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SEEDS      ?= 100000
 ROUNDS     ?= 10000

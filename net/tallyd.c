@@ -24,21 +24,14 @@
 #include <uv.h>
 
 #include "ledger/codec.h"
+#include "net/config.h"
 #include "net/control.h"
 #include "tally.h"
 
-#define PEERS_MAX 64
 #define CONTROL_LINE_MAX (64u << 20)
 #define CONTROL_UNSENT_MAX (64u << 20)
 
-typedef struct settings {
-    char *data, *listen, *control, *cluster;
-    char *peers[PEERS_MAX];
-    int n_peers;
-    tally_sync_mode sync;
-    uint32_t anti_entropy_ms;
-    uint64_t rights_reserve;
-} settings;
+
 
 typedef struct daemon_ daemon_;
 
@@ -113,72 +106,6 @@ static bool parse_number(const char *text, uint64_t max, uint64_t *out) {
     return true;
 }
 
-static bool set_sync(settings *s, const char *v) {
-    if (strcmp(v, "commit") == 0) {
-        s->sync = TALLY_SYNC_COMMIT;
-    } else if (strcmp(v, "none") == 0) {
-        s->sync = TALLY_SYNC_NONE;
-    } else {
-        return false;
-    }
-    return true;
-}
-
-/* Reads a JSON config file; an unknown key or a bad value is refused naming the key. */
-static bool load_config(settings *s, const char *path) {
-    json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (root == NULL || !json_is_object(root)) {
-        log_line(0, "%s: not a JSON object: %s (line %d)", path, root == NULL ? err.text : "",
-                 err.line);
-        json_decref(root);
-        return false;
-    }
-    const char *key;
-    json_t *v;
-    bool ok = true;
-    json_object_foreach(root, key, v) {
-        const char *str = json_string_value(v);
-        if (strcmp(key, "data") == 0 && str != NULL) {
-            s->data = strdup(str);
-        } else if (strcmp(key, "listen") == 0 && str != NULL) {
-            s->listen = strdup(str);
-        } else if (strcmp(key, "control") == 0 && str != NULL) {
-            s->control = strdup(str);
-        } else if (strcmp(key, "cluster") == 0 && str != NULL) {
-            s->cluster = strdup(str);
-        } else if (strcmp(key, "sync") == 0 && str != NULL && set_sync(s, str)) {
-        } else if (strcmp(key, "anti_entropy_ms") == 0 && json_is_integer(v) &&
-                   json_integer_value(v) > 0 && json_integer_value(v) <= 3600000) {
-            s->anti_entropy_ms = (uint32_t)json_integer_value(v);
-        } else if (strcmp(key, "rights_reserve") == 0 && json_is_integer(v) &&
-                   json_integer_value(v) >= 0) {
-            s->rights_reserve = (uint64_t)json_integer_value(v);
-        } else if (strcmp(key, "peers") == 0 && json_is_array(v) &&
-                   json_array_size(v) <= PEERS_MAX) {
-            size_t i;
-            json_t *p;
-            json_array_foreach(v, i, p) {
-                if (!json_is_string(p)) {
-                    log_line(0, "%s: \"peers\" must be a list of \"host:port\" strings", path);
-                    ok = false;
-                    break;
-                }
-                s->peers[s->n_peers++] = strdup(json_string_value(p));
-            }
-        } else {
-            bool known = !strcmp(key, "data") || !strcmp(key, "listen") ||
-                         !strcmp(key, "control") || !strcmp(key, "cluster") ||
-                         !strcmp(key, "sync") || !strcmp(key, "anti_entropy_ms") ||
-                         !strcmp(key, "rights_reserve") || !strcmp(key, "peers");
-            log_line(0, known ? "%s: bad value for \"%s\"" : "%s: unknown key \"%s\"", path, key);
-            ok = false;
-        }
-    }
-    json_decref(root);
-    return ok;
-}
-
 /* Returns 0 to run, or the exit status. */
 static int parse_args(settings *s, int argc, char **argv) {
     s->sync = TALLY_SYNC_COMMIT;
@@ -196,22 +123,28 @@ static int parse_args(settings *s, int argc, char **argv) {
         }
         i++;
         if (!strcmp(a, "--data")) {
+            free(s->data);
             s->data = strdup(v);
         } else if (!strcmp(a, "--listen")) {
+            free(s->listen);
             s->listen = strdup(v);
         } else if (!strcmp(a, "--control")) {
+            free(s->control);
             s->control = strdup(v);
         } else if (!strcmp(a, "--cluster")) {
+            free(s->cluster);
             s->cluster = strdup(v);
         } else if (!strcmp(a, "--peer") && s->n_peers < PEERS_MAX) {
             s->peers[s->n_peers++] = strdup(v);
-        } else if (!strcmp(a, "--sync") && set_sync(s, v)) {
+        } else if (!strcmp(a, "--sync") && config_set_sync(s, v)) {
         } else if (!strcmp(a, "--anti-entropy-ms") && parse_number(v, 3600000, &n) && n > 0) {
             s->anti_entropy_ms = (uint32_t)n;
         } else if (!strcmp(a, "--rights-reserve") && parse_number(v, UINT64_MAX, &n)) {
             s->rights_reserve = n;
         } else if (!strcmp(a, "--config")) {
-            if (!load_config(s, v)) {
+            char why[300];
+            if (!config_load_file(s, v, why, sizeof why)) {
+                log_line(0, "%s", why);
                 return 2;
             }
         } else {
@@ -475,17 +408,6 @@ static int start(daemon_ *d) {
     return 0;
 }
 
-static void settings_free(settings *s) {
-    free(s->data);
-    free(s->listen);
-    free(s->control);
-    free(s->cluster);
-    for (int i = 0; i < s->n_peers; i++) {
-        free(s->peers[i]);
-    }
-    memset(s, 0, sizeof *s);
-}
-
 static void close_any(uv_handle_t *h, void *arg) {
     (void)arg;
     if (!uv_is_closing(h)) {
@@ -498,7 +420,7 @@ int main(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     int rc = parse_args(&d.s, argc, argv);
     if (rc != 0) {
-        settings_free(&d.s);
+        config_free(&d.s);
         return rc < 0 ? 0 : rc;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -518,6 +440,6 @@ int main(int argc, char **argv) {
         uv_run(d.loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(d.loop);
-    settings_free(&d.s);
+    config_free(&d.s);
     return status;
 }
