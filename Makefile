@@ -70,7 +70,8 @@ fuzz: fuzz-build
 	@mkdir -p fuzz/out
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/out/$$t; echo "== $$t, $(FUZZ_SECONDS) s"; \
-	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	  dict=""; [ -f fuzz/dict/$$t.dict ] && dict="-dict=../dict/$$t.dict"; \
+	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) $$dict \
 	    -print_final_stats=1 $$t ../corpus/$$t 2>&1 | grep -E "DONE|stat::") || exit 1; \
 	done
 
