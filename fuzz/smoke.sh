@@ -7,7 +7,7 @@ target=$1 corpus=$2 seconds=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$corpus"/. "$work"/
-dict="$(dirname "$0")/dict/$(basename "$target").dict"
+dict="$(cd "$(dirname "$0")" && pwd)/dict/$(basename "$target").dict"
 args=()
 [ -f "$dict" ] && args+=("-dict=$dict")
 cd "$work"
