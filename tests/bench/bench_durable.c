@@ -27,19 +27,8 @@
 
 #define ACCOUNTS 10000
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define BENCH_SEED 0x9e3779b97f4a7c15u
+#include "bench_util.h"
 
 static _Noreturn void die(const char *what, const char *detail) {
     fprintf(stderr, "bench_durable: %s: %s\n", what, detail);

@@ -28,19 +28,8 @@
 #define ACCOUNTS 10000
 #define NODES 5
 
-static uint64_t rng_state = 0x51ed270b27a1c3d5u;
-static uint64_t rnd(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define BENCH_SEED 0x51ed270b27a1c3d5u
+#include "bench_util.h"
 
 static _Noreturn void die(const char *what, int rc) {
     fprintf(stderr, "bench_net: %s: %s\n", what, tally_result_name(rc));
