@@ -5,8 +5,8 @@
 
 #include <stdlib.h>
 
-bool array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
-                   uint32_t max) {
+bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
+                uint32_t max) {
     uint64_t need = (uint64_t)count + more;
     if (need <= *capacity) {
         return true;

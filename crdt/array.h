@@ -12,8 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-bool array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
-                   uint32_t max);
+bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
+                uint32_t max);
+
+/* The check is inline: on the hot paths there is almost always room already. */
+static inline bool array_reserve(void **at, uint32_t *capacity, uint32_t count, uint32_t more,
+                                 size_t elem, uint32_t max) {
+    return (uint64_t)count + more <= *capacity || array_grow(at, capacity, count, more, elem, max);
+}
 
 /* For a struct with members `at`, `count` and `capacity`. */
 #define ARRAY(type)                                                                                \

@@ -1,11 +1,36 @@
 /*
  * crdt/idmap.c — see idmap.h for the invariants.
  */
+#define _DEFAULT_SOURCE /* madvise */
 #include "crdt/idmap.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Tables of this size and more go on huge pages where the system offers them (Linux's
+ * transparent huge pages, on madvise): a lookup of a new random id lands on a random page of a
+ * table that outgrows the caches, and with 4 KiB pages that is a TLB miss as well as a cache
+ * miss, a two-level page walk in a virtual machine. docs/benchmarks.md has the measurement. */
+#define IDMAP_HUGE_BYTES ((size_t)2 << 20)
+
+/* A zeroed table of capacity slots, or NULL. free() releases it either way. */
+static idmap_slot *slots_alloc(size_t capacity) {
+#if defined(MADV_HUGEPAGE)
+    size_t bytes = capacity * sizeof(idmap_slot);
+    if (bytes >= IDMAP_HUGE_BYTES) {
+        void *p;
+        if (posix_memalign(&p, IDMAP_HUGE_BYTES, bytes) != 0) {
+            return NULL;
+        }
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: if refused, the pages stay small */
+        memset(p, 0, bytes);
+        return p;
+    }
+#endif
+    return calloc(capacity, sizeof(idmap_slot));
+}
 
 void idmap_init(idmap *m, idmap_key_fn key, const void *ctx) {
     m->slots = NULL;
@@ -30,7 +55,7 @@ void idmap_clear(idmap *m) {
 }
 
 static bool idmap_resize(idmap *m, size_t capacity) {
-    idmap_slot *slots = calloc(capacity, sizeof *slots);
+    idmap_slot *slots = slots_alloc(capacity);
     if (slots == NULL) {
         return false;
     }
@@ -52,10 +77,7 @@ static bool idmap_resize(idmap *m, size_t capacity) {
     return true;
 }
 
-bool idmap_reserve(idmap *m, size_t n) {
-    if (m->slots != NULL && n <= ((size_t)m->mask + 1) / 4 * 3) {
-        return true;
-    }
+bool idmap_grow(idmap *m, size_t n) {
     size_t capacity = 16;
     while (capacity / 4 * 3 < n) {
         if (capacity >= IDMAP_CAPACITY_MAX) {
@@ -88,6 +110,23 @@ bool idmap_put(idmap *m, tally_id key, uint32_t value) {
         if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
             s->ref = value + 1;
             return true;
+        }
+    }
+}
+
+uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
+    assert(value < IDMAP_NONE);
+    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        idmap_slot *s = &m->slots[i];
+        if (s->ref == 0) {
+            s->ref = value + 1;
+            s->hash = h;
+            m->count++;
+            return IDMAP_NONE;
+        }
+        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
+            return s->ref - 1;
         }
     }
 }

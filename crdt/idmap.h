@@ -48,19 +48,23 @@ void idmap_free(idmap *m);
 /* Empties the map, keeping its table. */
 void idmap_clear(idmap *m);
 /* Makes room for `n` keys in all without another resize. False when out of memory or past
- * IDMAP_CAPACITY_MAX; the map is unchanged then. */
-bool idmap_reserve(idmap *m, size_t n);
+ * IDMAP_CAPACITY_MAX; the map is unchanged then. The check is inline (the hot paths almost
+ * always have room); idmap_grow does the rest. */
+bool idmap_grow(idmap *m, size_t n);
+static inline bool idmap_reserve(idmap *m, size_t n) {
+    return (m->slots != NULL && n <= ((size_t)m->mask + 1) / 4 * 3) || idmap_grow(m, n);
+}
 
 static inline uint32_t idmap_hash(tally_id key) {
     return (uint32_t)id_hash(key);
 }
 
-/* The value stored for key, or IDMAP_NONE. */
-static inline uint32_t idmap_get(const idmap *m, tally_id key) {
+/* The value stored for key, or IDMAP_NONE; h is idmap_hash(key), for callers that look one
+ * key up more than once. */
+static inline uint32_t idmap_get_hashed(const idmap *m, tally_id key, uint32_t h) {
     if (m->slots == NULL) {
         return IDMAP_NONE;
     }
-    uint32_t h = idmap_hash(key);
     for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
         const idmap_slot *s = &m->slots[i];
         if (s->ref == 0) {
@@ -70,6 +74,11 @@ static inline uint32_t idmap_get(const idmap *m, tally_id key) {
             return s->ref - 1;
         }
     }
+}
+
+/* The value stored for key, or IDMAP_NONE. */
+static inline uint32_t idmap_get(const idmap *m, tally_id key) {
+    return idmap_get_hashed(m, key, idmap_hash(key));
 }
 
 /* Starts loading the cache line where key's lookup will begin: callers that know their next
@@ -89,5 +98,10 @@ static inline void idmap_prefetch(const idmap *m, tally_id key) {
  * (the map is unchanged then). value must be below IDMAP_NONE and key(ctx, value) must already
  * return key. */
 bool idmap_put(idmap *m, tally_id key, uint32_t value);
+
+/* Inserts key -> value if key is not there and returns IDMAP_NONE; if it is, returns its value
+ * and changes nothing. One probe where idmap_get then idmap_put take two. Room must have been
+ * reserved (idmap_reserve) for one more key; h is idmap_hash(key); value as for idmap_put. */
+uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value);
 
 #endif

@@ -23,7 +23,7 @@
  * lookup in a table that outgrows the caches; a few in flight hide most of the latency). */
 #define BATCH_PREFETCH 8
 
-static const op_refs no_refs = {NONE, NONE, NONE, NONE};
+static const op_refs no_refs = {NONE, NONE, NONE, NONE, 0};
 
 static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) {
     o->origin = r->id;
@@ -262,7 +262,8 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     if (id_is_zero(t->id)) {
         return TALLY_ID_ZERO;
     }
-    uint32_t have = idmap_get(&r->transfer_map, t->id);
+    uint32_t id_hash = idmap_hash(t->id);
+    uint32_t have = idmap_get_hashed(&r->transfer_map, t->id, id_hash);
     if (have != NONE) {
         return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
                                                               : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
@@ -275,6 +276,7 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     memset(&o, 0, sizeof o);
     o.u.transfer = *t;
     op_refs refs = no_refs;
+    refs.id_hash = id_hash;
     rc = post_or_void(t) ? resolve_post_or_void(r, &o, &refs) : resolve_transfer(r, &o, &refs);
     return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms, refs);
 }

@@ -178,11 +178,14 @@ int replica_writable(const tally_replica *r);
 
 /* --- ledger/apply.c --- */
 /* What op_validate found, so that op_apply need not look it up again. The caller sets every
- * field, to a hint or to NONE; op_validate checks a hint before it trusts it. */
+ * field, to a hint or to NONE (id_hash to the hash itself); op_validate checks a hint before it
+ * trusts it. */
 typedef struct op_refs {
     uint32_t origin;        /* origins[] index of the op's origin; NONE if not known yet */
     uint32_t debit, credit; /* transfers: the incarnations; a grant's account is in debit */
     uint32_t pending;       /* POST/VOID: the pending transfer */
+    uint32_t id_hash;       /* transfer kinds: idmap_hash of the transfer id, hashed once by the
+                               caller (unused for other kinds and for a VOID by timeout) */
 } op_refs;
 /* Checks that a resolved op may be applied to the current state, filling refs. For a local op
  * the result is what the caller is told; for a remote op anything but TALLY_OK means the op is

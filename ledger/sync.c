@@ -314,7 +314,10 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
  * previous op's origin, since ops of one origin come in runs. */
 static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_ms) {
-    op_refs refs = {NONE, NONE, NONE, NONE};
+    op_refs refs = {NONE, NONE, NONE, NONE, 0};
+    if (o->kind != OP_OPEN && o->kind != OP_GRANT) {
+        refs.id_hash = idmap_hash(o->u.transfer.id);
+    }
     refs.origin = last->origin != NONE && r->origins.at[last->origin].id == o->origin
                       ? last->origin
                       : replica_origin_find(r, o->origin);
@@ -390,7 +393,7 @@ int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
             return rc;
         }
     }
-    op_refs last = {NONE, NONE, NONE, NONE};
+    op_refs last = {NONE, NONE, NONE, NONE, 0};
     size_t block_len;
     int rc = apply_block(r, frame, len, &block_len, &last, replica_now_ms(r));
     return rc == TALLY_OK && block_len != len ? TALLY_ECORRUPT : rc;
@@ -408,7 +411,7 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
         return TALLY_ECORRUPT;
     }
     size_t at = DELTA_HEADER;
-    op_refs last = {NONE, NONE, NONE, NONE};
+    op_refs last = {NONE, NONE, NONE, NONE, 0};
     uint64_t now_ms = replica_now_ms(r);
     int rc = TALLY_OK;
     while (at < len && rc == TALLY_OK) {

@@ -1,14 +1,15 @@
 /*
  * test_alloc.c — out of memory, and every result.
  *
- * The library's malloc, calloc and realloc are wrapped at link time (-Wl,--wrap), so a test can
- * make the Nth allocation from now fail. Each sweep fails allocation 0, 1, 2, ... of one call
+ * The library's malloc, calloc, realloc and posix_memalign are wrapped at link time
+ * (-Wl,--wrap), so a test can make the Nth allocation from now fail. Each sweep fails allocation 0, 1, 2, ... of one call
  * until the call succeeds, and checks that every failed attempt returned TALLY_ENOMEM and left
  * the replica exactly as it was (same digest, invariants intact). Under the ASan build,
  * LeakSanitizer checks that nothing leaked on any of those paths.
  */
 #include "support.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,9 +19,11 @@
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
+int __real_posix_memalign(void **p, size_t align, size_t n);
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
+int __wrap_posix_memalign(void **p, size_t align, size_t n);
 
 static long fail_at = -1; /* the allocation, counted from arming, that fails; -1: none */
 static long allocations;
@@ -36,6 +39,9 @@ void *__wrap_calloc(size_t n, size_t size) {
 }
 void *__wrap_realloc(void *p, size_t n) {
     return should_fail() ? NULL : __real_realloc(p, n);
+}
+int __wrap_posix_memalign(void **p, size_t align, size_t n) {
+    return should_fail() ? ENOMEM : __real_posix_memalign(p, align, n);
 }
 
 static void arm(long n) {
@@ -160,6 +166,57 @@ static void a_batch_out_of_memory_applies_nothing_or_reports_each(void **state) 
         }
     }
     tally_close(r);
+}
+
+/* A batch big enough that the transfer map moves to a table of huge pages (crdt/idmap.c):
+ * when that table cannot be had, the batch is refused whole; when it can, every transfer is
+ * there and a peer that pulls them builds the same big table and the same state. */
+static void a_batch_that_outgrows_the_small_tables_fails_whole_or_lands_whole(void **state) {
+    (void)state;
+    enum { N = 200000 }; /* 200,000 ids need 2^19 slots: 4 MiB, past the huge-page threshold */
+    tally_replica *r = replica_new(1, NULL), *peer = replica_new(2, NULL);
+    tally_account bank = account(1, 1, 0), a = account(2, 1, DEBITS_BOUND);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    assert_result(tally_create_account(r, &a), TALLY_OK);
+    tally_transfer *t = calloc(N, sizeof *t);
+    int *results = calloc(N, sizeof *results);
+    assert_non_null(t);
+    assert_non_null(results);
+    for (uint64_t i = 0; i < N; i++) {
+        t[i] = transfer(1000 + i, 1, 2, 1);
+    }
+    int failed = 0;
+    for (long n = 0;; n++) {
+        uint8_t before[16], after[16];
+        digest_of(r, before);
+        arm(n);
+        int rc = tally_create_transfers(r, t, N, results);
+        disarm();
+        if (rc != TALLY_ENOMEM) {
+            assert_result(rc, TALLY_OK);
+            break;
+        }
+        failed++;
+        digest_of(r, after);
+        assert_memory_equal(before, after, 16);
+    }
+    assert_true(failed > 0);
+    for (uint64_t i = 0; i < N; i++) {
+        assert_result(results[i], TALLY_OK);
+    }
+    tally_transfer got;
+    assert_result(tally_lookup_transfer(r, t[0].id, &got), TALLY_OK);
+    assert_result(tally_lookup_transfer(r, t[N - 1].id, &got), TALLY_OK);
+    assert_result(tally_create_transfers(r, t, N, results), TALLY_OK);
+    assert_result(results[N / 2], TALLY_EXISTS);
+    sync_pair(r, peer);
+    assert_converged(r, peer);
+    assert_result(tally_lookup_transfer(peer, t[N - 1].id, &got), TALLY_OK);
+    assert_true(replica_check(peer));
+    free(t);
+    free(results);
+    tally_close(r);
+    tally_close(peer);
 }
 
 static void sync_survives_running_out_of_memory(void **state) {
@@ -428,6 +485,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_write_survives_running_out_of_memory),
         cmocka_unit_test(a_batch_out_of_memory_applies_nothing_or_reports_each),
+        cmocka_unit_test(a_batch_that_outgrows_the_small_tables_fails_whole_or_lands_whole),
         cmocka_unit_test(sync_survives_running_out_of_memory),
         cmocka_unit_test(a_durable_replica_survives_running_out_of_memory),
         cmocka_unit_test(every_result_is_reachable),
