@@ -211,7 +211,7 @@ static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t 
 /* The incarnation for (id, ledger, flags): the caller's hint if it is that, else a lookup. */
 static uint32_t account_hinted(const tally_replica *r, uint32_t hint, tally_id id, uint32_t ledger,
                                uint16_t flags) {
-    if (hint != NONE) {
+    if (hint < r->accounts.count) {
         const account_rec *a = &r->accounts.at[hint];
         if (id_eq(a->id, id) && a->ledger == ledger && a->flags == flags) {
             return hint;

@@ -178,7 +178,7 @@ static uint8_t *enc_account(block_enc *e, uint8_t *p, tally_id id, uint32_t ledg
         d->accounts.at[k].flags == flags) {
         return put_varint(p, (uint64_t)k + 1);
     }
-    codec_account a = {id, ledger, flags};
+    codec_account a = {id, ledger, CODEC_NO_HINT, flags};
     if (!dict_add_account(d, a) || !enc_index(e, &e->account_index, id, d->accounts.count - 1)) {
         *ok = false;
         return p;
@@ -328,6 +328,7 @@ int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_
     dict_init(&d->dict);
     d->p = d->end = NULL;
     d->remaining = 0;
+    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
     if (len < CODEC_BLOCK_HEADER) {
         return TALLY_ECORRUPT;
     }
@@ -392,13 +393,15 @@ static bool get_id(block_dec *d, tally_id *id) {
     return true;
 }
 
-static int dec_account(block_dec *d, codec_account *out) {
+/* Reads an account reference into *out and notes its dictionary index in d->accounts[which]. */
+static int dec_account(block_dec *d, codec_account *out, int which) {
     uint64_t k;
     if (!get_varint_max(d, d->dict.accounts.count, &k)) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
         *out = d->dict.accounts.at[k - 1];
+        d->accounts[which] = (uint32_t)(k - 1);
         return TALLY_OK;
     }
     uint64_t ledger;
@@ -411,6 +414,8 @@ static int dec_account(block_dec *d, codec_account *out) {
         return TALLY_ECORRUPT;
     }
     out->ledger = (uint32_t)ledger;
+    out->hint = CODEC_NO_HINT;
+    d->accounts[which] = d->dict.accounts.count;
     return dict_add_account(&d->dict, *out) ? TALLY_OK : TALLY_ENOMEM;
 }
 
@@ -446,7 +451,8 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
         return TALLY_ECORRUPT;
     }
     codec_account debit, credit;
-    if ((rc = dec_account(d, &debit)) != TALLY_OK || (rc = dec_account(d, &credit)) != TALLY_OK) {
+    if ((rc = dec_account(d, &debit, 0)) != TALLY_OK ||
+        (rc = dec_account(d, &credit, 1)) != TALLY_OK) {
         return rc;
     }
     if (debit.ledger != credit.ledger || !get_varint(d, &t->amount)) {
@@ -466,6 +472,7 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
 
 int block_dec_op(block_dec *d, op *o) {
     memset(o, 0, sizeof *o);
+    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
     if (d->remaining == 0 || d->p == d->end) {
         return TALLY_ECORRUPT;
     }
@@ -506,7 +513,7 @@ int block_dec_op(block_dec *d, op *o) {
     uint64_t v;
     switch (o->kind) {
     case OP_OPEN:
-        if ((rc = dec_account(d, &a)) != TALLY_OK) {
+        if ((rc = dec_account(d, &a, 0)) != TALLY_OK) {
             return rc;
         }
         o->u.account.id = a.id;
@@ -514,7 +521,7 @@ int block_dec_op(block_dec *d, op *o) {
         o->u.account.flags = a.flags;
         break;
     case OP_GRANT:
-        if ((rc = dec_account(d, &a)) != TALLY_OK ||
+        if ((rc = dec_account(d, &a, 0)) != TALLY_OK ||
             (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
             return rc;
         }

@@ -82,9 +82,15 @@ static inline uint64_t get_u64le(const uint8_t *p) {
     return v;
 }
 
+#define CODEC_NO_HINT UINT32_MAX
+
 typedef struct codec_account {
     tally_id id;
     uint32_t ledger;
+    /* The decoder's caller may note here what this entry resolved to (for the replica: the
+     * account incarnation), so that later ops of the block naming it need no lookup. The
+     * codec only sets it to CODEC_NO_HINT when the entry is added. */
+    uint32_t hint;
     uint8_t flags;
 } codec_account;
 
@@ -137,6 +143,9 @@ typedef struct block_dec {
     block_dict dict;
     const uint8_t *p, *end;
     uint32_t remaining;
+    /* The dictionary entries of the accounts the op decoded last named: a transfer's debit
+     * and credit, an open's or a grant's account in [0]; CODEC_NO_HINT where none. */
+    uint32_t accounts[2];
 } block_dec;
 
 /* Checks a block's header and checksum at buf (len bytes available) and readies a decoder for

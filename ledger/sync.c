@@ -311,12 +311,26 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
 
 /* --- apply --------------------------------------------------------------------------------- */
 
+/* The block dictionary's note of the incarnation an entry resolved to: a hint, which
+ * op_validate checks before it trusts it. */
+static uint32_t *dict_hint(block_dec *dec, uint32_t entry) {
+    return entry != CODEC_NO_HINT ? &dec->dict.accounts.at[entry].hint : NULL;
+}
+
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
- * previous op's origin, since ops of one origin come in runs. */
-static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_ms) {
+ * previous op's origin, since ops of one origin come in runs. entries: the block dictionary
+ * entries of the op's accounts (block_dec.accounts when it was decoded); what they resolve to
+ * is noted there for the block's later ops. */
+static int apply_one(tally_replica *r, const op *o, block_dec *dec, const uint32_t entries[2],
+                     op_refs *last, uint64_t now_ms) {
     op_refs refs = {NONE, NONE, NONE, NONE, 0};
+    uint32_t *debit_hint = NULL, *credit_hint = NULL;
     if (o->kind != OP_OPEN && o->kind != OP_GRANT) {
         refs.id_hash = idmap_hash(o->u.transfer.id);
+        debit_hint = dict_hint(dec, entries[0]);
+        credit_hint = dict_hint(dec, entries[1]);
+        refs.debit = debit_hint != NULL ? *debit_hint : NONE;
+        refs.credit = credit_hint != NULL ? *credit_hint : NONE;
     }
     refs.origin = last->origin != NONE && r->origins.at[last->origin].id == o->origin
                       ? last->origin
@@ -327,6 +341,10 @@ static int apply_one(tally_replica *r, const op *o, op_refs *last, uint64_t now_
     }
     if (o->seq != have + 1 || op_validate(r, o, false, &refs) != TALLY_OK) {
         return TALLY_ECORRUPT;
+    }
+    if (debit_hint != NULL && credit_hint != NULL) {
+        *debit_hint = refs.debit;
+        *credit_hint = refs.credit;
     }
     int rc = replica_journal_add(r, o);
     if (rc != TALLY_OK) {
@@ -359,19 +377,22 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
         /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
          * them in order; a decoding error still lets the ops before it apply. */
         op batch[APPLY_AHEAD];
+        uint32_t entries[APPLY_AHEAD][2];
         int n = 0, decoded = TALLY_OK;
         while (n < APPLY_AHEAD && dec.remaining > 0) {
             decoded = block_dec_op(&dec, &batch[n]);
             if (decoded != TALLY_OK) {
                 break;
             }
+            entries[n][0] = dec.accounts[0];
+            entries[n][1] = dec.accounts[1];
             if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
                 idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
             }
             n++;
         }
         for (int i = 0; i < n && rc == TALLY_OK; i++) {
-            rc = apply_one(r, &batch[i], last, now_ms);
+            rc = apply_one(r, &batch[i], &dec, entries[i], last, now_ms);
         }
         if (rc == TALLY_OK) {
             rc = decoded;
