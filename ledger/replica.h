@@ -152,6 +152,20 @@ static inline uint32_t replica_account_head(const tally_replica *r, tally_id id)
     return idmap_get(&r->account_map, id);
 }
 
+/* Starts loading an account record (all of its cache lines) ahead of its use. */
+static inline void replica_account_prefetch(const tally_replica *r, uint32_t account) {
+#if defined(__GNUC__)
+    const char *rec = (const char *)&r->accounts.at[account];
+    for (size_t line = 0; line < sizeof(account_rec); line += 64) {
+        __builtin_prefetch(rec + line);
+    }
+    __builtin_prefetch(rec + sizeof(account_rec) - 1);
+#else
+    (void)r;
+    (void)account;
+#endif
+}
+
 /* A transfer record as the API shows it (resolved: a post names its amount and accounts). */
 void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out);
 

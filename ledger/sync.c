@@ -317,6 +317,14 @@ static uint32_t *dict_hint(block_dec *dec, uint32_t entry) {
     return entry != CODEC_NO_HINT ? &dec->dict.accounts.at[entry].hint : NULL;
 }
 
+/* Starts loading the record a dictionary entry resolved to, if it has been resolved. */
+static void prefetch_account(const tally_replica *r, block_dec *dec, uint32_t entry) {
+    const uint32_t *hint = dict_hint(dec, entry);
+    if (hint != NULL && *hint < r->accounts.count) {
+        replica_account_prefetch(r, *hint);
+    }
+}
+
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
  * previous op's origin, since ops of one origin come in runs. entries: the block dictionary
  * entries of the op's accounts (block_dec.accounts when it was decoded); what they resolve to
@@ -386,6 +394,8 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
             }
             entries[n][0] = dec.accounts[0];
             entries[n][1] = dec.accounts[1];
+            prefetch_account(r, &dec, entries[n][0]);
+            prefetch_account(r, &dec, entries[n][1]);
             if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
                 idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
             }
