@@ -81,17 +81,22 @@ static inline uint32_t idmap_get(const idmap *m, tally_id key) {
     return idmap_get_hashed(m, key, idmap_hash(key));
 }
 
-/* Starts loading the cache line where key's lookup will begin: callers that know their next
- * keys ahead of time (a batch, a decoded block) overlap the memory latency of many lookups. */
-static inline void idmap_prefetch(const idmap *m, tally_id key) {
+/* Starts loading the cache line where the lookup of a key with hash h will begin: callers that
+ * know their next keys ahead of time (a batch, a decoded block) overlap the memory latency of
+ * many lookups. */
+static inline void idmap_prefetch_hashed(const idmap *m, uint32_t h) {
 #if defined(__GNUC__)
     if (m->slots != NULL) {
-        __builtin_prefetch(&m->slots[idmap_hash(key) & m->mask]);
+        __builtin_prefetch(&m->slots[h & m->mask]);
     }
 #else
     (void)m;
-    (void)key;
+    (void)h;
 #endif
+}
+
+static inline void idmap_prefetch(const idmap *m, tally_id key) {
+    idmap_prefetch_hashed(m, idmap_hash(key));
 }
 
 /* Inserts key -> value, or replaces the value of a key already there. False when out of memory

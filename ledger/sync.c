@@ -325,18 +325,28 @@ static void prefetch_account(const tally_replica *r, block_dec *dec, uint32_t en
     }
 }
 
+/* An op decoded ahead of its apply, with what decoding it taught. */
+typedef struct decoded_op {
+    op o;
+    uint32_t entries[2]; /* the block dictionary entries of its accounts (block_dec.accounts) */
+    uint32_t id_hash;    /* transfer kinds: idmap_hash of its id */
+} decoded_op;
+
+static bool is_transfer_kind(const op *o) {
+    return o->kind != OP_OPEN && o->kind != OP_GRANT;
+}
+
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
- * previous op's origin, since ops of one origin come in runs. entries: the block dictionary
- * entries of the op's accounts (block_dec.accounts when it was decoded); what they resolve to
- * is noted there for the block's later ops. */
-static int apply_one(tally_replica *r, const op *o, block_dec *dec, const uint32_t entries[2],
-                     op_refs *last, uint64_t now_ms) {
-    op_refs refs = {NONE, NONE, NONE, NONE, 0};
+ * previous op's origin, since ops of one origin come in runs. What the op's dictionary entries
+ * resolve to is noted there for the block's later ops. */
+static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_refs *last,
+                     uint64_t now_ms) {
+    const op *o = &d->o;
+    op_refs refs = {NONE, NONE, NONE, NONE, d->id_hash};
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
-    if (o->kind != OP_OPEN && o->kind != OP_GRANT) {
-        refs.id_hash = idmap_hash(o->u.transfer.id);
-        debit_hint = dict_hint(dec, entries[0]);
-        credit_hint = dict_hint(dec, entries[1]);
+    if (is_transfer_kind(o)) {
+        debit_hint = dict_hint(dec, d->entries[0]);
+        credit_hint = dict_hint(dec, d->entries[1]);
         refs.debit = debit_hint != NULL ? *debit_hint : NONE;
         refs.credit = credit_hint != NULL ? *credit_hint : NONE;
     }
@@ -384,25 +394,27 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
     while (rc == TALLY_OK && dec.remaining > 0) {
         /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
          * them in order; a decoding error still lets the ops before it apply. */
-        op batch[APPLY_AHEAD];
-        uint32_t entries[APPLY_AHEAD][2];
+        decoded_op batch[APPLY_AHEAD];
         int n = 0, decoded = TALLY_OK;
         while (n < APPLY_AHEAD && dec.remaining > 0) {
-            decoded = block_dec_op(&dec, &batch[n]);
+            decoded_op *d = &batch[n];
+            decoded = block_dec_op(&dec, &d->o);
             if (decoded != TALLY_OK) {
                 break;
             }
-            entries[n][0] = dec.accounts[0];
-            entries[n][1] = dec.accounts[1];
-            prefetch_account(r, &dec, entries[n][0]);
-            prefetch_account(r, &dec, entries[n][1]);
-            if (batch[n].kind != OP_OPEN && batch[n].kind != OP_GRANT) {
-                idmap_prefetch(&r->transfer_map, batch[n].u.transfer.id);
+            d->entries[0] = dec.accounts[0];
+            d->entries[1] = dec.accounts[1];
+            prefetch_account(r, &dec, d->entries[0]);
+            prefetch_account(r, &dec, d->entries[1]);
+            d->id_hash = 0;
+            if (is_transfer_kind(&d->o)) {
+                d->id_hash = idmap_hash(d->o.u.transfer.id);
+                idmap_prefetch_hashed(&r->transfer_map, d->id_hash);
             }
             n++;
         }
         for (int i = 0; i < n && rc == TALLY_OK; i++) {
-            rc = apply_one(r, &batch[i], &dec, entries[i], last, now_ms);
+            rc = apply_one(r, &batch[i], &dec, last, now_ms);
         }
         if (rc == TALLY_OK) {
             rc = decoded;
