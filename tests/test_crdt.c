@@ -58,6 +58,22 @@ static void idmap_put_replaces_the_value_of_a_key(void **state) {
     idmap_free(&m);
 }
 
+static void idmap_insert_keeps_the_value_already_there(void **state) {
+    (void)state;
+    tally_id keys[3] = {tid(5), tid(6), tid(5)};
+    idmap m;
+    idmap_init(&m, key_in, keys);
+    assert_true(idmap_reserve(&m, 3));
+    assert_int_equal(idmap_insert_hashed(&m, tid(5), idmap_hash(tid(5)), 0), IDMAP_NONE);
+    assert_int_equal(idmap_insert_hashed(&m, tid(6), idmap_hash(tid(6)), 1), IDMAP_NONE);
+    /* keys[2] is the same id as keys[0]: the map answers with 0 and keeps it */
+    assert_int_equal(idmap_insert_hashed(&m, tid(5), idmap_hash(tid(5)), 2), 0);
+    assert_int_equal(m.count, 2);
+    assert_int_equal(idmap_get(&m, tid(5)), 0);
+    assert_int_equal(idmap_get_hashed(&m, tid(6), idmap_hash(tid(6))), 1);
+    idmap_free(&m);
+}
+
 static void u128_sums_carry_and_refuse_to_go_negative(void **state) {
     (void)state;
     u128 a = {0, UINT64_MAX};
@@ -174,6 +190,7 @@ int main(void) {
         cmocka_unit_test(array_reserve_doubles_and_stops_at_its_limit),
         cmocka_unit_test(idmap_finds_every_key_it_was_given),
         cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
+        cmocka_unit_test(idmap_insert_keeps_the_value_already_there),
         cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),
         cmocka_unit_test(rights_hold_no_zero_entries_and_never_go_negative),
         cmocka_unit_test(vclock_keeps_entries_sorted_and_merges_to_the_maximum),
