@@ -328,12 +328,15 @@ int main(int argc, char **argv) {
 
     double tally_rate = (double)n / tally_s, sql_rate = (double)n / sql_s;
     double ops = (double)(st.ops - setup_stats.ops);
-    printf("accepted: %zu of %zu (the rest would overdraw), the same in both\n", tally_ok, n);
+    printf("accepted: %zu of %zu (the rest would overdraw)%s\n", tally_ok, n,
+           only_tally ? "" : ", the same in both");
     printf("%-44s %14.0f transfers/s  (%.3f s)\n", "tally_create_transfers (in memory, 1 core)",
            tally_rate, tally_s);
-    printf("%-44s %14.0f transfers/s  (%.3f s)\n", "SQLite 3 (WAL, synchronous=OFF, guarded)",
-           sql_rate, sql_s);
-    printf("%-44s %14.1fx\n", "tally / SQLite", tally_rate / sql_rate);
+    if (!only_tally) {
+        printf("%-44s %14.0f transfers/s  (%.3f s)\n", "SQLite 3 (WAL, synchronous=OFF, guarded)",
+               sql_rate, sql_s);
+        printf("%-44s %14.1fx\n", "tally / SQLite", tally_rate / sql_rate);
+    }
     printf("%-44s %14.0f ops/s        (%.3f s, %.0f ops)\n", "tally_delta (encode for a peer)",
            ops / delta_s, delta_s, ops);
     printf("%-44s %14.0f ops/s        (%.3f s)\n", "tally_apply (validate and apply)",
