@@ -9,14 +9,19 @@
  * one produces for it: apply rate, delta size per transfer (the accounts and their funding
  * reach the second replica before the clock starts, so the deltas hold only the transfers).
  *
+ * Last, how much memory each replica grew by and how long a plain loop takes to fault in as much
+ * fresh memory, so the share of the time that is the kernel's page faults can be read off.
+ *
  * Options: --batches N (default 100), --smoke (a quick run for ctest that checks results only).
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -38,6 +43,38 @@ static _Noreturn void die(const char *what, int rc) {
 static tally_id random_id(void) {
     tally_id id = {rnd(), rnd() | 1};
     return id;
+}
+
+/* --- fresh memory: what the replica's growth costs this machine by itself -------------------- */
+
+/* Resident bytes of this process (Linux /proc/self/statm), 0 if unknown. */
+static size_t resident_bytes(void) {
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2) {
+            resident = 0;
+        }
+        fclose(f);
+    }
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Seconds a plain loop takes to touch `bytes` of fresh anonymous memory, one write per page:
+ * the page faults and zeroing alone, which any program growing by that much pays. */
+static double touch_fresh(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return 0;
+    }
+    double t0 = now_s();
+    for (size_t i = 0; i < bytes; i += page) {
+        ((volatile char *)p)[i] = 1;
+    }
+    double s = now_s() - t0;
+    munmap(p, bytes);
+    return s;
 }
 
 /* --- SQLite, the baseline ------------------------------------------------------------------ */
@@ -256,6 +293,7 @@ int main(int argc, char **argv) {
         tally_free(delta);
     }
     size_t tally_ok = 0;
+    size_t rss_before_create = resident_bytes();
     double t0 = now_s();
     for (int b = 0; b < batches; b++) {
         int rc = tally_create_transfers(r, t + (size_t)b * BATCH, BATCH, results);
@@ -267,6 +305,7 @@ int main(int argc, char **argv) {
         }
     }
     double tally_s = now_s() - t0;
+    size_t create_growth = resident_bytes() - rss_before_create;
 
     /* SQLite */
     size_t sql_ok = tally_ok;
@@ -295,6 +334,7 @@ int main(int argc, char **argv) {
     double delta_s = 0, apply_s = 0;
     tally_stats st;
     tally_get_stats(r, &st);
+    size_t apply_growth = 0;
     for (;;) {
         tally_summary(peer, &summary, &summary_len);
         t0 = now_s();
@@ -308,9 +348,11 @@ int main(int argc, char **argv) {
             tally_free(delta);
             break;
         }
+        size_t rss = resident_bytes();
         t0 = now_s();
         rc = tally_apply(peer, delta, delta_len);
         apply_s += now_s() - t0;
+        apply_growth += resident_bytes() - rss;
         if (rc != TALLY_OK) {
             die("apply", rc);
         }
@@ -343,6 +385,14 @@ int main(int argc, char **argv) {
            ops / apply_s, apply_s);
     printf("%-44s %14.1f bytes/transfer (%zu bytes in %zu deltas of <= 4 MiB)\n", "delta size",
            (double)delta_bytes / ops, delta_bytes, deltas);
+    /* The replicas' growth, and what touching as much fresh memory costs by itself here. */
+    double create_touch = touch_fresh(create_growth), apply_touch = touch_fresh(apply_growth);
+    printf("%-44s %14.1f MB, of which fresh pages alone %.3f s (%.0f%% of its time)\n",
+           "memory grown by create", (double)create_growth / 1e6, create_touch,
+           100 * create_touch / tally_s);
+    printf("%-44s %14.1f MB, of which fresh pages alone %.3f s (%.0f%% of its time)\n",
+           "memory grown by apply", (double)apply_growth / 1e6, apply_touch,
+           100 * apply_touch / apply_s);
     if (smoke) {
         printf("bench: smoke run only; figures from `make bench` go in docs/benchmarks.md\n");
     }
