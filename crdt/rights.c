@@ -15,26 +15,21 @@ void rights_free(rights *m) {
     rights_init(m);
 }
 
-static rights_entry *rights_find(const rights *m, uint32_t holder) {
-    for (uint32_t i = 0; i < m->count; i++) {
-        rights_entry *e = rights_at(m, i);
-        if (e->holder == holder) {
-            return e;
+/* Entries 1.. (the first is checked inline by the callers). */
+rights_entry *rights_find_more(const rights *m, uint32_t holder) {
+    for (uint32_t i = 1; i < m->count; i++) {
+        if (m->more[i - 1].holder == holder) {
+            return &m->more[i - 1];
         }
     }
     return NULL;
 }
 
-u128 rights_get(const rights *m, uint32_t holder) {
-    if (m->count > 0 && m->first.holder == holder) {
-        return m->first.amount;
-    }
-    const rights_entry *e = rights_find(m, holder);
-    u128 zero = {0, 0};
-    return e != NULL ? e->amount : zero;
+static rights_entry *rights_find(const rights *m, uint32_t holder) {
+    return rights_is_first(m, holder) ? (rights_entry *)&m->first : rights_find_more(m, holder);
 }
 
-bool rights_reserve(rights *m, uint32_t holder) {
+bool rights_reserve_more(rights *m, uint32_t holder) {
     if (m->count < 1 || m->count < m->capacity || rights_find(m, holder) != NULL) {
         return true;
     }
@@ -48,10 +43,7 @@ bool rights_reserve(rights *m, uint32_t holder) {
     return true;
 }
 
-bool rights_add(rights *m, uint32_t holder, uint64_t amount) {
-    if (amount == 0) {
-        return true;
-    }
+bool rights_add_more(rights *m, uint32_t holder, uint64_t amount) {
     rights_entry *e = rights_find(m, holder);
     if (e == NULL) {
         if (!rights_reserve(m, holder)) {
@@ -69,16 +61,22 @@ bool rights_add(rights *m, uint32_t holder, uint64_t amount) {
     return true;
 }
 
-bool rights_take(rights *m, uint32_t holder, uint64_t amount) {
-    if (amount == 0) {
-        return true;
-    }
+/* Removes entry e, which holds zero: the last entry fills the hole (invariant 1). */
+static void rights_remove(rights *m, rights_entry *e) {
+    *e = *rights_at(m, --m->count);
+}
+
+void rights_remove_first(rights *m) {
+    rights_remove(m, &m->first);
+}
+
+bool rights_take_more(rights *m, uint32_t holder, uint64_t amount) {
     rights_entry *e = rights_find(m, holder);
     if (e == NULL || !u128_sub(&e->amount, amount)) {
         return false;
     }
     if (u128_is_zero(e->amount)) {
-        *e = *rights_at(m, --m->count); /* the last entry fills the hole */
+        rights_remove(m, e);
     }
     return true;
 }

@@ -14,6 +14,7 @@
 #define TALLY_CRDT_RIGHTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "crdt/u128.h"
@@ -38,14 +39,65 @@ static inline rights_entry *rights_at(const rights *m, uint32_t i) {
 
 void rights_init(rights *m);
 void rights_free(rights *m);
-u128 rights_get(const rights *m, uint32_t holder);
+
+/* The out-of-line halves of the functions below, for every case but the first holder's. */
+rights_entry *rights_find_more(const rights *m, uint32_t holder);
+bool rights_add_more(rights *m, uint32_t holder, uint64_t amount);
+bool rights_take_more(rights *m, uint32_t holder, uint64_t amount);
+bool rights_reserve_more(rights *m, uint32_t holder);
+void rights_remove_first(rights *m);
+
+/* Most accounts have one holder, and transfers look it up several times each: that case is
+ * inline. */
+static inline bool rights_is_first(const rights *m, uint32_t holder) {
+    return m->count > 0 && m->first.holder == holder;
+}
+
+static inline u128 rights_get(const rights *m, uint32_t holder) {
+    if (rights_is_first(m, holder)) {
+        return m->first.amount;
+    }
+    const rights_entry *e = m->count > 1 ? rights_find_more(m, holder) : NULL;
+    u128 zero = {0, 0};
+    return e != NULL ? e->amount : zero;
+}
+
 /* Adds amount to holder's rights. False only when out of memory (nothing changes then). */
-bool rights_add(rights *m, uint32_t holder, uint64_t amount);
+static inline bool rights_add(rights *m, uint32_t holder, uint64_t amount) {
+    if (amount == 0) {
+        return true;
+    }
+    if (rights_is_first(m, holder)) {
+        u128_add(&m->first.amount, amount);
+        return true;
+    }
+    return rights_add_more(m, holder, amount);
+}
+
 /* Takes amount from holder's rights; false (nothing changes) if it holds less. */
-bool rights_take(rights *m, uint32_t holder, uint64_t amount);
+static inline bool rights_take(rights *m, uint32_t holder, uint64_t amount) {
+    if (amount == 0) {
+        return true;
+    }
+    if (rights_is_first(m, holder)) {
+        if (!u128_sub(&m->first.amount, amount)) {
+            return false;
+        }
+        if (u128_is_zero(m->first.amount)) {
+            rights_remove_first(m);
+        }
+        return true;
+    }
+    return rights_take_more(m, holder, amount);
+}
+
 /* Sum of every holder's rights. */
 u128 rights_sum(const rights *m);
+
 /* Makes sure rights_add(holder) cannot fail for want of memory. False when out of memory. */
-bool rights_reserve(rights *m, uint32_t holder);
+static inline bool rights_reserve(rights *m, uint32_t holder) {
+    return m->count < 1 || m->count < m->capacity || m->first.holder == holder ||
+           rights_reserve_more(m, holder);
+}
 
 #endif

@@ -355,6 +355,7 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
                       : replica_origin_find(r, o->origin);
     uint64_t have = refs.origin != NONE ? r->origins.at[refs.origin].seq : 0;
     if (o->seq <= have) {
+        last->origin = refs.origin;
         return TALLY_OK;
     }
     if (o->seq != have + 1 || op_validate(r, o, false, &refs) != TALLY_OK) {
@@ -372,7 +373,8 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     if (rc != TALLY_OK) {
         replica_journal_unadd(r);
     }
-    last->origin = replica_origin_find(r, o->origin);
+    /* An origin seen for the first time was added by op_apply. */
+    last->origin = refs.origin != NONE ? refs.origin : replica_origin_find(r, o->origin);
     return rc;
 }
 
