@@ -358,6 +358,10 @@ bool block_dec_done(const block_dec *d) {
 }
 
 static bool get_varint(block_dec *d, uint64_t *out) {
+    if (d->p != d->end && *d->p < 0x80) { /* one byte: most fields of most ops */
+        *out = *d->p++;
+        return true;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (d->p == d->end) {

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "crdt/array.h"
 #include "crdt/idmap.h"
@@ -57,18 +58,38 @@ void bytes_free(bytes *b);
 /* Room for `more` further bytes. False when out of memory. */
 bool bytes_reserve(bytes *b, size_t more);
 
+/* Little-endian fixed-width fields. On a little-endian machine (every one tally is built for
+ * today) each is one unaligned load or store; the byte loops are the portable fallback. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CODEC_LITTLE_ENDIAN 1
+#else
+#define CODEC_LITTLE_ENDIAN 0
+#endif
+
 static inline void put_u32le(uint8_t *p, uint32_t v) {
+    if (CODEC_LITTLE_ENDIAN) {
+        memcpy(p, &v, 4);
+        return;
+    }
     for (int i = 0; i < 4; i++) {
         p[i] = (uint8_t)(v >> (8 * i));
     }
 }
 static inline void put_u64le(uint8_t *p, uint64_t v) {
+    if (CODEC_LITTLE_ENDIAN) {
+        memcpy(p, &v, 8);
+        return;
+    }
     for (int i = 0; i < 8; i++) {
         p[i] = (uint8_t)(v >> (8 * i));
     }
 }
 static inline uint32_t get_u32le(const uint8_t *p) {
     uint32_t v = 0;
+    if (CODEC_LITTLE_ENDIAN) {
+        memcpy(&v, p, 4);
+        return v;
+    }
     for (int i = 0; i < 4; i++) {
         v |= (uint32_t)p[i] << (8 * i);
     }
@@ -76,6 +97,10 @@ static inline uint32_t get_u32le(const uint8_t *p) {
 }
 static inline uint64_t get_u64le(const uint8_t *p) {
     uint64_t v = 0;
+    if (CODEC_LITTLE_ENDIAN) {
+        memcpy(&v, p, 8);
+        return v;
+    }
     for (int i = 0; i < 8; i++) {
         v |= (uint64_t)p[i] << (8 * i);
     }
