@@ -363,7 +363,7 @@ typedef struct tally_node_options {
 /* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r
  * (local writes and ops from peers) to connected peers, and exchanges summaries with each every
  * anti_entropy_ms to heal anything lost. Log levels: 0 error, 1 warning, 2 info, 3 debug.
- * Addresses are "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
+ * opts->listen is "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
  * If SIGPIPE is at its default action, the first node sets it to ignored (as libuv servers do):
  * a peer that goes away mid-write is then an error on that connection, not the process's end.
  * Results: TALLY_OK; TALLY_EINVAL (a NULL argument, a bad address or cluster name, or r already
@@ -373,7 +373,12 @@ TALLY_API int tally_node_start(struct uv_loop_s *loop, tally_replica *r,
 /* The bound port, or -1 (not listening, or NULL). */
 TALLY_API int tally_node_port(const tally_node *n);
 /* Keeps a connection to a peer, reconnecting with exponential backoff and jitter until removed.
- * Results: TALLY_OK; TALLY_EXISTS (already a peer); TALLY_EINVAL; TALLY_ENOMEM. */
+ * addr is "host:port": an IPv4 literal, a bracketed IPv6 literal, or a DNS name. A name is looked
+ * up on libuv's thread pool before every round of connection attempts (so a changed record is
+ * picked up at the next reconnect), and each address it has is tried in turn; a name that does
+ * not resolve is retried with the same backoff (and logged) until removed.
+ * Results: TALLY_OK; TALLY_EXISTS (already a peer); TALLY_EINVAL (not host:port, a host that is
+ * neither a literal nor a valid name, a port past 65535); TALLY_ENOMEM. */
 TALLY_API int tally_node_add_peer(tally_node *n, const char *addr);
 /* Closes the session with a peer and stops reconnecting to it.
  * Results: TALLY_OK; TALLY_NOT_FOUND (unknown); TALLY_EINVAL. */

@@ -19,6 +19,7 @@
  *   3. Every handle is closed through uv_close, and `stopped` runs after the last close
  *      callback; nothing is freed while libuv may still call back about it.
  */
+#include <ctype.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,17 +38,29 @@ enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
 #define ADDR_MAX 96
+/* Addresses of a named peer tried per resolution, in the resolver's order. */
+#define PEER_ADDRS_MAX 8
 
 typedef struct peer peer;
 typedef struct conn conn;
 
+/* A configured peer. One given by name is resolved again before every round of connection
+ * attempts (so a changed DNS record is picked up on the next reconnect), and each address the
+ * resolver returns is tried in turn before backing off. */
 struct peer {
     peer *next;
+    tally_node *node;
     char addr[ADDR_MAX];
-    struct sockaddr_storage sa;
-    conn *conn; /* the connection to it, or NULL */
+    struct sockaddr_storage sa; /* a literal address; for a named peer, the one being tried */
+    conn *conn;                 /* the connection to it, or NULL */
     uint32_t attempts;
     uint64_t retry_at_ms;
+    bool named;     /* addr's host is a name, not a literal */
+    bool resolving; /* a lookup is in flight (it counts as one of the node's handles) */
+    bool removed;   /* removed while resolving: the lookup's callback frees it */
+    uint8_t n_addrs, next_addr;
+    struct sockaddr_storage addrs[PEER_ADDRS_MAX];
+    uv_getaddrinfo_t resolver;
 };
 
 struct conn {
@@ -123,8 +136,8 @@ static void node_log(tally_node *n, int level, const char *fmt, ...) {
     n->cfg.log(n->cfg.log_ctx, level, msg);
 }
 
-/* "host:port": an IPv4 literal, "localhost", or an IPv6 literal in brackets. */
-static int parse_addr(const char *addr, struct sockaddr_storage *out) {
+/* Splits "host:port" (an IPv6 literal host in brackets, kept) into its parts. */
+static int split_addr(const char *addr, char host[ADDR_MAX], uint16_t *port) {
     if (addr == NULL || strlen(addr) >= ADDR_MAX) {
         return TALLY_EINVAL;
     }
@@ -132,25 +145,65 @@ static int parse_addr(const char *addr, struct sockaddr_storage *out) {
     if (colon == NULL || colon == addr || colon[1] == '\0') {
         return TALLY_EINVAL;
     }
-    char host[ADDR_MAX];
     size_t n = (size_t)(colon - addr);
     memcpy(host, addr, n);
     host[n] = '\0';
     char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
+    long v = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || v < 0 || v > 65535 || !isdigit((unsigned char)colon[1])) {
         return TALLY_EINVAL;
     }
+    *port = (uint16_t)v;
+    return TALLY_OK;
+}
+
+/* A literal host ("127.0.0.1" or "[::1]") into out. */
+static int literal_addr(const char *host, uint16_t port, struct sockaddr_storage *out) {
     memset(out, 0, sizeof *out);
+    size_t n = strlen(host);
     if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
-        host[n - 1] = '\0';
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? TALLY_OK
-                                                                                 : TALLY_EINVAL;
+        char inner[ADDR_MAX];
+        memcpy(inner, host + 1, n - 2);
+        inner[n - 2] = '\0';
+        return uv_ip6_addr(inner, port, (struct sockaddr_in6 *)out) == 0 ? TALLY_OK : TALLY_EINVAL;
     }
-    if (strcmp(host, "localhost") == 0) {
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0 ? TALLY_OK : TALLY_EINVAL;
+}
+
+/* Whether host can be a DNS name (RFC 1123: labels of letters, digits and hyphens, at most 63
+ * characters each and 253 in all, neither starting nor ending with a hyphen). */
+static bool host_name_valid(const char *host) {
+    size_t n = strlen(host), label = 0;
+    if (n == 0 || n > 253) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = host[i];
+        if (ch == '.') {
+            if (label == 0 || host[i - 1] == '-') {
+                return false;
+            }
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || (ch == '-' && label > 0)) {
+            if (++label > 63) {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    return host[n - 1] != '-';
+}
+
+/* What the node listens on: "host:port" with a literal host, or "localhost" for 127.0.0.1. */
+static int parse_addr(const char *addr, struct sockaddr_storage *out) {
+    char host[ADDR_MAX];
+    uint16_t port;
+    int rc = split_addr(addr, host, &port);
+    if (rc == TALLY_OK && strcmp(host, "localhost") == 0) {
         strcpy(host, "127.0.0.1");
     }
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? TALLY_OK : TALLY_EINVAL;
+    return rc == TALLY_OK ? literal_addr(host, port, out) : rc;
 }
 
 /* --- connections ----------------------------------------------------------------------------- */
@@ -186,6 +239,15 @@ static uint64_t jitter(tally_node *n, uint64_t ms) {
     return ms / 2 + (n->seed >> 33) % (ms + 1); /* 0.5x .. 1.5x */
 }
 
+/* The next connection attempt after a failed round: exponential backoff with jitter. */
+static void peer_backoff(tally_node *n, peer *p) {
+    uint64_t backoff = BACKOFF_MIN_MS << (p->attempts < 7 ? p->attempts : 7);
+    backoff = backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff;
+    p->attempts++;
+    p->n_addrs = p->next_addr = 0; /* a named peer is looked up again */
+    p->retry_at_ms = uv_now(n->loop) + jitter(n, backoff);
+}
+
 static void on_conn_closed(uv_handle_t *h) {
     conn *c = h->data;
     tally_node *n = c->node;
@@ -198,10 +260,11 @@ static void on_conn_closed(uv_handle_t *h) {
     if (c->peer != NULL) {
         peer *p = c->peer;
         p->conn = NULL;
-        uint64_t backoff = BACKOFF_MIN_MS << (p->attempts < 7 ? p->attempts : 7);
-        backoff = backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff;
-        p->attempts++;
-        p->retry_at_ms = uv_now(n->loop) + jitter(n, backoff);
+        if (p->named && p->next_addr < p->n_addrs) {
+            p->retry_at_ms = uv_now(n->loop); /* the next address the name gave, at once */
+        } else {
+            peer_backoff(n, p);
+        }
     }
     if (c->live) {
         n->ops_in += c->s.ops_in;
@@ -356,10 +419,22 @@ static void on_connect(uv_connect_t *req, int status) {
         return;
     }
     node_log(c->node, LOG_INFO, "%s: connected", c->name);
+    if (c->peer != NULL) {
+        c->peer->n_addrs = c->peer->next_addr = 0; /* a reconnect looks the name up again */
+    }
     conn_start(c);
 }
 
+static void peer_resolve(tally_node *n, peer *p);
+
 static void peer_connect(tally_node *n, peer *p) {
+    if (p->named) {
+        if (p->next_addr >= p->n_addrs) {
+            peer_resolve(n, p); /* connects when the answer comes */
+            return;
+        }
+        p->sa = p->addrs[p->next_addr++];
+    }
     conn *c = conn_new(n, p, p->addr);
     if (c == NULL) {
         p->retry_at_ms = uv_now(n->loop) + BACKOFF_MAX_MS;
@@ -371,6 +446,60 @@ static void peer_connect(tally_node *n, peer *p) {
     if (rc != 0) {
         conn_close(c, uv_strerror(rc));
     }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    peer *p = req->data;
+    tally_node *n = p->node;
+    p->resolving = false;
+    n->handles--;
+    if (p->removed || n->stopping) {
+        uv_freeaddrinfo(res);
+        if (p->removed) {
+            free(p); /* no longer in the node's list */
+        }
+        maybe_stopped(n);
+        return;
+    }
+    p->n_addrs = p->next_addr = 0;
+    for (const struct addrinfo *ai = status == 0 ? res : NULL;
+         ai != NULL && p->n_addrs < PEER_ADDRS_MAX; ai = ai->ai_next) {
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+            ai->ai_addrlen <= sizeof p->addrs[0]) {
+            struct sockaddr_storage *sa = &p->addrs[p->n_addrs++];
+            memset(sa, 0, sizeof *sa);
+            memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+        }
+    }
+    uv_freeaddrinfo(res);
+    if (p->n_addrs == 0) {
+        node_log(n, LOG_WARN, "%s: cannot resolve: %s", p->addr,
+                 status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
+        peer_backoff(n, p);
+        return;
+    }
+    peer_connect(n, p);
+}
+
+/* Looks a named peer up on libuv's thread pool; on_resolved goes on from there. */
+static void peer_resolve(tally_node *n, peer *p) {
+    char host[ADDR_MAX], port[8];
+    uint16_t port_number = 0;
+    (void)split_addr(p->addr, host, &port_number); /* checked by tally_node_add_peer */
+    snprintf(port, sizeof port, "%u", (unsigned)port_number);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    p->resolver.data = p;
+    int rc = uv_getaddrinfo(n->loop, &p->resolver, on_resolved, host, port, &hints);
+    if (rc != 0) {
+        node_log(n, LOG_WARN, "%s: cannot resolve: %s", p->addr, uv_strerror(rc));
+        peer_backoff(n, p);
+        return;
+    }
+    p->resolving = true;
+    n->handles++; /* the node stops only after the answer (or its cancellation) is in */
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -417,7 +546,7 @@ static void on_tick(uv_timer_t *t) {
         }
     }
     for (peer *p = n->peers; p != NULL; p = p->next) {
-        if (p->conn == NULL && now >= p->retry_at_ms) {
+        if (p->conn == NULL && !p->resolving && now >= p->retry_at_ms) {
             peer_connect(n, p);
         }
     }
@@ -666,7 +795,8 @@ int tally_node_peers(const tally_node *n, tally_node_peer *out, size_t cap, size
             snprintf(e->address, sizeof e->address, "%s", p->addr);
             e->outgoing = 1;
             const conn *c = p->conn;
-            e->state = c == NULL || c->closing ? TALLY_PEER_DOWN
+            e->state = p->resolving ? TALLY_PEER_CONNECTING
+                       : c == NULL || c->closing ? TALLY_PEER_DOWN
                        : !c->live              ? TALLY_PEER_CONNECTING
                        : c->s.state == SESSION_READY ? TALLY_PEER_READY
                                                      : TALLY_PEER_HANDSHAKE;
@@ -709,13 +839,23 @@ int tally_node_add_peer(tally_node *n, const char *addr) {
     if (n == NULL || n->stopping) {
         return TALLY_EINVAL;
     }
+    char host[ADDR_MAX];
+    uint16_t port;
+    if (split_addr(addr, host, &port) != TALLY_OK) {
+        return TALLY_EINVAL;
+    }
     peer *p = calloc(1, sizeof *p);
     if (p == NULL) {
         return TALLY_ENOMEM;
     }
-    if (parse_addr(addr, &p->sa) != TALLY_OK) {
-        free(p);
-        return TALLY_EINVAL;
+    p->node = n;
+    if (literal_addr(host, port, &p->sa) != TALLY_OK) {
+        /* Not a literal: a name, unless it only looks like a broken IPv4 literal. */
+        if (!host_name_valid(host) || strspn(host, "0123456789.") == strlen(host)) {
+            free(p);
+            return TALLY_EINVAL;
+        }
+        p->named = true;
     }
     for (peer *q = n->peers; q != NULL; q = q->next) {
         if (strcmp(q->addr, addr) == 0) {
@@ -741,6 +881,11 @@ int tally_node_remove_peer(tally_node *n, const char *addr) {
             if (p->conn != NULL) {
                 p->conn->peer = NULL; /* no reconnect */
                 conn_close(p->conn, "peer removed");
+            }
+            if (p->resolving) {
+                p->removed = true; /* on_resolved frees it */
+                uv_cancel((uv_req_t *)&p->resolver);
+                return TALLY_OK;
             }
             free(p);
             return TALLY_OK;
@@ -836,6 +981,9 @@ void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx) {
         if (p->conn != NULL) {
             p->conn->peer = NULL;
             p->conn = NULL;
+        }
+        if (p->resolving) {
+            uv_cancel((uv_req_t *)&p->resolver); /* if it has not started; else it finishes */
         }
     }
     for (conn *c = n->conns; c != NULL; c = c->next) {

@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -245,25 +246,49 @@ static char *run_local(const char *dir, const char *line) {
     return reply_text;
 }
 
-static char *run_remote(const char *server, const char *line) {
+/* A connected socket to "host:port" (a name, an IPv4 literal or a bracketed IPv6 literal),
+ * trying each address the name has; -1 after saying why on stderr. */
+static int connect_to(const char *server) {
     const char *colon = strrchr(server, ':');
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    char host[64];
-    snprintf(host, sizeof host, "%.*s", colon != NULL ? (int)(colon - server) : 0, server);
-    if (colon == NULL || inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
-                                   &sa.sin_addr) != 1) {
+    char host[256];
+    if (colon == NULL || colon == server || colon[1] == '\0' ||
+        (size_t)(colon - server) >= sizeof host) {
         fprintf(stderr, "tally: bad server address \"%s\" (HOST:PORT)\n", server);
-        return NULL;
+        return -1;
     }
-    sa.sin_port = htons((uint16_t)atoi(colon + 1));
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        fprintf(stderr, "tally: cannot reach %s\n", server);
-        if (fd >= 0) {
+    snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "tally: bad server address \"%s\": %s\n", server, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (const struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
             close(fd);
+            fd = -1;
         }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        fprintf(stderr, "tally: cannot reach %s\n", server);
+    }
+    return fd;
+}
+
+static char *run_remote(const char *server, const char *line) {
+    int fd = connect_to(server);
+    if (fd < 0) {
         return NULL;
     }
     size_t n = strlen(line);

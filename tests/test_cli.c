@@ -77,6 +77,10 @@ static void every_command_works_on_a_local_directory(void **state) {
     assert_int_equal(tally("status"), 2);
     assert_int_equal(tally("--data %s rights request 10 --amount 1", dir), 2);
     assert_int_equal(tally("--server 127.0.0.1:1 status"), 3);
+    assert_int_equal(tally("--server [::1]:1 status"), 3);
+    assert_int_equal(tally("--server localhost:1 status"), 3);
+    assert_int_equal(tally("--server no-port status"), 3);
+    assert_int_equal(tally("--server tally-test.invalid:1 status"), 3);
     assert_int_equal(tally("--help"), 0);
     assert_non_null(strstr(out, "usage"));
     assert_int_equal(tally("--data %s transfer --help", dir), 0);

@@ -297,6 +297,59 @@ static void a_node_of_another_cluster_is_refused_and_logged(void **state) {
     cluster_free(&c);
 }
 
+/* The state tally_node_peers shows for an outgoing peer, or -1 if it is not listed. */
+static int peer_state(tally_node *n, const char *addr) {
+    tally_node_peer list[8];
+    size_t count;
+    assert_result(tally_node_peers(n, list, 8, &count), TALLY_OK);
+    for (size_t i = 0; i < count && i < 8; i++) {
+        if (list[i].outgoing && strcmp(list[i].address, addr) == 0) {
+            return (int)list[i].state;
+        }
+    }
+    return -1;
+}
+
+static void peers_given_by_name_are_looked_up_and_bad_names_refused(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    char named[2][40];
+    for (int i = 0; i < 2; i++) {
+        snprintf(named[i], sizeof named[i], "localhost:%d", tally_node_port(c.node[1 - i]));
+        assert_result(tally_node_add_peer(c.node[i], named[i]), TALLY_OK);
+        assert_result(tally_node_add_peer(c.node[i], named[i]), TALLY_EXISTS);
+    }
+    assert_true(run_until_converged(&c, 300, 10000));
+    assert_int_equal(peer_state(c.node[0], named[0]), TALLY_PEER_READY);
+
+    /* Refused at once, and nothing added: not host:port, not a name, a broken literal. */
+    const char *bad[] = {
+        "bad_host:7000", "-lead.example:7000", "trail-.example:7000", "a..b:7000",
+        ".example:7000", "999.1.1.1:7000", "1.2.3:7000", "[::1:7000", "[zz]:7000", ":7000",
+        "host:", "host:99999", "host:7x", "host:-1", "host", "host:+7",
+        "a234567890123456789012345678901234567890123456789012345678901234.example:7000",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_result(tally_node_add_peer(c.node[0], bad[i]), TALLY_EINVAL);
+        assert_int_equal(peer_state(c.node[0], bad[i]), -1);
+    }
+    assert_result(tally_node_add_peer(c.node[0], NULL), TALLY_EINVAL);
+
+    /* A name that never resolves (.invalid, RFC 6761) is kept, shown as trying, and can be
+     * removed while its lookup may still be in flight; the node still stops cleanly. */
+    const char *nowhere = "tally-test.invalid:7000";
+    assert_result(tally_node_add_peer(c.node[0], nowhere), TALLY_OK);
+    int st = peer_state(c.node[0], nowhere);
+    assert_true(st == TALLY_PEER_CONNECTING || st == TALLY_PEER_DOWN);
+    assert_result(tally_node_remove_peer(c.node[0], nowhere), TALLY_OK);
+    assert_int_equal(peer_state(c.node[0], nowhere), -1);
+    assert_result(tally_node_add_peer(c.node[0], nowhere), TALLY_OK); /* and again, kept */
+    assert_true(run_until_converged(&c, 50, 10000)); /* the others are not disturbed */
+    assert_true(peer_state(c.node[0], nowhere) >= 0);
+    cluster_free(&c);
+}
+
 static void bad_node_arguments_are_refused(void **state) {
     (void)state;
     uv_loop_t loop;
@@ -575,6 +628,7 @@ int main(void) {
         cmocka_unit_test(a_partition_made_by_removing_peers_heals_when_they_are_back),
         cmocka_unit_test(a_stopped_node_restarts_from_its_journal_and_catches_up),
         cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
+        cmocka_unit_test(peers_given_by_name_are_looked_up_and_bad_names_refused),
         cmocka_unit_test(a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds),
         cmocka_unit_test(a_holder_keeps_its_reserve_and_throttles_repeated_asks),
         cmocka_unit_test(a_request_that_outlives_its_timeout_says_so),
