@@ -17,16 +17,13 @@
 #include "crdt/id.h"
 #include "ledger/replica.h"
 
-/* Validates, stamps and applies a local op. now_ms is the wall clock, read once per call (a
- * batch is one moment); the HLC still gives every op its own timestamp. */
-/* How far ahead a batch prefetches the transfer-map slots of its ids (a new id is a random
- * lookup in a table that outgrows the caches; a few in flight hide most of the latency). */
-#define BATCH_PREFETCH 8
-/* How many requests of a batch have their accounts looked up together (see below). */
+/* How many requests of a batch are looked up together (see tally_create_transfers). */
 #define BATCH_CHUNK 32
 
 static const op_refs no_refs = {NONE, NONE, NONE, NONE, 0};
 
+/* Validates, stamps and applies a local op. now_ms is the wall clock, read once per call (a
+ * batch is one moment); the HLC still gives every op its own timestamp. */
 static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) {
     o->origin = r->id;
     o->seq = r->origins.at[r->self].seq + 1;
@@ -257,15 +254,22 @@ static int resolve_transfer(const tally_replica *r, op *o, op_refs *refs, const 
     return TALLY_OK;
 }
 
-/* The chain heads of a transfer request's two account ids (NONE where there is none). */
-static void account_heads(const tally_replica *r, const tally_transfer *t, uint32_t heads[2]) {
-    heads[0] = replica_account_head(r, t->debit_account_id);
-    heads[1] = replica_account_head(r, t->credit_account_id);
+/* What a transfer request needs looked up before it is created: the chain heads of its two
+ * account ids (NONE where there is none) and the hash of its own id. */
+typedef struct lookahead {
+    uint32_t heads[2];
+    uint32_t id_hash;
+} lookahead;
+
+static void look_ahead(const tally_replica *r, const tally_transfer *t, lookahead *la) {
+    la->heads[0] = replica_account_head(r, t->debit_account_id);
+    la->heads[1] = replica_account_head(r, t->credit_account_id);
+    la->id_hash = idmap_hash(t->id);
 }
 
-/* heads: see account_heads; a batch looks them up ahead, all at once. */
+/* la: see look_ahead; a batch looks a chunk of requests up ahead, all at once. */
 static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t now_ms,
-                           const uint32_t heads[2]) {
+                           const lookahead *la) {
     unsigned kind = t->flags & TRANSFER_KIND_FLAGS;
     if ((t->flags & ~TRANSFER_KIND_FLAGS) != 0 || (kind & (kind - 1)) != 0) {
         return TALLY_FLAGS_INVALID;
@@ -273,7 +277,7 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     if (id_is_zero(t->id)) {
         return TALLY_ID_ZERO;
     }
-    uint32_t id_hash = idmap_hash(t->id);
+    uint32_t id_hash = la->id_hash;
     uint32_t have = idmap_get_hashed(&r->transfer_map, t->id, id_hash);
     if (have != NONE) {
         return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
@@ -289,7 +293,7 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     op_refs refs = no_refs;
     refs.id_hash = id_hash;
     rc = post_or_void(t) ? resolve_post_or_void(r, &o, &refs)
-                         : resolve_transfer(r, &o, &refs, heads);
+                         : resolve_transfer(r, &o, &refs, la->heads);
     return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms, refs);
 }
 
@@ -326,9 +330,9 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
     uint64_t voided = 0, now = replica_now_ms(r);
     rc = expire_due(r, now, &voided);
     if (rc == TALLY_OK) {
-        uint32_t heads[2];
-        account_heads(r, t, heads);
-        rc = create_transfer(r, t, now, heads);
+        lookahead la;
+        look_ahead(r, t, &la);
+        rc = create_transfer(r, t, now, &la);
     }
     return replica_commit(r, rc);
 }
@@ -352,26 +356,24 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
     if (!reserve_local_transfers(r, (uint32_t)n)) {
         return replica_commit(r, TALLY_ENOMEM);
     }
-    /* A batch goes in chunks: first the account lookups of the whole chunk, which depend on
-     * nothing the chunk changes (a transfer never adds an account), so their cache misses
-     * overlap, and each record found starts loading whole; then the transfers in order. */
+    /* A batch goes in chunks. First the lookups of the whole chunk, which depend on nothing the
+     * chunk changes (a transfer never adds an account): the account records found, and the
+     * transfer-map slots of the new ids, start loading together, so their cache misses overlap.
+     * Then the requests, in order. */
     for (size_t base = 0; base < n; base += BATCH_CHUNK) {
         size_t m = n - base < BATCH_CHUNK ? n - base : BATCH_CHUNK;
-        uint32_t heads[BATCH_CHUNK][2];
+        lookahead la[BATCH_CHUNK];
         for (size_t k = 0; k < m; k++) {
-            account_heads(r, &t[base + k], heads[k]);
+            look_ahead(r, &t[base + k], &la[k]);
+            idmap_prefetch_hashed(&r->transfer_map, la[k].id_hash);
             for (int side = 0; side < 2; side++) {
-                if (heads[k][side] != NONE) {
-                    replica_account_prefetch(r, heads[k][side]);
+                if (la[k].heads[side] != NONE) {
+                    replica_account_prefetch(r, la[k].heads[side]);
                 }
             }
         }
         for (size_t k = 0; k < m; k++) {
-            size_t i = base + k;
-            if (i + BATCH_PREFETCH < n) {
-                idmap_prefetch(&r->transfer_map, t[i + BATCH_PREFETCH].id);
-            }
-            results[i] = create_transfer(r, &t[i], now, heads[k]);
+            results[base + k] = create_transfer(r, &t[base + k], now, &la[k]);
         }
     }
     return replica_commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
