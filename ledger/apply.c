@@ -193,7 +193,7 @@ static int transfer_check_overflow(const account_rec *d, const account_rec *c, u
     return TALLY_OK;
 }
 
-static int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
+static inline int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
                              uint64_t take, uint64_t give, bool local) {
     u128 held = rights_of(acct, holder);
     if (!u128_ge64(held, take)) {
@@ -450,7 +450,7 @@ static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool p
     (void)ok;
 }
 
-static void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
+static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
                        uint64_t amount, uint32_t origin) {
     uint64_t take, give;
     side_rights(a, debit_side, kind, pending, p, amount, &take, &give);
