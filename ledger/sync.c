@@ -394,7 +394,8 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
         apply_reserve(r, dec.remaining);
     }
     while (rc == TALLY_OK && dec.remaining > 0) {
-        /* Decode a few ops ahead and prefetch where their ids will be looked up, then apply
+        /* Decode a few ops ahead and prefetch where their ids will be looked up and the
+         * account records they name (once their dictionary entries are resolved), then apply
          * them in order; a decoding error still lets the ops before it apply. */
         decoded_op batch[APPLY_AHEAD];
         int n = 0, decoded = TALLY_OK;
