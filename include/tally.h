@@ -378,7 +378,7 @@ TALLY_API int tally_node_port(const tally_node *n);
  * picked up at the next reconnect), and each address it has is tried in turn; a name that does
  * not resolve is retried with the same backoff (and logged) until removed.
  * Results: TALLY_OK; TALLY_EXISTS (already a peer); TALLY_EINVAL (not host:port, a host that is
- * neither a literal nor a valid name, a port past 65535); TALLY_ENOMEM. */
+ * neither a literal nor a valid name, port 0 or past 65535); TALLY_ENOMEM. */
 TALLY_API int tally_node_add_peer(tally_node *n, const char *addr);
 /* Closes the session with a peer and stops reconnecting to it.
  * Results: TALLY_OK; TALLY_NOT_FOUND (unknown); TALLY_EINVAL. */

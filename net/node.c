@@ -841,8 +841,8 @@ int tally_node_add_peer(tally_node *n, const char *addr) {
     }
     char host[ADDR_MAX];
     uint16_t port;
-    if (split_addr(addr, host, &port) != TALLY_OK) {
-        return TALLY_EINVAL;
+    if (split_addr(addr, host, &port) != TALLY_OK || port == 0) {
+        return TALLY_EINVAL; /* port 0 is for listening on; nothing can be reached there */
     }
     peer *p = calloc(1, sizeof *p);
     if (p == NULL) {

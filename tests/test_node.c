@@ -327,7 +327,7 @@ static void peers_given_by_name_are_looked_up_and_bad_names_refused(void **state
     const char *bad[] = {
         "bad_host:7000", "-lead.example:7000", "trail-.example:7000", "a..b:7000",
         ".example:7000", "999.1.1.1:7000", "1.2.3:7000", "[::1:7000", "[zz]:7000", ":7000",
-        "host:", "host:99999", "host:7x", "host:-1", "host", "host:+7",
+        "host:", "host:99999", "host:7x", "host:-1", "host", "host:+7", "127.0.0.1:0",
         "a234567890123456789012345678901234567890123456789012345678901234.example:7000",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
