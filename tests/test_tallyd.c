@@ -276,6 +276,19 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
                               "127.0.0.1:0", "--peer", "nowhere", NULL};
     assert_int_equal(start(&s, bad_peer), 1);
     assert_non_null(strstr(s.log, "bad peer"));
+    const char *bad_name[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
+                              "127.0.0.1:0", "--peer", "no_such_host:7400", NULL};
+    assert_int_equal(start(&s, bad_name), 1);
+    assert_non_null(strstr(s.log, "bad peer"));
+    /* a peer by name is taken (looked up, and retried, after the start) */
+    const char *named[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
+                           "127.0.0.1:0", "--peer", "localhost:1", NULL};
+    assert_int_equal(start(&s, named), -1);
+    json_t *j = ask(&s, "{\"op\":\"status\"}");
+    json_t *peer = json_array_get(json_object_get(j, "peers"), 0);
+    assert_string_equal(json_string_value(json_object_get(peer, "address")), "localhost:1");
+    json_decref(j);
+    assert_int_equal(stop(&s, SIGTERM), 0);
     remove_dir(dir);
 }
 
