@@ -194,7 +194,7 @@ static int transfer_check_overflow(const account_rec *d, const account_rec *c, u
 }
 
 static inline int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
-                             uint64_t take, uint64_t give, bool local) {
+                                    uint64_t take, uint64_t give, bool local) {
     u128 held = rights_of(acct, holder);
     if (!u128_ge64(held, take)) {
         if (!local || !u128_ge64(account_spendable(acct), take)) {
@@ -450,8 +450,8 @@ static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool p
     (void)ok;
 }
 
-static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
-                       uint64_t amount, uint32_t origin) {
+static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending,
+                              uint64_t p, uint64_t amount, uint32_t origin) {
     uint64_t take, give;
     side_rights(a, debit_side, kind, pending, p, amount, &take, &give);
     bool ok = rights_take(&a->rights, origin, take) && rights_add(&a->rights, origin, give);

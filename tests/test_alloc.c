@@ -2,10 +2,10 @@
  * test_alloc.c — out of memory, and every result.
  *
  * The library's malloc, calloc, realloc and posix_memalign are wrapped at link time
- * (-Wl,--wrap), so a test can make the Nth allocation from now fail. Each sweep fails allocation 0, 1, 2, ... of one call
- * until the call succeeds, and checks that every failed attempt returned TALLY_ENOMEM and left
- * the replica exactly as it was (same digest, invariants intact). Under the ASan build,
- * LeakSanitizer checks that nothing leaked on any of those paths.
+ * (-Wl,--wrap), so a test can make the Nth allocation from now fail. Each sweep fails
+ * allocation 0, 1, 2, ... of one call until the call succeeds, and checks that every failed
+ * attempt returned TALLY_ENOMEM and left the replica exactly as it was (same digest, invariants
+ * intact). Under the ASan build, LeakSanitizer checks that nothing leaked on any of those paths.
  */
 #include "support.h"
 
