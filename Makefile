@@ -6,6 +6,7 @@ ASAN_BUILD ?= build-asan
 CLANG_BUILD ?= build-clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
+FUZZ_RUNS    ?= -1
 FUZZ_TARGETS = fuzz_apply fuzz_delta fuzz_journal fuzz_snapshot fuzz_session fuzz_sim fuzz_control \
                fuzz_config
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -64,14 +65,15 @@ fuzz-build: deps
 	  -DTALLY_TESTS=OFF -DTALLY_WERROR=ON
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
-# Fuzzes every target for FUZZ_SECONDS each; new inputs go to fuzz/out/<target>, findings to
-# fuzz/out/crash-*.
+# Fuzzes every target for FUZZ_SECONDS each, or until FUZZ_RUNS executions if that comes first
+# (-1: no limit); new inputs go to fuzz/out/<target>, findings to fuzz/out/crash-*.
 fuzz: fuzz-build
 	@mkdir -p fuzz/out
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/out/$$t; echo "== $$t, $(FUZZ_SECONDS) s"; \
 	  dict=""; [ -f fuzz/dict/$$t.dict ] && dict="-dict=../dict/$$t.dict"; \
-	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) $$dict \
+	  (cd fuzz/out && ../../$(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -runs=$(FUZZ_RUNS) $$dict \
 	    -print_final_stats=1 $$t ../corpus/$$t 2>&1 | grep -E "DONE|stat::") || exit 1; \
 	done
 
