@@ -99,34 +99,24 @@ bool idmap_put(idmap *m, tally_id key, uint32_t value) {
         }
     }
     uint32_t h = idmap_hash(key);
-    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
-        idmap_slot *s = &m->slots[i];
-        if (s->ref == 0) {
-            s->ref = value + 1;
-            s->hash = h;
-            m->count++;
-            return true;
-        }
-        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
-            s->ref = value + 1;
-            return true;
-        }
+    idmap_slot *s = idmap_probe(m, key, h);
+    if (s->ref == 0) {
+        s->hash = h;
+        m->count++;
     }
+    s->ref = value + 1;
+    return true;
 }
 
 uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
     assert(value < IDMAP_NONE);
     assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
-    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
-        idmap_slot *s = &m->slots[i];
-        if (s->ref == 0) {
-            s->ref = value + 1;
-            s->hash = h;
-            m->count++;
-            return IDMAP_NONE;
-        }
-        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
-            return s->ref - 1;
-        }
+    idmap_slot *s = idmap_probe(m, key, h);
+    if (s->ref != 0) {
+        return s->ref - 1;
     }
+    s->ref = value + 1;
+    s->hash = h;
+    m->count++;
+    return IDMAP_NONE;
 }

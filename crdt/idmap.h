@@ -59,21 +59,25 @@ static inline uint32_t idmap_hash(tally_id key) {
     return (uint32_t)id_hash(key);
 }
 
+/* The slot holding key, or the empty slot where its probe ends (where it would go); h is
+ * idmap_hash(key). The one probe loop of the map: lookups and inserts all go through it. */
+static inline idmap_slot *idmap_probe(const idmap *m, tally_id key, uint32_t h) {
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        idmap_slot *s = &m->slots[i];
+        if (s->ref == 0 || (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key))) {
+            return s;
+        }
+    }
+}
+
 /* The value stored for key, or IDMAP_NONE; h is idmap_hash(key), for callers that look one
  * key up more than once. */
 static inline uint32_t idmap_get_hashed(const idmap *m, tally_id key, uint32_t h) {
     if (m->slots == NULL) {
         return IDMAP_NONE;
     }
-    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
-        const idmap_slot *s = &m->slots[i];
-        if (s->ref == 0) {
-            return IDMAP_NONE;
-        }
-        if (s->hash == h && id_eq(*m->key(m->ctx, s->ref - 1), key)) {
-            return s->ref - 1;
-        }
-    }
+    const idmap_slot *s = idmap_probe(m, key, h);
+    return s->ref != 0 ? s->ref - 1 : IDMAP_NONE;
 }
 
 /* The value stored for key, or IDMAP_NONE. */

@@ -29,8 +29,9 @@ static rights_entry *rights_find(const rights *m, uint32_t holder) {
     return rights_is_first(m, holder) ? (rights_entry *)&m->first : rights_find_more(m, holder);
 }
 
+/* rights_reserve has found no room and that holder is not the first. */
 bool rights_reserve_more(rights *m, uint32_t holder) {
-    if (m->count < 1 || m->count < m->capacity || rights_find(m, holder) != NULL) {
+    if (rights_find_more(m, holder) != NULL) {
         return true;
     }
     uint32_t capacity = m->capacity > 1 ? m->capacity * 2 : 3;
