@@ -12,7 +12,6 @@
  * happen, or what was looked up does not exist); 2 bad usage; 3 the server or directory could
  * not be reached or opened.
  */
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
