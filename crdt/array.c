@@ -3,7 +3,7 @@
  */
 #include "crdt/array.h"
 
-#include <stdlib.h>
+#include "crdt/mem.h"
 
 bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
                 uint32_t max) {
@@ -21,11 +21,15 @@ bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, si
     if (want > max) {
         want = max;
     }
-    void *grown = realloc(*at, (size_t)want * elem);
+    void *grown = mem_resize(*at, (size_t)*capacity * elem, (size_t)want * elem);
     if (grown == NULL) {
         return false;
     }
     *at = grown;
     *capacity = (uint32_t)want;
     return true;
+}
+
+void array_free(void *at, uint32_t capacity, size_t elem) {
+    mem_free(at, (size_t)capacity * elem);
 }

@@ -1,35 +1,23 @@
 /*
  * crdt/idmap.c — see idmap.h for the invariants.
  */
-#define _DEFAULT_SOURCE /* madvise */
 #include "crdt/idmap.h"
 
 #include <assert.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-/* Tables of this size and more go on huge pages where the system offers them (Linux's
- * transparent huge pages, on madvise): a lookup of a new random id lands on a random page of a
+#include "crdt/mem.h"
+
+/* A zeroed table of capacity slots, or NULL. Tables of 2 MiB and more go on huge pages where
+ * the system offers them (crdt/mem.h): a lookup of a new random id lands on a random page of a
  * table that outgrows the caches, and with 4 KiB pages that is a TLB miss as well as a cache
  * miss, a two-level page walk in a virtual machine. docs/benchmarks.md has the measurement. */
-#define IDMAP_HUGE_BYTES ((size_t)2 << 20)
-
-/* A zeroed table of capacity slots, or NULL. free() releases it either way. */
 static idmap_slot *slots_alloc(size_t capacity) {
-#if defined(MADV_HUGEPAGE)
-    size_t bytes = capacity * sizeof(idmap_slot);
-    if (bytes >= IDMAP_HUGE_BYTES) {
-        void *p;
-        if (posix_memalign(&p, IDMAP_HUGE_BYTES, bytes) != 0) {
-            return NULL;
-        }
-        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: if refused, the pages stay small */
-        memset(p, 0, bytes);
-        return p;
-    }
-#endif
-    return calloc(capacity, sizeof(idmap_slot));
+    return mem_zalloc(capacity * sizeof(idmap_slot), true);
+}
+
+static void slots_free(idmap_slot *slots, uint32_t mask) {
+    mem_free(slots, ((size_t)mask + 1) * sizeof *slots);
 }
 
 void idmap_init(idmap *m, idmap_key_fn key, const void *ctx) {
@@ -41,7 +29,7 @@ void idmap_init(idmap *m, idmap_key_fn key, const void *ctx) {
 }
 
 void idmap_free(idmap *m) {
-    free(m->slots);
+    slots_free(m->slots, m->mask);
     m->slots = NULL;
     m->mask = 0;
     m->count = 0;
@@ -71,7 +59,7 @@ static bool idmap_resize(idmap *m, size_t capacity) {
             }
         }
     }
-    free(m->slots);
+    slots_free(m->slots, m->mask);
     m->slots = slots;
     m->mask = mask;
     return true;

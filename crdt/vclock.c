@@ -15,7 +15,7 @@ void vclock_init(vclock *v) {
 }
 
 void vclock_free(vclock *v) {
-    free(v->entries);
+    array_free(v->entries, v->capacity, sizeof *v->entries);
     vclock_init(v);
 }
 

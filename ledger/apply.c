@@ -568,14 +568,8 @@ static int op_reserve(tally_replica *r, const op *o, const op_refs *refs, uint32
     if (orr->seq >= UINT32_MAX || !ARRAY_RESERVE(r->log, 1)) {
         return r->log.count >= REPLICA_RECORDS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
     }
-    if (orr->seq == orr->capacity) {
-        uint32_t capacity = orr->capacity ? (uint32_t)orr->capacity * 2 : 64;
-        uint32_t *position = realloc(orr->position, capacity * sizeof *position);
-        if (position == NULL) {
-            return TALLY_ENOMEM;
-        }
-        orr->position = position;
-        orr->capacity = capacity;
+    if (!origin_reserve(orr, 1)) {
+        return TALLY_ENOMEM;
     }
     switch (o->kind) {
     case OP_OPEN:

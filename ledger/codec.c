@@ -66,8 +66,8 @@ static void dict_init(block_dict *d) {
 }
 
 static void dict_free(block_dict *d) {
-    free(d->accounts.at);
-    free(d->origins.at);
+    ARRAY_FREE(d->accounts);
+    ARRAY_FREE(d->origins);
     dict_init(d);
 }
 

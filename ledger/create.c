@@ -300,22 +300,7 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
 /* Room for n more local transfers, so a batch does not run out of memory halfway. */
 static bool reserve_local_transfers(tally_replica *r, uint32_t n) {
     origin_rec *self = &r->origins.at[r->self];
-    if (self->seq + n > self->capacity) {
-        uint64_t capacity = self->capacity ? self->capacity : 64;
-        while (capacity < self->seq + n) {
-            capacity *= 2;
-        }
-        if (capacity > REPLICA_RECORDS_MAX) {
-            return false;
-        }
-        uint32_t *position = realloc(self->position, capacity * sizeof *position);
-        if (position == NULL) {
-            return false;
-        }
-        self->position = position;
-        self->capacity = capacity;
-    }
-    return ARRAY_RESERVE(r->log, n) && ARRAY_RESERVE(r->transfers, n) &&
+    return origin_reserve(self, n) && ARRAY_RESERVE(r->log, n) && ARRAY_RESERVE(r->transfers, n) &&
            idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + n);
 }
 

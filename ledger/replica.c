@@ -248,17 +248,18 @@ static void replica_free_tables(tally_replica *r) {
         rights_free(&r->accounts.at[i].rights);
     }
     for (uint32_t i = 0; i < r->origins.count; i++) {
-        free(r->origins.at[i].position);
+        const origin_rec *o = &r->origins.at[i];
+        array_free(o->position, o->capacity, sizeof *o->position);
     }
-    free(r->opens.at);
-    free(r->accounts.at);
-    free(r->transfers.at);
-    free(r->grants.at);
-    free(r->log.at);
-    free(r->origins.at);
-    free(r->expiries.at);
-    free(r->conflicted_accounts.at);
-    free(r->conflicted_transfers.at);
+    ARRAY_FREE(r->opens);
+    ARRAY_FREE(r->accounts);
+    ARRAY_FREE(r->transfers);
+    ARRAY_FREE(r->grants);
+    ARRAY_FREE(r->log);
+    ARRAY_FREE(r->origins);
+    ARRAY_FREE(r->expiries);
+    ARRAY_FREE(r->conflicted_accounts);
+    ARRAY_FREE(r->conflicted_transfers);
     idmap_free(&r->account_map);
     idmap_free(&r->transfer_map);
     idmap_free(&r->origin_map);

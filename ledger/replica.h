@@ -91,8 +91,8 @@ typedef struct origin_rec {
     uint64_t id;
     tally_id key;       /* {0, id}: the origin map's key */
     uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
-    uint32_t *position; /* position[s - 1]: log index of seq s */
-    uint64_t capacity;
+    uint32_t *position; /* position[s - 1]: log index of seq s; an array (crdt/array.h) */
+    uint32_t capacity;
 } origin_rec;
 
 typedef struct expiry {
@@ -139,6 +139,14 @@ struct tally_replica {
 /* Grows a replica's ARRAY so that `more` further elements fit. False when out of memory or
  * past REPLICA_RECORDS_MAX; the array is unchanged then. */
 #define ARRAY_RESERVE(arr, more) ARRAY_RESERVE_MAX(arr, more, REPLICA_RECORDS_MAX)
+
+/* Room in an origin's position table for n more of its ops. False when out of memory or past
+ * REPLICA_RECORDS_MAX; the table is unchanged then. */
+static inline bool origin_reserve(origin_rec *o, uint32_t n) {
+    return o->seq <= REPLICA_RECORDS_MAX &&
+           array_reserve((void **)&o->position, &o->capacity, (uint32_t)o->seq, n,
+                         sizeof *o->position, REPLICA_RECORDS_MAX);
+}
 
 /* origins[] index for a replica id, or NONE. */
 uint32_t replica_origin_find(const tally_replica *r, uint64_t id);

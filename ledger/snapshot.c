@@ -365,11 +365,12 @@ static int load_origins(tally_replica *r, reader *c) {
             return o == NONE ? TALLY_ENOMEM : TALLY_ECORRUPT;
         }
         origin_rec *orr = &r->origins.at[o];
-        orr->position = malloc(((size_t)seq + 1) * sizeof *orr->position);
-        if (orr->position == NULL) {
+        if (seq >= REPLICA_RECORDS_MAX) {
+            return TALLY_ECORRUPT; /* more ops than a log holds */
+        }
+        if (!origin_reserve(orr, (uint32_t)seq)) {
             return TALLY_ENOMEM;
         }
-        orr->capacity = seq + 1;
         orr->seq = seq;
         for (uint64_t s = 0; s < seq; s++) {
             orr->position[s] = r32(c);

@@ -144,11 +144,10 @@ int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
         !CHECKSUM_OK(get_u64le(buf + len - 8), XXH3_64bits(buf, len - 8))) {
         return TALLY_ECORRUPT;
     }
-    out->entries = malloc(((size_t)count + 1) * sizeof *out->entries);
-    if (out->entries == NULL) {
+    if (!array_reserve((void **)&out->entries, &out->capacity, 0, count + 1, sizeof *out->entries,
+                       REPLICA_ORIGINS_MAX + 1)) {
         return TALLY_ENOMEM;
     }
-    out->capacity = count + 1;
     for (uint32_t i = 0; i < count; i++) {
         uint64_t origin = get_u64le(buf + 12 + 16 * (size_t)i);
         uint64_t seq = get_u64le(buf + 20 + 16 * (size_t)i);

@@ -1,0 +1,36 @@
+/*
+ * crdt/mem.h — memory for the tables that grow large, straight from the kernel.
+ *
+ * A replica's record arrays and hash tables grow by doubling to hundreds of megabytes. Through
+ * malloc, a large block that lives in the heap is copied into fresh pages at every doubling
+ * (glibc raises its mmap threshold each time a large block is freed, so large blocks do end up
+ * in the heap), and a new hash table is zeroed twice, by the kernel and again by memset. Here a
+ * block of MEM_MAP_BYTES or more is a mapping of its own: growing it moves page tables, not
+ * bytes (mremap, on Linux), and its new pages arrive zeroed. Smaller blocks are malloc's.
+ *
+ * 1. Which allocator a block came from follows from its size alone: the caller passes the size
+ *    it last gave a block to mem_resize and mem_free, and every block they take came from
+ *    mem_resize or mem_zalloc.
+ * 2. mem_resize keeps the contents up to the smaller of the two sizes; bytes past the old size
+ *    are unspecified. On failure it returns NULL and the old block is unchanged.
+ * 3. mem_zalloc's block is zeroed. With huge set, a block of MEM_HUGE_BYTES or more starts on
+ *    a MEM_HUGE_BYTES boundary and is advised onto transparent huge pages where the system has
+ *    them (advice only: if refused, the pages stay small).
+ */
+#ifndef TALLY_CRDT_MEM_H
+#define TALLY_CRDT_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define MEM_MAP_BYTES ((size_t)256 << 10)
+#define MEM_HUGE_BYTES ((size_t)2 << 20)
+
+/* A block of new_bytes (> 0) holding p's first old_bytes; p may be NULL with old_bytes 0. */
+void *mem_resize(void *p, size_t old_bytes, size_t new_bytes);
+/* A zeroed block of bytes (> 0), or NULL. */
+void *mem_zalloc(size_t bytes, bool huge);
+/* Releases a block of bytes; p may be NULL. */
+void mem_free(void *p, size_t bytes);
+
+#endif
