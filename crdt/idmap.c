@@ -96,10 +96,8 @@ bool idmap_put(idmap *m, tally_id key, uint32_t value) {
     return true;
 }
 
-uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
-    assert(value < IDMAP_NONE);
-    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
-    idmap_slot *s = idmap_probe(m, key, h);
+/* Inserts into slot s, where the probe for key ended, unless key is there already. */
+static uint32_t insert_at(idmap *m, idmap_slot *s, uint32_t h, uint32_t value) {
     if (s->ref != 0) {
         return s->ref - 1;
     }
@@ -107,4 +105,23 @@ uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value)
     s->hash = h;
     m->count++;
     return IDMAP_NONE;
+}
+
+uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
+    assert(value < IDMAP_NONE);
+    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
+    return insert_at(m, idmap_probe(m, key, h), h, value);
+}
+
+uint32_t idmap_insert_spot(idmap *m, tally_id key, uint32_t h, uint32_t value,
+                           const idmap_spot *spot) {
+    assert(value < IDMAP_NONE);
+    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
+    if (spot->mask != 0 && spot->mask == m->mask && spot->count == m->count) {
+        /* Nothing inserted since the lookup: its probe would end in the same empty slot. */
+        assert(m->slots[spot->index].ref == 0 ||
+               id_eq(*m->key(m->ctx, m->slots[spot->index].ref - 1), key));
+        return insert_at(m, &m->slots[spot->index], h, value);
+    }
+    return idmap_insert_hashed(m, key, h, value);
 }

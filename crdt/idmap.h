@@ -70,6 +70,27 @@ static inline idmap_slot *idmap_probe(const idmap *m, tally_id key, uint32_t h) 
     }
 }
 
+/* Where a lookup's probe ended, so that inserting the key it did not find takes no second
+ * probe (idmap_insert_spot). It stays good while the map has the same table and the same count:
+ * no key inserted since, none cleared, no resize; mask 0 means no spot. */
+typedef struct idmap_spot {
+    uint32_t mask, count, index;
+} idmap_spot;
+
+/* The value stored for key, or IDMAP_NONE, noting in *spot where the probe ended; h is
+ * idmap_hash(key). */
+static inline uint32_t idmap_get_spot(const idmap *m, tally_id key, uint32_t h, idmap_spot *spot) {
+    spot->mask = 0;
+    if (m->slots == NULL) {
+        return IDMAP_NONE;
+    }
+    const idmap_slot *s = idmap_probe(m, key, h);
+    spot->mask = m->mask;
+    spot->count = m->count;
+    spot->index = (uint32_t)(s - m->slots);
+    return s->ref != 0 ? s->ref - 1 : IDMAP_NONE;
+}
+
 /* The value stored for key, or IDMAP_NONE; h is idmap_hash(key), for callers that look one
  * key up more than once. */
 static inline uint32_t idmap_get_hashed(const idmap *m, tally_id key, uint32_t h) {
@@ -112,5 +133,10 @@ bool idmap_put(idmap *m, tally_id key, uint32_t value);
  * and changes nothing. One probe where idmap_get then idmap_put take two. Room must have been
  * reserved (idmap_reserve) for one more key; h is idmap_hash(key); value as for idmap_put. */
 uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value);
+
+/* idmap_insert_hashed, skipping the probe when spot is still good (see idmap_spot): the empty
+ * slot where the lookup that noted it ended is then where key goes. */
+uint32_t idmap_insert_spot(idmap *m, tally_id key, uint32_t h, uint32_t value,
+                           const idmap_spot *spot);
 
 #endif

@@ -157,9 +157,11 @@ static uint32_t pending_find(const tally_replica *r, tally_id id, uint32_t origi
     return NONE;
 }
 
-/* Whether the record chain for id (h: its hash) holds a record created at origin. */
-static bool transfer_from_origin(const tally_replica *r, tally_id id, uint32_t h, uint32_t origin) {
-    for (uint32_t i = idmap_get_hashed(&r->transfer_map, id, h); i != NONE;
+/* Whether the record chain for id (h: its hash) holds a record created at origin; *spot notes
+ * where the lookup ended. */
+static bool transfer_from_origin(const tally_replica *r, tally_id id, uint32_t h, uint32_t origin,
+                                 idmap_spot *spot) {
+    for (uint32_t i = idmap_get_spot(&r->transfer_map, id, h, spot); i != NONE;
          i = r->transfers.at[i].next) {
         if (r->transfers.at[i].origin == origin) {
             return true;
@@ -242,7 +244,7 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
     }
     assert(by_timeout || refs->id_hash == idmap_hash(t->id));
     if (!local && !by_timeout && origin != NONE &&
-        transfer_from_origin(r, t->id, refs->id_hash, origin)) {
+        transfer_from_origin(r, t->id, refs->id_hash, origin, &refs->id_spot)) {
         return TALLY_EXISTS; /* an origin never creates one id twice */
     }
     uint32_t di = refs->debit =
@@ -474,9 +476,10 @@ static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfe
     r->expiries.at[i].transfer = transfer;
 }
 
-static void transfer_link_by_id(tally_replica *r, uint32_t ti, uint32_t id_hash) {
+static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *refs) {
     transfer_rec *t = &r->transfers.at[ti];
-    uint32_t head = idmap_insert_hashed(&r->transfer_map, t->id, id_hash, ti); /* reserved */
+    uint32_t head = idmap_insert_spot(&r->transfer_map, t->id, refs->id_hash, ti,
+                                      &refs->id_spot); /* reserved */
     if (head == NONE) {
         return;
     }
@@ -535,7 +538,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     side_apply(&r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin);
     side_apply(&r->accounts.at[rec->credit], false, o->kind, pending, p, t->amount, origin);
     if (!o->expired) {
-        transfer_link_by_id(r, ti, refs->id_hash);
+        transfer_link_by_id(r, ti, refs);
     }
 }
 

@@ -323,9 +323,16 @@ void block_enc_end(block_enc *e, bytes *out) {
 
 /* --- decoding ------------------------------------------------------------------------------ */
 
+void block_dec_init(block_dec *d) {
+    dict_init(&d->dict);
+    d->p = d->end = NULL;
+    d->remaining = 0;
+    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
+}
+
 int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len) {
     *block_len = 0;
-    dict_init(&d->dict);
+    dict_reset(&d->dict);
     d->p = d->end = NULL;
     d->remaining = 0;
     d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
@@ -475,7 +482,7 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
 }
 
 int block_dec_op(block_dec *d, op *o) {
-    memset(o, 0, sizeof *o);
+    op_clear(o);
     d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
     if (d->remaining == 0 || d->p == d->end) {
         return TALLY_ECORRUPT;

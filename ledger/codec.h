@@ -173,14 +173,18 @@ typedef struct block_dec {
     uint32_t accounts[2];
 } block_dec;
 
-/* Checks a block's header and checksum at buf (len bytes available) and readies a decoder for
- * its payload. *block_len is set to the whole block's size. TALLY_ECORRUPT for anything that
- * does not check; TALLY_ENOMEM. */
+/* An empty decoder. block_dec_begin readies it for a block, once for each block in turn: the
+ * dictionaries' memory is kept from one block to the next (their contents are not). */
+void block_dec_init(block_dec *d);
+/* Checks a block's header and checksum at buf (len bytes available) and readies the decoder
+ * for its payload. *block_len is set to the whole block's size. TALLY_ECORRUPT for anything
+ * that does not check; TALLY_ENOMEM. */
 int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len);
 /* The next op of the block, or TALLY_ECORRUPT. Call at most op_count times. */
 int block_dec_op(block_dec *d, op *out);
 /* True when every op was read and every payload byte consumed. */
 bool block_dec_done(const block_dec *d);
+/* Releases the decoder's memory; it is empty again, as after block_dec_init. */
 void block_dec_free(block_dec *d);
 
 #endif

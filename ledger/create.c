@@ -20,7 +20,7 @@
 /* How many requests of a batch are looked up together (see tally_create_transfers). */
 #define BATCH_CHUNK 32
 
-static const op_refs no_refs = {NONE, NONE, NONE, NONE, 0};
+static const op_refs no_refs = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
 
 /* Validates, stamps and applies a local op. now_ms is the wall clock, read once per call (a
  * batch is one moment); the HLC still gives every op its own timestamp. */
@@ -75,7 +75,7 @@ static int expire_due(tally_replica *r, uint64_t now, uint64_t *voided) {
         const transfer_rec *p = &r->transfers.at[r->expiries.at[0].transfer];
         if (p->state == TALLY_PENDING_OPEN) {
             op o;
-            memset(&o, 0, sizeof o);
+            op_clear(&o);
             o.kind = OP_VOID;
             o.expired = 1;
             o.debit_flags = r->accounts.at[p->debit].flags;
@@ -143,7 +143,7 @@ static int create_account(tally_replica *r, const tally_account *a) {
         return same ? TALLY_EXISTS : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
     }
     op o;
-    memset(&o, 0, sizeof o);
+    op_clear(&o);
     o.kind = OP_OPEN;
     o.u.account = *a;
     return local_commit(r, &o, replica_now_ms(r), no_refs);
@@ -278,7 +278,8 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
         return TALLY_ID_ZERO;
     }
     uint32_t id_hash = la->id_hash;
-    uint32_t have = idmap_get_hashed(&r->transfer_map, t->id, id_hash);
+    idmap_spot spot;
+    uint32_t have = idmap_get_spot(&r->transfer_map, t->id, id_hash, &spot);
     if (have != NONE) {
         return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
                                                               : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
@@ -288,10 +289,11 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
         return rc;
     }
     op o;
-    memset(&o, 0, sizeof o);
+    op_clear(&o);
     o.u.transfer = *t;
     op_refs refs = no_refs;
     refs.id_hash = id_hash;
+    refs.id_spot = spot;
     rc = post_or_void(t) ? resolve_post_or_void(r, &o, &refs)
                          : resolve_transfer(r, &o, &refs, la->heads);
     return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms, refs);
@@ -388,7 +390,7 @@ static int grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uin
         return TALLY_NOT_FOUND;
     }
     op o;
-    memset(&o, 0, sizeof o);
+    op_clear(&o);
     o.kind = OP_GRANT;
     o.u.grant.account = account_id;
     o.u.grant.ledger = r->accounts.at[a].ledger;

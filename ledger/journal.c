@@ -244,16 +244,15 @@ static void unmap_file(uint8_t *buf, size_t len) {
 
 /* Whether a whole, checksummed frame starts anywhere in buf[from, len). */
 static bool valid_frame_after(const uint8_t *buf, size_t len, size_t from) {
-    for (size_t at = from; at + CODEC_BLOCK_HEADER <= len; at++) {
-        block_dec d;
+    block_dec d;
+    block_dec_init(&d);
+    bool ok = false;
+    for (size_t at = from; at + CODEC_BLOCK_HEADER <= len && !ok; at++) {
         size_t block_len;
-        bool ok = block_dec_begin(&d, buf + at, len - at, &block_len) == TALLY_OK;
-        block_dec_free(&d);
-        if (ok) {
-            return true;
-        }
+        ok = block_dec_begin(&d, buf + at, len - at, &block_len) == TALLY_OK;
     }
-    return false;
+    block_dec_free(&d);
+    return ok;
 }
 
 /* Cuts segment n down to `size` bytes, and deletes every segment after it. */
@@ -323,6 +322,7 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
             break;
         }
         block_dec d;
+        block_dec_init(&d);
         size_t block_len;
         int rc = block_dec_begin(&d, buf + at, len - at, &block_len);
         block_dec_free(&d);

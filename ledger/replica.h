@@ -208,6 +208,8 @@ typedef struct op_refs {
     uint32_t pending;       /* POST/VOID: the pending transfer */
     uint32_t id_hash;       /* transfer kinds: idmap_hash of the transfer id, hashed once by the
                                caller (unused for other kinds and for a VOID by timeout) */
+    idmap_spot id_spot;     /* where the lookup of the transfer id ended, if the caller or
+                               op_validate made one: op_apply inserts the id there */
 } op_refs;
 /* Checks that a resolved op may be applied to the current state, filling refs. For a local op
  * the result is what the caller is told; for a remote op anything but TALLY_OK means the op is

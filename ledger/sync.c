@@ -43,7 +43,7 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 
 void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
     const log_entry *j = &r->log.at[position];
-    memset(o, 0, sizeof *o);
+    op_clear(o);
     o->kind = (uint8_t)j->kind;
     switch (j->kind) {
     case OP_OPEN: {
@@ -290,8 +290,9 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
     }
     size_t at = DELTA_HEADER;
     int rc = TALLY_OK;
+    block_dec dec;
+    block_dec_init(&dec);
     while (at < len && rc == TALLY_OK) {
-        block_dec dec;
         size_t block_len;
         rc = block_dec_begin(&dec, delta + at, len - at, &block_len);
         while (rc == TALLY_OK && dec.remaining > 0) {
@@ -302,9 +303,9 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
                 rc = TALLY_ENOMEM;
             }
         }
-        block_dec_free(&dec);
         at += block_len;
     }
+    block_dec_free(&dec);
     return rc;
 }
 
@@ -316,11 +317,23 @@ static uint32_t *dict_hint(block_dec *dec, uint32_t entry) {
     return entry != CODEC_NO_HINT ? &dec->dict.accounts.at[entry].hint : NULL;
 }
 
-/* Starts loading the record a dictionary entry resolved to, if it has been resolved. */
-static void prefetch_account(const tally_replica *r, block_dec *dec, uint32_t entry) {
-    const uint32_t *hint = dict_hint(dec, entry);
-    if (hint != NULL && *hint < r->accounts.count) {
-        replica_account_prefetch(r, *hint);
+/* Starts loading the record a transfer's dictionary entry names. An entry no earlier op of
+ * the block resolved is looked up now, ahead of its op (a hint: op_validate checks it; an
+ * account an OPEN of this batch has yet to create is simply not found here). */
+static void account_ahead(const tally_replica *r, block_dec *dec, uint32_t entry) {
+    if (entry == CODEC_NO_HINT) {
+        return;
+    }
+    codec_account *e = &dec->dict.accounts.at[entry];
+    if (e->hint == CODEC_NO_HINT) {
+        uint32_t found = replica_account_find(r, e->id, e->ledger, e->flags);
+        if (found == NONE) {
+            return;
+        }
+        e->hint = found;
+    }
+    if (e->hint < r->accounts.count) {
+        replica_account_prefetch(r, e->hint);
     }
 }
 
@@ -341,7 +354,8 @@ static bool is_transfer_kind(const op *o) {
 static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_refs *last,
                      uint64_t now_ms) {
     const op *o = &d->o;
-    op_refs refs = {NONE, NONE, NONE, NONE, d->id_hash};
+    op_refs refs = {
+        .origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE, .id_hash = d->id_hash};
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
     if (is_transfer_kind(o)) {
         debit_hint = dict_hint(dec, d->entries[0]);
@@ -384,30 +398,29 @@ static void apply_reserve(tally_replica *r, uint32_t ops) {
     }
 }
 
-/* Applies the block at buf: *block_len is set to its size. Ops before an error stay applied. */
-static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t *block_len,
-                       op_refs *last, uint64_t now_ms) {
-    block_dec dec;
-    int rc = block_dec_begin(&dec, buf, len, block_len);
+/* Applies the block at buf with the decoder dec (its memory serves every block of a delta):
+ * *block_len is set to the block's size. Ops before an error stay applied. */
+static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
+                       size_t *block_len, op_refs *last, uint64_t now_ms) {
+    int rc = block_dec_begin(dec, buf, len, block_len);
     if (rc == TALLY_OK) {
-        apply_reserve(r, dec.remaining);
+        apply_reserve(r, dec->remaining);
     }
-    while (rc == TALLY_OK && dec.remaining > 0) {
-        /* Decode a few ops ahead and prefetch where their ids will be looked up and the
-         * account records they name (once their dictionary entries are resolved), then apply
-         * them in order; a decoding error still lets the ops before it apply. */
+    while (rc == TALLY_OK && dec->remaining > 0) {
+        /* Decode a few ops ahead, prefetching where their ids will be looked up; then look up
+         * the accounts they name and prefetch those records; then apply them in order. Each
+         * stage overlaps the memory latency of many ops. A decoding error still lets the ops
+         * before it apply. */
         decoded_op batch[APPLY_AHEAD];
         int n = 0, decoded = TALLY_OK;
-        while (n < APPLY_AHEAD && dec.remaining > 0) {
+        while (n < APPLY_AHEAD && dec->remaining > 0) {
             decoded_op *d = &batch[n];
-            decoded = block_dec_op(&dec, &d->o);
+            decoded = block_dec_op(dec, &d->o);
             if (decoded != TALLY_OK) {
                 break;
             }
-            d->entries[0] = dec.accounts[0];
-            d->entries[1] = dec.accounts[1];
-            prefetch_account(r, &dec, d->entries[0]);
-            prefetch_account(r, &dec, d->entries[1]);
+            d->entries[0] = dec->accounts[0];
+            d->entries[1] = dec->accounts[1];
             d->id_hash = 0;
             if (is_transfer_kind(&d->o)) {
                 d->id_hash = idmap_hash(d->o.u.transfer.id);
@@ -415,17 +428,22 @@ static int apply_block(tally_replica *r, const uint8_t *buf, size_t len, size_t 
             }
             n++;
         }
+        for (int i = 0; i < n; i++) {
+            if (is_transfer_kind(&batch[i].o)) {
+                account_ahead(r, dec, batch[i].entries[0]);
+                account_ahead(r, dec, batch[i].entries[1]);
+            }
+        }
         for (int i = 0; i < n && rc == TALLY_OK; i++) {
-            rc = apply_one(r, &batch[i], &dec, last, now_ms);
+            rc = apply_one(r, &batch[i], dec, last, now_ms);
         }
         if (rc == TALLY_OK) {
             rc = decoded;
         }
     }
-    if (rc == TALLY_OK && !block_dec_done(&dec)) {
+    if (rc == TALLY_OK && !block_dec_done(dec)) {
         rc = TALLY_ECORRUPT;
     }
-    block_dec_free(&dec);
     return rc;
 }
 
@@ -438,9 +456,12 @@ int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
             return rc;
         }
     }
-    op_refs last = {NONE, NONE, NONE, NONE, 0};
+    op_refs last = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
+    block_dec dec;
+    block_dec_init(&dec);
     size_t block_len;
-    int rc = apply_block(r, frame, len, &block_len, &last, replica_now_ms(r));
+    int rc = apply_block(r, &dec, frame, len, &block_len, &last, replica_now_ms(r));
+    block_dec_free(&dec);
     return rc == TALLY_OK && block_len != len ? TALLY_ECORRUPT : rc;
 }
 
@@ -456,14 +477,17 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
         return TALLY_ECORRUPT;
     }
     size_t at = DELTA_HEADER;
-    op_refs last = {NONE, NONE, NONE, NONE, 0};
+    op_refs last = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
     uint64_t now_ms = replica_now_ms(r);
     int rc = TALLY_OK;
+    block_dec dec;
+    block_dec_init(&dec);
     while (at < len && rc == TALLY_OK) {
         size_t block_len;
-        rc = apply_block(r, delta + at, len - at, &block_len, &last, now_ms);
+        rc = apply_block(r, &dec, delta + at, len - at, &block_len, &last, now_ms);
         at += block_len;
     }
+    block_dec_free(&dec);
     /* What was applied is journalled before the sender hears of it, even when the apply then
      * stopped at a bad op. */
     return replica_commit(r, rc);

@@ -85,6 +85,7 @@ static void decode_of_encode_is_the_op(void **state) {
     bytes out = {0};
     encode_block(ops, N, &out);
     block_dec d;
+    block_dec_init(&d);
     size_t block_len;
     assert_result(block_dec_begin(&d, out.at, out.len, &block_len), TALLY_OK);
     assert_int_equal(block_len, out.len);
@@ -143,6 +144,7 @@ static void every_bit_flip_of_a_block_is_caught(void **state) {
     for (size_t bit = 0; bit < out.len * 8; bit++) {
         out.at[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         block_dec d;
+        block_dec_init(&d);
         size_t block_len;
         assert_result(block_dec_begin(&d, out.at, out.len, &block_len), TALLY_ECORRUPT);
         block_dec_free(&d);
@@ -150,6 +152,7 @@ static void every_bit_flip_of_a_block_is_caught(void **state) {
     }
     for (size_t len = 0; len < out.len; len++) {
         block_dec d;
+        block_dec_init(&d);
         size_t block_len;
         assert_result(block_dec_begin(&d, out.at, len, &block_len), TALLY_ECORRUPT);
         block_dec_free(&d);
@@ -171,6 +174,7 @@ static int decode_first(const uint8_t *payload, uint32_t len) {
     uint8_t block[256];
     size_t n = seal(block, payload, len, 1);
     block_dec d;
+    block_dec_init(&d);
     size_t block_len;
     int rc = block_dec_begin(&d, block, n, &block_len);
     op o;
