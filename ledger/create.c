@@ -345,8 +345,8 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
     }
     /* A batch goes in chunks. First the lookups of the whole chunk, which depend on nothing the
      * chunk changes (a transfer never adds an account): the account records found, and the
-     * transfer-map slots of the new ids, start loading together, so their cache misses overlap.
-     * Then the requests, in order. */
+     * transfer-map slots of the new ids, start loading together, so their cache misses overlap,
+     * and so do the records the chunk will write. Then the requests, in order. */
     for (size_t base = 0; base < n; base += BATCH_CHUNK) {
         size_t m = n - base < BATCH_CHUNK ? n - base : BATCH_CHUNK;
         lookahead la[BATCH_CHUNK];
@@ -359,6 +359,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
                 }
             }
         }
+        replica_transfers_prefetch(r, (uint32_t)m);
         for (size_t k = 0; k < m; k++) {
             results[base + k] = create_transfer(r, &t[base + k], now, &la[k]);
         }

@@ -434,6 +434,7 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
                 account_ahead(r, dec, batch[i].entries[1]);
             }
         }
+        replica_transfers_prefetch(r, (uint32_t)n);
         for (int i = 0; i < n && rc == TALLY_OK; i++) {
             rc = apply_one(r, &batch[i], dec, last, now_ms);
         }
