@@ -503,13 +503,12 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     rec->id = t->id;
     rec->amount = t->amount;
     rec->user_data = t->user_data;
-    rec->ledger = t->ledger;
     rec->timeout_ms = t->timeout_ms;
     rec->code = t->code;
     rec->flags = t->flags;
-    rec->seq = o->seq;
+    rec->seq = (uint32_t)o->seq; /* op_reserve: below UINT32_MAX */
     rec->hlc = o->hlc;
-    rec->origin = origin;
+    rec->origin = (uint16_t)origin;
     rec->debit = refs->debit;
     rec->credit = refs->credit;
     rec->link = NONE;

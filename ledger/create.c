@@ -208,14 +208,15 @@ static int resolve_post_or_void(const tally_replica *r, op *o, op_refs *refs) {
     }
     const transfer_rec *p = &r->transfers.at[found];
     tally_id debit = r->accounts.at[p->debit].id, credit = r->accounts.at[p->credit].id;
+    uint32_t ledger = transfer_ledger(r, p);
     if (!same_or_zero_id(t->debit_account_id, debit) ||
-        !same_or_zero_id(t->credit_account_id, credit) || !same_or_zero(t->ledger, p->ledger) ||
+        !same_or_zero_id(t->credit_account_id, credit) || !same_or_zero(t->ledger, ledger) ||
         !same_or_zero(t->code, p->code)) {
         return TALLY_PENDING_MISMATCH;
     }
     t->debit_account_id = debit;
     t->credit_account_id = credit;
-    t->ledger = p->ledger;
+    t->ledger = ledger;
     t->code = p->code;
     if (t->amount == 0) {
         t->amount = p->amount;

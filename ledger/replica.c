@@ -439,7 +439,7 @@ void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer
     }
     out->amount = t->amount;
     out->user_data = t->user_data;
-    out->ledger = t->ledger;
+    out->ledger = transfer_ledger(r, t);
     out->timeout_ms = t->timeout_ms;
     out->code = t->code;
     out->flags = t->flags;

@@ -61,20 +61,27 @@ typedef struct account_rec {
     rights rights; /* holders are origins[] indices */
 } account_rec;
 
+/* The record every TRANSFER, POST and VOID keeps, 72 bytes: the most numerous thing a replica
+ * holds. What follows from elsewhere is not stored: the accounts' ids and the ledger are the
+ * incarnations' (transfer_ledger), an origin's seq stays below UINT32_MAX (op_reserve), and
+ * there are at most REPLICA_ORIGINS_MAX origins. */
 typedef struct transfer_rec {
     tally_id id; /* zero for a VOID by timeout */
     uint64_t amount, user_data;
-    uint64_t seq, hlc;
-    uint32_t ledger, timeout_ms;
-    uint32_t origin;        /* origins[] index */
-    uint32_t debit, credit; /* accounts[] indices: the accounts' ids live there */
+    uint64_t hlc;
+    uint32_t seq;
+    uint32_t timeout_ms;
+    uint32_t debit, credit; /* accounts[] indices: the accounts' ids and ledger live there */
     uint32_t link;          /* pending: its POST/VOID record; POST/VOID: its pending; or NONE */
     uint32_t next;          /* next record with the same id, NONE at the end */
+    uint16_t origin;        /* origins[] index */
     uint16_t code, flags;
-    uint8_t kind;    /* op_kind */
-    uint8_t state;   /* tally_pending_state */
-    uint8_t expired; /* VOID by timeout */
+    unsigned kind : 3;    /* op_kind */
+    unsigned state : 3;   /* tally_pending_state */
+    unsigned expired : 1; /* VOID by timeout */
 } transfer_rec;
+_Static_assert(REPLICA_ORIGINS_MAX - 1 <= UINT16_MAX, "an origins[] index fits transfer_rec");
+_Static_assert(OP_KIND_MAX < 8 && TALLY_PENDING_TIMED_OUT < 8, "kinds and states fit 3 bits");
 
 typedef struct grant_rec {
     uint32_t account; /* accounts[] index */
@@ -188,6 +195,11 @@ static inline void replica_transfers_prefetch(const tally_replica *r, uint32_t n
     (void)r;
     (void)n;
 #endif
+}
+
+/* A transfer's ledger: its accounts' (op_validate found them by it). */
+static inline uint32_t transfer_ledger(const tally_replica *r, const transfer_rec *t) {
+    return r->accounts.at[t->debit].ledger;
 }
 
 /* A transfer record as the API shows it (resolved: a post names its amount and accounts). */

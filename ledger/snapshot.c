@@ -148,7 +148,7 @@ static void write_body(writer *w, const tally_replica *r) {
         w64(w, t->user_data);
         w64(w, t->seq);
         w64(w, t->hlc);
-        w32(w, t->ledger);
+        w32(w, transfer_ledger(r, t));
         w32(w, t->timeout_ms);
         w32(w, t->origin);
         w32(w, t->debit);
@@ -447,20 +447,30 @@ static int load_records(tally_replica *r, reader *c) {
         t->id = rid(c);
         t->amount = r64(c);
         t->user_data = r64(c);
-        t->seq = r64(c);
+        uint64_t seq = r64(c);
         t->hlc = r64(c);
-        t->ledger = r32(c);
+        uint32_t ledger = r32(c);
         t->timeout_ms = r32(c);
-        t->origin = r32(c);
+        uint32_t origin = r32(c);
         t->debit = r32(c);
         t->credit = r32(c);
         t->link = r32(c);
         t->next = r32(c);
         t->code = r16(c);
         t->flags = r16(c);
-        t->kind = r8(c);
-        t->state = r8(c);
-        t->expired = r8(c);
+        uint8_t kind = r8(c), state = r8(c), expired = r8(c);
+        /* What the record does not keep must be what it would have derived (the rest of the
+         * indices are checked once everything is loaded). */
+        if (seq >= UINT32_MAX || origin >= REPLICA_ORIGINS_MAX || t->debit >= r->accounts.count ||
+            r->accounts.at[t->debit].ledger != ledger || kind > OP_KIND_MAX ||
+            state > TALLY_PENDING_TIMED_OUT || expired > 1) {
+            return TALLY_ECORRUPT;
+        }
+        t->seq = (uint32_t)seq;
+        t->origin = (uint16_t)origin;
+        t->kind = kind;
+        t->state = state;
+        t->expired = expired;
     }
     int rc = load_transfer_map(r, c);
     if (rc != TALLY_OK) {
