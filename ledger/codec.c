@@ -404,30 +404,37 @@ static bool get_id(block_dec *d, tally_id *id) {
     return true;
 }
 
-/* Reads an account reference into *out and notes its dictionary index in d->accounts[which]. */
-static int dec_account(block_dec *d, codec_account *out, int which) {
+/* Reads an account reference, a literal added to the dictionary or an entry already there, and
+ * notes its dictionary index in d->accounts[which]. The entry itself is read by the caller once
+ * the op's other references are parsed (account_entry): its load then overlaps theirs. */
+static int dec_account(block_dec *d, int which) {
     uint64_t k;
     if (!get_varint_max(d, d->dict.accounts.count, &k)) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
-        *out = d->dict.accounts.at[k - 1];
         d->accounts[which] = (uint32_t)(k - 1);
         return TALLY_OK;
     }
+    codec_account a;
     uint64_t ledger;
-    if (!get_id(d, &out->id) || d->p == d->end) {
+    if (!get_id(d, &a.id) || d->p == d->end) {
         return TALLY_ECORRUPT;
     }
-    out->flags = *d->p++;
-    if (!get_varint_max(d, UINT32_MAX, &ledger) || ledger == 0 || id_is_zero(out->id) ||
-        (out->flags & ~ACCOUNT_BOUND_FLAGS) != 0 || out->flags == ACCOUNT_BOUND_FLAGS) {
+    a.flags = *d->p++;
+    if (!get_varint_max(d, UINT32_MAX, &ledger) || ledger == 0 || id_is_zero(a.id) ||
+        (a.flags & ~ACCOUNT_BOUND_FLAGS) != 0 || a.flags == ACCOUNT_BOUND_FLAGS) {
         return TALLY_ECORRUPT;
     }
-    out->ledger = (uint32_t)ledger;
-    out->hint = CODEC_NO_HINT;
+    a.ledger = (uint32_t)ledger;
+    a.hint = CODEC_NO_HINT;
     d->accounts[which] = d->dict.accounts.count;
-    return dict_add_account(&d->dict, *out) ? TALLY_OK : TALLY_ENOMEM;
+    return dict_add_account(&d->dict, a) ? TALLY_OK : TALLY_ENOMEM;
+}
+
+/* The dictionary entry the op's account reference `which` named. */
+static const codec_account *account_entry(const block_dec *d, int which) {
+    return &d->dict.accounts.at[d->accounts[which]];
 }
 
 static int dec_origin(block_dec *d, uint64_t *out) {
@@ -461,19 +468,21 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
     if (o->kind != OP_TRANSFER && !get_id(d, &t->pending_id)) {
         return TALLY_ECORRUPT;
     }
-    codec_account debit, credit;
-    if ((rc = dec_account(d, &debit, 0)) != TALLY_OK ||
-        (rc = dec_account(d, &credit, 1)) != TALLY_OK) {
+    if ((rc = dec_account(d, 0)) != TALLY_OK || (rc = dec_account(d, 1)) != TALLY_OK) {
         return rc;
     }
-    if (debit.ledger != credit.ledger || !get_varint(d, &t->amount)) {
+    if (!get_varint(d, &t->amount)) {
         return TALLY_ECORRUPT;
     }
-    t->debit_account_id = debit.id;
-    t->credit_account_id = credit.id;
-    t->ledger = debit.ledger;
-    o->debit_flags = debit.flags;
-    o->credit_flags = credit.flags;
+    const codec_account *debit = account_entry(d, 0), *credit = account_entry(d, 1);
+    if (debit->ledger != credit->ledger) {
+        return TALLY_ECORRUPT;
+    }
+    t->debit_account_id = debit->id;
+    t->credit_account_id = credit->id;
+    t->ledger = debit->ledger;
+    o->debit_flags = debit->flags;
+    o->credit_flags = credit->flags;
     t->flags = o->kind == OP_POST   ? TALLY_TRANSFER_POST_PENDING
                : o->kind == OP_VOID ? TALLY_TRANSFER_VOID_PENDING
                : (h & H_X)          ? TALLY_TRANSFER_PENDING
@@ -520,28 +529,30 @@ int block_dec_op(block_dec *d, op *o) {
         return TALLY_ECORRUPT;
     }
     o->hlc = prev->hlc + unzigzag(delta);
-    codec_account a;
+    const codec_account *a;
     uint64_t v;
     switch (o->kind) {
     case OP_OPEN:
-        if ((rc = dec_account(d, &a, 0)) != TALLY_OK) {
+        if ((rc = dec_account(d, 0)) != TALLY_OK) {
             return rc;
         }
-        o->u.account.id = a.id;
-        o->u.account.ledger = a.ledger;
-        o->u.account.flags = a.flags;
+        a = account_entry(d, 0);
+        o->u.account.id = a->id;
+        o->u.account.ledger = a->ledger;
+        o->u.account.flags = a->flags;
         break;
     case OP_GRANT:
-        if ((rc = dec_account(d, &a, 0)) != TALLY_OK ||
+        if ((rc = dec_account(d, 0)) != TALLY_OK ||
             (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
             return rc;
         }
         if (!get_varint(d, &o->u.grant.amount)) {
             return TALLY_ECORRUPT;
         }
-        o->u.grant.account = a.id;
-        o->u.grant.ledger = a.ledger;
-        o->u.grant.account_flags = a.flags;
+        a = account_entry(d, 0);
+        o->u.grant.account = a->id;
+        o->u.grant.ledger = a->ledger;
+        o->u.grant.account_flags = a->flags;
         break;
     default:
         if ((rc = dec_transfer(d, o, h)) != TALLY_OK) {
