@@ -98,7 +98,7 @@ crash: build
 	TALLY_CRASH_ROUNDS=$(ROUNDS) ./$(BUILD)/tests/test_crash
 
 bench: build
-	./$(BUILD)/tests/tally_bench
+	./$(BUILD)/tests/tally_bench --apply-rounds 5
 	./$(BUILD)/tests/tally_bench_durable
 	./$(BUILD)/tests/tally_bench_net
 
