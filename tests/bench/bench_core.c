@@ -203,14 +203,24 @@ static void sql_fund(sql *s, const tally_id *accounts) {
 
 /* --- tally --------------------------------------------------------------------------------- */
 
-/* A replica that has pulled `setup` (the accounts and their funding) and nothing else. */
-static tally_replica *peer_setup(uint64_t id, const uint8_t *setup, size_t setup_len) {
+/* An empty in-memory replica. */
+static tally_replica *open_replica(uint64_t id) {
     tally_options o;
     memset(&o, 0, sizeof o);
     o.replica_id = id;
-    tally_replica *peer;
-    int rc = tally_open(&o, &peer);
-    if (rc != TALLY_OK || (rc = tally_apply(peer, setup, setup_len)) != TALLY_OK) {
+    tally_replica *r;
+    int rc = tally_open(&o, &r);
+    if (rc != TALLY_OK) {
+        die("open", rc);
+    }
+    return r;
+}
+
+/* A replica that has pulled `setup` (the accounts and their funding) and nothing else. */
+static tally_replica *peer_setup(uint64_t id, const uint8_t *setup, size_t setup_len) {
+    tally_replica *peer = open_replica(id);
+    int rc = tally_apply(peer, setup, setup_len);
+    if (rc != TALLY_OK) {
         die("peer setup", rc);
     }
     return peer;
@@ -251,14 +261,8 @@ static double apply_again(int rounds, const uint8_t *setup, size_t setup_len,
 }
 
 static tally_replica *tally_setup(uint64_t id, const tally_id *accounts, tally_id bank) {
-    tally_options o;
-    memset(&o, 0, sizeof o);
-    o.replica_id = id;
-    tally_replica *r;
-    int rc = tally_open(&o, &r);
-    if (rc != TALLY_OK) {
-        die("open", rc);
-    }
+    tally_replica *r = open_replica(id);
+    int rc;
     tally_account a = {bank, 0, 1, 1, 0};
     if ((rc = tally_create_account(r, &a)) != TALLY_OK) {
         die("open bank", rc);
@@ -336,12 +340,8 @@ int main(int argc, char **argv) {
     uint8_t *setup, *empty_summary;
     size_t setup_len, empty_len;
     {
-        tally_options o;
-        memset(&o, 0, sizeof o);
-        o.replica_id = 2;
-        tally_replica *empty;
-        if (tally_open(&o, &empty) != TALLY_OK ||
-            tally_summary(empty, &empty_summary, &empty_len) != TALLY_OK ||
+        tally_replica *empty = open_replica(2);
+        if (tally_summary(empty, &empty_summary, &empty_len) != TALLY_OK ||
             tally_delta(r, empty_summary, empty_len, 0, &setup, &setup_len) != TALLY_OK) {
             die("setup delta", TALLY_EINVAL);
         }
