@@ -461,7 +461,7 @@ static int load_records(tally_replica *r, reader *c) {
         uint8_t kind = r8(c), state = r8(c), expired = r8(c);
         /* What the record does not keep must be what it would have derived (the rest of the
          * indices are checked once everything is loaded). */
-        if (seq >= UINT32_MAX || origin >= REPLICA_ORIGINS_MAX || t->debit >= r->accounts.count ||
+        if (seq > UINT32_MAX || origin >= REPLICA_ORIGINS_MAX || t->debit >= r->accounts.count ||
             r->accounts.at[t->debit].ledger != ledger || kind > OP_KIND_MAX ||
             state > TALLY_PENDING_TIMED_OUT || expired > 1) {
             return TALLY_ECORRUPT;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ledger/codec.h"
 #include "ledger/journal.h"
 #include "ledger/replica.h"
 
@@ -509,6 +510,38 @@ static void snapshots_let_old_segments_go(void **state) {
     tally_close(r);
 }
 
+/* The one snapshot in f's directory: its path, and its bytes in buf (size returned). */
+static long read_snapshot(const fixture *f, char path[256], uint8_t *buf, long cap) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s/snapshot-*", f->dir);
+    FILE *ls = popen(cmd, "r");
+    assert_non_null(fgets(path, 256, ls));
+    pclose(ls);
+    path[strcspn(path, "\n")] = 0;
+    long size = file_size(path);
+    assert_true(size > 0 && size <= cap);
+    FILE *in = fopen(path, "rb");
+    assert_int_equal(fread(buf, 1, (size_t)size, in), (size_t)size);
+    fclose(in);
+    return size;
+}
+
+static void write_file(const char *path, const uint8_t *buf, long size) {
+    FILE *out = fopen(path, "wb");
+    assert_int_equal(fwrite(buf, 1, (size_t)size, out), (size_t)size);
+    fclose(out);
+}
+
+/* Opening f must find exactly the state whose digest is `want`, from the journal alone. */
+static void opens_from_the_journal(fixture *f, const uint8_t want[16]) {
+    uint8_t got[16];
+    tally_replica *r = open_ok(f);
+    digest_of(r, got);
+    assert_memory_equal(want, got, 16);
+    assert_int_equal(r->journal->snapshot_segment, 0); /* it fell back to the journal */
+    tally_close(r);
+}
+
 static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **state) {
     fixture *f = *state;
     tally_replica *r = open_ok(f);
@@ -516,35 +549,76 @@ static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **
     some_activity(r, 100, 20);
     assert_result(tally_snapshot(r), TALLY_OK);
     some_activity(r, 200, 20);
-    uint8_t before[16], after[16];
+    uint8_t before[16];
     digest_of(r, before);
     tally_close(r);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "ls %s/snapshot-*", f->dir);
-    FILE *ls = popen(cmd, "r");
     char path[256];
-    assert_non_null(fgets(path, sizeof path, ls));
-    pclose(ls);
-    path[strcspn(path, "\n")] = 0;
-    long size = file_size(path);
-    assert_true(size > 0 && size < (1 << 20));
-    FILE *in = fopen(path, "rb");
     static uint8_t buf[1 << 20];
-    assert_int_equal(fread(buf, 1, (size_t)size, in), (size_t)size);
-    fclose(in);
+    long size = read_snapshot(f, path, buf, sizeof buf);
     /* flip bits all over the snapshot: each time, opening still finds the whole state */
     for (long bit = 0; bit < size * 8; bit += 37) {
         buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        FILE *out = fopen(path, "wb");
-        assert_int_equal(fwrite(buf, 1, (size_t)size, out), (size_t)size);
-        fclose(out);
+        write_file(path, buf, size);
         buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        r = open_ok(f);
-        digest_of(r, after);
-        assert_memory_equal(before, after, 16);
-        assert_int_equal(r->journal->snapshot_segment, 0); /* it fell back to the journal */
-        tally_close(r);
+        opens_from_the_journal(f, before);
     }
+}
+
+/* A transfer record keeps its seq in 32 bits, its origin in 16, its kind, state and expiry in
+ * a few, and not its ledger (its accounts' is its own); the snapshot writes each in full. A
+ * snapshot, checksum and all, whose values would not survive that is refused, never cut down
+ * to fit: each case rewrites one field of one transfer, seals the file again, and opening
+ * falls back to the journal. */
+static void a_snapshot_transfer_that_does_not_fit_the_record_is_refused(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    some_activity(r, 100, 5);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    uint8_t before[16];
+    digest_of(r, before);
+    tally_close(r);
+    char path[256];
+    static uint8_t buf[1 << 20], copy[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf);
+    /* the record of transfer 102: its id, hi then lo, starts it */
+    uint8_t id[16];
+    put_u64le(id, tid(102).hi);
+    put_u64le(id + 8, tid(102).lo);
+    long at = -1;
+    for (long i = 0; i + 16 <= size && at < 0; i++) {
+        at = memcmp(buf + i, id, 16) == 0 ? i : -1;
+    }
+    assert_true(at > 0);
+    static const struct {
+        int offset, width; /* in the record (docs/durability.md) */
+        uint64_t value;
+    } cases[] = {
+        {48, 4, 2},                        /* ledger: not its accounts' (1) */
+        {32, 8, (uint64_t)UINT32_MAX + 1}, /* seq */
+        {56, 4, 1u << 16},                 /* origin index */
+        {80, 1, 9},                        /* kind */
+        {81, 1, 5},                        /* state */
+        {82, 1, 2},                        /* expired */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(copy, buf, (size_t)size);
+        for (int b = 0; b < cases[k].width; b++) {
+            copy[at + cases[k].offset + b] = (uint8_t)(cases[k].value >> (8 * b));
+        }
+        put_u64le(copy + size - 8, XXH3_64bits(copy, (size_t)size - 8));
+        write_file(path, copy, size);
+        opens_from_the_journal(f, before);
+    }
+    /* and the snapshot as written, sealed the same way, loads */
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+    r = open_ok(f);
+    uint8_t after[16];
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
+    assert_int_equal(r->journal->snapshot_segment, 1);
+    tally_close(r);
 }
 
 static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **state) {
@@ -637,6 +711,7 @@ int main(void) {
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),
         T(a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal),
+        T(a_snapshot_transfer_that_does_not_fit_the_record_is_refused),
         T(a_snapshot_that_cannot_load_without_its_segments_is_refused),
         T(a_frame_that_fails_part_way_counts_not_at_all),
         T(a_snapshot_of_an_empty_replica_loads),
