@@ -63,7 +63,7 @@ typedef struct account_rec {
 
 /* The record every TRANSFER, POST and VOID keeps, 72 bytes: the most numerous thing a replica
  * holds. What follows from elsewhere is not stored: the accounts' ids and the ledger are the
- * incarnations' (transfer_ledger), an origin's seq stays below UINT32_MAX (op_reserve), and
+ * incarnations' (transfer_ledger), an origin's seq fits 32 bits (op_reserve refuses more), and
  * there are at most REPLICA_ORIGINS_MAX origins. */
 typedef struct transfer_rec {
     tally_id id; /* zero for a VOID by timeout */
