@@ -163,6 +163,11 @@ void block_enc_end(block_enc *e, bytes *out);
 static inline size_t block_enc_payload(const block_enc *e, const bytes *out) {
     return out->len - e->start - CODEC_BLOCK_HEADER;
 }
+/* Whether the current block must end before another op: the op might take its payload past
+ * `most` bytes (at most CODEC_BLOCK_PAYLOAD_MAX), or its ops past CODEC_BLOCK_OPS_MAX. */
+static inline bool block_enc_full(const block_enc *e, const bytes *out, size_t most) {
+    return block_enc_payload(e, out) + CODEC_OP_MAX > most || e->ops + 1 > CODEC_BLOCK_OPS_MAX;
+}
 
 typedef struct block_dec {
     block_dict dict;

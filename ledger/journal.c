@@ -576,9 +576,7 @@ int journal_add(journal *j, const op *o) {
     if (j->failed) {
         return TALLY_EIO;
     }
-    if (j->frame_open && (block_enc_payload(&j->enc, &j->frame) + CODEC_OP_MAX >
-                              CODEC_BLOCK_PAYLOAD_MAX ||
-                          j->enc.ops + 1 > CODEC_BLOCK_OPS_MAX)) {
+    if (j->frame_open && block_enc_full(&j->enc, &j->frame, CODEC_BLOCK_PAYLOAD_MAX)) {
         /* A commit too big for one frame is written (and synced) a frame at a time, so
          * frames reach the disk in order. */
         int rc = journal_commit(j);
