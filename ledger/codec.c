@@ -474,15 +474,10 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
     if (!get_varint(d, &t->amount)) {
         return TALLY_ECORRUPT;
     }
-    const codec_account *debit = account_entry(d, 0), *credit = account_entry(d, 1);
-    if (debit->ledger != credit->ledger) {
-        return TALLY_ECORRUPT;
-    }
-    t->debit_account_id = debit->id;
-    t->credit_account_id = credit->id;
-    t->ledger = debit->ledger;
-    o->debit_flags = debit->flags;
-    o->credit_flags = credit->flags;
+#if defined(__GNUC__)
+    __builtin_prefetch(account_entry(d, 0)); /* for block_dec_accounts */
+    __builtin_prefetch(account_entry(d, 1));
+#endif
     t->flags = o->kind == OP_POST   ? TALLY_TRANSFER_POST_PENDING
                : o->kind == OP_VOID ? TALLY_TRANSFER_VOID_PENDING
                : (h & H_X)          ? TALLY_TRANSFER_PENDING
@@ -490,7 +485,30 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
     return TALLY_OK;
 }
 
+int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]) {
+    if (o->kind != OP_TRANSFER && o->kind != OP_POST && o->kind != OP_VOID) {
+        return TALLY_OK;
+    }
+    const codec_account *debit = &d->dict.accounts.at[entries[0]];
+    const codec_account *credit = &d->dict.accounts.at[entries[1]];
+    if (debit->ledger != credit->ledger) {
+        return TALLY_ECORRUPT; /* a transfer's ledger is its accounts', and they must agree */
+    }
+    tally_transfer *t = &o->u.transfer;
+    t->debit_account_id = debit->id;
+    t->credit_account_id = credit->id;
+    t->ledger = debit->ledger;
+    o->debit_flags = debit->flags;
+    o->credit_flags = credit->flags;
+    return TALLY_OK;
+}
+
 int block_dec_op(block_dec *d, op *o) {
+    int rc = block_dec_next(d, o);
+    return rc == TALLY_OK ? block_dec_accounts(d, o, d->accounts) : rc;
+}
+
+int block_dec_next(block_dec *d, op *o) {
     op_clear(o);
     d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
     if (d->remaining == 0 || d->p == d->end) {

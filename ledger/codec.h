@@ -187,6 +187,12 @@ void block_dec_init(block_dec *d);
 int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len);
 /* The next op of the block, or TALLY_ECORRUPT. Call at most op_count times. */
 int block_dec_op(block_dec *d, op *out);
+/* block_dec_op in two steps, for a caller that decodes several ops ahead: block_dec_next leaves
+ * a transfer's accounts (ids, ledger, flags) unfilled, names their dictionary entries in
+ * d->accounts and starts loading them; block_dec_accounts, given those entries, fills them in
+ * (TALLY_ECORRUPT if their ledgers differ). Entries stay valid until the next block begins. */
+int block_dec_next(block_dec *d, op *out);
+int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]);
 /* True when every op was read and every payload byte consumed. */
 bool block_dec_done(const block_dec *d);
 /* Releases the decoder's memory; it is empty again, as after block_dec_init. */

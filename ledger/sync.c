@@ -408,15 +408,15 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         apply_reserve(r, dec->remaining);
     }
     while (rc == TALLY_OK && dec->remaining > 0) {
-        /* Decode a few ops ahead, prefetching where their ids will be looked up; then look up
-         * the accounts they name and prefetch those records; then apply them in order. Each
-         * stage overlaps the memory latency of many ops. A decoding error still lets the ops
-         * before it apply. */
+        /* Decode a few ops ahead, prefetching their dictionary entries and where their ids
+         * will be looked up; then fill in their accounts, look those up and prefetch their
+         * records; then apply them in order. Each stage overlaps the memory latency of many
+         * ops. A decoding error still lets the ops before it apply. */
         decoded_op batch[APPLY_AHEAD];
         int n = 0, decoded = TALLY_OK;
         while (n < APPLY_AHEAD && dec->remaining > 0) {
             decoded_op *d = &batch[n];
-            decoded = block_dec_op(dec, &d->o);
+            decoded = block_dec_next(dec, &d->o);
             if (decoded != TALLY_OK) {
                 break;
             }
@@ -430,6 +430,11 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
             n++;
         }
         for (int i = 0; i < n; i++) {
+            if (block_dec_accounts(dec, &batch[i].o, batch[i].entries) != TALLY_OK) {
+                n = i; /* the ops before it apply; decoding stops there */
+                decoded = TALLY_ECORRUPT;
+                break;
+            }
             if (is_transfer_kind(&batch[i].o)) {
                 account_ahead(r, dec, batch[i].entries[0]);
                 account_ahead(r, dec, batch[i].entries[1]);

@@ -524,6 +524,70 @@ static void an_origin_may_not_create_one_transfer_id_twice(void **state) {
     tally_close(r);
 }
 
+/* Appends an account literal (reference 0, id {0, n}, flags, ledger < 128) to a payload. */
+static size_t literal(uint8_t *p, uint64_t n, uint8_t flags, uint8_t ledger) {
+    p[0] = 0;
+    put_u64le(p + 1, 0);
+    put_u64le(p + 9, n);
+    p[17] = flags;
+    p[18] = ledger;
+    return 19;
+}
+
+/* A transfer names its accounts by dictionary entries, and its ledger is theirs: entries that
+ * disagree are a corrupt op, even under a valid checksum. tally_apply decodes ops ahead and
+ * fills their accounts in a step of its own; the ops before the bad one still apply. */
+static void a_transfer_whose_accounts_disagree_on_the_ledger_is_refused(void **state) {
+    (void)state;
+    for (uint8_t credit_ledger = 1; credit_ledger <= 2; credit_ledger++) {
+        enum { OPEN_SAME_CODE = OP_OPEN | 1u << 4, NEXT = 1u << 3 };
+        uint8_t payload[128];
+        size_t n = 0;
+        /* OPEN of {0, 20} in ledger 1 by origin 9, seq 1 (origin literal, seq, hlc 0) */
+        payload[n++] = OPEN_SAME_CODE;
+        payload[n++] = 0;
+        put_u64le(payload + n, 9);
+        n += 8;
+        payload[n++] = 1;
+        payload[n++] = 0;
+        n += literal(payload + n, 20, 0, 1);
+        /* OPEN of {0, 21}, seq 2, in credit_ledger */
+        payload[n++] = OPEN_SAME_CODE | NEXT;
+        payload[n++] = 0;
+        n += literal(payload + n, 21, 0, credit_ledger);
+        /* TRANSFER {0, 50}, seq 3: 5 from entry 1 ({0, 20}) to entry 2 ({0, 21}) */
+        payload[n++] = OP_TRANSFER | 1u << 4 | NEXT;
+        payload[n++] = 0;
+        put_u64le(payload + n, 0);
+        put_u64le(payload + n + 8, 50);
+        n += 16;
+        payload[n++] = 1;
+        payload[n++] = 2;
+        payload[n++] = 5;
+        uint8_t delta[8 + CODEC_BLOCK_HEADER + sizeof payload];
+        memcpy(delta, "TLYD\1\0\0\0", 8);
+        put_u32le(delta + 8, (uint32_t)n);
+        put_u32le(delta + 12, 3);
+        put_u64le(delta + 16, XXH3_64bits_withSeed(payload, n, (uint64_t)n << 32 | 3));
+        memcpy(delta + 8 + CODEC_BLOCK_HEADER, payload, n);
+        tally_replica *r = replica_new(1, NULL);
+        int rc = tally_apply(r, delta, 8 + CODEC_BLOCK_HEADER + n);
+        tally_transfer t;
+        if (credit_ledger == 1) { /* the control: the same bytes with agreeing ledgers apply */
+            assert_result(rc, TALLY_OK);
+            assert_int_equal(tally_seen(r, 9), 3);
+            assert_result(tally_lookup_transfer(r, tid(50), &t), TALLY_OK);
+            assert_int_equal(t.amount, 5);
+        } else {
+            assert_result(rc, TALLY_ECORRUPT);
+            assert_int_equal(tally_seen(r, 9), 2); /* both opens stay */
+            assert_result(tally_lookup_transfer(r, tid(50), &t), TALLY_NOT_FOUND);
+        }
+        assert_true(replica_check(r));
+        tally_close(r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_delta_brings_the_peer_to_the_same_digest),
@@ -541,6 +605,7 @@ int main(void) {
         cmocka_unit_test(an_op_spending_rights_its_origin_lacks_is_rejected),
         cmocka_unit_test(a_peer_cannot_post_another_replicas_pending),
         cmocka_unit_test(an_origin_may_not_create_one_transfer_id_twice),
+        cmocka_unit_test(a_transfer_whose_accounts_disagree_on_the_ledger_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
