@@ -532,26 +532,33 @@ static void write_file(const char *path, const uint8_t *buf, long size) {
     fclose(out);
 }
 
-/* Opening f must find exactly the state whose digest is `want`, from the journal alone. */
-static void opens_from_the_journal(fixture *f, const uint8_t want[16]) {
+/* Opening f must find exactly the state whose digest is `want`, starting from the snapshot
+ * that covers segment `snapshot_segment` (0: from the journal alone). */
+static void opens_to(fixture *f, const uint8_t want[16], uint64_t snapshot_segment) {
     uint8_t got[16];
     tally_replica *r = open_ok(f);
     digest_of(r, got);
     assert_memory_equal(want, got, 16);
-    assert_int_equal(r->journal->snapshot_segment, 0); /* it fell back to the journal */
+    assert_int_equal(r->journal->snapshot_segment, snapshot_segment);
+    tally_close(r);
+}
+
+/* A closed replica in f: the accounts, `before` transfers, a snapshot, `after` transfers more
+ * (ids from 100 and from 200); its digest in want. */
+static void snapshot_between(fixture *f, int before, int after, uint8_t want[16]) {
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    some_activity(r, 100, before);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    some_activity(r, 200, after);
+    digest_of(r, want);
     tally_close(r);
 }
 
 static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **state) {
     fixture *f = *state;
-    tally_replica *r = open_ok(f);
-    seed_accounts(r);
-    some_activity(r, 100, 20);
-    assert_result(tally_snapshot(r), TALLY_OK);
-    some_activity(r, 200, 20);
     uint8_t before[16];
-    digest_of(r, before);
-    tally_close(r);
+    snapshot_between(f, 20, 20, before);
     char path[256];
     static uint8_t buf[1 << 20];
     long size = read_snapshot(f, path, buf, sizeof buf);
@@ -560,7 +567,7 @@ static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **
         buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         write_file(path, buf, size);
         buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        opens_from_the_journal(f, before);
+        opens_to(f, before, 0); /* it fell back to the journal */
     }
 }
 
@@ -571,13 +578,8 @@ static void a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal(void **
  * falls back to the journal. */
 static void a_snapshot_transfer_that_does_not_fit_the_record_is_refused(void **state) {
     fixture *f = *state;
-    tally_replica *r = open_ok(f);
-    seed_accounts(r);
-    some_activity(r, 100, 5);
-    assert_result(tally_snapshot(r), TALLY_OK);
     uint8_t before[16];
-    digest_of(r, before);
-    tally_close(r);
+    snapshot_between(f, 5, 0, before);
     char path[256];
     static uint8_t buf[1 << 20], copy[1 << 20];
     long size = read_snapshot(f, path, buf, sizeof buf);
@@ -608,17 +610,12 @@ static void a_snapshot_transfer_that_does_not_fit_the_record_is_refused(void **s
         }
         put_u64le(copy + size - 8, XXH3_64bits(copy, (size_t)size - 8));
         write_file(path, copy, size);
-        opens_from_the_journal(f, before);
+        opens_to(f, before, 0); /* it fell back to the journal */
     }
     /* and the snapshot as written, sealed the same way, loads */
     put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
     write_file(path, buf, size);
-    r = open_ok(f);
-    uint8_t after[16];
-    digest_of(r, after);
-    assert_memory_equal(before, after, 16);
-    assert_int_equal(r->journal->snapshot_segment, 1);
-    tally_close(r);
+    opens_to(f, before, 1);
 }
 
 static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **state) {
