@@ -25,10 +25,6 @@ rights_entry *rights_find_more(const rights *m, uint32_t holder) {
     return NULL;
 }
 
-static rights_entry *rights_find(const rights *m, uint32_t holder) {
-    return rights_is_first(m, holder) ? (rights_entry *)&m->first : rights_find_more(m, holder);
-}
-
 /* rights_reserve has found no room and that holder is not the first. */
 bool rights_reserve_more(rights *m, uint32_t holder) {
     if (rights_find_more(m, holder) != NULL) {
@@ -45,7 +41,7 @@ bool rights_reserve_more(rights *m, uint32_t holder) {
 }
 
 bool rights_add_more(rights *m, uint32_t holder, uint64_t amount) {
-    rights_entry *e = rights_find(m, holder);
+    rights_entry *e = rights_find_more(m, holder);
     if (e == NULL) {
         if (!rights_reserve(m, holder)) {
             return false;
@@ -72,7 +68,7 @@ void rights_remove_first(rights *m) {
 }
 
 bool rights_take_more(rights *m, uint32_t holder, uint64_t amount) {
-    rights_entry *e = rights_find(m, holder);
+    rights_entry *e = rights_find_more(m, holder);
     if (e == NULL || !u128_sub(&e->amount, amount)) {
         return false;
     }

@@ -40,7 +40,8 @@ static inline rights_entry *rights_at(const rights *m, uint32_t i) {
 void rights_init(rights *m);
 void rights_free(rights *m);
 
-/* The out-of-line halves of the functions below, for every case but the first holder's. */
+/* The out-of-line halves of the functions below, for every case but the first holder's: their
+ * callers have found that holder is not the first entry. */
 rights_entry *rights_find_more(const rights *m, uint32_t holder);
 bool rights_add_more(rights *m, uint32_t holder, uint64_t amount);
 bool rights_take_more(rights *m, uint32_t holder, uint64_t amount);
