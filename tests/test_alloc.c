@@ -1,8 +1,8 @@
 /*
  * test_alloc.c — out of memory, and every result.
  *
- * The library's malloc, calloc, realloc, posix_memalign, mmap and mremap (crdt/mem.c maps the
- * large tables itself) are wrapped at link time
+ * The library's malloc, calloc, realloc, mmap and mremap (crdt/mem.c maps the large tables
+ * itself) are wrapped at link time
  * (-Wl,--wrap), so a test can make the Nth allocation from now fail. Each sweep fails
  * allocation 0, 1, 2, ... of one call until the call succeeds, and checks that every failed
  * attempt returned TALLY_ENOMEM and left the replica exactly as it was (same digest, invariants
@@ -22,11 +22,9 @@
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
-int __real_posix_memalign(void **p, size_t align, size_t n);
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
-int __wrap_posix_memalign(void **p, size_t align, size_t n);
 void *__real_mmap(void *addr, size_t n, int prot, int flags, int fd, off_t off);
 void *__real_mremap(void *p, size_t old_n, size_t n, int flags, ...);
 void *__wrap_mmap(void *addr, size_t n, int prot, int flags, int fd, off_t off);
@@ -46,9 +44,6 @@ void *__wrap_calloc(size_t n, size_t size) {
 }
 void *__wrap_realloc(void *p, size_t n) {
     return should_fail() ? NULL : __real_realloc(p, n);
-}
-int __wrap_posix_memalign(void **p, size_t align, size_t n) {
-    return should_fail() ? ENOMEM : __real_posix_memalign(p, align, n);
 }
 void *__wrap_mmap(void *addr, size_t n, int prot, int flags, int fd, off_t off) {
     if (should_fail()) {
