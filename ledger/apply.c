@@ -506,7 +506,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     rec->timeout_ms = t->timeout_ms;
     rec->code = t->code;
     rec->flags = t->flags;
-    rec->seq = (uint32_t)o->seq; /* op_reserve: below UINT32_MAX */
+    rec->seq = (uint32_t)o->seq; /* op_reserve: at most UINT32_MAX */
     rec->hlc = o->hlc;
     rec->origin = (uint16_t)origin;
     rec->debit = refs->debit;

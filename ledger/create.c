@@ -20,7 +20,7 @@
 /* How many requests of a batch are looked up together (see tally_create_transfers). */
 #define BATCH_CHUNK 32
 
-static const op_refs no_refs = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
+static const op_refs no_refs = OP_REFS_NONE;
 
 /* Validates, stamps and applies a local op. now_ms is the wall clock, read once per call (a
  * batch is one moment); the HLC still gives every op its own timestamp. */

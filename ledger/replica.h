@@ -239,6 +239,8 @@ typedef struct op_refs {
     idmap_spot id_spot;     /* where the lookup of the transfer id ended, if the caller or
                                op_validate made one: op_apply inserts the id there */
 } op_refs;
+/* op_refs with nothing known yet: no hints, no id hash, no spot. */
+#define OP_REFS_NONE {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE}
 /* Checks that a resolved op may be applied to the current state, filling refs. For a local op
  * the result is what the caller is told; for a remote op anything but TALLY_OK means the op is
  * invalid. */

@@ -355,8 +355,8 @@ static bool is_transfer_kind(const op *o) {
 static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_refs *last,
                      uint64_t now_ms) {
     const op *o = &d->o;
-    op_refs refs = {
-        .origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE, .id_hash = d->id_hash};
+    op_refs refs = OP_REFS_NONE;
+    refs.id_hash = d->id_hash;
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
     if (is_transfer_kind(o)) {
         debit_hint = dict_hint(dec, d->entries[0]);
@@ -463,7 +463,7 @@ int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
             return rc;
         }
     }
-    op_refs last = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
+    op_refs last = OP_REFS_NONE;
     block_dec dec;
     block_dec_init(&dec);
     size_t block_len;
@@ -484,7 +484,7 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
         return TALLY_ECORRUPT;
     }
     size_t at = DELTA_HEADER;
-    op_refs last = {.origin = NONE, .debit = NONE, .credit = NONE, .pending = NONE};
+    op_refs last = OP_REFS_NONE;
     uint64_t now_ms = replica_now_ms(r);
     int rc = TALLY_OK;
     block_dec dec;
