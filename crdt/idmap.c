@@ -8,16 +8,16 @@
 
 #include "crdt/mem.h"
 
-/* A zeroed table of capacity slots, or NULL. Tables of 2 MiB and more go on huge pages where
- * the system offers them (crdt/mem.h): a lookup of a new random id lands on a random page of a
- * table that outgrows the caches, and with 4 KiB pages that is a TLB miss as well as a cache
- * miss, a two-level page walk in a virtual machine. docs/benchmarks.md has the measurement. */
-static idmap_slot *slots_alloc(size_t capacity) {
-    return mem_zalloc(capacity * sizeof(idmap_slot), true);
+/* Tables are crdt/mem.h blocks. Those of 2 MiB and more go on huge pages where the system offers
+ * them: a lookup of a new random id lands on a random page of a table that outgrows the caches,
+ * and with 4 KiB pages that is a TLB miss as well as a cache miss, a two-level page walk in a
+ * virtual machine. docs/benchmarks.md has the measurement. */
+static size_t table_bytes(size_t capacity) {
+    return capacity * sizeof(idmap_slot);
 }
 
 static void slots_free(idmap_slot *slots, uint32_t mask) {
-    mem_free(slots, ((size_t)mask + 1) * sizeof *slots);
+    mem_free(slots, table_bytes((size_t)mask + 1));
 }
 
 void idmap_init(idmap *m, idmap_key_fn key, const void *ctx) {
@@ -42,26 +42,68 @@ void idmap_clear(idmap *m) {
     m->count = 0;
 }
 
+/* The first empty slot from h's home: where an insert of a key with hash h puts it. */
+static uint32_t first_empty(const idmap_slot *slots, uint32_t mask, uint32_t h) {
+    uint32_t i = h & mask;
+    while (slots[i].ref != 0) {
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+/* Takes the key at slot i (if any) out and inserts it again under mask; returns where it went
+ * when that is below its home (its probe ran off the end of the table), else IDMAP_NONE. */
+static uint32_t reinsert(idmap_slot *slots, uint32_t mask, uint32_t i) {
+    idmap_slot s = slots[i];
+    if (s.ref == 0) {
+        return IDMAP_NONE;
+    }
+    slots[i].ref = 0;
+    uint32_t k = first_empty(slots, mask, s.hash);
+    slots[k] = s;
+    return k < (s.hash & mask) ? k : IDMAP_NONE;
+}
+
+/* Rehashes, within the grown table, the keys in its first old_capacity slots (the rest are
+ * empty), without a second table: a doubled map touches fresh memory only for its new half.
+ *
+ * A key's new home is its old home or that plus a multiple of old_capacity. Taking a key out
+ * and inserting it again is safe when its probe runs only through slots that will not be emptied
+ * later: slots already rehashed and the new ones (both only ever fill), and its own, just
+ * emptied. Taking the old slots in run order, from just after an empty slot e to the end and
+ * then from 0 to e, gives exactly that:
+ *   - a key after e sits at or after its old home (its run cannot cross the empty e), so its
+ *     probe from the old home ends at the latest in its own slot, or runs on into the new slots;
+ *     and no part of the grown table's end is the new home of more of these keys than it has
+ *     slots, so while they are taken no probe runs off the end into the slots before e;
+ *   - a key before e whose run wrapped around the old end may run off the new end into slot 0:
+ *     by then everything up to its own slot has been rehashed. */
+static void rehash_in_place(idmap_slot *slots, uint32_t old_capacity, uint32_t mask) {
+    uint32_t e = 0;
+    while (slots[e].ref != 0) {
+        e++; /* the load is at most 3/4: some old slot is empty */
+    }
+    for (uint32_t i = e + 1; i < old_capacity; i++) {
+        uint32_t wrapped = reinsert(slots, mask, i);
+        assert(wrapped == IDMAP_NONE && "no probe runs off the end before the wrapping run");
+        (void)wrapped;
+    }
+    for (uint32_t i = 0; i < e; i++) {
+        (void)reinsert(slots, mask, i);
+    }
+}
+
 static bool idmap_resize(idmap *m, size_t capacity) {
-    idmap_slot *slots = slots_alloc(capacity);
+    size_t old_capacity = m->slots != NULL ? (size_t)m->mask + 1 : 0;
+    idmap_slot *slots = mem_zgrow(m->slots, table_bytes(old_capacity), table_bytes(capacity), true);
     if (slots == NULL) {
         return false;
     }
-    uint32_t mask = (uint32_t)(capacity - 1);
-    if (m->slots != NULL) {
-        for (size_t i = 0; i <= m->mask; i++) {
-            if (m->slots[i].ref != 0) {
-                uint32_t k = m->slots[i].hash & mask;
-                while (slots[k].ref != 0) {
-                    k = (k + 1) & mask;
-                }
-                slots[k] = m->slots[i];
-            }
-        }
-    }
-    slots_free(m->slots, m->mask);
     m->slots = slots;
-    m->mask = mask;
+    m->mask = (uint32_t)(capacity - 1);
+    if (old_capacity > 0) {
+        rehash_in_place(slots, (uint32_t)old_capacity, m->mask);
+    }
     return true;
 }
 

@@ -11,8 +11,9 @@
  *
  * 1. A slot is empty when its ref is 0; otherwise it holds value + 1.
  * 2. The load stays at or below 3/4: idmap_put grows the table before it would pass that.
- * 3. Capacity is a power of two, at most IDMAP_CAPACITY_MAX slots; a resize reuses the stored
- *    hashes and never calls the key function.
+ * 3. Capacity is a power of two, at most IDMAP_CAPACITY_MAX slots; a resize grows the table
+ *    where it is and rehashes within it (the old and the new table are never both in memory),
+ *    reusing the stored hashes: it never calls the key function.
  * 4. key(ctx, v) must return the id stored under value v for as long as v is in the map.
  */
 #ifndef TALLY_CRDT_IDMAP_H

@@ -21,6 +21,15 @@ static size_t map_len(size_t bytes) {
     return (bytes + page - 1) / page * page;
 }
 
+static void advise_huge(void *p, size_t len) {
+#if defined(MADV_HUGEPAGE)
+    (void)madvise(p, len, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 static void *map(size_t len) {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p != MAP_FAILED ? p : NULL;
@@ -57,16 +66,9 @@ void *mem_resize(void *p, size_t old_bytes, size_t new_bytes) {
     return q;
 }
 
-void *mem_zalloc(size_t bytes, bool huge) {
-    assert(bytes > 0);
-    if (!mapped(bytes)) {
-        return calloc(1, bytes);
-    }
-    size_t len = map_len(bytes);
-    if (!huge || len < MEM_HUGE_BYTES) {
-        return map(len);
-    }
-    /* Map a huge page more than needed and trim both ends to a huge-page boundary. */
+/* A mapping of len bytes (a multiple of the page size) on a MEM_HUGE_BYTES boundary, advised onto
+ * huge pages: a huge page more is mapped and both ends trimmed to the boundary. */
+static void *map_huge(size_t len) {
     char *raw = map(len + MEM_HUGE_BYTES);
     if (raw == NULL) {
         return NULL;
@@ -80,8 +82,56 @@ void *mem_zalloc(size_t bytes, bool huge) {
     if (tail > 0) {
         munmap(start + len, tail);
     }
-#if defined(MADV_HUGEPAGE)
-    (void)madvise(start, len, MADV_HUGEPAGE);
-#endif
+    advise_huge(start, len);
     return start;
+}
+
+void *mem_zalloc(size_t bytes, bool huge) {
+    assert(bytes > 0);
+    if (!mapped(bytes)) {
+        return calloc(1, bytes);
+    }
+    size_t len = map_len(bytes);
+    return huge && len >= MEM_HUGE_BYTES ? map_huge(len) : map(len);
+}
+
+void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge) {
+    assert(new_bytes >= old_bytes && (p != NULL || old_bytes == 0));
+    if (p == NULL) {
+        return mem_zalloc(new_bytes, huge);
+    }
+    if (!mapped(new_bytes)) {
+        char *q = realloc(p, new_bytes);
+        if (q != NULL) {
+            memset(q + old_bytes, 0, new_bytes - old_bytes);
+        }
+        return q;
+    }
+#if defined(MREMAP_MAYMOVE) && defined(MREMAP_FIXED)
+    if (mapped(old_bytes)) {
+        size_t old_len = map_len(old_bytes), new_len = map_len(new_bytes);
+        if (!huge || new_len < MEM_HUGE_BYTES) {
+            void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
+            return q != MAP_FAILED ? q : NULL;
+        }
+        /* Onto an aligned place of our own, so that the huge pages move whole (and stay huge). */
+        void *dest = map_huge(new_len);
+        if (dest == NULL) {
+            return NULL;
+        }
+        void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+        if (q == MAP_FAILED) {
+            munmap(dest, new_len);
+            return NULL;
+        }
+        advise_huge(q, new_len);
+        return q;
+    }
+#endif
+    void *q = mem_zalloc(new_bytes, huge);
+    if (q != NULL) {
+        memcpy(q, p, old_bytes);
+        mem_free(p, old_bytes);
+    }
+    return q;
 }

@@ -9,13 +9,13 @@
  * bytes (mremap, on Linux), and its new pages arrive zeroed. Smaller blocks are malloc's.
  *
  * 1. Which allocator a block came from follows from its size alone: the caller passes the size
- *    it last gave a block to mem_resize and mem_free, and every block they take came from
- *    mem_resize or mem_zalloc.
+ *    it last gave a block to mem_resize, mem_zgrow and mem_free, and every block they take came
+ *    from mem_resize, mem_zalloc or mem_zgrow.
  * 2. mem_resize keeps the contents up to the smaller of the two sizes; bytes past the old size
  *    are unspecified. On failure it returns NULL and the old block is unchanged.
- * 3. mem_zalloc's block is zeroed. With huge set, a block of MEM_HUGE_BYTES or more starts on
- *    a MEM_HUGE_BYTES boundary and is advised onto transparent huge pages where the system has
- *    them (advice only: if refused, the pages stay small).
+ * 3. mem_zalloc's block is zeroed, and so is what mem_zgrow adds. With huge set, a block of
+ *    MEM_HUGE_BYTES or more starts on a MEM_HUGE_BYTES boundary and is advised onto transparent
+ *    huge pages where the system has them (advice only: if refused, the pages stay small).
  */
 #ifndef TALLY_CRDT_MEM_H
 #define TALLY_CRDT_MEM_H
@@ -30,6 +30,11 @@
 void *mem_resize(void *p, size_t old_bytes, size_t new_bytes);
 /* A zeroed block of bytes (> 0), or NULL. */
 void *mem_zalloc(size_t bytes, bool huge);
+/* p (from mem_zalloc or mem_zgrow with the same huge, or NULL with old_bytes 0) grown to
+ * new_bytes >= old_bytes: its first old_bytes kept, the rest zeroed, placed as mem_zalloc would
+ * place a block of new_bytes. A mapping grows where it is or moves its pages, without copying
+ * them. NULL when out of memory; p is unchanged then. */
+void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge);
 /* Releases a block of bytes; p may be NULL. */
 void mem_free(void *p, size_t bytes);
 

@@ -43,6 +43,60 @@ static void idmap_finds_every_key_it_was_given(void **state) {
     free(keys);
 }
 
+/* A random id whose hash puts it within `near` slots of the end of a table of `capacity` slots
+ * (near == capacity: anywhere). */
+static tally_id id_homed_near_end(uint64_t *seed, uint32_t capacity, uint32_t near) {
+    for (;;) {
+        *seed = *seed * 6364136223846793005u + 1442695040888963407u;
+        tally_id id = {*seed | 1, *seed >> 7};
+        if ((idmap_hash(id) & (capacity - 1)) >= capacity - near) {
+            return id;
+        }
+    }
+}
+
+/* Growing rehashes the keys within the table itself; the hard cases are runs of keys that wrap
+ * from the last slot to the first, before the growth and after it. Every key must still be
+ * found, with its value, after growth by two and by four. */
+static void idmap_growth_keeps_keys_whose_runs_wrap_around(void **state) {
+    (void)state;
+    enum { C = 256, KEYS = C / 4 * 3 };
+    static tally_id keys[4 * KEYS];
+    uint64_t seed = 42;
+    for (int round = 0; round < 200; round++) {
+        idmap m;
+        idmap_init(&m, key_in, keys);
+        assert_true(idmap_reserve(&m, KEYS));
+        assert_int_equal(m.mask + 1, C);
+        for (uint32_t i = 0; i < KEYS; i++) {
+            /* a third near the end of the table now, a third near the end of the doubled one,
+             * the rest anywhere; how many of each varies by round */
+            uint32_t pick = (uint32_t)(i * 7 + (uint32_t)round) % 3;
+            keys[i] = pick == 0   ? id_homed_near_end(&seed, C, 1u + (uint32_t)round % 16)
+                      : pick == 1 ? id_homed_near_end(&seed, 2 * C, 1u + (uint32_t)round % 8)
+                                  : id_homed_near_end(&seed, C, C);
+            assert_int_equal(idmap_insert_hashed(&m, keys[i], idmap_hash(keys[i]), i), IDMAP_NONE);
+        }
+        uint32_t want = round % 2 ? 2 * C : 4 * C;
+        assert_true(idmap_reserve(&m, want / 4 * 3));
+        assert_int_equal(m.mask + 1, want);
+        assert_int_equal(m.count, KEYS);
+        for (uint32_t i = 0; i < KEYS; i++) {
+            assert_int_equal(idmap_get(&m, keys[i]), i);
+        }
+        /* and it goes on working: more keys, another growth */
+        for (uint32_t i = KEYS; i < 2 * KEYS; i++) {
+            keys[i] = id_homed_near_end(&seed, want, 4);
+            assert_true(idmap_put(&m, keys[i], i));
+        }
+        assert_true(idmap_reserve(&m, 2 * want));
+        for (uint32_t i = 0; i < 2 * KEYS; i++) {
+            assert_int_equal(idmap_get(&m, keys[i]), i);
+        }
+        idmap_free(&m);
+    }
+}
+
 static void idmap_put_replaces_the_value_of_a_key(void **state) {
     (void)state;
     tally_id keys[3] = {tid(5), tid(6), tid(5)};
@@ -189,6 +243,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(array_reserve_doubles_and_stops_at_its_limit),
         cmocka_unit_test(idmap_finds_every_key_it_was_given),
+        cmocka_unit_test(idmap_growth_keeps_keys_whose_runs_wrap_around),
         cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
         cmocka_unit_test(idmap_insert_keeps_the_value_already_there),
         cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),
