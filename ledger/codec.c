@@ -327,7 +327,6 @@ void block_dec_init(block_dec *d) {
     dict_init(&d->dict);
     d->p = d->end = NULL;
     d->remaining = 0;
-    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
 }
 
 int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len) {
@@ -335,7 +334,6 @@ int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_
     dict_reset(&d->dict);
     d->p = d->end = NULL;
     d->remaining = 0;
-    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
     if (len < CODEC_BLOCK_HEADER) {
         return TALLY_ECORRUPT;
     }
@@ -405,15 +403,15 @@ static bool get_id(block_dec *d, tally_id *id) {
 }
 
 /* Reads an account reference, a literal added to the dictionary or an entry already there, and
- * notes its dictionary index in d->accounts[which]. The entry itself is read by the caller once
- * the op's other references are parsed (account_entry): its load then overlaps theirs. */
-static int dec_account(block_dec *d, int which) {
+ * sets *entry to its dictionary index. The entry itself is read by the caller once the op's
+ * other references are parsed (account_entry): its load then overlaps theirs. */
+static int dec_account(block_dec *d, uint32_t *entry) {
     uint64_t k;
     if (!get_varint_max(d, d->dict.accounts.count, &k)) {
         return TALLY_ECORRUPT;
     }
     if (k > 0) {
-        d->accounts[which] = (uint32_t)(k - 1);
+        *entry = (uint32_t)(k - 1);
         return TALLY_OK;
     }
     codec_account a;
@@ -428,13 +426,12 @@ static int dec_account(block_dec *d, int which) {
     }
     a.ledger = (uint32_t)ledger;
     a.hint = CODEC_NO_HINT;
-    d->accounts[which] = d->dict.accounts.count;
+    *entry = d->dict.accounts.count;
     return dict_add_account(&d->dict, a) ? TALLY_OK : TALLY_ENOMEM;
 }
 
-/* The dictionary entry the op's account reference `which` named. */
-static const codec_account *account_entry(const block_dec *d, int which) {
-    return &d->dict.accounts.at[d->accounts[which]];
+static const codec_account *account_entry(const block_dec *d, uint32_t entry) {
+    return &d->dict.accounts.at[entry];
 }
 
 static int dec_origin(block_dec *d, uint64_t *out) {
@@ -457,7 +454,7 @@ static int dec_origin(block_dec *d, uint64_t *out) {
     return dict_add_origin(&d->dict, *out) ? TALLY_OK : TALLY_ENOMEM;
 }
 
-static int dec_transfer(block_dec *d, op *o, uint8_t h) {
+static int dec_transfer(block_dec *d, op *o, uint8_t h, uint32_t entries[2]) {
     tally_transfer *t = &o->u.transfer;
     int rc = TALLY_OK;
     if (o->kind == OP_VOID && (h & H_X)) {
@@ -468,15 +465,16 @@ static int dec_transfer(block_dec *d, op *o, uint8_t h) {
     if (o->kind != OP_TRANSFER && !get_id(d, &t->pending_id)) {
         return TALLY_ECORRUPT;
     }
-    if ((rc = dec_account(d, 0)) != TALLY_OK || (rc = dec_account(d, 1)) != TALLY_OK) {
+    if ((rc = dec_account(d, &entries[0])) != TALLY_OK ||
+        (rc = dec_account(d, &entries[1])) != TALLY_OK) {
         return rc;
     }
     if (!get_varint(d, &t->amount)) {
         return TALLY_ECORRUPT;
     }
 #if defined(__GNUC__)
-    __builtin_prefetch(account_entry(d, 0)); /* for block_dec_accounts */
-    __builtin_prefetch(account_entry(d, 1));
+    __builtin_prefetch(account_entry(d, entries[0])); /* for block_dec_accounts */
+    __builtin_prefetch(account_entry(d, entries[1]));
 #endif
     t->flags = o->kind == OP_POST   ? TALLY_TRANSFER_POST_PENDING
                : o->kind == OP_VOID ? TALLY_TRANSFER_VOID_PENDING
@@ -504,13 +502,14 @@ int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]) {
 }
 
 int block_dec_op(block_dec *d, op *o) {
-    int rc = block_dec_next(d, o);
-    return rc == TALLY_OK ? block_dec_accounts(d, o, d->accounts) : rc;
+    uint32_t entries[2];
+    int rc = block_dec_next(d, o, entries);
+    return rc == TALLY_OK ? block_dec_accounts(d, o, entries) : rc;
 }
 
-int block_dec_next(block_dec *d, op *o) {
+int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     op_clear(o);
-    d->accounts[0] = d->accounts[1] = CODEC_NO_HINT;
+    entries[0] = entries[1] = CODEC_NO_HINT;
     if (d->remaining == 0 || d->p == d->end) {
         return TALLY_ECORRUPT;
     }
@@ -551,29 +550,29 @@ int block_dec_next(block_dec *d, op *o) {
     uint64_t v;
     switch (o->kind) {
     case OP_OPEN:
-        if ((rc = dec_account(d, 0)) != TALLY_OK) {
+        if ((rc = dec_account(d, &entries[0])) != TALLY_OK) {
             return rc;
         }
-        a = account_entry(d, 0);
+        a = account_entry(d, entries[0]);
         o->u.account.id = a->id;
         o->u.account.ledger = a->ledger;
         o->u.account.flags = a->flags;
         break;
     case OP_GRANT:
-        if ((rc = dec_account(d, 0)) != TALLY_OK ||
+        if ((rc = dec_account(d, &entries[0])) != TALLY_OK ||
             (rc = dec_origin(d, &o->u.grant.to)) != TALLY_OK) {
             return rc;
         }
         if (!get_varint(d, &o->u.grant.amount)) {
             return TALLY_ECORRUPT;
         }
-        a = account_entry(d, 0);
+        a = account_entry(d, entries[0]);
         o->u.grant.account = a->id;
         o->u.grant.ledger = a->ledger;
         o->u.grant.account_flags = a->flags;
         break;
     default:
-        if ((rc = dec_transfer(d, o, h)) != TALLY_OK) {
+        if ((rc = dec_transfer(d, o, h, entries)) != TALLY_OK) {
             return rc;
         }
         break;

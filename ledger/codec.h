@@ -173,9 +173,6 @@ typedef struct block_dec {
     block_dict dict;
     const uint8_t *p, *end;
     uint32_t remaining;
-    /* The dictionary entries of the accounts the op decoded last named: a transfer's debit
-     * and credit, an open's or a grant's account in [0]; CODEC_NO_HINT where none. */
-    uint32_t accounts[2];
 } block_dec;
 
 /* An empty decoder. block_dec_begin readies it for a block, once for each block in turn: the
@@ -188,10 +185,12 @@ int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_
 /* The next op of the block, or TALLY_ECORRUPT. Call at most op_count times. */
 int block_dec_op(block_dec *d, op *out);
 /* block_dec_op in two steps, for a caller that decodes several ops ahead: block_dec_next leaves
- * a transfer's accounts (ids, ledger, flags) unfilled, names their dictionary entries in
- * d->accounts and starts loading them; block_dec_accounts, given those entries, fills them in
- * (TALLY_ECORRUPT if their ledgers differ). Entries stay valid until the next block begins. */
-int block_dec_next(block_dec *d, op *out);
+ * a transfer's accounts (ids, ledger, flags) unfilled, sets entries to the dictionary entries
+ * the op names (a transfer's debit and credit, an open's or a grant's account in [0];
+ * CODEC_NO_HINT where none) and starts loading them; block_dec_accounts, given those entries,
+ * fills them in (TALLY_ECORRUPT if their ledgers differ). Entries stay valid until the next
+ * block begins. */
+int block_dec_next(block_dec *d, op *out, uint32_t entries[2]);
 int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]);
 /* True when every op was read and every payload byte consumed. */
 bool block_dec_done(const block_dec *d);

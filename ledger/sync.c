@@ -416,12 +416,10 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         int n = 0, decoded = TALLY_OK;
         while (n < APPLY_AHEAD && dec->remaining > 0) {
             decoded_op *d = &batch[n];
-            decoded = block_dec_next(dec, &d->o);
+            decoded = block_dec_next(dec, &d->o, d->entries);
             if (decoded != TALLY_OK) {
                 break;
             }
-            d->entries[0] = dec->accounts[0];
-            d->entries[1] = dec->accounts[1];
             d->id_hash = 0;
             if (is_transfer_kind(&d->o)) {
                 d->id_hash = idmap_hash(d->o.u.transfer.id);
