@@ -81,7 +81,7 @@ static uint32_t reinsert(idmap_slot *slots, uint32_t mask, uint32_t i) {
 static void rehash_in_place(idmap_slot *slots, uint32_t old_capacity, uint32_t mask) {
     uint32_t e = 0;
     while (slots[e].ref != 0) {
-        e++; /* the load is at most 3/4: some old slot is empty */
+        e++; /* the load is at most 1/2 (or 3/4 in an old snapshot): some old slot is empty */
     }
     for (uint32_t i = e + 1; i < old_capacity; i++) {
         uint32_t wrapped = reinsert(slots, mask, i);
@@ -109,7 +109,7 @@ static bool idmap_resize(idmap *m, size_t capacity) {
 
 bool idmap_grow(idmap *m, size_t n) {
     size_t capacity = 16;
-    while (capacity / 4 * 3 < n) {
+    while (idmap_room(capacity) < n) {
         if (capacity >= IDMAP_CAPACITY_MAX) {
             return false;
         }
@@ -123,7 +123,7 @@ bool idmap_grow(idmap *m, size_t n) {
 
 bool idmap_put(idmap *m, tally_id key, uint32_t value) {
     assert(value < IDMAP_NONE);
-    if (m->slots == NULL || (size_t)m->count + 1 > ((size_t)m->mask + 1) / 4 * 3) {
+    if (m->slots == NULL || (size_t)m->count + 1 > idmap_room((size_t)m->mask + 1)) {
         if (!idmap_reserve(m, (size_t)m->count * 2 + 1)) {
             return false;
         }
@@ -151,14 +151,14 @@ static uint32_t insert_at(idmap *m, idmap_slot *s, uint32_t h, uint32_t value) {
 
 uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
     assert(value < IDMAP_NONE);
-    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
+    assert(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
     return insert_at(m, idmap_probe(m, key, h), h, value);
 }
 
 uint32_t idmap_insert_spot(idmap *m, tally_id key, uint32_t h, uint32_t value,
                            const idmap_spot *spot) {
     assert(value < IDMAP_NONE);
-    assert(m->slots != NULL && (size_t)m->count + 1 <= ((size_t)m->mask + 1) / 4 * 3);
+    assert(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
     if (spot->mask != 0 && spot->mask == m->mask && spot->count == m->count) {
         /* Nothing inserted since the lookup: its probe would end in the same empty slot. */
         assert(m->slots[spot->index].ref == 0 ||

@@ -318,13 +318,14 @@ static int load_transfer_map(tally_replica *r, reader *c) {
     if (capacity == 0) {
         return count == 0 && r->transfers.count == 0 ? TALLY_OK : TALLY_ECORRUPT;
     }
+    /* up to 3/4 full: the map's load limit when earlier versions wrote snapshots */
     if ((capacity & (capacity - 1)) != 0 || capacity > IDMAP_CAPACITY_MAX ||
         (uint64_t)count * 4 > (uint64_t)capacity * 3 ||
         (size_t)(c->end - c->p) / 8 < capacity) {
         return TALLY_ECORRUPT;
     }
     idmap *m = &r->transfer_map;
-    if (!idmap_reserve(m, (size_t)capacity / 4 * 3) || m->mask + 1 != capacity) {
+    if (!idmap_reserve(m, idmap_room(capacity)) || m->mask + 1 != capacity) {
         return m->slots == NULL ? TALLY_ENOMEM : TALLY_ECORRUPT;
     }
     uint32_t used = 0;
@@ -341,7 +342,8 @@ static int load_transfer_map(tally_replica *r, reader *c) {
         return TALLY_ECORRUPT;
     }
     m->count = count;
-    return TALLY_OK;
+    /* a table fuller than today's limit grows to it now (crdt/idmap.h, invariant 2) */
+    return idmap_reserve(m, count) ? TALLY_OK : TALLY_ENOMEM;
 }
 
 #define ARRAY_LOAD(arr, n) (ARRAY_RESERVE(arr, n) ? ((arr).count = (n), true) : false)

@@ -392,21 +392,11 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     return rc;
 }
 
-/* Makes room for a block's ops ahead of time: fewer, larger allocations on the hot path. */
-static void apply_reserve(tally_replica *r, uint32_t ops) {
-    if (ARRAY_RESERVE(r->log, ops) && ARRAY_RESERVE(r->transfers, ops)) {
-        (void)idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + ops);
-    }
-}
-
 /* Applies the block at buf with the decoder dec (its memory serves every block of a delta):
  * *block_len is set to the block's size. Ops before an error stay applied. */
 static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
                        size_t *block_len, op_refs *last, uint64_t now_ms) {
     int rc = block_dec_begin(dec, buf, len, block_len);
-    if (rc == TALLY_OK) {
-        apply_reserve(r, dec->remaining);
-    }
     while (rc == TALLY_OK && dec->remaining > 0) {
         /* Decode a few ops ahead, prefetching their dictionary entries and where their ids
          * will be looked up; then fill in their accounts, look those up and prefetch their
