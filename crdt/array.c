@@ -33,3 +33,7 @@ bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, si
 void array_free(void *at, uint32_t capacity, size_t elem) {
     mem_free(at, (size_t)capacity * elem);
 }
+
+void array_touch(void *at, uint32_t capacity, uint32_t from, uint32_t to, size_t elem) {
+    mem_touch(at, (size_t)capacity * elem, (size_t)from * elem, (size_t)to * elem);
+}

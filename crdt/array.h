@@ -25,6 +25,9 @@ static inline bool array_reserve(void **at, uint32_t *capacity, uint32_t count, 
     return (uint64_t)count + more <= *capacity || array_grow(at, capacity, count, more, elem, max);
 }
 
+/* Faults in the memory of elements [from, to) (crdt/mem.h, mem_touch). */
+void array_touch(void *at, uint32_t capacity, uint32_t from, uint32_t to, size_t elem);
+
 /* For a struct with members `at`, `count` and `capacity`. */
 #define ARRAY(type)                                                                                \
     struct {                                                                                       \
@@ -32,6 +35,8 @@ static inline bool array_reserve(void **at, uint32_t *capacity, uint32_t count, 
         uint32_t count, capacity;                                                                  \
     }
 #define ARRAY_FREE(arr) array_free((arr).at, (arr).capacity, sizeof *(arr).at)
+#define ARRAY_TOUCH(arr, to)                                                                       \
+    array_touch((arr).at, (arr).capacity, (arr).count, (to), sizeof *(arr).at)
 #define ARRAY_RESERVE_MAX(arr, more, max)                                                          \
     array_reserve((void **)&(arr).at, &(arr).capacity, (arr).count, (more), sizeof *(arr).at, (max))
 

@@ -121,6 +121,13 @@ bool idmap_grow(idmap *m, size_t n) {
     return idmap_resize(m, capacity);
 }
 
+void idmap_touch(idmap *m) {
+    if (m->slots != NULL) {
+        size_t bytes = table_bytes((size_t)m->mask + 1);
+        mem_touch(m->slots, bytes, 0, bytes);
+    }
+}
+
 bool idmap_put(idmap *m, tally_id key, uint32_t value) {
     assert(value < IDMAP_NONE);
     if (m->slots == NULL || (size_t)m->count + 1 > idmap_room((size_t)m->mask + 1)) {

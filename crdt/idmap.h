@@ -64,6 +64,9 @@ static inline bool idmap_reserve(idmap *m, size_t n) {
     return (m->slots != NULL && n <= idmap_room((size_t)m->mask + 1)) || idmap_grow(m, n);
 }
 
+/* Faults in the table's memory now (crdt/mem.h, mem_touch), so that inserts take no page fault. */
+void idmap_touch(idmap *m);
+
 static inline uint32_t idmap_hash(tally_id key) {
     return (uint32_t)id_hash(key);
 }

@@ -135,3 +135,21 @@ void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge) {
     }
     return q;
 }
+
+void mem_touch(void *p, size_t bytes, size_t from, size_t to) {
+#if defined(MADV_POPULATE_WRITE)
+    if (p == NULL || !mapped(bytes)) {
+        return;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), start = from / page * page;
+    size_t end = map_len(to < bytes ? to : bytes);
+    if (start < end) {
+        (void)madvise((char *)p + start, end - start, MADV_POPULATE_WRITE);
+    }
+#else
+    (void)p;
+    (void)bytes;
+    (void)from;
+    (void)to;
+#endif
+}

@@ -35,6 +35,10 @@ void *mem_zalloc(size_t bytes, bool huge);
  * place a block of new_bytes. A mapping grows where it is or moves its pages, without copying
  * them. NULL when out of memory; p is unchanged then. */
 void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge);
+/* Faults in now, writable, the pages that hold bytes [from, to) of a mapped block of `bytes`
+ * bytes, so that the first writes there take no page fault (advice: where the system lacks it,
+ * nothing happens). The contents are unchanged. */
+void mem_touch(void *p, size_t bytes, size_t from, size_t to);
 /* Releases a block of bytes; p may be NULL. */
 void mem_free(void *p, size_t bytes);
 

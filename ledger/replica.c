@@ -558,3 +558,35 @@ int tally_get_stats(const tally_replica *r, tally_stats *out) {
     out->refused_rights = r->refused_rights;
     return TALLY_OK;
 }
+
+/* Room for n elements in all. */
+#define RESERVE_TOTAL(arr, n) ((n) <= (arr).count || ARRAY_RESERVE(arr, (n) - (arr).count))
+
+int tally_reserve(tally_replica *r, uint64_t accounts, uint64_t transfers) {
+    if (r == NULL) {
+        return TALLY_EINVAL;
+    }
+    if (accounts > REPLICA_RECORDS_MAX || transfers > REPLICA_RECORDS_MAX - accounts) {
+        return TALLY_ETOOBIG;
+    }
+    uint32_t a = (uint32_t)accounts, t = (uint32_t)transfers, ops = a + t;
+    /* the positions of this replica's own ops; a peer's are reserved as its ops arrive */
+    origin_rec *self = &r->origins.at[r->self];
+    if (!RESERVE_TOTAL(r->opens, a) || !RESERVE_TOTAL(r->accounts, a) ||
+        !idmap_reserve(&r->account_map, a) || !RESERVE_TOTAL(r->transfers, t) ||
+        !idmap_reserve(&r->transfer_map, t) || !RESERVE_TOTAL(r->log, ops) ||
+        (ops > self->seq && !origin_reserve(self, (uint32_t)(ops - self->seq))) ||
+        /* each write makes room for one more of these before it knows it needs it */
+        !ARRAY_RESERVE(r->expiries, 1) || !ARRAY_RESERVE(r->conflicted_accounts, 1) ||
+        !ARRAY_RESERVE(r->conflicted_transfers, 1)) {
+        return TALLY_ENOMEM;
+    }
+    ARRAY_TOUCH(r->opens, a);
+    ARRAY_TOUCH(r->accounts, a);
+    ARRAY_TOUCH(r->transfers, t);
+    ARRAY_TOUCH(r->log, ops);
+    array_touch(self->position, self->capacity, (uint32_t)self->seq, ops, sizeof *self->position);
+    idmap_touch(&r->account_map);
+    idmap_touch(&r->transfer_map);
+    return TALLY_OK;
+}

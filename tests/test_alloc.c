@@ -377,6 +377,57 @@ static void many_origins_delta(uint32_t n, bytes *out) {
     free(ops);
 }
 
+static int step_reserve(tally_replica *r, void *ctx) {
+    (void)ctx;
+    return tally_reserve(r, 300, 3000);
+}
+
+/* Reserving survives running out of memory like a write; once it succeeds, the accounts and
+ * transfers it made room for are created and pulled by a peer with every allocation failing:
+ * the record arrays, the log and the id maps do not grow again. */
+static void a_reserved_replica_allocates_nothing_for_what_it_reserved(void **state) {
+    (void)state;
+    tally_replica *r = replica_new(1, NULL), *peer = replica_new(2, NULL);
+    assert_result(sweep(r, step_reserve, NULL), TALLY_OK);
+    assert_result(tally_reserve(peer, 300, 3000), TALLY_OK);
+    tally_account bank = account(1, 1, 0);
+    arm(0);
+    assert_result(tally_create_account(r, &bank), TALLY_OK);
+    for (uint64_t i = 0; i < 299; i++) {
+        tally_account a = account(10 + i, 1, DEBITS_BOUND);
+        assert_result(tally_create_account(r, &a), TALLY_OK);
+    }
+    tally_transfer t[3000];
+    int results[3000];
+    for (uint64_t i = 0; i < 3000; i++) {
+        t[i] = i < 299 ? transfer(100000 + i, 1, 10 + i, 1000)
+                       : transfer(100000 + i, 10 + i % 299, 10 + (i + 1) % 299, 1);
+    }
+    assert_result(tally_create_transfers(r, t, 3000, results), TALLY_OK);
+    for (int i = 0; i < 3000; i++) {
+        assert_result(results[i], TALLY_OK);
+    }
+    disarm();
+    /* the peer: decoding the delta allocates its dictionaries, which are not reserved */
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    assert_result(tally_summary(peer, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(r, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
+    uint32_t capacities[4] = {peer->transfers.capacity, peer->accounts.capacity, peer->log.capacity,
+                              peer->transfer_map.mask};
+    assert_result(tally_apply(peer, delta, delta_len), TALLY_OK);
+    assert_int_equal(peer->transfers.capacity, capacities[0]);
+    assert_int_equal(peer->accounts.capacity, capacities[1]);
+    assert_int_equal(peer->log.capacity, capacities[2]);
+    assert_int_equal(peer->transfer_map.mask, capacities[3]);
+    assert_int_equal(peer->transfers.count, 3000);
+    assert_converged(r, peer);
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(r);
+    tally_close(peer);
+}
+
 static void every_result_is_reachable(void **state) {
     (void)state;
     test_clock clock = {1700000000000u};
@@ -512,6 +563,7 @@ int main(void) {
         cmocka_unit_test(a_batch_that_outgrows_the_small_tables_fails_whole_or_lands_whole),
         cmocka_unit_test(sync_survives_running_out_of_memory),
         cmocka_unit_test(a_durable_replica_survives_running_out_of_memory),
+        cmocka_unit_test(a_reserved_replica_allocates_nothing_for_what_it_reserved),
         cmocka_unit_test(every_result_is_reachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

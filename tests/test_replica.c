@@ -493,6 +493,31 @@ static void a_batch_applies_in_order_with_a_result_each(void **state) {
     assert_result(tally_create_transfers(NULL, t, 1, results), TALLY_EINVAL);
 }
 
+/* tally_reserve refuses what no replica can hold and leaves the state as it was; what it
+ * reserves then takes writes as any replica does. */
+static void reserve_refuses_bad_arguments_and_changes_no_state(void **state) {
+    fixture *f = *state;
+    uint8_t before[16], after[16];
+    digest_of(f->r, before);
+    assert_result(tally_reserve(NULL, 1, 1), TALLY_EINVAL);
+    assert_result(tally_reserve(f->r, UINT64_MAX, 0), TALLY_ETOOBIG);
+    assert_result(tally_reserve(f->r, 0, UINT64_MAX), TALLY_ETOOBIG);
+    assert_result(tally_reserve(f->r, (uint64_t)1 << 29, 1), TALLY_ETOOBIG); /* the sum */
+    assert_result(tally_reserve(f->r, 0, 0), TALLY_OK);
+    assert_result(tally_reserve(f->r, 3, 3), TALLY_OK); /* fewer than it holds: nothing to do */
+    assert_result(tally_reserve(f->r, 100, 1000), TALLY_OK);
+    digest_of(f->r, after);
+    assert_memory_equal(before, after, 16);
+    tally_stats st;
+    assert_result(tally_get_stats(f->r, &st), TALLY_OK);
+    assert_int_equal(st.accounts, 6);
+    tally_transfer t = transfer(150, BANK, A, 10);
+    assert_result(tally_create_transfer(f->r, &t), TALLY_OK);
+    tally_transfer got;
+    assert_result(tally_lookup_transfer(f->r, tid(150), &got), TALLY_OK);
+    assert_int_equal(got.amount, 10);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -520,6 +545,7 @@ int main(void) {
         T(rights_holders_lists_the_richest_first),
         T(lookups_refuse_bad_arguments_and_clear_their_output),
         T(a_batch_applies_in_order_with_a_result_each),
+        T(reserve_refuses_bad_arguments_and_changes_no_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
