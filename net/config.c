@@ -1,6 +1,6 @@
 /*
  * net/config.c — see config.h. Keys: data, listen, control, cluster, sync, anti_entropy_ms,
- * rights_reserve, peers (docs/operations.md).
+ * rights_reserve, capacity_accounts, capacity_transfers, peers (docs/operations.md).
  */
 #include "net/config.h"
 
@@ -32,6 +32,14 @@ static bool set_string(char **field, const char *v) {
     return true;
 }
 
+/* The setting a key of a count (an integer from 0) names, or NULL. */
+static uint64_t *count_field(settings *s, const char *key) {
+    return strcmp(key, "rights_reserve") == 0       ? &s->rights_reserve
+           : strcmp(key, "capacity_accounts") == 0  ? &s->capacity_accounts
+           : strcmp(key, "capacity_transfers") == 0 ? &s->capacity_transfers
+                                                    : NULL;
+}
+
 static bool apply(settings *s, const char *key, json_t *v, const char *source, char *why,
                   size_t why_size) {
     const char *str = json_string_value(v);
@@ -56,9 +64,9 @@ static bool apply(settings *s, const char *key, json_t *v, const char *source, c
             s->anti_entropy_ms = (uint32_t)json_integer_value(v);
             return true;
         }
-    } else if (strcmp(key, "rights_reserve") == 0) {
+    } else if (count_field(s, key) != NULL) {
         if (json_is_integer(v) && json_integer_value(v) >= 0) {
-            s->rights_reserve = (uint64_t)json_integer_value(v);
+            *count_field(s, key) = (uint64_t)json_integer_value(v);
             return true;
         }
     } else if (strcmp(key, "peers") == 0) {

@@ -23,6 +23,7 @@ typedef struct settings {
     tally_sync_mode sync;
     uint32_t anti_entropy_ms;
     uint64_t rights_reserve;
+    uint64_t capacity_accounts, capacity_transfers; /* tally_reserve at start; 0: grow */
 } settings;
 
 /* "commit" or "none". */

@@ -3,6 +3,7 @@
  *
  *   tallyd --data DIR --listen HOST:PORT [--control HOST:PORT] [--peer HOST:PORT ...]
  *          [--cluster NAME] [--sync commit|none] [--anti-entropy-ms N] [--rights-reserve N]
+ *          [--capacity-accounts N] [--capacity-transfers N]
  *   tallyd --config FILE        (the same settings as a JSON object; see docs/operations.md)
  *
  * One log line per event on stderr: an ISO 8601 UTC timestamp, a level, a message. SIGTERM and
@@ -90,6 +91,7 @@ static void usage(FILE *out) {
             "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
             "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
             "              [--anti-entropy-ms N] [--rights-reserve N]\n"
+            "              [--capacity-accounts N] [--capacity-transfers N]\n"
             "       tallyd --config FILE\n"
             "The control port (default: the listen port plus one, on 127.0.0.1) speaks\n"
             "newline-delimited JSON; see docs/operations.md.\n");
@@ -141,6 +143,10 @@ static int parse_args(settings *s, int argc, char **argv) {
             s->anti_entropy_ms = (uint32_t)n;
         } else if (!strcmp(a, "--rights-reserve") && parse_number(v, UINT64_MAX, &n)) {
             s->rights_reserve = n;
+        } else if (!strcmp(a, "--capacity-accounts") && parse_number(v, UINT64_MAX, &n)) {
+            s->capacity_accounts = n;
+        } else if (!strcmp(a, "--capacity-transfers") && parse_number(v, UINT64_MAX, &n)) {
+            s->capacity_transfers = n;
         } else if (!strcmp(a, "--config")) {
             char why[300];
             if (!config_load_file(s, v, why, sizeof why)) {
@@ -352,6 +358,18 @@ static int start(daemon_ *d) {
     tally_get_stats(d->r, &st);
     log_line(2, "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
              tally_replica_id(d->r), d->s.data, st.ops, st.accounts);
+    if (d->s.capacity_accounts > 0 || d->s.capacity_transfers > 0) {
+        uint64_t t0 = uv_hrtime();
+        rc = tally_reserve(d->r, d->s.capacity_accounts, d->s.capacity_transfers);
+        if (rc != TALLY_OK) {
+            log_line(0,
+                     "cannot reserve room for %" PRIu64 " accounts and %" PRIu64 " transfers: %s",
+                     d->s.capacity_accounts, d->s.capacity_transfers, tally_result_name(rc));
+            return 1;
+        }
+        log_line(2, "reserved room for %" PRIu64 " accounts and %" PRIu64 " transfers in %.3f s",
+                 d->s.capacity_accounts, d->s.capacity_transfers, (double)(uv_hrtime() - t0) / 1e9);
+    }
     tally_node_options no;
     memset(&no, 0, sizeof no);
     no.listen = d->s.listen;

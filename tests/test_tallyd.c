@@ -267,6 +267,30 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
     assert_int_equal(start(&s, bad_key), 2);
     assert_non_null(strstr(s.log, "bad value for \"anti_entropy_ms\""));
     f = fopen(config, "w");
+    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"capacity_transfers\": \"lots\"}",
+            dir);
+    fclose(f);
+    assert_int_equal(start(&s, bad_key), 2);
+    assert_non_null(strstr(s.log, "bad value for \"capacity_transfers\""));
+    const char *bad_capacity[] = {"--data", dir, "--listen", "127.0.0.1:0", "--capacity-accounts",
+                                  "-5", NULL};
+    assert_int_equal(start(&s, bad_capacity), 2);
+    assert_non_null(strstr(s.log, "--capacity-accounts"));
+    /* more than a replica can hold: it does not start, and says why */
+    const char *too_big[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
+                             "127.0.0.1:0", "--capacity-transfers", "100000000000", NULL};
+    assert_int_equal(start(&s, too_big), 1);
+    assert_non_null(strstr(s.log, "cannot reserve room"));
+    assert_non_null(strstr(s.log, "ETOOBIG"));
+    const char *sized[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
+                           "--capacity-accounts", "100", "--capacity-transfers", "10000", NULL};
+    assert_int_equal(start(&s, sized), -1);
+    assert_non_null(strstr(s.log, "reserved room for 100 accounts and 10000 transfers"));
+    json_t *j0 = ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":7,\"ledger\":1}}");
+    assert_string_equal(str(j0, "result"), "OK");
+    json_decref(j0);
+    assert_int_equal(stop(&s, SIGTERM), 0);
+    f = fopen(config, "w");
     fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"control\": \"127.0.0.1:0\"}",
             dir);
     fclose(f);
