@@ -240,6 +240,14 @@ static void the_control_port_runs_every_request(void **state) {
     remove_dir(dir);
 }
 
+/* Writes a config file for dir, listening on any port, with one more key (`extra`, JSON). */
+static void write_config(const char *path, const char *dir, const char *extra) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", %s}", dir, extra);
+    fclose(f);
+}
+
 static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state) {
     (void)state;
     char *dir = fresh_dir();
@@ -255,21 +263,14 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
     assert_int_equal(start(&s, bad_sync), 2);
     char config[128];
     snprintf(config, sizeof config, "%s/tallyd.json", dir);
-    FILE *f = fopen(config, "w");
-    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"colour\": \"blue\"}", dir);
-    fclose(f);
+    write_config(config, dir, "\"colour\": \"blue\"");
     const char *bad_key[] = {"--config", config, NULL};
     assert_int_equal(start(&s, bad_key), 2);
     assert_non_null(strstr(s.log, "unknown key \"colour\""));
-    f = fopen(config, "w");
-    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"anti_entropy_ms\": -3}", dir);
-    fclose(f);
+    write_config(config, dir, "\"anti_entropy_ms\": -3");
     assert_int_equal(start(&s, bad_key), 2);
     assert_non_null(strstr(s.log, "bad value for \"anti_entropy_ms\""));
-    f = fopen(config, "w");
-    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"capacity_transfers\": \"lots\"}",
-            dir);
-    fclose(f);
+    write_config(config, dir, "\"capacity_transfers\": \"lots\"");
     assert_int_equal(start(&s, bad_key), 2);
     assert_non_null(strstr(s.log, "bad value for \"capacity_transfers\""));
     const char *bad_capacity[] = {"--data", dir, "--listen", "127.0.0.1:0", "--capacity-accounts",
@@ -290,10 +291,7 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
     assert_string_equal(str(j0, "result"), "OK");
     json_decref(j0);
     assert_int_equal(stop(&s, SIGTERM), 0);
-    f = fopen(config, "w");
-    fprintf(f, "{\"data\": \"%s\", \"listen\": \"127.0.0.1:0\", \"control\": \"127.0.0.1:0\"}",
-            dir);
-    fclose(f);
+    write_config(config, dir, "\"control\": \"127.0.0.1:0\"");
     assert_int_equal(start(&s, bad_key), -1); /* a good config starts */
     assert_int_equal(stop(&s, SIGINT), 0);
     const char *bad_peer[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
