@@ -185,7 +185,7 @@ static inline void replica_account_prefetch(const tally_replica *r, uint32_t acc
  * fresh memory, which each record's first store would otherwise wait for. */
 static inline void replica_transfers_prefetch(const tally_replica *r, uint32_t n) {
 #if defined(__GNUC__)
-    if ((uint64_t)r->transfers.count + n <= r->transfers.capacity) {
+    if (n > 0 && (uint64_t)r->transfers.count + n <= r->transfers.capacity) {
         const char *from = (const char *)&r->transfers.at[r->transfers.count];
         for (size_t line = 0; line < (size_t)n * sizeof(transfer_rec); line += 64) {
             __builtin_prefetch(from + line, 1);
