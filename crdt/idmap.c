@@ -107,13 +107,30 @@ static bool idmap_resize(idmap *m, size_t capacity) {
     return true;
 }
 
-bool idmap_grow(idmap *m, size_t n) {
+size_t idmap_fit(size_t n) {
     size_t capacity = 16;
     while (idmap_room(capacity) < n) {
         if (capacity >= IDMAP_CAPACITY_MAX) {
-            return false;
+            return 0;
         }
         capacity *= 2;
+    }
+    return capacity;
+}
+
+void idmap_pack(const idmap *m, idmap_slot *out, uint32_t capacity) {
+    assert((capacity & (capacity - 1)) == 0 && m->count <= idmap_room(capacity));
+    for (size_t i = 0; m->slots != NULL && i <= m->mask; i++) {
+        if (m->slots[i].ref != 0) {
+            out[first_empty(out, capacity - 1, m->slots[i].hash)] = m->slots[i];
+        }
+    }
+}
+
+bool idmap_grow(idmap *m, size_t n) {
+    size_t capacity = idmap_fit(n);
+    if (capacity == 0) {
+        return false;
     }
     if (m->slots != NULL && capacity <= (size_t)m->mask + 1) {
         return true;

@@ -64,6 +64,14 @@ static inline bool idmap_reserve(idmap *m, size_t n) {
     return (m->slots != NULL && n <= idmap_room((size_t)m->mask + 1)) || idmap_grow(m, n);
 }
 
+/* The capacity idmap_grow picks for n keys: the smallest power of two from 16 with room for
+ * them; 0 when past IDMAP_CAPACITY_MAX. */
+size_t idmap_fit(size_t n);
+/* Places m's keys into `out`, a zeroed table of `capacity` slots with room for them, as inserts
+ * into a map of that capacity would: a copy of m sized to its keys (for a snapshot of a map
+ * reserved far ahead of its keys, tally_reserve). */
+void idmap_pack(const idmap *m, idmap_slot *out, uint32_t capacity);
+
 /* Faults in the table's memory now (crdt/mem.h, mem_touch), so that inserts take no page fault. */
 void idmap_touch(idmap *m);
 

@@ -92,7 +92,36 @@ static void w128(writer *w, u128 v) {
     w64(w, v.lo);
 }
 
-static void write_body(writer *w, const tally_replica *r) {
+/* The transfer map as a snapshot keeps it: the replica's table, or a copy sized to its keys when
+ * the table is larger than they need (reserved ahead: tally_reserve), so that a snapshot holds no
+ * more empty slots than a map grown as it went. */
+typedef struct snapshot_map {
+    const idmap_slot *slots;
+    uint32_t capacity;
+    idmap_slot *packed; /* owned; NULL when slots are the replica's */
+} snapshot_map;
+
+static bool snapshot_map_init(snapshot_map *sm, const idmap *m) {
+    uint32_t capacity = m->slots != NULL ? m->mask + 1 : 0;
+    uint32_t fit = m->count > 0 ? (uint32_t)idmap_fit(m->count) : 0;
+    sm->slots = m->slots;
+    sm->capacity = capacity;
+    sm->packed = NULL;
+    if (fit >= capacity) {
+        return true;
+    }
+    if (fit > 0 && (sm->packed = calloc(fit, sizeof *sm->packed)) == NULL) {
+        return false;
+    }
+    if (fit > 0) {
+        idmap_pack(m, sm->packed, fit);
+    }
+    sm->slots = sm->packed;
+    sm->capacity = fit;
+    return true;
+}
+
+static void write_body(writer *w, const tally_replica *r, const snapshot_map *map) {
     w64(w, r->clock.last);
     w64(w, r->pending_open);
     w64(w, r->refused_rights);
@@ -163,13 +192,11 @@ static void write_body(writer *w, const tally_replica *r) {
     }
     /* The transfer map itself: rebuilding it would cost a random memory access per transfer,
      * reading it back is sequential. */
-    const idmap *m = &r->transfer_map;
-    uint32_t capacity = m->slots != NULL ? m->mask + 1 : 0;
-    w32(w, capacity);
-    w32(w, m->count);
-    for (uint32_t i = 0; i < capacity; i++) {
-        w32(w, m->slots[i].ref);
-        w32(w, m->slots[i].hash);
+    w32(w, map->capacity);
+    w32(w, r->transfer_map.count);
+    for (uint32_t i = 0; i < map->capacity; i++) {
+        w32(w, map->slots[i].ref);
+        w32(w, map->slots[i].hash);
     }
     w32(w, r->grants.count);
     for (uint32_t i = 0; i < r->grants.count; i++) {
@@ -203,9 +230,12 @@ static void write_body(writer *w, const tally_replica *r) {
 int snapshot_write(const tally_replica *r, int fd, uint64_t segment, uint64_t offset) {
     writer *w = malloc(sizeof *w);
     XXH3_state_t *hash = XXH3_createState();
-    if (w == NULL || hash == NULL) {
+    snapshot_map map;
+    bool map_ok = snapshot_map_init(&map, &r->transfer_map);
+    if (w == NULL || hash == NULL || !map_ok) {
         free(w);
         XXH3_freeState(hash);
+        free(map.packed);
         return TALLY_ENOMEM;
     }
     w->fd = fd;
@@ -222,7 +252,8 @@ int snapshot_write(const tally_replica *r, int fd, uint64_t segment, uint64_t of
     put_u64le(h + 24, offset);
     put_u64le(h + 32, r->log.count);
     w_bytes(w, h, sizeof h);
-    write_body(w, r);
+    write_body(w, r, &map);
+    free(map.packed);
     w_flush(w);
     uint64_t sum = XXH3_64bits_digest(hash);
     uint8_t tail[8];

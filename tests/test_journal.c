@@ -683,6 +683,31 @@ static void a_snapshot_with_a_fuller_map_from_earlier_versions_loads(void **stat
     tally_close(r);
 }
 
+/* A replica that reserved room for a million transfers holds a map of two million slots; its
+ * snapshot keeps the map sized to the transfers it has, and loads to the same state. */
+static void a_snapshot_of_a_reserved_replica_is_the_size_of_its_contents(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f);
+    assert_result(tally_reserve(r, 10, 1000000), TALLY_OK);
+    seed_accounts(r);
+    some_activity(r, 100, 20);
+    assert_int_equal(r->transfer_map.mask + 1, 1u << 21);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    uint8_t before[16];
+    digest_of(r, before);
+    tally_close(r);
+    char path[256];
+    static uint8_t buf[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf);
+    assert_true(size < 8192); /* the reserved table alone would be 16 MiB */
+    opens_to(f, before, 1);
+    r = open_ok(f);
+    assert_int_equal(r->transfer_map.mask + 1, idmap_fit(r->transfer_map.count));
+    tally_transfer t = transfer(300, 1, 2, 3);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+}
+
 static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **state) {
     fixture *f = *state;
     tally_replica *r = open_ok(f);
@@ -775,6 +800,7 @@ int main(void) {
         T(a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal),
         T(a_snapshot_transfer_that_does_not_fit_the_record_is_refused),
         T(a_snapshot_with_a_fuller_map_from_earlier_versions_loads),
+        T(a_snapshot_of_a_reserved_replica_is_the_size_of_its_contents),
         T(a_snapshot_that_cannot_load_without_its_segments_is_refused),
         T(a_frame_that_fails_part_way_counts_not_at_all),
         T(a_snapshot_of_an_empty_replica_loads),
