@@ -107,24 +107,19 @@ void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge) {
         }
         return q;
     }
-#if defined(MREMAP_MAYMOVE) && defined(MREMAP_FIXED)
+#if defined(MREMAP_MAYMOVE)
     if (mapped(old_bytes)) {
-        size_t old_len = map_len(old_bytes), new_len = map_len(new_bytes);
-        if (!huge || new_len < MEM_HUGE_BYTES) {
-            void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
-            return q != MAP_FAILED ? q : NULL;
-        }
-        /* Onto an aligned place of our own, so that the huge pages move whole (and stay huge). */
-        void *dest = map_huge(new_len);
-        if (dest == NULL) {
-            return NULL;
-        }
-        void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+        /* Where the kernel places a moved mapping of 2 MiB or more on a huge-page boundary (Linux
+         * 6.7 on), its huge pages move whole; elsewhere they are split, and the advice lets the
+         * kernel gather them again. */
+        size_t new_len = map_len(new_bytes);
+        void *q = mremap(p, map_len(old_bytes), new_len, MREMAP_MAYMOVE);
         if (q == MAP_FAILED) {
-            munmap(dest, new_len);
             return NULL;
         }
-        advise_huge(q, new_len);
+        if (huge && new_len >= MEM_HUGE_BYTES) {
+            advise_huge(q, new_len);
+        }
         return q;
     }
 #endif

@@ -13,9 +13,10 @@
  *    from mem_resize, mem_zalloc or mem_zgrow.
  * 2. mem_resize keeps the contents up to the smaller of the two sizes; bytes past the old size
  *    are unspecified. On failure it returns NULL and the old block is unchanged.
- * 3. mem_zalloc's block is zeroed, and so is what mem_zgrow adds. With huge set, a block of
- *    MEM_HUGE_BYTES or more starts on a MEM_HUGE_BYTES boundary and is advised onto transparent
- *    huge pages where the system has them (advice only: if refused, the pages stay small).
+ * 3. mem_zalloc's block is zeroed, and so is what mem_zgrow adds. With huge set, mem_zalloc's
+ *    block of MEM_HUGE_BYTES or more starts on a MEM_HUGE_BYTES boundary and is advised onto
+ *    transparent huge pages where the system has them (advice only: if refused, pages stay
+ *    small).
  */
 #ifndef TALLY_CRDT_MEM_H
 #define TALLY_CRDT_MEM_H
@@ -31,9 +32,10 @@ void *mem_resize(void *p, size_t old_bytes, size_t new_bytes);
 /* A zeroed block of bytes (> 0), or NULL. */
 void *mem_zalloc(size_t bytes, bool huge);
 /* p (from mem_zalloc or mem_zgrow with the same huge, or NULL with old_bytes 0) grown to
- * new_bytes >= old_bytes: its first old_bytes kept, the rest zeroed, placed as mem_zalloc would
- * place a block of new_bytes. A mapping grows where it is or moves its pages, without copying
- * them. NULL when out of memory; p is unchanged then. */
+ * new_bytes >= old_bytes: its first old_bytes kept, the rest zeroed. A mapping grows where it is
+ * or moves its pages, without copying them; with huge set, a grown mapping of MEM_HUGE_BYTES or
+ * more is advised onto huge pages (they stay whole where the kernel places the move on a
+ * huge-page boundary, as Linux does from 6.7). NULL when out of memory; p is unchanged then. */
 void *mem_zgrow(void *p, size_t old_bytes, size_t new_bytes, bool huge);
 /* Faults in now, writable, the pages that hold bytes [from, to) of a mapped block of `bytes`
  * bytes, so that the first writes there take no page fault (advice: where the system lacks it,
