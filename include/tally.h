@@ -341,12 +341,14 @@ TALLY_API int tally_get_stats(const tally_replica *r, tally_stats *out);
 
 /* Makes room for `accounts` accounts and `transfers` transfers (TRANSFER, POST and VOID ops) in
  * all, counting those held already, and faults the memory in now. Until the replica holds more,
- * creating and applying them does not grow its record arrays, its op log or its id maps (no
- * doubling, no rehash of a large map in the middle of a write), nor take the page faults of
- * their first touch. For a server that knows its size: it pays for its memory at start, as
- * TigerBeetle does. A replica that is never reserved grows as it goes. The memory is about 100
- * bytes a transfer and 250 an account. Whatever the result, the replica is unchanged but for
- * its capacity.
+ * creating and applying them does not grow its record arrays, its op log, its id maps or the log
+ * positions of its own ops (no doubling, no rehash of a large map in the middle of a write), nor
+ * take the page faults of their first touch; a peer's ops still add 4 bytes each to that peer's
+ * position table as they arrive. For a server that knows its size: it pays for its memory at
+ * start, as TigerBeetle does. A replica that is never reserved grows as it goes. The memory is
+ * about 100 bytes a transfer and 250 an account. The reservation lasts while the replica is
+ * open (not across tally_close). Whatever the result, the replica is unchanged but for its
+ * capacity.
  * Results: TALLY_OK; TALLY_EINVAL (r NULL); TALLY_ETOOBIG (more than a replica can hold);
  * TALLY_ENOMEM. */
 TALLY_API int tally_reserve(tally_replica *r, uint64_t accounts, uint64_t transfers);
