@@ -116,6 +116,18 @@ static int start(server *s, const char *const *args) {
     return -1;
 }
 
+/* Starts tallyd on dir, listening and controlled on free loopback ports, with the flags in
+ * `extra` (NULL-terminated) after those. */
+static int start_on(server *s, const char *dir, const char *const *extra) {
+    const char *args[32] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"};
+    int n = 6;
+    for (; *extra != NULL && n < 31; extra++) {
+        args[n++] = *extra;
+    }
+    args[n] = NULL;
+    return start(s, args);
+}
+
 /* Sends a request, returns the reply (the caller json_decref's it). */
 static json_t *ask(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static json_t *ask(server *s, const char *fmt, ...) {
@@ -180,9 +192,8 @@ static void the_control_port_runs_every_request(void **state) {
     (void)state;
     char *dir = fresh_dir();
     server s;
-    const char *args[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
-                          NULL};
-    assert_int_equal(start(&s, args), -1);
+    const char *none[] = {NULL};
+    assert_int_equal(start_on(&s, dir, none), -1);
     json_t *j = ask(&s, "{\"id\":1,\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}");
     assert_string_equal(str(j, "result"), "OK");
     assert_int_equal(json_integer_value(json_object_get(j, "id")), 1);
@@ -278,14 +289,12 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
     assert_int_equal(start(&s, bad_capacity), 2);
     assert_non_null(strstr(s.log, "--capacity-accounts"));
     /* more than a replica can hold: it does not start, and says why */
-    const char *too_big[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
-                             "127.0.0.1:0", "--capacity-transfers", "100000000000", NULL};
-    assert_int_equal(start(&s, too_big), 1);
+    const char *too_big[] = {"--capacity-transfers", "100000000000", NULL};
+    assert_int_equal(start_on(&s, dir, too_big), 1);
     assert_non_null(strstr(s.log, "cannot reserve room"));
     assert_non_null(strstr(s.log, "ETOOBIG"));
-    const char *sized[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
-                           "--capacity-accounts", "100", "--capacity-transfers", "10000", NULL};
-    assert_int_equal(start(&s, sized), -1);
+    const char *sized[] = {"--capacity-accounts", "100", "--capacity-transfers", "10000", NULL};
+    assert_int_equal(start_on(&s, dir, sized), -1);
     assert_non_null(strstr(s.log, "reserved room for 100 accounts and 10000 transfers"));
     json_t *j0 = ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":7,\"ledger\":1}}");
     assert_string_equal(str(j0, "result"), "OK");
@@ -294,18 +303,15 @@ static void bad_flags_and_configs_are_refused_naming_what_is_wrong(void **state)
     write_config(config, dir, "\"control\": \"127.0.0.1:0\"");
     assert_int_equal(start(&s, bad_key), -1); /* a good config starts */
     assert_int_equal(stop(&s, SIGINT), 0);
-    const char *bad_peer[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
-                              "127.0.0.1:0", "--peer", "nowhere", NULL};
-    assert_int_equal(start(&s, bad_peer), 1);
+    const char *bad_peer[] = {"--peer", "nowhere", NULL};
+    assert_int_equal(start_on(&s, dir, bad_peer), 1);
     assert_non_null(strstr(s.log, "bad peer"));
-    const char *bad_name[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
-                              "127.0.0.1:0", "--peer", "no_such_host:7400", NULL};
-    assert_int_equal(start(&s, bad_name), 1);
+    const char *bad_name[] = {"--peer", "no_such_host:7400", NULL};
+    assert_int_equal(start_on(&s, dir, bad_name), 1);
     assert_non_null(strstr(s.log, "bad peer"));
     /* a peer by name is taken (looked up, and retried, after the start) */
-    const char *named[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control",
-                           "127.0.0.1:0", "--peer", "localhost:1", NULL};
-    assert_int_equal(start(&s, named), -1);
+    const char *named[] = {"--peer", "localhost:1", NULL};
+    assert_int_equal(start_on(&s, dir, named), -1);
     json_t *j = ask(&s, "{\"op\":\"status\"}");
     json_t *peer = json_array_get(json_object_get(j, "peers"), 0);
     assert_string_equal(json_string_value(json_object_get(peer, "address")), "localhost:1");
@@ -318,10 +324,9 @@ static void a_second_tallyd_on_the_same_directory_refuses_to_start(void **state)
     (void)state;
     char *dir = fresh_dir();
     server a, b;
-    const char *args[] = {"--data", dir, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
-                          NULL};
-    assert_int_equal(start(&a, args), -1);
-    assert_int_equal(start(&b, args), 1);
+    const char *none[] = {NULL};
+    assert_int_equal(start_on(&a, dir, none), -1);
+    assert_int_equal(start_on(&b, dir, none), 1);
     assert_non_null(strstr(b.log, "in use by another tallyd"));
     assert_int_equal(stop(&a, SIGTERM), 0);
     remove_dir(dir);
@@ -360,15 +365,13 @@ static void a_killed_server_restarts_with_everything_it_acknowledged(void **stat
     (void)state;
     char *dirs[3] = {fresh_dir(), fresh_dir(), fresh_dir()};
     server s[3];
-    const char *first[] = {"--data", dirs[0], "--listen", "127.0.0.1:0", "--control",
-                           "127.0.0.1:0", "--anti-entropy-ms", "100", NULL};
-    assert_int_equal(start(&s[0], first), -1);
+    const char *first[] = {"--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[0], dirs[0], first), -1);
     char peer0[32];
     snprintf(peer0, sizeof peer0, "127.0.0.1:%d", s[0].sync_port);
     for (int i = 1; i < 3; i++) {
-        const char *args[] = {"--data", dirs[i], "--listen", "127.0.0.1:0", "--control",
-                              "127.0.0.1:0", "--peer", peer0, "--anti-entropy-ms", "100", NULL};
-        assert_int_equal(start(&s[i], args), -1);
+        const char *to_peer0[] = {"--peer", peer0, "--anti-entropy-ms", "100", NULL};
+        assert_int_equal(start_on(&s[i], dirs[i], to_peer0), -1);
     }
     json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
     json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1}}"));
@@ -387,9 +390,8 @@ static void a_killed_server_restarts_with_everything_it_acknowledged(void **stat
     }
     assert_int_equal(acknowledged, 200);
     assert_int_equal(stop(&s[1], SIGKILL), 128 + SIGKILL);
-    const char *again[] = {"--data", dirs[1], "--listen", "127.0.0.1:0", "--control",
-                           "127.0.0.1:0", "--peer", peer0, "--anti-entropy-ms", "100", NULL};
-    assert_int_equal(start(&s[1], again), -1);
+    const char *again[] = {"--peer", peer0, "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[1], dirs[1], again), -1);
     for (int k = 0; k < acknowledged; k++) {
         json_t *j = ask(&s[1], "{\"op\":\"transfer\",\"transfer\":%d}", 1000 + k);
         assert_int_equal(json_integer_value(json_object_get(j, "amount")), 1 + k);
