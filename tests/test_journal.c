@@ -618,6 +618,22 @@ static void a_snapshot_transfer_that_does_not_fit_the_record_is_refused(void **s
     opens_to(f, before, 1);
 }
 
+/* Opening f from its snapshot of transfers 100 to 119 (some_activity) gives a transfer map of
+ * the size a map grown as it went would have, at or below the load limit, that finds each of
+ * them and takes more. */
+static void reopens_with_its_map_sized_to_its_transfers(fixture *f) {
+    tally_replica *r = open_ok(f);
+    assert_true((uint64_t)r->transfer_map.count * 2 <= (uint64_t)r->transfer_map.mask + 1);
+    assert_int_equal(r->transfer_map.mask + 1, idmap_fit(r->transfer_map.count));
+    for (uint64_t i = 0; i < 20; i++) {
+        tally_transfer got;
+        assert_result(tally_lookup_transfer(r, tid(100 + i), &got), TALLY_OK);
+    }
+    tally_transfer t = transfer(300, 1, 2, 3);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+}
+
 /* Earlier versions let the transfer map fill to 3/4 and wrote it so; today's limit is 1/2
  * (crdt/idmap.h). Such a snapshot still loads, to the same state, and its map grows to the
  * limit as it loads: here the map of a real snapshot is rewritten at half its capacity. */
@@ -672,15 +688,7 @@ static void a_snapshot_with_a_fuller_map_from_earlier_versions_loads(void **stat
     put_u64le(out + n - 8, XXH3_64bits(out, (size_t)n - 8));
     write_file(path, out, n);
     opens_to(f, before, 1); /* from the snapshot */
-    r = open_ok(f);
-    assert_true((uint64_t)r->transfer_map.count * 2 <= (uint64_t)r->transfer_map.mask + 1);
-    for (uint64_t i = 0; i < 20; i++) {
-        tally_transfer got;
-        assert_result(tally_lookup_transfer(r, tid(100 + i), &got), TALLY_OK);
-    }
-    tally_transfer t = transfer(300, 1, 2, 3);
-    assert_result(tally_create_transfer(r, &t), TALLY_OK);
-    tally_close(r);
+    reopens_with_its_map_sized_to_its_transfers(f);
 }
 
 /* A replica that reserved room for a million transfers holds a map of two million slots; its
@@ -701,11 +709,7 @@ static void a_snapshot_of_a_reserved_replica_is_the_size_of_its_contents(void **
     long size = read_snapshot(f, path, buf, sizeof buf);
     assert_true(size < 8192); /* the reserved table alone would be 16 MiB */
     opens_to(f, before, 1);
-    r = open_ok(f);
-    assert_int_equal(r->transfer_map.mask + 1, idmap_fit(r->transfer_map.count));
-    tally_transfer t = transfer(300, 1, 2, 3);
-    assert_result(tally_create_transfer(r, &t), TALLY_OK);
-    tally_close(r);
+    reopens_with_its_map_sized_to_its_transfers(f);
 }
 
 static void a_snapshot_that_cannot_load_without_its_segments_is_refused(void **state) {
