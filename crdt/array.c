@@ -21,7 +21,7 @@ bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, si
     if (want > max) {
         want = max;
     }
-    void *grown = mem_resize(*at, (size_t)*capacity * elem, (size_t)want * elem);
+    void *grown = mem_zgrow(*at, (size_t)*capacity * elem, (size_t)want * elem, false);
     if (grown == NULL) {
         return false;
     }

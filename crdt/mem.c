@@ -46,26 +46,6 @@ void mem_free(void *p, size_t bytes) {
     }
 }
 
-void *mem_resize(void *p, size_t old_bytes, size_t new_bytes) {
-    assert(new_bytes > 0 && (p != NULL || old_bytes == 0));
-    if (!mapped(old_bytes) && !mapped(new_bytes)) {
-        return realloc(p, new_bytes);
-    }
-#if defined(MREMAP_MAYMOVE)
-    if (mapped(old_bytes) && mapped(new_bytes)) {
-        void *q = mremap(p, map_len(old_bytes), map_len(new_bytes), MREMAP_MAYMOVE);
-        return q != MAP_FAILED ? q : NULL;
-    }
-#endif
-    /* Across the threshold (or without mremap): a new block, and the contents copied once. */
-    void *q = mapped(new_bytes) ? map(map_len(new_bytes)) : malloc(new_bytes);
-    if (q != NULL && p != NULL) {
-        memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
-        mem_free(p, old_bytes);
-    }
-    return q;
-}
-
 /* A mapping of len bytes (a multiple of the page size) on a MEM_HUGE_BYTES boundary, advised onto
  * huge pages: a huge page more is mapped and both ends trimmed to the boundary. */
 static void *map_huge(size_t len) {

@@ -9,10 +9,9 @@
  * bytes (mremap, on Linux), and its new pages arrive zeroed. Smaller blocks are malloc's.
  *
  * 1. Which allocator a block came from follows from its size alone: the caller passes the size
- *    it last gave a block to mem_resize, mem_zgrow and mem_free, and every block they take came
- *    from mem_resize, mem_zalloc or mem_zgrow.
- * 2. mem_resize keeps the contents up to the smaller of the two sizes; bytes past the old size
- *    are unspecified. On failure it returns NULL and the old block is unchanged.
+ *    it last gave a block to mem_zgrow and mem_free, and every block they take came from
+ *    mem_zalloc or mem_zgrow.
+ * 2. mem_zgrow keeps the old contents; on failure it returns NULL and the old block is unchanged.
  * 3. mem_zalloc's block is zeroed, and so is what mem_zgrow adds. With huge set, mem_zalloc's
  *    block of MEM_HUGE_BYTES or more starts on a MEM_HUGE_BYTES boundary and is advised onto
  *    transparent huge pages where the system has them (advice only: if refused, pages stay
@@ -27,8 +26,6 @@
 #define MEM_MAP_BYTES ((size_t)256 << 10)
 #define MEM_HUGE_BYTES ((size_t)2 << 20)
 
-/* A block of new_bytes (> 0) holding p's first old_bytes; p may be NULL with old_bytes 0. */
-void *mem_resize(void *p, size_t old_bytes, size_t new_bytes);
 /* A zeroed block of bytes (> 0), or NULL. */
 void *mem_zalloc(size_t bytes, bool huge);
 /* p (from mem_zalloc or mem_zgrow with the same huge, or NULL with old_bytes 0) grown to
