@@ -147,14 +147,17 @@ void idmap_touch(idmap *m) {
 
 bool idmap_put(idmap *m, tally_id key, uint32_t value) {
     assert(value < IDMAP_NONE);
-    if (m->slots == NULL || (size_t)m->count + 1 > idmap_room((size_t)m->mask + 1)) {
-        if (!idmap_reserve(m, (size_t)m->count * 2 + 1)) {
-            return false;
-        }
-    }
     uint32_t h = idmap_hash(key);
-    idmap_slot *s = idmap_probe(m, key, h);
-    if (s->ref == 0) {
+    idmap_slot *s = m->slots != NULL ? idmap_probe(m, key, h) : NULL;
+    if (s == NULL || s->ref == 0) {
+        /* A new key: the table grows (to the smallest size that holds it) only if it must. A
+         * key already there is replaced in place, which never allocates. */
+        if (m->slots == NULL || (size_t)m->count + 1 > idmap_room((size_t)m->mask + 1)) {
+            if (!idmap_grow(m, (size_t)m->count + 1)) {
+                return false;
+            }
+            s = idmap_probe(m, key, h);
+        }
         s->hash = h;
         m->count++;
     }

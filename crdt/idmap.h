@@ -144,9 +144,9 @@ static inline void idmap_prefetch(const idmap *m, tally_id key) {
     idmap_prefetch_hashed(m, idmap_hash(key));
 }
 
-/* Inserts key -> value, or replaces the value of a key already there. False when out of memory
- * (the map is unchanged then). value must be below IDMAP_NONE and key(ctx, value) must already
- * return key. */
+/* Inserts key -> value, or replaces the value of a key already there (which never allocates).
+ * False when out of memory (the map is unchanged then). value must be below IDMAP_NONE and
+ * key(ctx, value) must already return key. */
 bool idmap_put(idmap *m, tally_id key, uint32_t value);
 
 /* Inserts key -> value if key is not there and returns IDMAP_NONE; if it is, returns its value

@@ -112,6 +112,33 @@ static void idmap_put_replaces_the_value_of_a_key(void **state) {
     idmap_free(&m);
 }
 
+/* idmap_put grows a full table to the next size, no further, and only for a key that is new:
+ * replacing a value in a full table keeps the table (and so cannot fail for memory). */
+static void idmap_put_doubles_a_full_table_and_replaces_without_growing(void **state) {
+    (void)state;
+    tally_id keys[10] = {{0, 0}};
+    idmap m;
+    idmap_init(&m, key_in, keys);
+    for (uint32_t i = 0; i < 8; i++) { /* 8: the room of the first, 16-slot table */
+        keys[i] = tid(100 + i);
+        assert_true(idmap_put(&m, keys[i], i));
+    }
+    assert_int_equal(m.mask + 1, 16);
+    assert_int_equal(m.count, idmap_room(16));
+    keys[8] = tid(100); /* the same id as keys[0] */
+    assert_true(idmap_put(&m, tid(100), 8));
+    assert_int_equal(m.mask + 1, 16);
+    assert_int_equal(idmap_get(&m, tid(100)), 8);
+    keys[9] = tid(200);
+    assert_true(idmap_put(&m, keys[9], 9));
+    assert_int_equal(m.mask + 1, 32);
+    for (uint32_t i = 1; i < 8; i++) {
+        assert_int_equal(idmap_get(&m, keys[i]), i);
+    }
+    assert_int_equal(idmap_get(&m, tid(200)), 9);
+    idmap_free(&m);
+}
+
 static void idmap_insert_keeps_the_value_already_there(void **state) {
     (void)state;
     tally_id keys[3] = {tid(5), tid(6), tid(5)};
@@ -245,6 +272,7 @@ int main(void) {
         cmocka_unit_test(idmap_finds_every_key_it_was_given),
         cmocka_unit_test(idmap_growth_keeps_keys_whose_runs_wrap_around),
         cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
+        cmocka_unit_test(idmap_put_doubles_a_full_table_and_replaces_without_growing),
         cmocka_unit_test(idmap_insert_keeps_the_value_already_there),
         cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),
         cmocka_unit_test(rights_hold_no_zero_entries_and_never_go_negative),
