@@ -487,8 +487,8 @@ int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]) {
     if (o->kind != OP_TRANSFER && o->kind != OP_POST && o->kind != OP_VOID) {
         return TALLY_OK;
     }
-    const codec_account *debit = &d->dict.accounts.at[entries[0]];
-    const codec_account *credit = &d->dict.accounts.at[entries[1]];
+    const codec_account *debit = account_entry(d, entries[0]);
+    const codec_account *credit = account_entry(d, entries[1]);
     if (debit->ledger != credit->ledger) {
         return TALLY_ECORRUPT; /* a transfer's ledger is its accounts', and they must agree */
     }

@@ -102,18 +102,17 @@ typedef struct snapshot_map {
 } snapshot_map;
 
 static bool snapshot_map_init(snapshot_map *sm, const idmap *m) {
-    uint32_t capacity = m->slots != NULL ? m->mask + 1 : 0;
-    uint32_t fit = m->count > 0 ? (uint32_t)idmap_fit(m->count) : 0;
     sm->slots = m->slots;
-    sm->capacity = capacity;
+    sm->capacity = m->slots != NULL ? m->mask + 1 : 0;
     sm->packed = NULL;
-    if (fit >= capacity) {
+    uint32_t fit = m->count > 0 ? (uint32_t)idmap_fit(m->count) : 0;
+    if (fit >= sm->capacity) {
         return true;
     }
-    if (fit > 0 && (sm->packed = calloc(fit, sizeof *sm->packed)) == NULL) {
-        return false;
-    }
     if (fit > 0) {
+        if ((sm->packed = calloc(fit, sizeof *sm->packed)) == NULL) {
+            return false;
+        }
         idmap_pack(m, sm->packed, fit);
     }
     sm->slots = sm->packed;

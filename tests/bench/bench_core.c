@@ -235,7 +235,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Applies the kept deltas into rounds fresh replicas in turn; the median seconds per round. */
+/* The median of n values (sorts them). */
 static double median_of(double *s, int n) {
     qsort(s, (size_t)n, sizeof *s, cmp_double);
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
