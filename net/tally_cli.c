@@ -322,19 +322,41 @@ static char *run_remote(const char *server, const char *line) {
 
 /* --- showing the reply ----------------------------------------------------------------------- */
 
+static json_t *integer_text(const json_t *v) {
+    char text[24];
+    snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return json_string(text);
+}
+
+/* Turns every number in j into its decimal text, in place, so that show() prints strings only
+ * and each one lives as long as the reply does: a line may print any number of values, and no
+ * buffer of the printer's own can run out or be reused under it. */
+static void numbers_to_text(json_t *j) {
+    if (json_is_object(j)) {
+        for (void *it = json_object_iter(j); it != NULL; it = json_object_iter_next(j, it)) {
+            json_t *v = json_object_iter_value(it);
+            if (json_is_integer(v)) {
+                json_object_iter_set_new(j, it, integer_text(v));
+            } else {
+                numbers_to_text(v);
+            }
+        }
+    } else if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            json_t *v = json_array_get(j, i);
+            if (json_is_integer(v)) {
+                json_array_set_new(j, i, integer_text(v));
+            } else {
+                numbers_to_text(v);
+            }
+        }
+    }
+}
+
+/* The text of j's field k (after numbers_to_text), owned by j; "-" if it has none. */
 static const char *s_(json_t *j, const char *k) {
-    json_t *v = json_object_get(j, k);
-    static char buf[4][48];
-    static int next;
-    if (json_is_string(v)) {
-        return json_string_value(v);
-    }
-    if (json_is_integer(v)) {
-        char *b = buf[next++ % 4];
-        snprintf(b, 48, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return b;
-    }
-    return "-";
+    const char *v = json_string_value(json_object_get(j, k));
+    return v != NULL ? v : "-";
 }
 
 static void show(const char *op, json_t *j) {
@@ -360,7 +382,7 @@ static void show(const char *op, json_t *j) {
         const char *origin;
         json_t *seq;
         json_object_foreach(json_object_get(j, "version_vector"), origin, seq) {
-            printf("  %-22s %" JSON_INTEGER_FORMAT "\n", origin, json_integer_value(seq));
+            printf("  %-22s %s\n", origin, json_is_string(seq) ? json_string_value(seq) : "-");
         }
     } else if (strcmp(op, "account") == 0) {
         printf("account %s   ledger %s   code %s\n", s_(j, "id"), s_(j, "ledger"), s_(j, "code"));
@@ -466,6 +488,7 @@ int main(int argc, char **argv) {
     } else if (!ok) {
         fprintf(stderr, "tally: %s: %s\n", s_(reply, "error"), s_(reply, "message"));
     } else {
+        numbers_to_text(reply);
         show(opname, reply);
     }
     json_decref(reply);

@@ -28,6 +28,129 @@ static int tally(const char *fmt, ...) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+typedef struct tallyd {
+    pid_t pid;
+    int log_fd;
+    int control_port;
+} tallyd;
+
+/* Starts a tallyd on dir with free loopback ports and waits until it is ready. */
+static void tallyd_start(tallyd *d, const char *dir) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    d->pid = fork();
+    if (d->pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(TALLYD_PATH, TALLYD_PATH, "--data", dir, "--listen", "127.0.0.1:0", "--control",
+              "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    d->log_fd = fds[0];
+    char log[4096] = "";
+    size_t len = 0;
+    d->control_port = 0;
+    while (d->control_port == 0 && len < sizeof log - 1) {
+        ssize_t n = read(d->log_fd, log + len, sizeof log - 1 - len);
+        assert_true(n > 0);
+        len += (size_t)n;
+        log[len] = '\0';
+        const char *ready = strstr(log, "control port ");
+        if (ready != NULL && strchr(ready, '\n') != NULL) {
+            d->control_port = atoi(ready + strlen("control port "));
+        }
+    }
+}
+
+/* Stops it with SIGTERM, which must end it cleanly. */
+static void tallyd_stop(tallyd *d) {
+    kill(d->pid, SIGTERM);
+    int status;
+    waitpid(d->pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(d->log_fd);
+}
+
+/* The number after the first "key": in a JSON text. */
+static long json_number(const char *json, const char *key) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(json, pattern);
+    assert_non_null(at);
+    return strtol(at + strlen(pattern), NULL, 10);
+}
+
+/* `tally TARGET status` prints exactly these lines: the counts given (checked against
+ * `tally --json TARGET status` too), and the replica id and digest that the JSON reply has. */
+static void assert_status_lines(const char *target, long ops, long accounts, long transfers,
+                                long pending, long conflicts, bool with_node) {
+    assert_int_equal(tally("--json %s status", target), 0);
+    assert_int_equal(json_number(out, "ops"), ops);
+    assert_int_equal(json_number(out, "accounts"), accounts);
+    assert_int_equal(json_number(out, "transfers"), transfers);
+    assert_int_equal(json_number(out, "pending"), pending);
+    assert_int_equal(json_number(out, "conflicts"), conflicts);
+    char replica[32] = "", digest[40] = "";
+    const char *at = strstr(out, "\"replica_id\":\"");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "\"replica_id\":\"%31[0-9]\"", replica), 1);
+    at = strstr(out, "\"digest\":\"");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "\"digest\":\"%39[0-9a-f]\"", digest), 1);
+    char want[2048];
+    int n = snprintf(want, sizeof want,
+                     "replica      %s\ndigest       %s\nops          %ld\naccounts     %ld\n"
+                     "transfers    %ld (%ld pending open)\nconflicts    %ld\n",
+                     replica, digest, ops, accounts, transfers, pending, conflicts);
+    if (with_node) {
+        /* no peers: nothing on the wire */
+        n += snprintf(want + n, sizeof want - (size_t)n,
+                      "peers        0 configured, 0 sessions ready\n"
+                      "wire         0 bytes in, 0 bytes out\n");
+    }
+    /* every op here was made here: one origin, at the op count */
+    snprintf(want + n, sizeof want - (size_t)n, "version vector\n  %-22s %ld\n", replica, ops);
+    assert_int_equal(tally("%s status", target), 0);
+    assert_string_equal(out, want);
+}
+
+/* Five ops, three accounts, two transfers of which one pending and open, no conflict: every
+ * count differs, so a value printed on another count's line shows. */
+static void make_distinct_counts(const char *target) {
+    for (int a = 1; a <= 3; a++) {
+        assert_int_equal(tally("%s account create %d --ledger 1", target, a), 0);
+    }
+    assert_int_equal(tally("%s transfer 100 --debit 1 --credit 2 --amount 9 --ledger 1 --code 1",
+                           target), 0);
+    assert_int_equal(tally("%s transfer 101 --debit 1 --credit 3 --amount 4 --ledger 1 --code 1 "
+                           "--pending", target), 0);
+}
+
+static void status_prints_each_count_on_its_own_line(void **state) {
+    (void)state;
+    char dirs[2][32] = {"/tmp/tally-cli-XXXXXX", "/tmp/tally-cli-XXXXXX"};
+    char target[64];
+    /* on a directory: no node, so no peers or wire lines */
+    assert_non_null(mkdtemp(dirs[0]));
+    snprintf(target, sizeof target, "--data %s", dirs[0]);
+    make_distinct_counts(target);
+    assert_status_lines(target, 5, 3, 2, 1, 0, false);
+    /* through a tallyd */
+    assert_non_null(mkdtemp(dirs[1]));
+    tallyd d;
+    tallyd_start(&d, dirs[1]);
+    snprintf(target, sizeof target, "--server 127.0.0.1:%d", d.control_port);
+    make_distinct_counts(target);
+    assert_status_lines(target, 5, 3, 2, 1, 0, true);
+    tallyd_stop(&d);
+    for (int i = 0; i < 2; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dirs[i]);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static void every_command_works_on_a_local_directory(void **state) {
     (void)state;
     char dir[] = "/tmp/tally-cli-XXXXXX";
@@ -93,30 +216,9 @@ static void commands_go_to_a_tallyd_with_server(void **state) {
     (void)state;
     char dir[] = "/tmp/tally-cli-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl(TALLYD_PATH, TALLYD_PATH, "--data", dir, "--listen", "127.0.0.1:0", "--control",
-              "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char log[4096] = "";
-    size_t len = 0;
-    int control = 0;
-    while (control == 0 && len < sizeof log - 1) {
-        ssize_t n = read(fds[0], log + len, sizeof log - 1 - len);
-        assert_true(n > 0);
-        len += (size_t)n;
-        log[len] = '\0';
-        const char *ready = strstr(log, "control port ");
-        if (ready != NULL && strchr(ready, '\n') != NULL) {
-            control = atoi(ready + strlen("control port "));
-        }
-    }
+    tallyd d;
+    tallyd_start(&d, dir);
+    int control = d.control_port;
     assert_int_equal(tally("--server 127.0.0.1:%d account create 1 --ledger 1", control), 0);
     assert_int_equal(tally("--server 127.0.0.1:%d account create 2 --ledger 1 "
                            "--flags debits_must_not_exceed_credits", control), 0);
@@ -128,11 +230,7 @@ static void commands_go_to_a_tallyd_with_server(void **state) {
     assert_non_null(strstr(out, "INSUFFICIENT_RIGHTS")); /* no peer holds any */
     assert_int_equal(tally("--json --server 127.0.0.1:%d status", control), 0);
     assert_non_null(strstr(out, "\"ops\":3"));
-    kill(pid, SIGTERM);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    close(fds[0]);
+    tallyd_stop(&d);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -142,6 +240,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_command_works_on_a_local_directory),
         cmocka_unit_test(commands_go_to_a_tallyd_with_server),
+        cmocka_unit_test(status_prints_each_count_on_its_own_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
