@@ -460,7 +460,7 @@ static json_t *op_lookup_account(control *c, req *q, int *rc) {
                                             "rights", u64_json(holders[i].amount)));
     }
     json_object_set_new(o, "holders", hs);
-    return o;
+    return json_pack("{s:o}", "account", o);
 }
 
 static json_t *op_lookup_transfer(control *c, req *q, int *rc) {
@@ -472,7 +472,7 @@ static json_t *op_lookup_transfer(control *c, req *q, int *rc) {
     }
     tally_transfer t;
     *rc = tally_lookup_transfer(c->r, id, &t);
-    return *rc == TALLY_OK ? transfer_json(c->r, &t) : NULL;
+    return *rc == TALLY_OK ? json_pack("{s:o}", "transfer", transfer_json(c->r, &t)) : NULL;
 }
 
 static json_t *op_grant(control *c, req *q, int *rc) {

@@ -7,7 +7,9 @@
  * lines). docs/operations.md lists every request.
  *
  * 1. Every request gets exactly one reply, carrying the request's "id" if it had one: at once,
- *    or later (request_rights) through the reply callback, on the loop.
+ *    or later (request_rights) through the reply callback, on the loop. The top level of a
+ *    reply has no other "id": an account or a transfer comes back as an object of its own
+ *    (under "account" or "transfer"), so the request's id never hides the object's.
  * 2. A request that is not JSON, names an unknown op or field, or has a bad value gets
  *    {"ok": false, "error": "<tally_result name>", "message": "..."}; nothing is dropped.
  * 3. Ids are 128-bit: given as a decimal string, a "0x" hex string, or a JSON integer; replies

@@ -385,6 +385,7 @@ static void show(const char *op, json_t *j) {
             printf("  %-22s %s\n", origin, json_is_string(seq) ? json_string_value(seq) : "-");
         }
     } else if (strcmp(op, "account") == 0) {
+        j = json_object_get(j, "account");
         printf("account %s   ledger %s   code %s\n", s_(j, "id"), s_(j, "ledger"), s_(j, "code"));
         printf("  %-16s %20s   %-16s %20s\n", "debits posted", s_(j, "debits_posted"),
                "credits posted", s_(j, "credits_posted"));
@@ -397,6 +398,7 @@ static void show(const char *op, json_t *j) {
             printf("  holder %-22s %20s\n", s_(h, "replica"), s_(h, "rights"));
         }
     } else if (strcmp(op, "transfer") == 0) {
+        j = json_object_get(j, "transfer");
         printf("transfer %s: %s from %s to %s, ledger %s, code %s, %s (created at replica %s)\n",
                s_(j, "id"), s_(j, "amount"), s_(j, "debit"), s_(j, "credit"), s_(j, "ledger"),
                s_(j, "code"), s_(j, "pending_state"), s_(j, "origin"));

@@ -210,11 +210,12 @@ static void the_control_port_runs_every_request(void **state) {
     assert_string_equal(json_string_value(json_array_get(results, 1)), "EXCEEDS_CREDITS");
     json_decref(j);
     j = ask(&s, "{\"op\":\"account\",\"account\":10}");
-    assert_int_equal(json_integer_value(json_object_get(j, "credits_posted")), 70);
-    assert_int_equal(json_integer_value(json_object_get(j, "rights_here")), 70);
+    json_t *account = json_object_get(j, "account");
+    assert_int_equal(json_integer_value(json_object_get(account, "credits_posted")), 70);
+    assert_int_equal(json_integer_value(json_object_get(account, "rights_here")), 70);
     json_decref(j);
     j = ask(&s, "{\"op\":\"transfer\",\"transfer\":\"5\"}");
-    assert_string_equal(str(j, "credit"), "0xa");
+    assert_string_equal(str(json_object_get(j, "transfer"), "credit"), "0xa");
     json_decref(j);
     j = ask(&s, "{\"op\":\"grant\",\"account\":10,\"to\":99,\"amount\":20}");
     assert_string_equal(str(j, "result"), "OK");
@@ -248,6 +249,34 @@ static void the_control_port_runs_every_request(void **state) {
     json_decref(j);
     assert_int_equal(stop(&s, SIGTERM), 0);
     assert_non_null(strstr(s.log, "journal synced"));
+    remove_dir(dir);
+}
+
+static void a_request_id_and_the_object_id_both_come_back(void **state) {
+    (void)state;
+    char *dir = fresh_dir();
+    server s;
+    const char *none[] = {NULL};
+    assert_int_equal(start_on(&s, dir, none), -1);
+    json_decref(ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":\"0x100\","
+                        "\"ledger\":1}}"));
+    json_decref(ask(&s, "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":\"0x200\","
+                        "\"debit\":1,\"credit\":\"0x100\",\"amount\":3,\"ledger\":1}]}"));
+    json_t *j = ask(&s, "{\"op\":\"account\",\"account\":\"0x100\",\"id\":\"req-1\"}");
+    assert_string_equal(str(j, "id"), "req-1");
+    assert_string_equal(str(json_object_get(j, "account"), "id"), "0x100");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"transfer\",\"transfer\":\"0x200\",\"id\":{\"n\":2}}");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "id"), "n")), 2);
+    assert_string_equal(str(json_object_get(j, "transfer"), "id"), "0x200");
+    json_decref(j);
+    /* without a request id, the reply's top level has none either */
+    j = ask(&s, "{\"op\":\"account\",\"account\":\"0x100\"}");
+    assert_null(json_object_get(j, "id"));
+    assert_string_equal(str(json_object_get(j, "account"), "id"), "0x100");
+    json_decref(j);
+    assert_int_equal(stop(&s, SIGTERM), 0);
     remove_dir(dir);
 }
 
@@ -394,7 +423,8 @@ static void a_killed_server_restarts_with_everything_it_acknowledged(void **stat
     assert_int_equal(start_on(&s[1], dirs[1], again), -1);
     for (int k = 0; k < acknowledged; k++) {
         json_t *j = ask(&s[1], "{\"op\":\"transfer\",\"transfer\":%d}", 1000 + k);
-        assert_int_equal(json_integer_value(json_object_get(j, "amount")), 1 + k);
+        json_t *t = json_object_get(j, "transfer");
+        assert_int_equal(json_integer_value(json_object_get(t, "amount")), 1 + k);
         json_decref(j);
     }
     assert_true(wait_converged(s, 3));
@@ -408,6 +438,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(the_control_port_runs_every_request, kill_leftovers),
+        cmocka_unit_test_teardown(a_request_id_and_the_object_id_both_come_back, kill_leftovers),
         cmocka_unit_test_teardown(bad_flags_and_configs_are_refused_naming_what_is_wrong,
                                   kill_leftovers),
         cmocka_unit_test_teardown(a_second_tallyd_on_the_same_directory_refuses_to_start,
