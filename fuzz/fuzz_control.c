@@ -2,7 +2,10 @@
  * fuzz_control.c — tallyd's control requests: any bytes as one request line.
  *
  * Properties: every request gets exactly one reply, at once (no network here), and the reply
- * is a JSON object with "ok"; a reply with "ok": false names a tally_result in "error"; the
+ * is a JSON object with "ok"; a reply with "ok": false names a tally_result in "error"; a
+ * request that is a JSON object with an "id" gets that id back, equal, at the reply's top level
+ * (no field of the reply takes its place); no number the reply writes itself is past 2^53 - 1,
+ * where JavaScript's JSON.parse starts to round (ids and big amounts go out as strings); the
  * replica's invariants hold whatever the requests did.
  */
 #include <jansson.h>
@@ -12,6 +15,28 @@
 #include "net/control.h"
 
 static int replies;
+static json_t *request_id; /* the id of the request being answered, or NULL */
+
+/* Every number in j, at any depth, is an integer from 0 to 2^53 - 1. */
+static bool exact_in_javascript(json_t *j) {
+    const char *key;
+    json_t *v;
+    size_t i;
+    bool ok = true;
+    if (json_is_real(j)) {
+        return false;
+    }
+    if (json_is_integer(j)) {
+        return json_integer_value(j) >= 0 && json_integer_value(j) < ((json_int_t)1 << 53);
+    }
+    json_object_foreach(j, key, v) {
+        ok = ok && exact_in_javascript(v);
+    }
+    json_array_foreach(j, i, v) {
+        ok = ok && exact_in_javascript(v);
+    }
+    return ok;
+}
 
 static void on_reply(void *ctx, const char *json) {
     (void)ctx;
@@ -24,6 +49,10 @@ static void on_reply(void *ctx, const char *json) {
     if (json_is_false(ok)) {
         FUZZ_CHECK(json_is_string(json_object_get(j, "error")));
     }
+    json_t *id = json_object_get(j, "id");
+    FUZZ_CHECK(request_id == NULL ? id == NULL : json_equal(id, request_id));
+    json_object_del(j, "id"); /* the request's own, whatever numbers it holds */
+    FUZZ_CHECK(exact_in_javascript(j));
     json_decref(j);
 }
 
@@ -37,9 +66,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i <= size; i++) {
         if (i == size || data[i] == '\n') {
             if (i > start) {
+                json_t *request = json_loadb((const char *)data + start, i - start,
+                                             JSON_REJECT_DUPLICATES, NULL);
+                request_id = json_object_get(request, "id");
                 replies = 0;
                 control_request(c, (const char *)data + start, i - start, on_reply, NULL);
                 FUZZ_CHECK(replies == 1);
+                json_decref(request);
+                request_id = NULL;
             }
             start = i + 1;
         }

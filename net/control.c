@@ -130,13 +130,24 @@ static json_t *id_json(tally_id id) {
     return json_string(buf);
 }
 
-static json_t *u64_json(uint64_t v) {
-    if (v <= (uint64_t)INT64_MAX) {
-        return json_integer((json_int_t)v);
-    }
+/* v as a decimal string. Replica ids always go out so: they are random 64-bit numbers, and a
+ * JSON number above 2^53 does not survive JavaScript's JSON.parse. */
+static json_t *decimal_json(uint64_t v) {
     char buf[24];
     snprintf(buf, sizeof buf, "%" PRIu64, v);
     return json_string(buf);
+}
+
+/* An amount or a count: a JSON number while every JSON reader holds it exactly (up to
+ * 2^53 - 1, JavaScript's Number.MAX_SAFE_INTEGER), a decimal string above. */
+#define JSON_EXACT_INTEGER_MAX ((UINT64_C(1) << 53) - 1)
+static json_t *u64_json(uint64_t v) {
+    return v <= JSON_EXACT_INTEGER_MAX ? json_integer((json_int_t)v) : decimal_json(v);
+}
+
+/* An op's dot: [origin, seq], the origin a replica id. */
+static json_t *dot_json(tally_dot d) {
+    return json_pack("[o,o]", decimal_json(d.origin), u64_json(d.seq));
 }
 
 /* --- requests -------------------------------------------------------------------------------- */
@@ -296,7 +307,7 @@ static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
                           id_json(t->id), "debit", id_json(t->debit_account_id), "credit",
                           id_json(t->credit_account_id), "amount", u64_json(t->amount), "ledger",
                           (json_int_t)t->ledger, "code", (json_int_t)t->code, "user_data",
-                          u64_json(t->user_data), "flags", flags, "origin", u64_json(origin),
+                          u64_json(t->user_data), "flags", flags, "origin", decimal_json(origin),
                           "pending_state", states[st]);
     if (t->pending_id.hi != 0 || t->pending_id.lo != 0) {
         json_object_set_new(o, "pending_id", id_json(t->pending_id));
@@ -323,9 +334,8 @@ static json_t *op_status(control *c, req *q, int *rc) {
     for (int i = 0; i < 16; i++) {
         snprintf(hex + 2 * i, 3, "%02x", d[i]);
     }
-    char rid[24];
-    snprintf(rid, sizeof rid, "%" PRIu64, tally_replica_id(c->r));
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "replica_id", rid,
+    json_t *o = json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "replica_id",
+                          decimal_json(tally_replica_id(c->r)),
                           "digest", hex, "ops", u64_json(st.ops), "accounts",
                           u64_json(st.accounts), "transfers", u64_json(st.transfers), "pending",
                           u64_json(st.pending), "conflicts", u64_json(st.conflicts), "origins",
@@ -361,8 +371,8 @@ static json_t *op_status(control *c, req *q, int *rc) {
         for (size_t i = 0; i < n_peers && i < 64; i++) {
             json_array_append_new(
                 list, json_pack("{s:s, s:s, s:o, s:b}", "address", peers[i].address, "state",
-                                states[peers[i].state], "replica", u64_json(peers[i].replica_id),
-                                "outgoing", peers[i].outgoing));
+                                states[peers[i].state], "replica",
+                                decimal_json(peers[i].replica_id), "outgoing", peers[i].outgoing));
         }
         json_object_set_new(o, "peers", list);
         json_object_set_new(o, "node",
@@ -456,8 +466,9 @@ static json_t *op_lookup_account(control *c, req *q, int *rc) {
     tally_rights_holders(c->r, id, holders, 16, &count);
     json_t *hs = json_array();
     for (size_t i = 0; i < count && i < 16; i++) {
-        json_array_append_new(hs, json_pack("{s:o, s:o}", "replica", u64_json(holders[i].replica_id),
-                                            "rights", u64_json(holders[i].amount)));
+        json_array_append_new(hs, json_pack("{s:o, s:o}", "replica",
+                                            decimal_json(holders[i].replica_id), "rights",
+                                            u64_json(holders[i].amount)));
     }
     json_object_set_new(o, "holders", hs);
     return json_pack("{s:o}", "account", o);
@@ -506,11 +517,10 @@ static json_t *op_conflicts(control *c, req *q, int *rc) {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:[o,o], s:[o,o]}", "kind",
+            arr, json_pack("{s:s, s:o, s:o, s:o}", "kind",
                            list[i].kind == TALLY_CONFLICT_ACCOUNT ? "account" : "transfer", "id",
-                           id_json(list[i].id), "winner", u64_json(list[i].winner.origin),
-                           u64_json(list[i].winner.seq), "other", u64_json(list[i].other.origin),
-                           u64_json(list[i].other.seq)));
+                           id_json(list[i].id), "winner", dot_json(list[i].winner), "other",
+                           dot_json(list[i].other)));
     }
     free(list);
     return json_pack("{s:o}", "conflicts", arr);

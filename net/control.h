@@ -12,8 +12,11 @@
  *    (under "account" or "transfer"), so the request's id never hides the object's.
  * 2. A request that is not JSON, names an unknown op or field, or has a bad value gets
  *    {"ok": false, "error": "<tally_result name>", "message": "..."}; nothing is dropped.
- * 3. Ids are 128-bit: given as a decimal string, a "0x" hex string, or a JSON integer; replies
- *    give them as "0x" hex strings. Amounts above 2^63 travel as decimal strings.
+ * 3. Every id is read from a JSON integer, a decimal string or a "0x" hex string, and written
+ *    as a string, so that no id passes through a JSON number that a reader may round (above
+ *    2^53, JavaScript's JSON.parse does): 128-bit account and transfer ids as "0x" hex, 64-bit
+ *    replica ids in decimal. Amounts and counts are JSON integers up to 2^53 - 1 and decimal
+ *    strings above; they are read from either.
  */
 #ifndef TALLY_NET_CONTROL_H
 #define TALLY_NET_CONTROL_H

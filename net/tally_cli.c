@@ -359,6 +359,12 @@ static const char *s_(json_t *j, const char *k) {
     return v != NULL ? v : "-";
 }
 
+/* The text of the array j's element i (after numbers_to_text), owned by j; "-" if none. */
+static const char *at_(json_t *j, size_t i) {
+    const char *v = json_string_value(json_array_get(j, i));
+    return v != NULL ? v : "-";
+}
+
 static void show(const char *op, json_t *j) {
     if (strcmp(op, "status") == 0) {
         printf("replica      %s\ndigest       %s\nops          %s\naccounts     %s\n"
@@ -411,12 +417,9 @@ static void show(const char *op, json_t *j) {
             printf("no conflicts\n");
         }
         json_array_foreach(json_object_get(j, "conflicts"), i, c) {
-            char *winner = json_dumps(json_object_get(c, "winner"), JSON_COMPACT);
-            char *other = json_dumps(json_object_get(c, "other"), JSON_COMPACT);
-            printf("%-8s %-36s winner %s, other %s\n", s_(c, "kind"), s_(c, "id"),
-                   winner != NULL ? winner : "-", other != NULL ? other : "-");
-            free(winner);
-            free(other);
+            json_t *winner = json_object_get(c, "winner"), *other = json_object_get(c, "other");
+            printf("%-8s %-36s winner replica %s op %s, other replica %s op %s\n", s_(c, "kind"),
+                   s_(c, "id"), at_(winner, 0), at_(winner, 1), at_(other, 0), at_(other, 1));
         }
     } else if (strcmp(op, "request_rights") == 0) {
         printf("%s: %s granted\n", s_(j, "result"), s_(j, "granted"));

@@ -434,6 +434,157 @@ static void a_killed_server_restarts_with_everything_it_acknowledged(void **stat
     }
 }
 
+/* A data directory whose replica has the id given, for a tallyd to open. */
+static char *dir_with_replica(uint64_t replica_id) {
+    char *dir = fresh_dir();
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.replica_id = replica_id;
+    o.sync_mode = TALLY_SYNC_COMMIT;
+    tally_replica *r;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    tally_close(r);
+    return dir;
+}
+
+/* No JSON number in j, at any depth, is past 2^53 - 1, where JSON readers start to round. */
+static void assert_every_number_exact_in_javascript(json_t *j) {
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (json_is_integer(j)) {
+        /* no reply has a negative number; cmocka's ranges are unsigned */
+        assert_in_range(json_integer_value(j), 0, (UINT64_C(1) << 53) - 1);
+    } else if (json_is_object(j)) {
+        json_object_foreach(j, key, v) {
+            assert_every_number_exact_in_javascript(v);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            assert_every_number_exact_in_javascript(v);
+        }
+    }
+}
+
+/* ask(), and the reply holds no number a JavaScript client would round. */
+#define ask_exact(s, ...) exact_reply(ask(s, __VA_ARGS__))
+static json_t *exact_reply(json_t *j) {
+    assert_every_number_exact_in_javascript(j);
+    return j;
+}
+
+/* The holder entry of `replica` in an account reply, or NULL. */
+static json_t *holder(json_t *reply, const char *replica) {
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(json_object_get(reply, "account"), "holders"), i, h) {
+        if (strcmp(str(h, "replica"), replica) == 0) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* Replica ids near 2^64 and just past 2^53, and an amount of 2^60, through every reply that
+ * carries them: each comes back as a string with every digit, and every id is read from a
+ * JSON number, a decimal string or a hex string alike. */
+static void ids_and_amounts_past_2_to_the_53_come_back_exactly(void **state) {
+    (void)state;
+    const char *a_id = "18446744073709551557", *b_id = "9007199254740993"; /* 2^64-59, 2^53+1 */
+    char *dirs[2] = {dir_with_replica(UINT64_MAX - 58), dir_with_replica((UINT64_C(1) << 53) + 1)};
+    server s[2];
+    const char *fast[] = {"--anti-entropy-ms", "100", NULL};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(start_on(&s[i], dirs[i], fast), -1);
+        /* while they are apart: the same accounts, and transfer 7 made differently on each */
+        for (int a = 1; a <= 2; a++) {
+            json_decref(ask(&s[i], "{\"op\":\"create_account\",\"account\":{\"id\":%d,"
+                                   "\"ledger\":1}}", a));
+        }
+        json_t *j = ask(&s[i], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":7,"
+                               "\"debit\":1,\"credit\":2,\"amount\":%d,\"ledger\":1}]}", i + 1);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(j, "results"), 0)),
+                            "OK");
+        json_decref(j);
+    }
+    json_t *j = ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":\"0xA\",\"ledger\":1,"
+                           "\"flags\":[\"debits_must_not_exceed_credits\"]}}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":8,\"debit\":1,"
+                   "\"credit\":\"0xA\",\"amount\":\"1152921504606846976\",\"ledger\":1}]}");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "results"), 0)), "OK");
+    json_decref(j);
+    j = ask(&s[1], "{\"op\":\"add_peer\",\"address\":\"127.0.0.1:%d\"}", s[0].sync_port);
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    assert_true(wait_converged(s, 2));
+
+    j = ask_exact(&s[0], "{\"op\":\"status\"}");
+    assert_string_equal(str(j, "replica_id"), a_id);
+    assert_non_null(json_object_get(json_object_get(j, "version_vector"), a_id));
+    assert_non_null(json_object_get(json_object_get(j, "version_vector"), b_id));
+    json_decref(j);
+    bool ready = false;
+    for (int tries = 0; tries < 250 && !ready; tries++) {
+        j = ask_exact(&s[1], "{\"op\":\"status\"}");
+        json_t *peer = json_array_get(json_object_get(j, "peers"), 0);
+        ready = strcmp(str(peer, "state"), "ready") == 0;
+        if (ready) {
+            assert_string_equal(str(peer, "replica"), a_id);
+        }
+        json_decref(j);
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(ready);
+
+    /* grants to replica b, named as a string, a JSON number and in hex */
+    const char *to[] = {"\"9007199254740993\"", "9007199254740993", "\"0x20000000000001\""};
+    for (int k = 0; k < 3; k++) {
+        j = ask_exact(&s[0], "{\"op\":\"grant\",\"account\":\"0xA\",\"to\":%s,\"amount\":%d}",
+                      to[k], 1 << k);
+        assert_string_equal(str(j, "result"), "OK");
+        json_decref(j);
+    }
+    j = ask_exact(&s[0], "{\"op\":\"account\",\"account\":\"0xA\"}");
+    assert_string_equal(str(json_object_get(j, "account"), "credits_posted"),
+                        "1152921504606846976");
+    assert_non_null(holder(j, b_id));
+    assert_int_equal(json_integer_value(json_object_get(holder(j, b_id), "rights")), 7);
+    assert_non_null(holder(j, a_id));
+    assert_string_equal(str(holder(j, a_id), "rights"), "1152921504606846969");
+    json_decref(j);
+    j = ask_exact(&s[0], "{\"op\":\"transfer\",\"transfer\":8}");
+    assert_string_equal(str(json_object_get(j, "transfer"), "origin"), a_id);
+    assert_string_equal(str(json_object_get(j, "transfer"), "amount"), "1152921504606846976");
+    json_decref(j);
+
+    /* transfer 7's conflict names both replicas, each with every digit */
+    j = ask_exact(&s[0], "{\"op\":\"conflicts\"}");
+    size_t i;
+    json_t *c;
+    bool found = false;
+    json_array_foreach(json_object_get(j, "conflicts"), i, c) {
+        if (strcmp(str(c, "id"), "0x7") == 0) {
+            const char *winner = json_string_value(json_array_get(json_object_get(c, "winner"), 0));
+            const char *other = json_string_value(json_array_get(json_object_get(c, "other"), 0));
+            assert_non_null(winner);
+            assert_non_null(other);
+            assert_true((strcmp(winner, a_id) == 0 && strcmp(other, b_id) == 0) ||
+                        (strcmp(winner, b_id) == 0 && strcmp(other, a_id) == 0));
+            found = true;
+        }
+    }
+    assert_true(found);
+    json_decref(j);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(stop(&s[k], SIGTERM), 0);
+        remove_dir(dirs[k]);
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -444,6 +595,8 @@ int main(void) {
         cmocka_unit_test_teardown(a_second_tallyd_on_the_same_directory_refuses_to_start,
                                   kill_leftovers),
         cmocka_unit_test_teardown(a_killed_server_restarts_with_everything_it_acknowledged,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(ids_and_amounts_past_2_to_the_53_come_back_exactly,
                                   kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
