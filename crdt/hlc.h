@@ -9,6 +9,13 @@
  * 2. A remote timestamp more than HLC_DRIFT_MS_MAX ahead of the local wall clock is not
  *    observed, so one peer with a wild clock cannot drag every replica's clock into the future.
  * 3. The clock saturates instead of wrapping: at the end of time it stops advancing.
+ * 4. A timestamp this clock issued itself (replayed from a journal after a restart, or brought
+ *    back by a peer) is always taken, however far ahead it is (hlc_restore): invariant 1 then
+ *    holds across restarts, whether the clock comes back from a snapshot or from the journal.
+ *
+ * Elapsed time (timeouts) is not read from the HLC, which a wall clock that jumped ahead once
+ * holds ahead for good, but from a steady clock: the wall clock's forward steps added up, so a
+ * wall clock that steps back makes it stand still instead of going back.
  */
 #ifndef TALLY_CRDT_HLC_H
 #define TALLY_CRDT_HLC_H
@@ -40,6 +47,34 @@ static inline void hlc_observe(hlc *h, uint64_t remote, uint64_t wall_ms) {
     if (remote > h->last) {
         h->last = remote;
     }
+}
+
+/* Invariant 4: one of this clock's own timestamps, seen again. */
+static inline void hlc_restore(hlc *h, uint64_t own) {
+    if (own > h->last) {
+        h->last = own;
+    }
+}
+
+/* A clock that only moves forward, in milliseconds, made of a wall clock's forward steps. */
+typedef struct steady {
+    uint64_t wall_last; /* the wall clock's last reading */
+    uint64_t now;       /* the steady clock: starts at the first reading */
+} steady;
+
+static inline void steady_start(steady *s, uint64_t wall_ms) {
+    s->wall_last = wall_ms;
+    s->now = wall_ms;
+}
+
+/* Takes a wall clock reading; returns the steady clock. Saturates at UINT64_MAX. */
+static inline uint64_t steady_read(steady *s, uint64_t wall_ms) {
+    if (wall_ms > s->wall_last) {
+        uint64_t step = wall_ms - s->wall_last;
+        s->now = s->now > UINT64_MAX - step ? UINT64_MAX : s->now + step;
+    }
+    s->wall_last = wall_ms;
+    return s->now;
 }
 
 #endif

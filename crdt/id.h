@@ -1,7 +1,7 @@
 /*
  * crdt/id.h — 128-bit ids: comparison, zero test and hashing.
  *
- * 1. An id is two 64-bit words; the all-zero id is invalid everywhere (api.md).
+ * 1. An id is two 64-bit words; the all-zero id is invalid everywhere (include/tally.h).
  * 2. Ids are ordered by (hi, lo) as unsigned numbers; every canonical order in tally uses this.
  * 3. The hash is XXH3-64 of the two words, so sequential ids (1, 2, 3, ...) spread as well as
  *    random ones.

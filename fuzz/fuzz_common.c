@@ -70,7 +70,8 @@ tally_replica *fuzz_seeded_replica(void) {
     void_.code = 0;
     FUZZ_CHECK(tally_create_transfer(r[0], &post) == TALLY_OK);
     FUZZ_CHECK(tally_create_transfer(r[0], &void_) == TALLY_OK);
-    FUZZ_CHECK(tally_grant(r[0], (tally_id){0, 2}, 2, 100) == TALLY_OK);
+    tally_grant_request g = {{0, 2}, 2, 100, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+    FUZZ_CHECK(tally_grant_with(r[0], &g) == TALLY_OK);
     fuzz_sync(r[0], r[1]);
     tally_transfer spend = xfer(200, 2, 3, 60, 0); /* replica 2 spends its granted rights */
     FUZZ_CHECK(tally_create_transfer(r[1], &spend) == TALLY_OK);

@@ -19,6 +19,20 @@
  *
  * This header is C11 with no compiler extensions, and needs no other header than the standard
  * ones below (libuv is only named, never included).
+ *
+ * Changes in 0.2 (each listed in README.md too):
+ *   - Results appended: TALLY_REPLICA_UNKNOWN, TALLY_ACCOUNT_UNBOUNDED, TALLY_ACCOUNT_AMBIGUOUS.
+ *   - tally_grant refuses a receiver never heard from (TALLY_REPLICA_UNKNOWN) and an unbounded
+ *     account with TALLY_ACCOUNT_UNBOUNDED (was TALLY_FLAGS_INVALID); tally_grant_with takes a
+ *     flag for a receiver the caller vouches for, and names an incarnation.
+ *   - tally_node_request_rights answers TALLY_ACCOUNT_UNBOUNDED for an unbounded account.
+ *   - tally_transfer gains debit_bound and credit_bound (in what was padding: the size is the
+ *     same) and the flag TALLY_TRANSFER_BOUNDS_NAMED; tally_conflict gains the other
+ *     incarnation's ledger, flags and balance; tally_incarnations lists an id's incarnations.
+ *   - Writes by account id never go to a less restrictive incarnation (docs/design.md, 5).
+ *   - tally_create_transfers writes every results[i], also when the batch fails whole, and
+ *     answers TALLY_ORIGIN_BEHIND per transfer.
+ *   - tally_next_expiry says when the next pending created here is due to expire.
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -37,14 +51,15 @@ extern "C" {
 #endif
 
 #define TALLY_VERSION_MAJOR 0
-#define TALLY_VERSION_MINOR 1
+#define TALLY_VERSION_MINOR 2
 #define TALLY_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------------
  * Results.
  *
  * One table makes the enum, tally_strerror and tally_result_name, so they never drift apart.
- * The first 26 entries are fixed (api.md); new ones are only ever appended.
+ * The first 26 entries are fixed; new ones are only ever appended, so a result's number never
+ * changes.
  * ------------------------------------------------------------------------------------------- */
 #define TALLY_RESULT_MAP(XX)                                                                       \
     XX(OK, "ok")                                                                                   \
@@ -79,7 +94,10 @@ extern "C" {
     XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")         \
     XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")                    \
     XX(ORIGIN_BEHIND, "a peer holds ops of this replica newer than its journal: apply them first") \
-    XX(ETIMEDOUT, "no answer in time")
+    XX(ETIMEDOUT, "no answer in time")                                                             \
+    XX(REPLICA_UNKNOWN, "the receiving replica has never been heard from here")                    \
+    XX(ACCOUNT_UNBOUNDED, "the account is unbounded: it has no rights to spend, grant or ask for") \
+    XX(ACCOUNT_AMBIGUOUS, "the account id has incarnations with different bounds: name one")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -170,6 +188,9 @@ enum {
     TALLY_TRANSFER_PENDING = 1u << 0,
     TALLY_TRANSFER_POST_PENDING = 1u << 1,
     TALLY_TRANSFER_VOID_PENDING = 1u << 2,
+    /* The request names each account's incarnation by its bound flags (debit_bound,
+     * credit_bound): see "Incarnations" below. Never set on a transfer read back. */
+    TALLY_TRANSFER_BOUNDS_NAMED = 1u << 3,
 };
 typedef struct tally_transfer {
     tally_id id;
@@ -182,6 +203,9 @@ typedef struct tally_transfer {
     uint32_t timeout_ms; /* PENDING only; 0 = never expires */
     uint16_t code;
     uint16_t flags;
+    /* The bound flags (TALLY_ACCOUNT_*_MUST_NOT_EXCEED_*, 0: unbounded) of the incarnation each
+     * side writes to. Read only with TALLY_TRANSFER_BOUNDS_NAMED; lookups always fill them. */
+    uint16_t debit_bound, credit_bound;
 } tally_transfer;
 
 /* Creates an account.
@@ -196,38 +220,81 @@ TALLY_API int tally_create_account(tally_replica *r, const tally_account *a);
  * On a post or void, debit_account_id, credit_account_id, ledger and code may be zero (taken from
  * the pending) or must equal the pending's; amount 0 posts the full pending amount, a smaller
  * amount posts part and releases the rest; a void's amount must be 0 or the pending amount.
+ * A post never fails for want of rights, and a void never fails for want of rights or room in
+ * a sum: the pending's origin can always finish what it reserved.
+ *
+ * A transfer by account id writes to the incarnation "Incarnations" below describes; with
+ * TALLY_TRANSFER_BOUNDS_NAMED it names them (not on a post or void: those follow the pending).
+ * A retry (the same id) is TALLY_EXISTS when a transfer with that id and these fields is known
+ * here, whichever replica created it, and TALLY_EXISTS_WITH_DIFFERENT_FIELDS otherwise.
  *
  * Results: TALLY_OK; TALLY_EXISTS; TALLY_EXISTS_WITH_DIFFERENT_FIELDS; TALLY_ID_ZERO (id, an
  * account id, or a post/void's pending_id); TALLY_LEDGER_ZERO; TALLY_FLAGS_INVALID;
  * TALLY_ACCOUNTS_SAME; TALLY_DEBIT_ACCOUNT_NOT_FOUND; TALLY_CREDIT_ACCOUNT_NOT_FOUND;
- * TALLY_LEDGER_MISMATCH; TALLY_AMOUNT_ZERO; TALLY_EXCEEDS_CREDITS and TALLY_EXCEEDS_DEBITS (the
- * account, as known here, cannot cover it at all); TALLY_INSUFFICIENT_RIGHTS (the account can
- * cover it, but this replica holds too few rights: ask a holder, see tally_rights_holders);
- * TALLY_OVERFLOW; TALLY_PENDING_NOT_FOUND; TALLY_PENDING_ALREADY_POSTED;
- * TALLY_PENDING_ALREADY_VOIDED; TALLY_PENDING_EXPIRED; TALLY_PENDING_NOT_HERE;
- * TALLY_PENDING_MISMATCH; TALLY_EXCEEDS_PENDING_AMOUNT; TALLY_TIMEOUT_NOT_PENDING;
- * TALLY_PENDING_ID_INVALID; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG. */
+ * TALLY_ACCOUNT_AMBIGUOUS; TALLY_LEDGER_MISMATCH; TALLY_AMOUNT_ZERO; TALLY_EXCEEDS_CREDITS
+ * and TALLY_EXCEEDS_DEBITS (the account, as known here, cannot cover it at all);
+ * TALLY_INSUFFICIENT_RIGHTS (the account can cover it, but this replica holds too few rights:
+ * ask a holder, see tally_rights_holders); TALLY_OVERFLOW; TALLY_PENDING_NOT_FOUND;
+ * TALLY_PENDING_ALREADY_POSTED; TALLY_PENDING_ALREADY_VOIDED; TALLY_PENDING_EXPIRED;
+ * TALLY_PENDING_NOT_HERE; TALLY_PENDING_MISMATCH; TALLY_EXCEEDS_PENDING_AMOUNT;
+ * TALLY_TIMEOUT_NOT_PENDING; TALLY_PENDING_ID_INVALID; TALLY_EINVAL; TALLY_ENOMEM;
+ * TALLY_ETOOBIG; TALLY_EIO; TALLY_ORIGIN_BEHIND. */
 TALLY_API int tally_create_transfer(tally_replica *r, const tally_transfer *t);
 
 /* One durable write for the whole batch; results[i] is t[i]'s tally_result. Returns TALLY_OK
- * unless the batch as a whole failed (TALLY_EIO, TALLY_ENOMEM, TALLY_EINVAL). Transfers are
- * applied in order, so t[i] sees the effect of t[0..i-1]. n == 0 is TALLY_OK. */
+ * unless the batch as a whole failed (TALLY_EIO, TALLY_ENOMEM, TALLY_EINVAL): then every
+ * results[i] holds that same result (when results is not NULL), and no transfer of the batch
+ * can be counted on (after TALLY_EIO, what was applied in memory is not durable). A replica
+ * that refuses local writes (TALLY_ORIGIN_BEHIND) answers TALLY_OK with that result for each
+ * transfer. Transfers are applied in order, so t[i] sees the effect of t[0..i-1]. n == 0 is
+ * TALLY_OK. */
 TALLY_API int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n,
                                      int *results);
 
-/* Moves `amount` of this replica's rights on a bounded account to replica `to_replica`.
- * Results: TALLY_OK; TALLY_ID_ZERO; TALLY_NOT_FOUND (no such account here); TALLY_FLAGS_INVALID
- * (the account is unbounded: it has no rights); TALLY_EINVAL (to_replica is 0 or this
- * replica); TALLY_AMOUNT_ZERO; TALLY_INSUFFICIENT_RIGHTS; TALLY_OVERFLOW; TALLY_ENOMEM;
- * TALLY_ETOOBIG. */
+/* Moves `amount` of this replica's rights on a bounded account to replica `to_replica`, which
+ * must have been heard from here (at least one of its ops applied): rights granted to an id
+ * nobody holds are stranded for good. tally_grant_with can vouch for a receiver instead.
+ * Results: TALLY_OK; TALLY_ID_ZERO; TALLY_NOT_FOUND (no such account here);
+ * TALLY_ACCOUNT_UNBOUNDED (it has no rights); TALLY_ACCOUNT_AMBIGUOUS (the id has more than one
+ * bounded incarnation: name one with tally_grant_with); TALLY_EINVAL (to_replica is 0 or this
+ * replica); TALLY_REPLICA_UNKNOWN; TALLY_AMOUNT_ZERO; TALLY_INSUFFICIENT_RIGHTS; TALLY_OVERFLOW;
+ * TALLY_ENOMEM; TALLY_ETOOBIG. */
 TALLY_API int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica,
                           uint64_t amount);
 
+enum {
+    /* The caller knows the receiver exists (it is a peer on the line, or was admitted out of
+     * band), although no op of it has reached this replica yet. */
+    TALLY_GRANT_TO_UNKNOWN = 1u << 0,
+};
+typedef struct tally_grant_request {
+    tally_id account_id;
+    uint64_t to_replica;
+    uint64_t amount;
+    uint32_t ledger; /* 0: the incarnation tally_grant would use; else, with bound, the one */
+    uint16_t bound;  /* with a ledger: the incarnation's bound flags */
+    uint16_t flags;  /* TALLY_GRANT_* */
+} tally_grant_request;
+/* tally_grant with options: a receiver not heard from yet (TALLY_GRANT_TO_UNKNOWN), and an
+ * incarnation named by ledger and bound flags. Results: as tally_grant, and TALLY_EINVAL (g
+ * NULL, an unknown flag); TALLY_NOT_FOUND (no such incarnation). */
+TALLY_API int tally_grant_with(tally_replica *r, const tally_grant_request *g);
+
 /* Voids, on this replica's own clock, every pending transfer created here whose timeout has
- * passed. The create calls do this themselves first; call it when idle to release reservations.
+ * passed. The create calls do this themselves first; call it when idle to release reservations
+ * (tally_next_expiry says when; the sync node does it on a timer by itself).
+ * A timeout is measured on the wall clock's forward steps only: a pending of timeout T expires
+ * once the clock has moved forward T since it was created, or since the replica was opened if
+ * that is later (a clock that jumps back does not keep a reservation alive; one that jumps
+ * forward brings due expiries forward, never later ones). docs/design.md, section 4, has the
+ * rule and why an expiry can never fail for want of rights or room in a sum.
  * *voided (may be NULL) is set to how many were voided.
- * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM. */
+ * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG; TALLY_EIO;
+ * TALLY_ORIGIN_BEHIND. */
 TALLY_API int tally_expire(tally_replica *r, uint64_t *voided);
+/* How long until the next pending created here is due to expire: *in_ms is 0 when one is due
+ * now, UINT64_MAX when none has a timeout. Results: TALLY_OK; TALLY_EINVAL. */
+TALLY_API int tally_next_expiry(tally_replica *r, uint64_t *in_ms);
 
 typedef struct tally_balance {
     uint64_t debits_posted, credits_posted;
@@ -288,14 +355,46 @@ typedef struct tally_dot {
 typedef struct tally_conflict {
     tally_conflict_kind kind;
     tally_id id;
-    tally_dot winner; /* what lookups by id show: the op with the smaller dot */
+    tally_dot winner; /* what lookups by id show (for accounts, see "Incarnations") */
     tally_dot other;  /* the concurrent op, which stays applied */
+    /* TALLY_CONFLICT_ACCOUNT: the other OPEN's ledger and flags, and the balance of the
+     * incarnation it belongs to (reach it by naming them, see "Incarnations"); zero for a
+     * transfer conflict. balance.rights_here is this replica's rights there. */
+    uint32_t ledger;
+    uint16_t flags;
+    tally_balance balance;
 } tally_conflict;
 /* Lists conflicts, in the order they were found here. Writes entries [first, first + cap) of
  * the list; *count is set to the total number. Equal sets on converged replicas (order aside).
  * Results: TALLY_OK; TALLY_EINVAL (out NULL with cap > 0). */
 TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, size_t cap,
                               size_t *count);
+
+/* ---------------------------------------------------------------------------------------------
+ * Incarnations. Two replicas that could not talk may open one account id with different
+ * ledgers or bound flags; each such OPEN makes its own *incarnation* (id, ledger, bound flags)
+ * with its own balance and rights, so that neither breaks its bound (docs/design.md, 5).
+ *
+ * Lookups by id show the head: a bounded incarnation before an unbounded one, then the one
+ * with the smaller OPEN dot. A transfer by id writes, on each side, to the incarnation in the
+ * transfer's ledger, a bounded one before an unbounded one; if that ledger has incarnations
+ * with both bound flags, which is meant cannot be told and the transfer is refused with
+ * TALLY_ACCOUNT_AMBIGUOUS. So a write by id never lands on a less restrictive incarnation than
+ * one the id has. Any incarnation is reached by naming it: TALLY_TRANSFER_BOUNDS_NAMED on a
+ * transfer, a ledger and bound in tally_grant_with.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct tally_incarnation {
+    tally_account account; /* the fields of its smallest-dot OPEN (flags: all of that OPEN's) */
+    tally_dot open;        /* that OPEN's dot */
+    tally_balance balance; /* rights_here: this replica's rights there */
+    int head;              /* 1 for the one lookups by id show */
+} tally_incarnation;
+/* Lists an account id's incarnations, the head first, then by ledger and bound flags. Writes
+ * at most cap; *count is set to how many there are.
+ * Results: TALLY_OK; TALLY_NOT_FOUND; TALLY_ID_ZERO; TALLY_EINVAL (r or count NULL, out NULL
+ * with cap > 0); TALLY_OVERFLOW (a balance exceeds 64 bits: that field reads UINT64_MAX). */
+TALLY_API int tally_incarnations(const tally_replica *r, tally_id account_id,
+                                 tally_incarnation *out, size_t cap, size_t *count);
 
 /* ---------------------------------------------------------------------------------------------
  * Transport-agnostic sync. Buffers returned through uint8_t ** are freed with tally_free.
@@ -334,7 +433,8 @@ typedef struct tally_stats {
     uint64_t pending;        /* pending transfers still open */
     uint64_t conflicts;      /* conflicts listed by tally_conflicts */
     uint64_t origins;        /* replicas with at least one op here */
-    uint64_t refused_rights; /* local creates refused with TALLY_INSUFFICIENT_RIGHTS */
+    uint64_t refused_rights; /* local creates refused with TALLY_INSUFFICIENT_RIGHTS since the
+                                replica was opened (a refusal is not an op: not kept) */
 } tally_stats;
 /* Results: TALLY_OK; TALLY_EINVAL. */
 TALLY_API int tally_get_stats(const tally_replica *r, tally_stats *out);

@@ -174,11 +174,17 @@ static bool fits64(u128 a, uint64_t b) {
     return u128_add_fits64(a, b);
 }
 
-/* The 64-bit limits a local write is held to (remote sums are exact, see crdt/u128.h). */
+/* The 64-bit limits a local write is held to (remote sums are exact, see crdt/u128.h). A
+ * post moves its amount from the pending sums, where it is counted already, to the posted
+ * ones: only the posted sums grow. A void only shrinks sums. */
 static int transfer_check_overflow(const account_rec *d, const account_rec *c, uint8_t kind,
                                    bool pending, uint64_t a) {
     if (kind == OP_VOID) {
         return TALLY_OK;
+    }
+    if (kind == OP_POST) {
+        return fits64(d->debits_posted, a) && fits64(c->credits_posted, a) ? TALLY_OK
+                                                                           : TALLY_OVERFLOW;
     }
     if (pending) {
         if (!fits64(d->debits_pending, a) || !fits64(c->credits_pending, a)) {
@@ -195,8 +201,11 @@ static int transfer_check_overflow(const account_rec *d, const account_rec *c, u
     return TALLY_OK;
 }
 
+/* give_limited: whether rights given by this op are held to 64 bits. A post or void gives
+ * back what its pending reserved (rule 3) and is never refused for it: rights are exact sums,
+ * lookups report TALLY_OVERFLOW past 64 bits, and a pending must always be finishable. */
 static inline int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
-                                    uint64_t take, uint64_t give, bool local) {
+                                    uint64_t take, uint64_t give, bool local, bool give_limited) {
     u128 held = rights_of(acct, holder);
     if (!u128_ge64(held, take)) {
         if (!local || !u128_ge64(account_spendable(acct), take)) {
@@ -204,7 +213,7 @@ static inline int side_check_rights(const account_rec *acct, bool debit_side, ui
         }
         return TALLY_INSUFFICIENT_RIGHTS;
     }
-    if (local && !fits64(held, give)) {
+    if (local && give_limited && !fits64(held, give)) {
         return TALLY_OVERFLOW;
     }
     return TALLY_OK;
@@ -294,13 +303,14 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
         }
     }
     uint64_t take, give;
+    bool give_limited = o->kind == OP_TRANSFER;
     side_rights(d, true, o->kind, pending, p, t->amount, &take, &give);
-    rc = side_check_rights(d, true, origin, take, give, local);
+    rc = side_check_rights(d, true, origin, take, give, local, give_limited);
     if (rc != TALLY_OK) {
         return rc;
     }
     side_rights(c, false, o->kind, pending, p, t->amount, &take, &give);
-    return side_check_rights(c, false, origin, take, give, local);
+    return side_check_rights(c, false, origin, take, give, local, give_limited);
 }
 
 static int grant_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
@@ -315,7 +325,7 @@ static int grant_validate(const tally_replica *r, const op *o, bool local, op_re
     }
     const account_rec *a = &r->accounts.at[ai];
     if ((a->flags & ACCOUNT_BOUND_FLAGS) == 0) {
-        return TALLY_FLAGS_INVALID;
+        return TALLY_ACCOUNT_UNBOUNDED;
     }
     if (o->u.grant.to == 0 || o->u.grant.to == o->origin) {
         return TALLY_EINVAL;
@@ -410,11 +420,9 @@ static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     rec->next = r->accounts.at[ai].opens;
     r->accounts.at[ai].opens = oi;
     if (head != NONE && ai != head) {
-        /* Keep the smallest-dot incarnation at the head, where lookups by id look first. */
-        const open_rec *hw = &r->opens.at[r->accounts.at[head].open];
-        const open_rec *nw = &r->opens.at[r->accounts.at[ai].open];
-        if (dot_less(r->origins.at[nw->origin].id, nw->seq, r->origins.at[hw->origin].id,
-                     hw->seq)) {
+        /* Keep the first incarnation in incarnation order at the head, where lookups by id
+         * look first. */
+        if (incarnation_before(r, ai, head)) {
             uint32_t prev = head;
             while (r->accounts.at[prev].next != ai) {
                 prev = r->accounts.at[prev].next;
@@ -460,20 +468,6 @@ static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, boo
     assert(ok && "validated and reserved before apply");
     (void)ok;
     counters_apply(a, debit_side, kind, pending, p, amount);
-}
-
-static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer) {
-    uint32_t i = r->expiries.count++;
-    while (i > 0) {
-        uint32_t parent = (i - 1) / 2;
-        if (r->expiries.at[parent].deadline_ms <= deadline_ms) {
-            break;
-        }
-        r->expiries.at[i] = r->expiries.at[parent];
-        i = parent;
-    }
-    r->expiries.at[i].deadline_ms = deadline_ms;
-    r->expiries.at[i].transfer = transfer;
 }
 
 static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *refs) {
@@ -531,7 +525,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     } else if (pending) {
         r->pending_open++;
         if (origin == r->self && t->timeout_ms != 0) {
-            expiry_push(r, HLC_MS(o->hlc) + t->timeout_ms, ti);
+            expiry_push(r, expiry_deadline(r, o->hlc, t->timeout_ms), ti);
         }
     }
     side_apply(&r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin);
@@ -639,6 +633,10 @@ int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms
     log_entry *j = &r->log.at[r->log.count++];
     j->kind = o->kind;
     j->index = index;
-    hlc_observe(&r->clock, o->hlc, now_ms);
+    if (origin == r->self) {
+        hlc_restore(&r->clock, o->hlc); /* replayed, or brought back by a peer */
+    } else {
+        hlc_observe(&r->clock, o->hlc, now_ms);
+    }
     return TALLY_OK;
 }

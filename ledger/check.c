@@ -2,7 +2,8 @@
  * ledger/check.c — replica_check: the whole-object checker (SQLite's assert_pager_state).
  *
  * It recomputes every balance and every holder's rights from the ops and compares them with
- * what the replica keeps, and checks the invariants of replica.h and design.md section 6:
+ * what the replica keeps, and checks the invariants of replica.h and of docs/design.md
+ * sections 3 and 4:
  *   1. no bounded account's spendable amount is below zero;
  *   2. Σ rights == spendable amount, for every bounded incarnation;
  *   3. per ledger, Σ credits == Σ debits, posted and pending;
@@ -116,10 +117,8 @@ static bool check_accounts(const tally_replica *r, const shadow *s) {
         if (head == NONE || replica_account_find(r, a->id, a->ledger, a->flags) != i) {
             return false;
         }
-        const open_rec *hw = &r->opens.at[r->accounts.at[head].open];
-        const open_rec *w = &r->opens.at[a->open];
-        if (dot_less(r->origins.at[w->origin].id, w->seq, r->origins.at[hw->origin].id, hw->seq)) {
-            return false; /* the head must hold the smallest dot */
+        if (incarnation_before(r, i, head)) {
+            return false; /* the head comes first in incarnation order */
         }
     }
     return true;

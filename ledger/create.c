@@ -45,54 +45,40 @@ static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) 
     return rc;
 }
 
-/* --- expiry of local pendings (a min-heap by deadline) ------------------------------------- */
+/* --- expiry of local pendings (ledger/expiry.c keeps the deadlines) ----------------------- */
 
-static void expiry_pop(tally_replica *r) {
-    expiry last = r->expiries.at[--r->expiries.count];
-    uint32_t i = 0, n = r->expiries.count;
-    for (;;) {
-        uint32_t child = 2 * i + 1;
-        if (child >= n) {
-            break;
-        }
-        if (child + 1 < n &&
-            r->expiries.at[child + 1].deadline_ms < r->expiries.at[child].deadline_ms) {
-            child++;
-        }
-        if (last.deadline_ms <= r->expiries.at[child].deadline_ms) {
-            break;
-        }
-        r->expiries.at[i] = r->expiries.at[child];
-        i = child;
-    }
-    if (n > 0) {
-        r->expiries.at[i] = last;
-    }
+static bool resource_error(int rc) {
+    return rc == TALLY_ENOMEM || rc == TALLY_ETOOBIG || rc == TALLY_EIO;
 }
 
+/* Voids every pending created here that is due on the steady clock. An expiry's VOID cannot be
+ * refused by the escrow rules: it takes no rights and shrinks every sum it touches (apply.c,
+ * side_check_rights and transfer_check_overflow; docs/design.md section 4). So it fails only
+ * for want of memory, room or a disk, which the write that ran it would fail for too. */
 static int expire_due(tally_replica *r, uint64_t now, uint64_t *voided) {
-    while (r->expiries.count > 0 && r->expiries.at[0].deadline_ms <= now) {
-        const transfer_rec *p = &r->transfers.at[r->expiries.at[0].transfer];
-        if (p->state == TALLY_PENDING_OPEN) {
-            op o;
-            op_clear(&o);
-            o.kind = OP_VOID;
-            o.expired = 1;
-            o.debit_flags = r->accounts.at[p->debit].flags;
-            o.credit_flags = r->accounts.at[p->credit].flags;
-            transfer_view(r, p, &o.u.transfer);
-            o.u.transfer.id = (tally_id){0, 0};
-            o.u.transfer.pending_id = p->id;
-            o.u.transfer.flags = TALLY_TRANSFER_VOID_PENDING;
-            o.u.transfer.timeout_ms = 0;
-            o.u.transfer.user_data = 0;
-            int rc = local_commit(r, &o, now, no_refs);
-            if (rc != TALLY_OK) {
-                return rc;
-            }
-            *voided += 1;
+    for (uint32_t ti = expiry_next(r); ti != NONE && r->expiries.at[0].deadline_ms <= r->steady.now;
+         ti = expiry_next(r)) {
+        const transfer_rec *p = &r->transfers.at[ti];
+        op o;
+        op_clear(&o);
+        o.kind = OP_VOID;
+        o.expired = 1;
+        o.debit_flags = (uint8_t)r->accounts.at[p->debit].flags;
+        o.credit_flags = (uint8_t)r->accounts.at[p->credit].flags;
+        transfer_view(r, p, &o.u.transfer);
+        o.u.transfer.id = (tally_id){0, 0};
+        o.u.transfer.pending_id = p->id;
+        o.u.transfer.flags = TALLY_TRANSFER_VOID_PENDING;
+        o.u.transfer.timeout_ms = 0;
+        o.u.transfer.user_data = 0;
+        o.u.transfer.debit_bound = o.u.transfer.credit_bound = 0;
+        int rc = local_commit(r, &o, now, no_refs);
+        if (resource_error(rc)) {
+            return rc;
         }
-        expiry_pop(r);
+        assert(rc == TALLY_OK && "an expiry takes no rights and grows no sum");
+        *voided += rc == TALLY_OK;
+        expiry_pop(r); /* whatever happened, this expiry is never tried again */
     }
     return TALLY_OK;
 }
@@ -109,11 +95,26 @@ int tally_expire(tally_replica *r, uint64_t *voided) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    rc = replica_commit(r, expire_due(r, replica_now_ms(r), &n));
+    rc = replica_commit(r, expire_due(r, replica_clock_read(r), &n));
     if (voided != NULL) {
         *voided = n;
     }
     return rc;
+}
+
+int tally_next_expiry(tally_replica *r, uint64_t *in_ms) {
+    if (in_ms != NULL) {
+        *in_ms = UINT64_MAX;
+    }
+    if (r == NULL || in_ms == NULL) {
+        return TALLY_EINVAL;
+    }
+    (void)replica_clock_read(r);
+    if (expiry_next(r) != NONE) {
+        uint64_t deadline = r->expiries.at[0].deadline_ms;
+        *in_ms = deadline > r->steady.now ? deadline - r->steady.now : 0;
+    }
+    return TALLY_OK;
 }
 
 /* --- accounts ------------------------------------------------------------------------------ */
@@ -146,7 +147,7 @@ static int create_account(tally_replica *r, const tally_account *a) {
     op_clear(&o);
     o.kind = OP_OPEN;
     o.u.account = *a;
-    return local_commit(r, &o, replica_now_ms(r), no_refs);
+    return local_commit(r, &o, replica_clock_read(r), no_refs);
 }
 
 /* --- transfers ----------------------------------------------------------------------------- */
@@ -164,14 +165,19 @@ static bool same_or_zero(uint64_t asked, uint64_t have) {
     return asked == 0 || asked == have;
 }
 
-/* Whether a retried request asks for exactly what record s already is. */
+/* Whether a retried request asks for exactly what record rec already is. */
 static bool transfer_matches(const tally_replica *r, const transfer_rec *rec,
                              const tally_transfer *t) {
     tally_transfer have;
     transfer_view(r, rec, &have);
     const tally_transfer *s = &have;
-    if (s->flags != t->flags || !id_eq(s->pending_id, t->pending_id) ||
-        s->user_data != t->user_data || s->timeout_ms != t->timeout_ms) {
+    bool named = (t->flags & TALLY_TRANSFER_BOUNDS_NAMED) != 0;
+    if (s->flags != (t->flags & ~TALLY_TRANSFER_BOUNDS_NAMED) ||
+        !id_eq(s->pending_id, t->pending_id) || s->user_data != t->user_data ||
+        s->timeout_ms != t->timeout_ms) {
+        return false;
+    }
+    if (named && (s->debit_bound != t->debit_bound || s->credit_bound != t->credit_bound)) {
         return false;
     }
     if (!post_or_void(t)) {
@@ -184,6 +190,18 @@ static bool transfer_matches(const tally_replica *r, const transfer_rec *rec,
            same_or_zero_id(t->credit_account_id, s->credit_account_id) &&
            same_or_zero(t->ledger, s->ledger) && same_or_zero(t->code, s->code) &&
            (t->amount == 0 ? s->amount == full : s->amount == t->amount);
+}
+
+/* A retry: TALLY_EXISTS when any record with this id, whichever replica made it, is what the
+ * request asks for (the replica that made it must never answer a retry of its own transfer
+ * with DIFFERENT_FIELDS because a concurrent one with a smaller dot now leads the chain). */
+static int transfer_exists(const tally_replica *r, uint32_t head, const tally_transfer *t) {
+    for (uint32_t i = head; i != NONE; i = r->transfers.at[i].next) {
+        if (transfer_matches(r, &r->transfers.at[i], t)) {
+            return TALLY_EXISTS;
+        }
+    }
+    return TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
 }
 
 /* Fills a post or void with its pending's accounts, ledger, code and amount. */
@@ -233,25 +251,75 @@ static int resolve_post_or_void(const tally_replica *r, op *o, op_refs *refs) {
     return TALLY_OK;
 }
 
+/* The incarnation a write by id goes to (tally.h, "Incarnations"; docs/design.md section 5):
+ * in the transfer's ledger, a bounded one before an unbounded one; both bounds there make the
+ * id ambiguous. head: the id's chain head, NONE if the id is unknown. */
+static int account_for_write(const tally_replica *r, uint32_t head, uint32_t ledger,
+                             uint32_t *out) {
+    *out = NONE;
+    const account_rec *h = &r->accounts.at[head];
+    if (h->next == NONE) { /* one incarnation: the common case */
+        *out = head;
+        return h->ledger == ledger ? TALLY_OK : TALLY_LEDGER_MISMATCH;
+    }
+    uint32_t found = NONE;
+    uint16_t bounds = 0;
+    for (uint32_t i = head; i != NONE; i = r->accounts.at[i].next) {
+        const account_rec *a = &r->accounts.at[i];
+        if (a->ledger == ledger) {
+            bounds |= a->flags;
+            if (found == NONE || (a->flags != 0 && r->accounts.at[found].flags == 0)) {
+                found = i;
+            }
+        }
+    }
+    *out = found;
+    return found == NONE                   ? TALLY_LEDGER_MISMATCH
+           : bounds == ACCOUNT_BOUND_FLAGS ? TALLY_ACCOUNT_AMBIGUOUS
+                                           : TALLY_OK;
+}
+
+static bool bound_valid(uint16_t bound) {
+    return (bound & ~ACCOUNT_BOUND_FLAGS) == 0 && bound != ACCOUNT_BOUND_FLAGS;
+}
+
 /* heads: the chain heads of the debit and credit account ids, looked up by the caller. */
-static int resolve_transfer(const tally_replica *r, op *o, op_refs *refs, const uint32_t heads[2]) {
+static int resolve_transfer(const tally_replica *r, op *o, op_refs *refs, const uint32_t heads[2],
+                            const tally_transfer *req) {
     const tally_transfer *t = &o->u.transfer;
-    uint32_t d = heads[0];
-    if (d == NONE) {
+    if (heads[0] == NONE) {
         return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
     }
-    uint32_t c = heads[1];
-    if (c == NONE) {
+    if (heads[1] == NONE) {
         return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
     }
-    if (r->accounts.at[d].ledger != t->ledger || r->accounts.at[c].ledger != t->ledger) {
-        return TALLY_LEDGER_MISMATCH;
+    uint32_t d, c;
+    if (req->flags & TALLY_TRANSFER_BOUNDS_NAMED) {
+        if (!bound_valid(req->debit_bound) || !bound_valid(req->credit_bound)) {
+            return TALLY_FLAGS_INVALID;
+        }
+        d = replica_account_find(r, t->debit_account_id, t->ledger, req->debit_bound);
+        if (d == NONE) {
+            return TALLY_DEBIT_ACCOUNT_NOT_FOUND;
+        }
+        c = replica_account_find(r, t->credit_account_id, t->ledger, req->credit_bound);
+        if (c == NONE) {
+            return TALLY_CREDIT_ACCOUNT_NOT_FOUND;
+        }
+    } else {
+        int rc = account_for_write(r, heads[0], t->ledger, &d);
+        if (rc == TALLY_OK) {
+            rc = account_for_write(r, heads[1], t->ledger, &c);
+        }
+        if (rc != TALLY_OK) {
+            return rc;
+        }
     }
     o->kind = OP_TRANSFER;
     refs->debit = d;
     refs->credit = c;
-    o->debit_flags = r->accounts.at[d].flags;
-    o->credit_flags = r->accounts.at[c].flags;
+    o->debit_flags = (uint8_t)r->accounts.at[d].flags;
+    o->credit_flags = (uint8_t)r->accounts.at[c].flags;
     return TALLY_OK;
 }
 
@@ -272,7 +340,9 @@ static void look_ahead(const tally_replica *r, const tally_transfer *t, lookahea
 static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t now_ms,
                            const lookahead *la) {
     unsigned kind = t->flags & TRANSFER_KIND_FLAGS;
-    if ((t->flags & ~TRANSFER_KIND_FLAGS) != 0 || (kind & (kind - 1)) != 0) {
+    bool named = (t->flags & TALLY_TRANSFER_BOUNDS_NAMED) != 0;
+    if ((t->flags & ~(TRANSFER_KIND_FLAGS | TALLY_TRANSFER_BOUNDS_NAMED)) != 0 ||
+        (kind & (kind - 1)) != 0 || (named && post_or_void(t))) {
         return TALLY_FLAGS_INVALID;
     }
     if (id_is_zero(t->id)) {
@@ -282,21 +352,22 @@ static int create_transfer(tally_replica *r, const tally_transfer *t, uint64_t n
     idmap_spot spot;
     uint32_t have = idmap_get_spot(&r->transfer_map, t->id, id_hash, &spot);
     if (have != NONE) {
-        return transfer_matches(r, &r->transfers.at[have], t) ? TALLY_EXISTS
-                                                              : TALLY_EXISTS_WITH_DIFFERENT_FIELDS;
-    }
-    int rc = transfer_check_fields(t);
-    if (rc != TALLY_OK) {
-        return rc;
+        return transfer_exists(r, have, t);
     }
     op o;
     op_clear(&o);
     o.u.transfer = *t;
+    o.u.transfer.flags = (uint16_t)(t->flags & ~TALLY_TRANSFER_BOUNDS_NAMED);
+    o.u.transfer.debit_bound = o.u.transfer.credit_bound = 0; /* an op names them in its flags */
+    int rc = transfer_check_fields(&o.u.transfer);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
     op_refs refs = no_refs;
     refs.id_hash = id_hash;
     refs.id_spot = spot;
     rc = post_or_void(t) ? resolve_post_or_void(r, &o, &refs)
-                         : resolve_transfer(r, &o, &refs, la->heads);
+                         : resolve_transfer(r, &o, &refs, la->heads, t);
     return rc != TALLY_OK ? rc : local_commit(r, &o, now_ms, refs);
 }
 
@@ -315,7 +386,7 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    uint64_t voided = 0, now = replica_now_ms(r);
+    uint64_t voided = 0, now = replica_clock_read(r);
     rc = expire_due(r, now, &voided);
     if (rc == TALLY_OK) {
         lookahead la;
@@ -325,24 +396,33 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
     return replica_commit(r, rc);
 }
 
-int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, int *results) {
-    if (r == NULL || (n > 0 && (t == NULL || results == NULL))) {
-        return TALLY_EINVAL;
+/* Rule 3 of tally.h: every out parameter is written, also when the batch fails whole. */
+static int batch_answer(int *results, size_t n, int rc) {
+    for (size_t i = 0; results != NULL && i < n; i++) {
+        results[i] = rc;
     }
-    if (n > REPLICA_RECORDS_MAX) {
-        return TALLY_EINVAL;
+    return rc;
+}
+
+int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, int *results) {
+    if (r == NULL || (n > 0 && (t == NULL || results == NULL)) || n > REPLICA_RECORDS_MAX) {
+        return batch_answer(results, n, TALLY_EINVAL);
     }
     int rc = replica_writable(r);
-    if (rc != TALLY_OK) {
-        return rc;
+    if (rc == TALLY_ORIGIN_BEHIND) {
+        batch_answer(results, n, rc); /* each transfer is refused, as by the rules */
+        return TALLY_OK;
     }
-    uint64_t voided = 0, now = replica_now_ms(r);
+    if (rc != TALLY_OK) {
+        return batch_answer(results, n, rc);
+    }
+    uint64_t voided = 0, now = replica_clock_read(r);
     rc = expire_due(r, now, &voided);
-    if (rc != TALLY_OK) {
-        return replica_commit(r, rc);
+    if (rc == TALLY_OK && !reserve_local_transfers(r, (uint32_t)n)) {
+        rc = TALLY_ENOMEM;
     }
-    if (!reserve_local_transfers(r, (uint32_t)n)) {
-        return replica_commit(r, TALLY_ENOMEM);
+    if (rc != TALLY_OK) {
+        return batch_answer(results, n, replica_commit(r, rc));
     }
     /* A batch goes in chunks. First the lookups of the whole chunk, which depend on nothing the
      * chunk changes (a transfer never adds an account): the account records found, and the
@@ -365,39 +445,82 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
             results[base + k] = create_transfer(r, &t[base + k], now, &la[k]);
         }
     }
-    return replica_commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
+    rc = replica_commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
+    return rc == TALLY_OK ? TALLY_OK : batch_answer(results, n, rc);
 }
 
 /* --- grants -------------------------------------------------------------------------------- */
 
-static int grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount);
+/* The bounded incarnation a grant by id takes rights from: the head, which is bounded if any
+ * incarnation of the id is; an id with two bounded incarnations cannot say which is meant. */
+static int grant_account_by_id(const tally_replica *r, tally_id id, uint32_t *out) {
+    uint32_t head = *out = replica_account_head(r, id);
+    if (head == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    if ((r->accounts.at[head].flags & ACCOUNT_BOUND_FLAGS) == 0) {
+        return TALLY_ACCOUNT_UNBOUNDED;
+    }
+    for (uint32_t i = r->accounts.at[head].next; i != NONE; i = r->accounts.at[i].next) {
+        if ((r->accounts.at[i].flags & ACCOUNT_BOUND_FLAGS) != 0) {
+            return TALLY_ACCOUNT_AMBIGUOUS;
+        }
+    }
+    return TALLY_OK;
+}
 
-int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
-    if (r == NULL) {
+static int grant(tally_replica *r, const tally_grant_request *g) {
+    if ((g->flags & ~(uint16_t)TALLY_GRANT_TO_UNKNOWN) != 0) {
+        return TALLY_EINVAL;
+    }
+    if (id_is_zero(g->account_id)) {
+        return TALLY_ID_ZERO;
+    }
+    uint32_t a;
+    int rc;
+    if (g->ledger == 0) {
+        rc = grant_account_by_id(r, g->account_id, &a);
+    } else if (!bound_valid(g->bound)) {
+        rc = TALLY_FLAGS_INVALID;
+    } else {
+        a = replica_account_find(r, g->account_id, g->ledger, g->bound);
+        rc = a == NONE ? TALLY_NOT_FOUND : g->bound == 0 ? TALLY_ACCOUNT_UNBOUNDED : TALLY_OK;
+    }
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (g->to_replica == 0 || g->to_replica == r->id) {
+        return TALLY_EINVAL;
+    }
+    if (!(g->flags & TALLY_GRANT_TO_UNKNOWN)) {
+        uint32_t to = replica_origin_find(r, g->to_replica);
+        if (to == NONE || r->origins.at[to].seq == 0) {
+            return TALLY_REPLICA_UNKNOWN; /* never heard from: a typo would strand the rights */
+        }
+    }
+    op o;
+    op_clear(&o);
+    o.kind = OP_GRANT;
+    o.u.grant.account = g->account_id;
+    o.u.grant.ledger = r->accounts.at[a].ledger;
+    o.u.grant.account_flags = (uint8_t)r->accounts.at[a].flags;
+    o.u.grant.to = g->to_replica;
+    o.u.grant.amount = g->amount;
+    return local_commit(r, &o, replica_clock_read(r), no_refs);
+}
+
+int tally_grant_with(tally_replica *r, const tally_grant_request *g) {
+    if (r == NULL || g == NULL) {
         return TALLY_EINVAL;
     }
     int rc = replica_writable(r);
     if (rc != TALLY_OK) {
         return rc;
     }
-    return replica_commit(r, grant(r, account_id, to_replica, amount));
+    return replica_commit(r, grant(r, g));
 }
 
-static int grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
-    if (id_is_zero(account_id)) {
-        return TALLY_ID_ZERO;
-    }
-    uint32_t a = replica_account_head(r, account_id);
-    if (a == NONE) {
-        return TALLY_NOT_FOUND;
-    }
-    op o;
-    op_clear(&o);
-    o.kind = OP_GRANT;
-    o.u.grant.account = account_id;
-    o.u.grant.ledger = r->accounts.at[a].ledger;
-    o.u.grant.account_flags = (uint8_t)r->accounts.at[a].flags;
-    o.u.grant.to = to_replica;
-    o.u.grant.amount = amount;
-    return local_commit(r, &o, replica_now_ms(r), no_refs);
+int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
+    tally_grant_request g = {account_id, to_replica, amount, 0, 0, 0};
+    return tally_grant_with(r, &g);
 }

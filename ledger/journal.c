@@ -45,6 +45,31 @@ static int say(char *error, size_t size, int rc, const char *fmt, ...) {
     return rc;
 }
 
+/* mkdir -p: makes path and whichever of its parents are missing (0755). path is a writable
+ * copy, restored before returning. 0, or -1 with errno from the step that failed. */
+static int make_dirs(char *path) {
+    if (path[0] == '\0') {
+        errno = ENOENT;
+        return -1;
+    }
+    for (char *p = path + 1;; p++) {
+        bool end = *p == '\0';
+        if (end || *p == '/') {
+            *p = '\0';
+            int rc = mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+            int saved = errno;
+            *p = end ? '\0' : '/';
+            if (rc != 0) {
+                errno = saved;
+                return -1;
+            }
+            if (end) {
+                return 0;
+            }
+        }
+    }
+}
+
 static void segment_name(char *out, size_t size, uint64_t n) {
     snprintf(out, size, "journal-%016" PRIx64 ".tly", n);
 }
@@ -543,12 +568,14 @@ int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
     if (j->dir == NULL) {
         return TALLY_ENOMEM;
     }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        return say(error, error_size, TALLY_EIO, "%s: cannot create the directory", dir);
+    if (make_dirs(j->dir) != 0) {
+        return say(error, error_size, TALLY_EIO, "%s: cannot create the directory: %s", dir,
+                   strerror(errno));
     }
     j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (j->dir_fd < 0) {
-        return say(error, error_size, TALLY_EIO, "%s: cannot open the directory", dir);
+        return say(error, error_size, TALLY_EIO, "%s: cannot open the directory: %s", dir,
+                   strerror(errno));
     }
     int rc = lock_dir(j, error, error_size);
     if (rc != TALLY_OK) {

@@ -49,6 +49,12 @@ uint64_t replica_now_ms(const tally_replica *r) {
     return r->clock_ms(r->clock_ctx);
 }
 
+uint64_t replica_clock_read(tally_replica *r) {
+    uint64_t wall = replica_now_ms(r);
+    steady_read(&r->steady, wall);
+    return wall;
+}
+
 static const tally_id *account_key(const void *ctx, uint32_t i) {
     return &((const tally_replica *)ctx)->accounts.at[i].id;
 }
@@ -218,6 +224,7 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     idmap_init(&r->origin_map, origin_map_key, r);
     r->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : wall_clock_ms;
     r->clock_ctx = opts->clock_ctx;
+    steady_start(&r->steady, replica_now_ms(r)); /* before the journal's pendings are replayed */
     r->learned = calloc(1, sizeof *r->learned);
     int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
     if (rc == TALLY_OK && opts->dir != NULL) {
@@ -339,16 +346,8 @@ int tally_lookup_account(const tally_replica *r, tally_id account_id, tally_acco
     return rc;
 }
 
-int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_balance *out) {
-    if (out == NULL) {
-        return TALLY_EINVAL;
-    }
-    memset(out, 0, sizeof *out);
-    const account_rec *a;
-    int rc = account_lookup(r, account_id, &a);
-    if (rc != TALLY_OK) {
-        return rc;
-    }
+/* An incarnation's balance as the API shows it: TALLY_OVERFLOW when a sum exceeds 64 bits. */
+static int balance_view(const tally_replica *r, const account_rec *a, tally_balance *out) {
     u128 here = rights_get(&a->rights, r->self);
     out->debits_posted = u128_sat64(a->debits_posted);
     out->credits_posted = u128_sat64(a->credits_posted);
@@ -358,6 +357,16 @@ int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_bala
     bool wide = a->debits_posted.hi | a->credits_posted.hi | a->debits_pending.hi |
                 a->credits_pending.hi | here.hi;
     return wide ? TALLY_OVERFLOW : TALLY_OK;
+}
+
+int tally_lookup_balance(const tally_replica *r, tally_id account_id, tally_balance *out) {
+    if (out == NULL) {
+        return TALLY_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    const account_rec *a;
+    int rc = account_lookup(r, account_id, &a);
+    return rc != TALLY_OK ? rc : balance_view(r, a, out);
 }
 
 int tally_rights(const tally_replica *r, tally_id account_id, uint64_t replica_id, uint64_t *out) {
@@ -443,6 +452,8 @@ void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer
     out->timeout_ms = t->timeout_ms;
     out->code = t->code;
     out->flags = t->flags;
+    out->debit_bound = r->accounts.at[t->debit].flags;
+    out->credit_bound = r->accounts.at[t->credit].flags;
 }
 
 int tally_lookup_transfer(const tally_replica *r, tally_id transfer_id, tally_transfer *out) {
@@ -490,6 +501,63 @@ static tally_dot transfer_dot(const tally_replica *r, uint32_t t) {
     return d;
 }
 
+/* Incarnations in the order tally_incarnations lists them: the head, then by ledger and bound
+ * flags. */
+static bool listed_before(const tally_replica *r, uint32_t head, uint32_t a, uint32_t b) {
+    if (a == head || b == head) {
+        return a == head;
+    }
+    const account_rec *x = &r->accounts.at[a], *y = &r->accounts.at[b];
+    return x->ledger != y->ledger ? x->ledger < y->ledger : x->flags < y->flags;
+}
+
+int tally_incarnations(const tally_replica *r, tally_id account_id, tally_incarnation *out,
+                       size_t cap, size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    if (out != NULL) {
+        memset(out, 0, cap * sizeof *out);
+    }
+    const account_rec *head;
+    int rc = account_lookup(r, account_id, &head);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    uint32_t h = (uint32_t)(head - r->accounts.at), n = 0;
+    for (uint32_t i = h; i != NONE; i = r->accounts.at[i].next) {
+        n++;
+    }
+    *count = n;
+    /* The head, then each next one in (ledger, flags) order, which is unique within an id: a
+     * selection that costs cap walks of the chain, and needs no memory. */
+    uint32_t prev = h;
+    for (size_t k = 0; k < cap && k < n; k++) {
+        uint32_t pick = h;
+        if (k > 0) {
+            pick = NONE;
+            for (uint32_t i = r->accounts.at[h].next; i != NONE; i = r->accounts.at[i].next) {
+                if ((k == 1 || listed_before(r, h, prev, i)) &&
+                    (pick == NONE || listed_before(r, h, i, pick))) {
+                    pick = i;
+                }
+            }
+        }
+        const account_rec *a = &r->accounts.at[pick];
+        out[k].account = r->opens.at[a->open].a;
+        out[k].open = open_dot(r, a->open);
+        out[k].head = pick == h;
+        if (balance_view(r, a, &out[k].balance) != TALLY_OK) {
+            rc = TALLY_OVERFLOW;
+        }
+        prev = pick;
+    }
+    return rc;
+}
+
 /* Emits one conflict into the caller's window [first, first + cap). */
 static void conflict_emit(tally_conflict *out, size_t first, size_t cap, size_t *n,
                           tally_conflict c) {
@@ -518,8 +586,14 @@ int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, s
                 const tally_account *a = &r->opens.at[i].a;
                 if (a->ledger != win->ledger || a->flags != win->flags || a->code != win->code ||
                     a->user_data != win->user_data) {
-                    tally_conflict c = {TALLY_CONFLICT_ACCOUNT, id,
-                                        open_dot(r, r->accounts.at[head].open), open_dot(r, i)};
+                    tally_conflict c = {TALLY_CONFLICT_ACCOUNT,
+                                        id,
+                                        open_dot(r, r->accounts.at[head].open),
+                                        open_dot(r, i),
+                                        a->ledger,
+                                        a->flags,
+                                        {0, 0, 0, 0, 0}};
+                    (void)balance_view(r, &r->accounts.at[ai], &c.balance);
                     conflict_emit(out, first, cap, &n, c);
                 }
             }
@@ -530,7 +604,7 @@ int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, s
         uint32_t head = idmap_get(&r->transfer_map, id);
         for (uint32_t i = r->transfers.at[head].next; i != NONE; i = r->transfers.at[i].next) {
             tally_conflict c = {TALLY_CONFLICT_TRANSFER, id, transfer_dot(r, head),
-                                transfer_dot(r, i)};
+                                transfer_dot(r, i), 0, 0, {0, 0, 0, 0, 0}};
             conflict_emit(out, first, cap, &n, c);
         }
     }

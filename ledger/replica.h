@@ -18,7 +18,9 @@
  *   1. origins[o].seq ops of origin o are in the log, seqs 1..seq, in order.
  *   2. Every balance is the sum of the ops that touched it; Σ rights == spendable amount S of
  *      every bounded incarnation, and no holder's rights are below zero (they are unsigned).
- *   3. A chain head has the smallest dot of its chain (dot order: origin id, then seq).
+ *   3. An account chain's head comes first in incarnation order (incarnation_before: bounded
+ *      before unbounded, then the smaller dot of the winning OPEN); a transfer chain's head has
+ *      the smallest dot of its chain (dot order: origin id, then seq).
  *   4. A pending transfer's state is OPEN exactly when no POST or VOID of it has been applied.
  */
 #ifndef TALLY_LEDGER_REPLICA_H
@@ -114,6 +116,7 @@ struct tally_replica {
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
     hlc clock;
+    steady steady; /* elapsed time, for timeouts (ledger/expiry.c) */
 
     ARRAY(open_rec) opens;
     ARRAY(account_rec) accounts;
@@ -213,6 +216,20 @@ static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b
     return origin_a != origin_b ? origin_a < origin_b : seq_a < seq_b;
 }
 
+/* Incarnation order for an id's chain (invariant 3, docs/design.md section 5): a bounded
+ * incarnation before an unbounded one, so that lookups by id never show a less restrictive
+ * account than one the id has; then the smaller dot of each one's winning OPEN. */
+static inline bool incarnation_before(const tally_replica *r, uint32_t a, uint32_t b) {
+    const account_rec *x = &r->accounts.at[a], *y = &r->accounts.at[b];
+    bool x_bound = (x->flags & ACCOUNT_BOUND_FLAGS) != 0;
+    bool y_bound = (y->flags & ACCOUNT_BOUND_FLAGS) != 0;
+    if (x_bound != y_bound) {
+        return x_bound;
+    }
+    const open_rec *ox = &r->opens.at[x->open], *oy = &r->opens.at[y->open];
+    return dot_less(r->origins.at[ox->origin].id, ox->seq, r->origins.at[oy->origin].id, oy->seq);
+}
+
 uint64_t replica_now_ms(const tally_replica *r);
 
 /* Sets the replica's id (once, before any op): opening, or replaying a journal. */
@@ -252,6 +269,21 @@ int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms
 /* Field checks that need no state, shared by local requests and decoded ops. */
 int transfer_check_fields(const tally_transfer *t);
 int account_check_fields(const tally_account *a);
+
+/* --- ledger/expiry.c --- */
+/* The steady-clock deadline of a pending created here, stamped `stamp`, with this timeout. */
+uint64_t expiry_deadline(const tally_replica *r, uint64_t stamp, uint32_t timeout_ms);
+/* Adds a deadline (room reserved by the caller); removes the earliest. */
+void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer);
+void expiry_pop(tally_replica *r);
+/* The open pending with the earliest deadline (dropping finished ones on the way), or NONE. */
+uint32_t expiry_next(tally_replica *r);
+/* After a snapshot loads: the deadlines recomputed from the pendings' timestamps. False when
+ * an entry is not an own pending with a timeout. */
+bool expiry_rebuild(tally_replica *r);
+
+/* Reads the wall clock and advances the steady clock by it; returns the wall clock. */
+uint64_t replica_clock_read(tally_replica *r);
 
 /* --- ledger/check.c --- */
 /* Walks the whole state and checks the invariants above. True when they hold. */

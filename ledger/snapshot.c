@@ -123,7 +123,7 @@ static bool snapshot_map_init(snapshot_map *sm, const idmap *m) {
 static void write_body(writer *w, const tally_replica *r, const snapshot_map *map) {
     w64(w, r->clock.last);
     w64(w, r->pending_open);
-    w64(w, r->refused_rights);
+    w64(w, 0); /* once the refused-for-rights counter, which is counted since open */
     w32(w, r->origins.count);
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
@@ -691,7 +691,7 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     reader c = {buf + SNAPSHOT_HEADER, buf + len - 8, false};
     r->clock.last = r64(&c);
     r->pending_open = r64(&c);
-    r->refused_rights = r64(&c);
+    (void)r64(&c); /* refused_rights: counted since open, not kept (tally_stats) */
     int rc = load_origins(r, &c);
     if (rc == TALLY_OK) {
         rc = load_records(r, &c);
@@ -710,5 +710,5 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     r->id = id;
     r->self = replica_origin_find(r, id);
-    return r->self == NONE ? TALLY_ECORRUPT : TALLY_OK;
+    return r->self == NONE || !expiry_rebuild(r) ? TALLY_ECORRUPT : TALLY_OK;
 }

@@ -665,7 +665,9 @@ static void rights_work(tally_node *n) {
     for (home *h = n->homes; h != NULL; h = h->next) {
         uint64_t held = rights_here(n, h->account);
         if (held > 0 && ready_session_with(n, h->replica) != NULL) {
-            int rc = tally_grant(n->r, h->account, h->replica, held);
+            /* the home is on the line (a ready session): vouched for */
+            tally_grant_request g = {h->account, h->replica, held, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+            int rc = tally_grant_with(n->r, &g);
             node_log(n, rc == TALLY_OK ? LOG_INFO : LOG_WARN,
                      "passing %llu rights to home replica %llu: %s", (unsigned long long)held,
                      (unsigned long long)h->replica, tally_result_name(rc));

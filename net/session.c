@@ -266,7 +266,9 @@ static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
         tally_rights(s->r, account, tally_replica_id(s->r), &held) == TALLY_OK &&
         held > s->cfg->rights_reserve) {
         give = held - s->cfg->rights_reserve < amount ? held - s->cfg->rights_reserve : amount;
-        rc = tally_grant(s->r, account, s->peer_id, give);
+        /* The asker is on the line: vouched for, whether or not it has written yet. */
+        tally_grant_request g = {account, s->peer_id, give, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+        rc = tally_grant_with(s->r, &g);
         if (rc != TALLY_OK) {
             give = 0;
         } else {

@@ -71,6 +71,11 @@ tally_account account(uint64_t id, uint32_t ledger, uint16_t flags) {
     return a;
 }
 
+int grant_to(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {
+    tally_grant_request g = {account_id, to_replica, amount, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+    return tally_grant_with(r, &g);
+}
+
 tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount) {
     tally_transfer t;
     memset(&t, 0, sizeof t);

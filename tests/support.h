@@ -43,6 +43,9 @@ void assert_converged(tally_replica *a, tally_replica *b);
 void digest_of(const tally_replica *r, uint8_t out[16]);
 
 tally_account account(uint64_t id, uint32_t ledger, uint16_t flags);
+/* tally_grant to a replica the caller vouches for (TALLY_GRANT_TO_UNKNOWN): for tests whose
+ * receivers have not written anything yet. */
+int grant_to(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount);
 tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount);
 
 /* The post (flag TALLY_TRANSFER_POST_PENDING) or void of a pending transfer; amount 0: all. */

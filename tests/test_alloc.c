@@ -98,7 +98,7 @@ static int step_transfer(tally_replica *r, void *ctx) {
 }
 static int step_grant(tally_replica *r, void *ctx) {
     (void)ctx;
-    return tally_grant(r, tid(2), 99, 5);
+    return grant_to(r, tid(2), 99, 5);
 }
 
 static void every_write_survives_running_out_of_memory(void **state) {
@@ -162,6 +162,9 @@ static void a_batch_out_of_memory_applies_nothing_or_reports_each(void **state) 
         if (rc == TALLY_ENOMEM) {
             digest_of(r, after);
             assert_memory_equal(before, after, 16);
+            for (int i = 0; i < 64; i++) {
+                assert_result(results[i], TALLY_ENOMEM); /* every out parameter is written */
+            }
             continue;
         }
         assert_result(rc, TALLY_OK);
@@ -245,7 +248,7 @@ static void sync_survives_running_out_of_memory(void **state) {
         tally_transfer t = transfer(100 + i, 1, 2, 3);
         assert_result(tally_create_transfer(src, &t), TALLY_OK);
     }
-    assert_result(tally_grant(src, tid(2), 2, 7), TALLY_OK);
+    assert_result(grant_to(src, tid(2), 2, 7), TALLY_OK);
     uint8_t *summary = NULL, *delta = NULL;
     size_t summary_len = 0, delta_len = 0;
     for (long n = 0;; n++) {
@@ -500,6 +503,14 @@ static void every_result_is_reachable(void **state) {
     assert_result(create(r, t), TALLY_FLAGS_INVALID);
     assert_result(seen(tally_grant(r, tid(99), 2, 1)), TALLY_NOT_FOUND);
     assert_result(seen(tally_grant(r, tid(2), 0, 1)), TALLY_EINVAL);
+    assert_result(seen(tally_grant(r, tid(2), 12345, 1)), TALLY_REPLICA_UNKNOWN);
+    assert_result(seen(tally_grant(r, tid(1), 2, 1)), TALLY_ACCOUNT_UNBOUNDED);
+    tally_account twin = account(2, 1, TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS);
+    tally_replica *third = replica_new(3, NULL);
+    assert_result(tally_create_account(third, &twin), TALLY_OK); /* 2 with the other bound */
+    sync_pair(third, other);
+    assert_result(seen(tally_grant(other, tid(2), 1, 1)), TALLY_ACCOUNT_AMBIGUOUS);
+    tally_close(third);
     uint8_t junk[12] = "TLYD";
     assert_result(seen(tally_apply(r, junk, sizeof junk)), TALLY_ECORRUPT);
     bytes d = {0};

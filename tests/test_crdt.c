@@ -197,6 +197,61 @@ static void rights_hold_no_zero_entries_and_never_go_negative(void **state) {
     rights_free(&m);
 }
 
+/* An account that ~65,000 replicas hold rights on: each holder is found after a probe or
+ * two, not a scan of all of them, and the map agrees with a plain model through adds, takes
+ * and removals in random order. */
+static void rights_lookups_stay_short_among_65536_holders(void **state) {
+    (void)state;
+    enum { HOLDERS = 65536 };
+    rights m;
+    rights_init(&m);
+    uint64_t *model = calloc(HOLDERS, sizeof *model);
+    assert_non_null(model);
+    uint64_t seed = 42;
+    for (uint32_t h = 0; h < HOLDERS; h++) {
+        assert_true(rights_reserve(&m, h));
+        assert_true(rights_add(&m, h, 1 + h % 7));
+        model[h] = 1 + h % 7;
+    }
+    uint64_t probes = 0, worst = 0;
+    for (uint32_t h = 0; h < HOLDERS; h++) {
+        uint32_t p = rights_probes(&m, h);
+        probes += p;
+        worst = p > worst ? p : worst;
+    }
+    assert_true(probes < 3 * (uint64_t)HOLDERS); /* a linear scan averages 32,768 */
+    assert_true(worst < 64);
+    for (int step = 0; step < 400000; step++) {
+        uint32_t h = (uint32_t)(test_rand(&seed) % HOLDERS);
+        uint64_t amount = 1 + test_rand(&seed) % 4;
+        if (test_rand(&seed) % 2) {
+            assert_true(rights_add(&m, h, amount));
+            model[h] += amount;
+        } else {
+            assert_int_equal(rights_take(&m, h, amount), model[h] >= amount);
+            model[h] -= model[h] >= amount ? amount : 0;
+        }
+        if (step % 997 == 0) {
+            uint32_t k = (uint32_t)(test_rand(&seed) % HOLDERS);
+            assert_int_equal(rights_get(&m, k).lo, model[k]);
+        }
+    }
+    uint32_t nonzero = 0;
+    for (uint32_t h = 0; h < HOLDERS; h++) {
+        assert_int_equal(rights_get(&m, h).lo, model[h]);
+        nonzero += model[h] != 0;
+    }
+    assert_int_equal(m.count, nonzero); /* invariant 1: no entry holds zero */
+    for (uint32_t h = 0; h < HOLDERS; h++) {
+        assert_true(rights_take(&m, h, model[h]));
+    }
+    assert_int_equal(m.count, 0);
+    assert_true(rights_add(&m, 5, 1));
+    assert_int_equal(rights_get(&m, 5).lo, 1);
+    free(model);
+    rights_free(&m);
+}
+
 static void vclock_keeps_entries_sorted_and_merges_to_the_maximum(void **state) {
     (void)state;
     vclock a, b;
@@ -221,6 +276,25 @@ static void vclock_keeps_entries_sorted_and_merges_to_the_maximum(void **state) 
     assert_int_equal(a.count, 3);
     vclock_free(&a);
     vclock_free(&b);
+}
+
+/* The steady clock adds up the wall clock's forward steps: a jump back makes it stand still,
+ * and it then moves on with the wall clock from where it stood. */
+static void steady_clock_moves_only_forward(void **state) {
+    (void)state;
+    steady s;
+    steady_start(&s, 1000);
+    assert_int_equal(steady_read(&s, 1500), 1500);
+    assert_int_equal(steady_read(&s, 200), 1500); /* a year back, say */
+    assert_int_equal(steady_read(&s, 700), 2000);
+    assert_int_equal(steady_read(&s, 700), 2000);
+    assert_int_equal(steady_read(&s, UINT64_MAX), UINT64_MAX); /* saturates */
+    assert_int_equal(steady_read(&s, 5), UINT64_MAX);
+    hlc h = {hlc_from_ms(100)};
+    hlc_restore(&h, hlc_from_ms(UINT64_C(1) << 40)); /* its own stamp, far ahead: taken */
+    assert_true(hlc_tick(&h, 100) > hlc_from_ms(UINT64_C(1) << 40));
+    hlc_observe(&h, hlc_from_ms(UINT64_C(1) << 45), 100); /* a peer's, far ahead: not */
+    assert_true(hlc_tick(&h, 100) < hlc_from_ms(UINT64_C(1) << 45));
 }
 
 static void hlc_is_monotonic_whatever_the_wall_clock_does(void **state) {
@@ -276,8 +350,10 @@ int main(void) {
         cmocka_unit_test(idmap_insert_keeps_the_value_already_there),
         cmocka_unit_test(u128_sums_carry_and_refuse_to_go_negative),
         cmocka_unit_test(rights_hold_no_zero_entries_and_never_go_negative),
+        cmocka_unit_test(rights_lookups_stay_short_among_65536_holders),
         cmocka_unit_test(vclock_keeps_entries_sorted_and_merges_to_the_maximum),
         cmocka_unit_test(hlc_is_monotonic_whatever_the_wall_clock_does),
+        cmocka_unit_test(steady_clock_moves_only_forward),
         cmocka_unit_test(hlc_ignores_a_peer_clock_far_in_the_future),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

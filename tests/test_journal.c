@@ -93,7 +93,7 @@ static void a_reopened_replica_has_everything_it_acknowledged(void **state) {
     p.flags = TALLY_TRANSFER_PENDING;
     p.timeout_ms = 3600000;
     assert_result(tally_create_transfer(r, &p), TALLY_OK);
-    assert_result(tally_grant(r, tid(2), 77, 3), TALLY_OK);
+    assert_result(grant_to(r, tid(2), 77, 3), TALLY_OK);
     uint8_t before[16], after[16];
     digest_of(r, before);
     tally_close(r);
@@ -372,7 +372,7 @@ static void after_a_failed_write_the_replica_refuses_writes(void **state) {
     assert_result(tally_create_transfer(r, &t), TALLY_EIO);
     tally_account a = account(50, 1, 0);
     assert_result(tally_create_account(r, &a), TALLY_EIO);
-    assert_result(tally_grant(r, tid(2), 9, 1), TALLY_EIO);
+    assert_result(grant_to(r, tid(2), 9, 1), TALLY_EIO);
     uint8_t *summary, *delta = (uint8_t *)f;
     size_t summary_len, delta_len;
     tally_replica *peer = replica_new(9, NULL);
@@ -430,6 +430,100 @@ static void a_replica_restored_from_an_old_backup_waits_for_its_own_ops(void **s
     tally_close(peer);
 }
 
+/* --- the clock across restarts ------------------------------------------------------------ */
+
+static uint64_t stamp_of(tally_replica *r, uint64_t id) {
+    return r->transfers.at[idmap_get(&r->transfer_map, tid(id))].hlc;
+}
+
+static uint64_t expire_now(tally_replica *r) {
+    uint64_t voided = 0;
+    assert_result(tally_expire(r, &voided), TALLY_OK);
+    return voided;
+}
+
+static tally_transfer pending_of(uint64_t id, uint64_t amount, uint32_t timeout_ms) {
+    tally_transfer t = transfer(id, 2, 3, amount);
+    t.flags = TALLY_TRANSFER_PENDING;
+    t.timeout_ms = timeout_ms;
+    return t;
+}
+
+/* A pending keeps its deadline across a restart; after the wall clock jumped to the year
+ * 2500 for one write, every later write, before and after a restart, with or without a
+ * snapshot, is stamped after it, and a pending stamped in 2500 expires within its timeout of
+ * the reopen, not in 2500. */
+static void the_clock_and_timeouts_survive_a_glitch_and_a_restart(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    f->opts.clock_ms = test_clock_ms;
+    f->opts.clock_ctx = &clock;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_transfer t = transfer(600, 1, 2, 100);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    t = pending_of(601, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+    clock.now_ms += 400;
+    r = open_ok(f);
+    clock.now_ms += 599;
+    assert_int_equal(expire_now(r), 0);
+    clock.now_ms += 1;
+    assert_int_equal(expire_now(r), 1); /* 1000 ms after it was made, across the restart */
+    clock.now_ms = UINT64_C(16725225600000); /* 2500-01-01 */
+    t = transfer(602, 1, 2, 1);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    clock.now_ms = 1700000100000u;
+    t = pending_of(603, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    uint64_t last = stamp_of(r, 603);
+    assert_true(last > stamp_of(r, 602));
+    tally_close(r);
+    for (int with_snapshot = 0; with_snapshot < 2; with_snapshot++) {
+        r = open_ok(f);
+        if (with_snapshot) {
+            assert_result(tally_snapshot(r), TALLY_OK);
+            tally_close(r);
+            r = open_ok(f);
+            assert_true(r->journal->snapshot_segment != 0);
+        }
+        uint64_t id = 604 + 2 * (uint64_t)with_snapshot;
+        t = transfer(id, 1, 2, 1);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        assert_true(stamp_of(r, id) > last);
+        clock.now_ms += 999;
+        assert_int_equal(expire_now(r), 0);
+        clock.now_ms += 1;
+        assert_int_equal(expire_now(r), 1); /* the pending stamped in 2500 */
+        t = pending_of(id + 1, 10, 1000); /* stamped in 2500 too, for the next round */
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        last = stamp_of(r, id + 1);
+        tally_close(r);
+        clock.now_ms += 5;
+    }
+}
+
+/* A data directory whose parents do not exist yet is made whole; one that cannot be made
+ * says why. */
+static void open_makes_missing_parents_and_says_why_it_cannot(void **state) {
+    fixture *f = *state;
+    char deep[256];
+    snprintf(deep, sizeof deep, "%s/a/b/c", f->dir);
+    f->opts.dir = deep;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_close(r);
+    run("touch %s/plain%s", f->dir, "");
+    snprintf(deep, sizeof deep, "%s/plain/d", f->dir);
+    r = (tally_replica *)f;
+    assert_result(tally_open(&f->opts, &r), TALLY_EIO);
+    assert_null(r);
+    assert_non_null(strstr(f->error, deep));
+    assert_non_null(strstr(f->error, "Not a directory"));
+    f->opts.dir = f->dir;
+}
+
 /* --- snapshots ---------------------------------------------------------------------------- */
 
 static void some_activity(tally_replica *r, uint64_t base, int n) {
@@ -464,7 +558,7 @@ static void a_snapshot_and_the_journal_after_it_give_the_same_state(void **state
     p.flags = TALLY_TRANSFER_PENDING;
     p.timeout_ms = 1000;
     assert_result(tally_create_transfer(r, &p), TALLY_OK);
-    assert_result(tally_grant(r, tid(2), 44, 7), TALLY_OK);
+    assert_result(grant_to(r, tid(2), 44, 7), TALLY_OK);
     assert_result(tally_snapshot(r), TALLY_OK);
     some_activity(r, 200, 10); /* after the snapshot: replayed from the journal */
     uint8_t before[16], after[16];
@@ -799,6 +893,8 @@ int main(void) {
         T(a_long_journal_rotates_segments_and_replays_them_all),
         T(after_a_failed_write_the_replica_refuses_writes),
         T(a_replica_restored_from_an_old_backup_waits_for_its_own_ops),
+        T(the_clock_and_timeouts_survive_a_glitch_and_a_restart),
+        T(open_makes_missing_parents_and_says_why_it_cannot),
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),
         T(a_damaged_snapshot_falls_back_to_an_older_one_or_the_journal),

@@ -200,7 +200,7 @@ static void spending_rights_held_elsewhere_is_insufficient_rights(void **state) 
     t.amount = 101;
     assert_result(tally_create_transfer(other, &t), TALLY_EXCEEDS_CREDITS);
     /* a grant of 60 makes the 60 spendable there */
-    assert_result(tally_grant(f->r, tid(A), 2, 60), TALLY_OK);
+    assert_result(grant_to(f->r, tid(A), 2, 60), TALLY_OK);
     sync_pair(f->r, other);
     t.amount = 60;
     assert_result(tally_create_transfer(other, &t), TALLY_OK);
@@ -275,6 +275,32 @@ static void posted_and_pending_together_may_not_overflow(void **state) {
     refused(f, p, TALLY_OVERFLOW); /* A's credits, posted plus pending */
     p.amount = UINT64_MAX - 100;
     assert_result(create(f, p), TALLY_OK);
+}
+
+/* A post's pending amount is already counted in the totals it is checked against: posting it
+ * moves money from pending to posted, and only the posted sum grows. */
+static void a_post_counts_its_pending_once_in_the_overflow_check(void **state) {
+    fixture *f = *state;
+    uint64_t half = (UINT64_C(1) << 63) + 1;
+    assert_result(create(f, transfer(80, BANK, A, half)), TALLY_OK);
+    tally_transfer p = transfer(81, A, B, half);
+    p.flags = TALLY_TRANSFER_PENDING;
+    assert_result(create(f, p), TALLY_OK);
+    assert_result(create(f, finish(82, 81, TALLY_TRANSFER_POST_PENDING, 0)), TALLY_OK);
+    assert_int_equal(balance(f, B).credits_posted, half);
+    assert_int_equal(balance(f, A).debits_posted, half);
+    /* 1000 posted beside UINT64_MAX - 1500 already posted: the result fits */
+    tally_account c = account(90, 1, 0), d = account(91, 1, 0);
+    assert_result(tally_create_account(f->r, &c), TALLY_OK);
+    assert_result(tally_create_account(f->r, &d), TALLY_OK);
+    assert_result(create(f, transfer(83, 90, 91, UINT64_MAX - 1500)), TALLY_OK);
+    p = transfer(84, 90, 91, 1000);
+    p.flags = TALLY_TRANSFER_PENDING;
+    assert_result(create(f, p), TALLY_OK);
+    assert_result(create(f, finish(85, 84, TALLY_TRANSFER_POST_PENDING, 1000)), TALLY_OK);
+    assert_int_equal(balance(f, 91).credits_posted, UINT64_MAX - 500);
+    /* a sum that would not fit is still refused where it grows */
+    refused(f, transfer(86, 90, 91, 501), TALLY_OVERFLOW);
 }
 
 /* --- pending transfers --------------------------------------------------------------------- */
@@ -393,6 +419,67 @@ static void a_pending_expires_on_its_origin_clock(void **state) {
     assert_result(tally_expire(NULL, NULL), TALLY_EINVAL);
 }
 
+/* The timestamp of the transfer record with this id (ledger/replica.h). */
+static uint64_t stamp_of(fixture *f, uint64_t id) {
+    return f->r->transfers.at[idmap_get(&f->r->transfer_map, tid(id))].hlc;
+}
+
+/* The wall clock jumps to the year 2500 for one write and comes back: the timestamps stay
+ * ordered, and a pending created afterwards still expires on time. */
+static void a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(160, BANK, A, 100)), TALLY_OK);
+    uint64_t now = f->clock.now_ms;
+    f->clock.now_ms = UINT64_C(16725225600000); /* 2500-01-01 */
+    assert_result(create(f, transfer(161, BANK, A, 1)), TALLY_OK);
+    f->clock.now_ms = now + 10;
+    assert_result(create(f, pending(162, A, B, 50, 1000)), TALLY_OK);
+    assert_true(stamp_of(f, 162) > stamp_of(f, 161));
+    uint64_t voided = 0;
+    f->clock.now_ms += 999;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 0);
+    f->clock.now_ms += 1;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 1);
+    assert_int_equal(balance(f, A).rights_here, 101);
+    assert_result(create(f, transfer(163, BANK, A, 1)), TALLY_OK);
+    assert_true(stamp_of(f, 163) > stamp_of(f, 162));
+}
+
+/* The wall clock jumps back a year while a pending is open: the pending still expires after
+ * its timeout of the clock moving forward, not a year later. */
+static void a_backward_jump_of_the_own_clock_does_not_keep_a_reservation(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(170, BANK, A, 100)), TALLY_OK);
+    assert_result(create(f, pending(171, A, B, 60, 1000)), TALLY_OK);
+    uint64_t next = 0;
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, 1000);
+    f->clock.now_ms += 400;
+    uint64_t voided = 0;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 0);
+    f->clock.now_ms -= UINT64_C(365) * 24 * 3600 * 1000;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 0);
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, 600);
+    f->clock.now_ms += 599;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 0);
+    f->clock.now_ms += 1;
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, 0);
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    assert_int_equal(voided, 1);
+    assert_int_equal(balance(f, A).rights_here, 100);
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, UINT64_MAX);
+    assert_result(tally_next_expiry(NULL, &next), TALLY_EINVAL);
+    assert_result(tally_next_expiry(f->r, NULL), TALLY_EINVAL);
+}
+
 /* --- grants and rights --------------------------------------------------------------------- */
 
 static void grant_refuses_what_it_cannot_do(void **state) {
@@ -400,17 +487,31 @@ static void grant_refuses_what_it_cannot_do(void **state) {
     assert_result(create(f, transfer(120, BANK, A, 100)), TALLY_OK);
     uint8_t before[16], after[16];
     digest_of(f->r, before);
+    tally_grant_request g = {tid(A), 2, 1, 0, 0, TALLY_GRANT_TO_UNKNOWN};
     assert_result(tally_grant(NULL, tid(A), 2, 1), TALLY_EINVAL);
+    assert_result(tally_grant_with(NULL, &g), TALLY_EINVAL);
+    assert_result(tally_grant_with(f->r, NULL), TALLY_EINVAL);
+    g.flags = 1u << 7;
+    assert_result(tally_grant_with(f->r, &g), TALLY_EINVAL);
+    g.flags = TALLY_GRANT_TO_UNKNOWN;
     assert_result(tally_grant(f->r, tid(0), 2, 1), TALLY_ID_ZERO);
     assert_result(tally_grant(f->r, tid(999), 2, 1), TALLY_NOT_FOUND);
-    assert_result(tally_grant(f->r, tid(BANK), 2, 1), TALLY_FLAGS_INVALID);
+    assert_result(tally_grant(f->r, tid(BANK), 2, 1), TALLY_ACCOUNT_UNBOUNDED);
     assert_result(tally_grant(f->r, tid(A), 0, 1), TALLY_EINVAL);
     assert_result(tally_grant(f->r, tid(A), 1, 1), TALLY_EINVAL); /* to itself */
-    assert_result(tally_grant(f->r, tid(A), 2, 0), TALLY_AMOUNT_ZERO);
-    assert_result(tally_grant(f->r, tid(A), 2, 101), TALLY_INSUFFICIENT_RIGHTS);
+    g.amount = 0;
+    assert_result(tally_grant_with(f->r, &g), TALLY_AMOUNT_ZERO);
+    g.amount = 101;
+    assert_result(tally_grant_with(f->r, &g), TALLY_INSUFFICIENT_RIGHTS);
+    g.amount = 1;
+    g.ledger = 2; /* A has no incarnation in ledger 2 */
+    g.bound = DEBITS_BOUND;
+    assert_result(tally_grant_with(f->r, &g), TALLY_NOT_FOUND);
     digest_of(f->r, after);
     assert_memory_equal(before, after, 16);
-    assert_result(tally_grant(f->r, tid(A), 2, 100), TALLY_OK);
+    g.ledger = 1;
+    g.amount = 100;
+    assert_result(tally_grant_with(f->r, &g), TALLY_OK);
     uint64_t held;
     assert_result(tally_rights(f->r, tid(A), 2, &held), TALLY_OK);
     assert_int_equal(held, 100);
@@ -418,11 +519,38 @@ static void grant_refuses_what_it_cannot_do(void **state) {
     assert_int_equal(held, 0);
 }
 
+/* `tally grant --to 12345`, a typo: rights given to an id nobody holds are stranded for good.
+ * A receiver must have been heard from, unless the caller vouches for it. */
+static void a_grant_to_a_replica_never_heard_from_is_refused(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(125, BANK, A, 100)), TALLY_OK);
+    uint8_t before[16], after[16];
+    digest_of(f->r, before);
+    assert_result(tally_grant(f->r, tid(A), 12345, 10), TALLY_REPLICA_UNKNOWN);
+    digest_of(f->r, after);
+    assert_memory_equal(before, after, 16);
+    /* a replica is heard from once one of its ops is applied here */
+    tally_replica *peer = replica_new(7, NULL);
+    sync_pair(f->r, peer);
+    tally_transfer t = transfer(126, BANK, B, 1);
+    assert_result(tally_create_transfer(peer, &t), TALLY_OK);
+    assert_result(tally_grant(f->r, tid(A), 7, 10), TALLY_REPLICA_UNKNOWN);
+    sync_pair(peer, f->r);
+    assert_result(tally_grant(f->r, tid(A), 7, 10), TALLY_OK);
+    /* being named as a receiver by someone else is not being heard from */
+    assert_result(tally_grant(peer, tid(A), 12345, 1), TALLY_REPLICA_UNKNOWN);
+    tally_grant_request g = {tid(A), 12345, 10, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+    assert_result(tally_grant_with(f->r, &g), TALLY_OK);
+    sync_pair(f->r, peer);
+    assert_result(tally_grant(peer, tid(A), 12345, 1), TALLY_REPLICA_UNKNOWN);
+    tally_close(peer);
+}
+
 static void rights_holders_lists_the_richest_first(void **state) {
     fixture *f = *state;
     assert_result(create(f, transfer(130, BANK, A, 100)), TALLY_OK);
-    assert_result(tally_grant(f->r, tid(A), 7, 30), TALLY_OK);
-    assert_result(tally_grant(f->r, tid(A), 8, 50), TALLY_OK);
+    assert_result(grant_to(f->r, tid(A), 7, 30), TALLY_OK);
+    assert_result(grant_to(f->r, tid(A), 8, 50), TALLY_OK);
     tally_rights_entry e[3];
     size_t n;
     assert_result(tally_rights_holders(f->r, tid(A), e, 3, &n), TALLY_OK);
@@ -493,6 +621,31 @@ static void a_batch_applies_in_order_with_a_result_each(void **state) {
     assert_result(tally_create_transfers(NULL, t, 1, results), TALLY_EINVAL);
 }
 
+/* Rule 3 of tally.h: every out parameter is written, also when the batch fails as a whole. */
+static void a_batch_that_fails_whole_writes_every_result(void **state) {
+    fixture *f = *state;
+    tally_transfer t[3] = {transfer(145, BANK, A, 10), transfer(146, BANK, A, 10),
+                           transfer(147, BANK, A, 10)};
+    int results[3] = {-7, -7, -7};
+    assert_result(tally_create_transfers(NULL, t, 3, results), TALLY_EINVAL);
+    for (int i = 0; i < 3; i++) {
+        assert_result(results[i], TALLY_EINVAL);
+    }
+    results[0] = results[1] = results[2] = -7;
+    assert_result(tally_create_transfers(f->r, NULL, 3, results), TALLY_EINVAL);
+    for (int i = 0; i < 3; i++) {
+        assert_result(results[i], TALLY_EINVAL);
+    }
+    /* a replica behind its own origin refuses each transfer, in results */
+    f->r->learned->own_behind = f->r->origins.at[f->r->self].seq + 1;
+    results[0] = results[1] = results[2] = -7;
+    assert_result(tally_create_transfers(f->r, t, 3, results), TALLY_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_result(results[i], TALLY_ORIGIN_BEHIND);
+    }
+    f->r->learned->own_behind = 0;
+}
+
 /* tally_reserve refuses what no replica can hold and leaves the state as it was; what it
  * reserves then takes writes as any replica does. */
 static void reserve_refuses_bad_arguments_and_changes_no_state(void **state) {
@@ -536,15 +689,20 @@ int main(void) {
         T(a_retried_transfer_is_exists_never_applied_twice),
         T(amounts_near_uint64_max_overflow_cleanly),
         T(posted_and_pending_together_may_not_overflow),
+        T(a_post_counts_its_pending_once_in_the_overflow_check),
         T(a_pending_reserves_and_a_partial_post_releases_the_rest),
         T(a_void_gives_the_reservation_back),
         T(post_and_void_refuse_what_does_not_match_the_pending),
         T(only_the_origin_posts_its_pending),
         T(a_pending_expires_on_its_origin_clock),
+        T(a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts),
+        T(a_backward_jump_of_the_own_clock_does_not_keep_a_reservation),
         T(grant_refuses_what_it_cannot_do),
+        T(a_grant_to_a_replica_never_heard_from_is_refused),
         T(rights_holders_lists_the_richest_first),
         T(lookups_refuse_bad_arguments_and_clear_their_output),
         T(a_batch_applies_in_order_with_a_result_each),
+        T(a_batch_that_fails_whole_writes_every_result),
         T(reserve_refuses_bad_arguments_and_changes_no_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,7 +56,7 @@ static void random_activity(tally_replica *r, uint64_t *seed, int n, uint64_t id
                 test_rand(seed) % 2 ? TALLY_TRANSFER_POST_PENDING : TALLY_TRANSFER_VOID_PENDING;
             break;
         default:
-            (void)tally_grant(r, tid(A), 1 + test_rand(seed) % 3, 1 + test_rand(seed) % 5);
+            (void)grant_to(r, tid(A), 1 + test_rand(seed) % 3, 1 + test_rand(seed) % 5);
             continue;
         }
         (void)create(r, t);
@@ -255,6 +255,198 @@ static void conflicting_opens_never_break_a_bound(void **state) {
     /* new writes go to the winner, on either replica */
     assert_result(create(r[1], transfer(62, 77, BANK, 1)), TALLY_INSUFFICIENT_RIGHTS);
     assert_result(create(r[0], transfer(62, 77, BANK, 6)), TALLY_EXCEEDS_CREDITS);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* The hijack: A opens wallet W bounded and holds 100 in it; B, cut off and with the smaller
+ * replica id, opens W unbounded. After the merge, W as looked up and written by id must stay
+ * the bounded wallet on every replica, and B's incarnation stays reachable by name. */
+static void a_concurrent_unbounded_open_cannot_take_over_a_bounded_account(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)}; /* B = 1, A = 2 */
+    open_accounts(r[1]);
+    sync_all(r, 2);
+    tally_account wallet = account(77, 1, DEBITS_BOUND), loose = account(77, 1, 0);
+    assert_result(tally_create_account(r[1], &wallet), TALLY_OK);
+    assert_result(create(r[1], transfer(60, BANK, 77, 100)), TALLY_OK);
+    assert_result(tally_create_account(r[0], &loose), TALLY_OK);
+    assert_result(create(r[0], transfer(61, BANK, 77, 7)), TALLY_OK); /* into B's own W */
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    for (int i = 0; i < 2; i++) {
+        tally_account seen;
+        assert_result(tally_lookup_account(r[i], tid(77), &seen), TALLY_OK);
+        assert_int_equal(seen.flags, DEBITS_BOUND);
+        tally_balance b;
+        assert_result(tally_lookup_balance(r[i], tid(77), &b), TALLY_OK);
+        assert_int_equal(b.credits_posted, 100);
+        tally_conflict c;
+        size_t n;
+        assert_result(tally_conflicts(r[i], 0, &c, 1, &n), TALLY_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(c.kind, TALLY_CONFLICT_ACCOUNT);
+        assert_int_equal(c.winner.origin, 2);
+        assert_int_equal(c.other.origin, 1);
+        assert_int_equal(c.ledger, 1);
+        assert_int_equal(c.flags, 0);
+        assert_int_equal(c.balance.credits_posted, 7);
+        tally_incarnation inc[3];
+        assert_result(tally_incarnations(r[i], tid(77), inc, 3, &n), TALLY_OK);
+        assert_int_equal(n, 2);
+        assert_int_equal(inc[0].head, 1);
+        assert_int_equal(inc[0].account.flags, DEBITS_BOUND);
+        assert_int_equal(inc[0].balance.credits_posted, 100);
+        assert_int_equal(inc[0].balance.rights_here, i == 1 ? 100 : 0);
+        assert_int_equal(inc[0].open.origin, 2);
+        assert_int_equal(inc[1].head, 0);
+        assert_int_equal(inc[1].account.flags, 0);
+        assert_int_equal(inc[1].balance.credits_posted, 7);
+    }
+    /* the debit of a million from "W" is refused everywhere */
+    assert_result(create(r[0], transfer(62, 77, BANK, 1000000)), TALLY_EXCEEDS_CREDITS);
+    assert_result(create(r[1], transfer(62, 77, BANK, 1000000)), TALLY_EXCEEDS_CREDITS);
+    assert_result(create(r[0], transfer(62, 77, BANK, 1)), TALLY_INSUFFICIENT_RIGHTS);
+    assert_result(create(r[1], transfer(62, 77, BANK, 100)), TALLY_OK);
+    /* B's incarnation is reached by naming it */
+    tally_transfer named = transfer(63, 77, BANK, 7);
+    named.flags = TALLY_TRANSFER_BOUNDS_NAMED;
+    named.debit_bound = 0;
+    named.credit_bound = 0;
+    assert_result(create(r[0], named), TALLY_OK);
+    assert_result(create(r[0], named), TALLY_EXISTS);
+    tally_transfer back;
+    assert_result(tally_lookup_transfer(r[0], tid(63), &back), TALLY_OK);
+    assert_int_equal(back.flags, 0);
+    assert_int_equal(back.debit_bound, 0);
+    assert_result(tally_lookup_transfer(r[0], tid(60), &back), TALLY_OK);
+    assert_int_equal(back.credit_bound, DEBITS_BOUND);
+    named.id = tid(64);
+    named.debit_bound = CREDITS_BOUND; /* no such incarnation */
+    assert_result(create(r[0], named), TALLY_DEBIT_ACCOUNT_NOT_FOUND);
+    named.debit_bound = 3;
+    assert_result(create(r[0], named), TALLY_FLAGS_INVALID);
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    size_t n;
+    tally_incarnation inc[2];
+    assert_result(tally_incarnations(r[1], tid(77), inc, 2, &n), TALLY_OK);
+    assert_int_equal(inc[0].balance.debits_posted, 100);
+    assert_int_equal(inc[1].balance.debits_posted, 7);
+    assert_result(tally_incarnations(r[1], tid(78), inc, 2, &n), TALLY_NOT_FOUND);
+    assert_result(tally_incarnations(r[1], tid(0), inc, 2, &n), TALLY_ID_ZERO);
+    assert_result(tally_incarnations(r[1], tid(77), NULL, 2, &n), TALLY_EINVAL);
+    assert_result(tally_incarnations(r[1], tid(77), NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 2);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* The same take-over through the other bound: a credits-bounded W takes debits without limit.
+ * With both bounds in one ledger, a write by id cannot tell which is meant and is refused;
+ * each is still reached by name, and a grant by id is refused the same way. */
+static void an_account_with_both_bounds_in_a_ledger_is_written_only_by_name(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)};
+    open_accounts(r[1]);
+    sync_all(r, 2);
+    tally_account wallet = account(77, 1, DEBITS_BOUND), other = account(77, 1, CREDITS_BOUND);
+    assert_result(tally_create_account(r[1], &wallet), TALLY_OK);
+    assert_result(create(r[1], transfer(60, BANK, 77, 100)), TALLY_OK);
+    assert_result(tally_create_account(r[0], &other), TALLY_OK);
+    sync_all(r, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_result(create(r[i], transfer(70 + (uint64_t)i, 77, BANK, 1000000)),
+                      TALLY_ACCOUNT_AMBIGUOUS);
+        assert_result(create(r[i], transfer(72 + (uint64_t)i, BANK, 77, 1)),
+                      TALLY_ACCOUNT_AMBIGUOUS);
+        assert_result(tally_grant(r[i], tid(77), 3 - (uint64_t)(i + 1), 1),
+                      TALLY_ACCOUNT_AMBIGUOUS);
+    }
+    tally_transfer named = transfer(74, 77, BANK, 30);
+    named.flags = TALLY_TRANSFER_BOUNDS_NAMED;
+    named.debit_bound = DEBITS_BOUND;
+    assert_result(create(r[1], named), TALLY_OK);
+    tally_grant_request g = {tid(77), 1, 20, 1, DEBITS_BOUND, 0};
+    assert_result(tally_grant_with(r[1], &g), TALLY_OK);
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
+    uint64_t held;
+    tally_incarnation inc[3];
+    size_t n;
+    assert_result(tally_incarnations(r[0], tid(77), inc, 3, &n), TALLY_OK);
+    assert_int_equal(n, 2);
+    for (size_t k = 0; k < n; k++) {
+        if (inc[k].account.flags == DEBITS_BOUND) {
+            assert_int_equal(inc[k].balance.rights_here, 20);
+            assert_int_equal(inc[k].balance.debits_posted, 30);
+        }
+    }
+    (void)held;
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* A retry at the replica that created a transfer answers EXISTS although a concurrent
+ * transfer with the same id and a smaller dot now wins lookups. */
+static void a_retry_at_the_creating_replica_is_exists_after_a_conflict(void **state) {
+    (void)state;
+    tally_replica *r[2] = {replica_new(1, NULL), replica_new(2, NULL)};
+    open_accounts(r[0]);
+    sync_all(r, 2);
+    assert_result(create(r[1], transfer(50, BANK, A, 20)), TALLY_OK);
+    assert_result(create(r[0], transfer(50, BANK, A, 10)), TALLY_OK);
+    sync_all(r, 2);
+    assert_result(create(r[1], transfer(50, BANK, A, 20)), TALLY_EXISTS);
+    assert_result(create(r[0], transfer(50, BANK, A, 10)), TALLY_EXISTS);
+    assert_result(create(r[1], transfer(50, BANK, A, 10)), TALLY_EXISTS); /* it exists too */
+    assert_result(create(r[1], transfer(50, BANK, A, 30)), TALLY_EXISTS_WITH_DIFFERENT_FIELDS);
+    assert_converged(r[0], r[1]);
+    tally_close(r[0]);
+    tally_close(r[1]);
+}
+
+/* A holds rights near UINT64_MAX on A (a deposit of MAX - 5, then a grant from another
+ * replica) and has a pending due to expire: the expiry gives rights back past 64 bits. It
+ * must apply (sums are exact) and never block unrelated writes. */
+static void an_expiry_returning_rights_past_64_bits_never_blocks_writes(void **state) {
+    (void)state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r[2] = {replica_new(1, &clock), replica_new(2, NULL)};
+    open_accounts(r[0]);
+    sync_all(r, 2);
+    /* r[1], cut off, takes a deposit of 20 into A and grants its rights to r[0] */
+    assert_result(create(r[1], transfer(90, BANK, A, 20)), TALLY_OK);
+    assert_result(tally_grant(r[1], tid(A), 1, 20), TALLY_OK);
+    /* r[0] takes a deposit of MAX - 5 and reserves 10 twice: it holds MAX - 25 */
+    assert_result(create(r[0], transfer(91, BANK, A, UINT64_MAX - 5)), TALLY_OK);
+    tally_transfer p = transfer(92, A, B, 10);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 1000;
+    assert_result(create(r[0], p), TALLY_OK);
+    tally_transfer manual = p;
+    manual.id = tid(93);
+    manual.timeout_ms = 0;
+    assert_result(create(r[0], manual), TALLY_OK);
+    sync_all(r, 2); /* r[0] holds MAX - 5; each void gives 10 back, past 64 bits */
+    clock.now_ms += 1000;
+    tally_account x = account(97, 1, 0), y = account(98, 1, 0); /* unrelated to A */
+    assert_result(tally_create_account(r[0], &x), TALLY_OK);
+    assert_result(tally_create_account(r[0], &y), TALLY_OK);
+    assert_result(create(r[0], transfer(95, 97, 98, 1)), TALLY_OK);
+    tally_pending_state st;
+    assert_result(tally_transfer_status(r[0], tid(92), NULL, &st), TALLY_OK);
+    assert_int_equal(st, TALLY_PENDING_TIMED_OUT);
+    assert_result(create(r[0], finish(96, 93, TALLY_TRANSFER_VOID_PENDING, 0)), TALLY_OK);
+    uint64_t voided = 9;
+    assert_result(tally_expire(r[0], &voided), TALLY_OK);
+    assert_int_equal(voided, 0);
+    uint64_t held;
+    assert_result(tally_rights(r[0], tid(A), 1, &held), TALLY_OVERFLOW); /* exact, reported */
+    assert_int_equal(held, UINT64_MAX);
+    assert_true(replica_check(r[0]));
+    sync_all(r, 2);
+    assert_converged(r[0], r[1]);
     tally_close(r[0]);
     tally_close(r[1]);
 }
@@ -596,6 +788,10 @@ int main(void) {
         cmocka_unit_test(max_bytes_bounds_a_delta_but_never_splits_an_op),
         cmocka_unit_test(one_transfer_id_on_two_replicas_is_kept_twice_and_listed),
         cmocka_unit_test(conflicting_opens_never_break_a_bound),
+        cmocka_unit_test(a_concurrent_unbounded_open_cannot_take_over_a_bounded_account),
+        cmocka_unit_test(an_account_with_both_bounds_in_a_ledger_is_written_only_by_name),
+        cmocka_unit_test(a_retry_at_the_creating_replica_is_exists_after_a_conflict),
+        cmocka_unit_test(an_expiry_returning_rights_past_64_bits_never_blocks_writes),
         cmocka_unit_test(identical_concurrent_opens_are_one_account),
         cmocka_unit_test(every_bit_flip_of_a_delta_is_rejected),
         cmocka_unit_test(a_delta_cut_at_any_length_applies_a_prefix_or_nothing),

@@ -129,7 +129,10 @@ int main(void) {
     printf("   replica 2 asks the richest holder it knows of (replica %" PRIu64 ", %" PRIu64
            " rights) for 100.\n",
            holders[0].replica_id, holders[0].amount);
-    check(tally_grant(rep[holders[0].replica_id - 1], A, tally_replica_id(rep[1]), 100), "grant");
+    /* The asker is on the line, so the holder vouches for it although replica 2 has written
+     * nothing yet (a plain tally_grant refuses a receiver never heard from). */
+    tally_grant_request ask = {A, tally_replica_id(rep[1]), 100, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+    check(tally_grant_with(rep[holders[0].replica_id - 1], &ask), "grant");
     sync_all();
     rc2 = transfer(1, 104, A, C, 100);
     printf("   replica 2: spend A's 100 -> C : %s\n", tally_result_name(rc2));

@@ -210,6 +210,7 @@ static void expect_create(const sim *s, int rc) {
     case TALLY_DEBIT_ACCOUNT_NOT_FOUND:
     case TALLY_CREDIT_ACCOUNT_NOT_FOUND:
     case TALLY_LEDGER_MISMATCH:
+    case TALLY_ACCOUNT_AMBIGUOUS:
     case TALLY_PENDING_NOT_FOUND:
     case TALLY_PENDING_ALREADY_POSTED:
     case TALLY_PENDING_ALREADY_VOIDED:
@@ -242,8 +243,11 @@ static void request_rights(sim *s, int at, tally_id account, uint64_t want) {
         if (give == 0) {
             continue;
         }
-        int rc = tally_grant(s->r[h], account, (uint64_t)at + 1, give);
-        if (rc != TALLY_OK && rc != TALLY_INSUFFICIENT_RIGHTS && rc != TALLY_NOT_FOUND) {
+        /* the asker is on the line: the holder vouches for it */
+        tally_grant_request g = {account, (uint64_t)at + 1, give, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+        int rc = tally_grant_with(s->r[h], &g);
+        if (rc != TALLY_OK && rc != TALLY_INSUFFICIENT_RIGHTS && rc != TALLY_NOT_FOUND &&
+            rc != TALLY_ACCOUNT_AMBIGUOUS && rc != TALLY_ACCOUNT_UNBOUNDED) {
             fail(s, "grant in answer to a request", rc);
         }
         if (rc == TALLY_OK) {
@@ -271,6 +275,38 @@ static void note_debit_result(sim *s, int at, const tally_transfer *t, int rc) {
     }
 }
 
+/* A transfer just created by id went, on each side, to the incarnation tally.h promises: the
+ * bounds named, or else never one less restrictive than another of that id in its ledger (and
+ * never a pick between both bounds). */
+static void check_written_incarnations(sim *s, int at, const tally_transfer *t) {
+    tally_transfer back;
+    if (tally_lookup_transfer(s->r[at], t->id, &back) != TALLY_OK) {
+        fail(s, "a transfer just created is not found", 0);
+        return;
+    }
+    const tally_id ids[2] = {t->debit_account_id, t->credit_account_id};
+    const uint16_t written[2] = {back.debit_bound, back.credit_bound};
+    const uint16_t named[2] = {t->debit_bound, t->credit_bound};
+    for (int side = 0; side < 2; side++) {
+        if (t->flags & TALLY_TRANSFER_BOUNDS_NAMED) {
+            if (written[side] != named[side]) {
+                fail(s, "a transfer naming its incarnations wrote to another", 0);
+            }
+            continue;
+        }
+        tally_incarnation inc[8];
+        size_t n = 0;
+        (void)tally_incarnations(s->r[at], ids[side], inc, 8, &n);
+        uint16_t bounds = 0;
+        for (size_t k = 0; k < n && k < 8; k++) {
+            bounds |= inc[k].account.ledger == t->ledger ? inc[k].account.flags & 3 : 0;
+        }
+        if ((written[side] == 0 && bounds != 0) || bounds == 3) {
+            fail(s, "a write by id went to a less restrictive incarnation", 0);
+        }
+    }
+}
+
 static void do_transfer(sim *s, int at, const tally_id *debit, const tally_id *credit,
                         uint32_t ledger, uint16_t flags, uint32_t timeout_ms) {
     tally_transfer t;
@@ -284,8 +320,16 @@ static void do_transfer(sim *s, int at, const tally_id *debit, const tally_id *c
     t.user_data = below(&s->g, 3);
     t.flags = flags;
     t.timeout_ms = timeout_ms;
+    if (chance(&s->g, 5)) { /* now and then, name the incarnations (some do not exist) */
+        t.flags |= TALLY_TRANSFER_BOUNDS_NAMED;
+        t.debit_bound = (uint16_t)below(&s->g, 3);
+        t.credit_bound = (uint16_t)below(&s->g, 3);
+    }
     int rc = tally_create_transfer(s->r[at], &t);
     expect_create(s, rc);
+    if (rc == TALLY_OK) {
+        check_written_incarnations(s, at, &t);
+    }
     trace(s, "r%d transfer %" PRIu64 " amount %" PRIu64 " flags %u: %s", at + 1, t.id.lo, t.amount,
           flags, tally_result_name(rc));
     note_debit_result(s, at, &t, rc);
@@ -361,8 +405,20 @@ static void act_grant(sim *s, int at) {
     if (have == 0) {
         return;
     }
-    int rc = tally_grant(s->r[at], a->id, (uint64_t)to + 1, 1 + below(&s->g, have));
-    if (rc != TALLY_OK && rc != TALLY_NOT_FOUND) {
+    uint64_t amount = 1 + below(&s->g, have);
+    int rc = tally_grant(s->r[at], a->id, (uint64_t)to + 1, amount);
+    /* a receiver never heard from is refused, exactly then; the sim knows it is a member */
+    if ((rc == TALLY_REPLICA_UNKNOWN) != (tally_seen(s->r[at], (uint64_t)to + 1) == 0 &&
+                                          rc != TALLY_NOT_FOUND && rc != TALLY_ACCOUNT_AMBIGUOUS &&
+                                          rc != TALLY_ACCOUNT_UNBOUNDED)) {
+        fail(s, "grant to a replica never heard from", rc);
+    }
+    if (rc == TALLY_REPLICA_UNKNOWN && chance(&s->g, 50)) {
+        tally_grant_request g = {a->id, (uint64_t)to + 1, amount, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+        rc = tally_grant_with(s->r[at], &g);
+    }
+    if (rc != TALLY_OK && rc != TALLY_NOT_FOUND && rc != TALLY_REPLICA_UNKNOWN &&
+        rc != TALLY_ACCOUNT_AMBIGUOUS && rc != TALLY_ACCOUNT_UNBOUNDED) {
         fail(s, "grant of rights held", rc);
     }
     s->dirty[at] |= rc == TALLY_OK;
