@@ -312,6 +312,14 @@ static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
     if (t->pending_id.hi != 0 || t->pending_id.lo != 0) {
         json_object_set_new(o, "pending_id", id_json(t->pending_id));
     }
+    if (t->flags & (TALLY_TRANSFER_POST_PENDING | TALLY_TRANSFER_VOID_PENDING)) {
+        /* a post or void is no pending itself ("none"): what a reader wants is the state of
+         * the pending it settles */
+        uint64_t pending_origin = 0;
+        tally_pending_state pending_st = TALLY_PENDING_NONE;
+        tally_transfer_status(r, t->pending_id, &pending_origin, &pending_st);
+        json_object_set_new(o, "pending_id_state", json_string(states[pending_st]));
+    }
     if (t->timeout_ms != 0) {
         json_object_set_new(o, "timeout_ms", json_integer(t->timeout_ms));
     }

@@ -8,7 +8,8 @@
  * be open in a tallyd at the same time). Tables by default, the JSON reply with --json. Ids are
  * decimal or 0x-hex.
  *
- * Exit status: 0 done; 1 refused (the reply's result or error is not OK: the operation did not
+ * Exit status: 0 done (also EXISTS: a retry that found its account, transfer or peer already
+ * there with the same fields); 1 refused (any other result or error: the operation did not
  * happen, or what was looked up does not exist); 2 bad usage; 3 the server or directory could
  * not be reached or opened.
  */
@@ -42,8 +43,9 @@ static const char *usage_text =
     "  rights request ACCOUNT --amount N        (with --server)\n"
     "  conflicts\n"
     "  peer add HOST:PORT | peer remove HOST:PORT  (with --server)\n"
-    "ids are decimal or 0x-hex. Exit status: 0 done, 1 refused or not found, 2 bad usage,\n"
-    "3 server or directory unreachable. `tally COMMAND --help` describes a command.\n";
+    "ids are decimal or 0x-hex. Exit status: 0 done (or EXISTS: done before, same fields),\n"
+    "1 refused or not found, 2 bad usage, 3 server or directory unreachable.\n"
+    "`tally COMMAND --help` describes a command.\n";
 
 static int usage(const char *why) {
     if (why != NULL) {
@@ -365,6 +367,30 @@ static const char *at_(json_t *j, size_t i) {
     return v != NULL ? v : "-";
 }
 
+/* Whether a transfer's "flags" list names flag. */
+static bool has_flag(json_t *transfer, const char *flag) {
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(transfer, "flags"), i, f) {
+        if (json_is_string(f) && strcmp(json_string_value(f), flag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A result on a line of its own. EXISTS is a retry that found its work done (the same fields:
+ * nothing done twice), so it says that in words, and the command counts it as done. */
+static void print_result(const char *op, const char *result) {
+    if (strcmp(result, "EXISTS") != 0) {
+        printf("%s\n", result);
+    } else if (strcmp(op, "add_peer") == 0) {
+        printf("EXISTS: already a peer\n");
+    } else {
+        printf("EXISTS: already exists with the same fields; nothing was applied again\n");
+    }
+}
+
 static void show(const char *op, json_t *j) {
     if (strcmp(op, "status") == 0) {
         printf("replica      %s\ndigest       %s\nops          %s\naccounts     %s\n"
@@ -405,11 +431,19 @@ static void show(const char *op, json_t *j) {
         }
     } else if (strcmp(op, "transfer") == 0) {
         j = json_object_get(j, "transfer");
-        printf("transfer %s: %s from %s to %s, ledger %s, code %s, %s (created at replica %s)\n",
-               s_(j, "id"), s_(j, "amount"), s_(j, "debit"), s_(j, "credit"), s_(j, "ledger"),
-               s_(j, "code"), s_(j, "pending_state"), s_(j, "origin"));
+        printf("transfer %s: %s from %s to %s, ledger %s, code %s, ", s_(j, "id"), s_(j, "amount"),
+               s_(j, "debit"), s_(j, "credit"), s_(j, "ledger"), s_(j, "code"));
+        if (has_flag(j, "post_pending") || has_flag(j, "void_pending")) {
+            printf("%s pending %s, which is %s", has_flag(j, "post_pending") ? "posts" : "voids",
+                   s_(j, "pending_id"), s_(j, "pending_id_state"));
+        } else if (has_flag(j, "pending")) {
+            printf("pending: %s", s_(j, "pending_state"));
+        } else {
+            printf("posted");
+        }
+        printf(" (created at replica %s)\n", s_(j, "origin"));
     } else if (strcmp(op, "create_transfers") == 0) {
-        printf("%s\n", json_string_value(json_array_get(json_object_get(j, "results"), 0)));
+        print_result(op, at_(json_object_get(j, "results"), 0));
     } else if (strcmp(op, "conflicts") == 0) {
         size_t i;
         json_t *c;
@@ -424,7 +458,7 @@ static void show(const char *op, json_t *j) {
     } else if (strcmp(op, "request_rights") == 0) {
         printf("%s: %s granted\n", s_(j, "result"), s_(j, "granted"));
     } else {
-        printf("%s\n", s_(j, "result"));
+        print_result(op, s_(j, "result"));
     }
 }
 
@@ -485,7 +519,8 @@ int main(int argc, char **argv) {
     if (results != NULL) {
         result = json_string_value(json_array_get(results, 0));
     }
-    bool done = ok && (result == NULL || strcmp(result, "OK") == 0);
+    bool done = ok && (result == NULL || strcmp(result, "OK") == 0 ||
+                       strcmp(result, "EXISTS") == 0);
     if (as_json) {
         char *out = json_dumps(reply, JSON_COMPACT | JSON_SORT_KEYS);
         printf("%s\n", out);

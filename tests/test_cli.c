@@ -28,6 +28,19 @@ static int tally(const char *fmt, ...) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* A fresh data directory, and the --data target naming it. */
+static void fresh_target(char dir[32], char target[64]) {
+    snprintf(dir, 32, "/tmp/tally-cli-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(target, 64, "--data %s", dir);
+}
+
+static void remove_dir(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 typedef struct tallyd {
     pid_t pid;
     int log_fd;
@@ -129,26 +142,21 @@ static void make_distinct_counts(const char *target) {
 
 static void status_prints_each_count_on_its_own_line(void **state) {
     (void)state;
-    char dirs[2][32] = {"/tmp/tally-cli-XXXXXX", "/tmp/tally-cli-XXXXXX"};
-    char target[64];
+    char dir[32], target[64];
     /* on a directory: no node, so no peers or wire lines */
-    assert_non_null(mkdtemp(dirs[0]));
-    snprintf(target, sizeof target, "--data %s", dirs[0]);
+    fresh_target(dir, target);
     make_distinct_counts(target);
     assert_status_lines(target, 5, 3, 2, 1, 0, false);
+    remove_dir(dir);
     /* through a tallyd */
-    assert_non_null(mkdtemp(dirs[1]));
+    fresh_target(dir, target);
     tallyd d;
-    tallyd_start(&d, dirs[1]);
+    tallyd_start(&d, dir);
     snprintf(target, sizeof target, "--server 127.0.0.1:%d", d.control_port);
     make_distinct_counts(target);
     assert_status_lines(target, 5, 3, 2, 1, 0, true);
     tallyd_stop(&d);
-    for (int i = 0; i < 2; i++) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dirs[i]);
-        assert_int_equal(system(cmd), 0);
-    }
+    remove_dir(dir);
 }
 
 static void every_command_works_on_a_local_directory(void **state) {
@@ -209,9 +217,7 @@ static void every_command_works_on_a_local_directory(void **state) {
     assert_int_equal(tally("--help"), 0);
     assert_non_null(strstr(out, "usage"));
     assert_int_equal(tally("--data %s transfer --help", dir), 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
 }
 
 static void commands_go_to_a_tallyd_with_server(void **state) {
@@ -233,9 +239,73 @@ static void commands_go_to_a_tallyd_with_server(void **state) {
     assert_int_equal(tally("--json --server 127.0.0.1:%d status", control), 0);
     assert_non_null(strstr(out, "\"ops\":3"));
     tallyd_stop(&d);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
+}
+
+static void a_retried_create_that_finds_its_work_done_exits_0(void **state) {
+    (void)state;
+    char dir[32], t[64];
+    fresh_target(dir, t);
+    const char *again = "EXISTS: already exists with the same fields; nothing was applied again\n";
+    assert_int_equal(tally("%s account create 1 --ledger 1", t), 0);
+    assert_string_equal(out, "OK\n");
+    assert_int_equal(tally("%s account create 1 --ledger 1", t), 0);
+    assert_string_equal(out, again);
+    assert_int_equal(tally("%s account create 1 --ledger 2", t), 1);
+    assert_string_equal(out, "EXISTS_WITH_DIFFERENT_FIELDS\n");
+    assert_int_equal(tally("%s account create 2 --ledger 1", t), 0);
+    const char *pay = "transfer 9 --debit 1 --credit 2 --ledger 1 --code 1";
+    assert_int_equal(tally("%s %s --amount 5 --pending", t, pay), 0);
+    assert_int_equal(tally("%s %s --amount 5 --pending", t, pay), 0);
+    assert_string_equal(out, again);
+    assert_int_equal(tally("%s %s --amount 6 --pending", t, pay), 1);
+    assert_string_equal(out, "EXISTS_WITH_DIFFERENT_FIELDS\n");
+    /* a post retried after it went through */
+    assert_int_equal(tally("%s transfer 10 --post 9", t), 0);
+    assert_int_equal(tally("%s transfer 10 --post 9", t), 0);
+    assert_string_equal(out, again);
+    assert_int_equal(tally("%s --json transfer 10 --post 9", t), 0);
+    assert_non_null(strstr(out, "\"results\":[\"EXISTS\"]"));
+    remove_dir(dir);
+}
+
+static void transfer_info_names_the_pending_a_post_or_void_settles(void **state) {
+    (void)state;
+    char dir[32], t[64];
+    fresh_target(dir, t);
+    assert_int_equal(tally("%s account create 1 --ledger 1", t), 0);
+    assert_int_equal(tally("%s account create 2 --ledger 1", t), 0);
+    const char *pay = "--debit 1 --credit 2 --ledger 1 --code 1";
+    assert_int_equal(tally("%s transfer 0x66 %s --amount 30 --pending", t, pay), 0);
+    assert_int_equal(tally("%s transfer 0x67 --post 0x66 --amount 20", t), 0);
+    assert_int_equal(tally("%s transfer 0x68 %s --amount 4 --pending", t, pay), 0);
+    assert_int_equal(tally("%s transfer 0x69 --void 0x68", t), 0);
+    assert_int_equal(tally("%s transfer 0x6a %s --amount 3", t, pay), 0);
+    assert_int_equal(tally("%s transfer 0x6b %s --amount 2 --pending", t, pay), 0);
+    assert_int_equal(tally("%s status", t), 0);
+    char replica[32];
+    assert_int_equal(sscanf(out, "replica %31s", replica), 1);
+    struct {
+        const char *id, *line;
+    } want[] = {
+        {"0x67", "transfer 0x67: 20 from 0x1 to 0x2, ledger 1, code 1, posts pending 0x66, "
+                 "which is posted"},
+        {"0x69", "transfer 0x69: 4 from 0x1 to 0x2, ledger 1, code 1, voids pending 0x68, "
+                 "which is voided"},
+        {"0x66", "transfer 0x66: 30 from 0x1 to 0x2, ledger 1, code 1, pending: posted"},
+        {"0x6b", "transfer 0x6b: 2 from 0x1 to 0x2, ledger 1, code 1, pending: open"},
+        {"0x6a", "transfer 0x6a: 3 from 0x1 to 0x2, ledger 1, code 1, posted"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char line[256];
+        snprintf(line, sizeof line, "%s (created at replica %s)\n", want[i].line, replica);
+        assert_int_equal(tally("%s transfer-info %s", t, want[i].id), 0);
+        assert_string_equal(out, line);
+    }
+    assert_int_equal(tally("%s --json transfer-info 0x69", t), 0);
+    assert_non_null(strstr(out, "\"pending_id\":\"0x68\""));
+    assert_non_null(strstr(out, "\"pending_id_state\":\"voided\""));
+    remove_dir(dir);
 }
 
 int main(void) {
@@ -243,6 +313,8 @@ int main(void) {
         cmocka_unit_test(every_command_works_on_a_local_directory),
         cmocka_unit_test(commands_go_to_a_tallyd_with_server),
         cmocka_unit_test(status_prints_each_count_on_its_own_line),
+        cmocka_unit_test(a_retried_create_that_finds_its_work_done_exits_0),
+        cmocka_unit_test(transfer_info_names_the_pending_a_post_or_void_settles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
