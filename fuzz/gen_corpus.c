@@ -15,6 +15,7 @@
 #include "fuzz_common.h"
 #include "ledger/codec.h"
 #include "net/frame.h"
+#include "net/session.h"
 
 static const char *out_root;
 
@@ -123,7 +124,8 @@ int main(int argc, char **argv) {
         FUZZ_CHECK(bytes_reserve(&talk, 1));
         talk.at[0] = first;
         talk.len = 1;
-        uint8_t hello[15] = {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
+        uint8_t hello[15] = {SESSION_PROTOCOL_VERSION & 0xff, SESSION_PROTOCOL_VERSION >> 8,
+                             2, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
         FUZZ_CHECK(frame_put(&talk, FRAME_HELLO, hello, sizeof hello));
         tally_replica *peer = fuzz_replica(2);
         FUZZ_CHECK(tally_summary(peer, &summary, &summary_len) == TALLY_OK);
@@ -138,6 +140,10 @@ int main(int argc, char **argv) {
         put_u64le(ask + 16, 2); /* account 2 */
         put_u64le(ask + 24, 10);
         FUZZ_CHECK(frame_put(&talk, FRAME_RIGHTS_ASK, ask, sizeof ask));
+        uint8_t answer[RIGHTS_ANSWER_BYTES] = {9};
+        put_u64le(answer + 9, 10); /* granted */
+        put_u64le(answer + 17, 4); /* by the holder's op 4 */
+        FUZZ_CHECK(frame_put(&talk, FRAME_RIGHTS_ANSWER, answer, sizeof answer));
         emit("fuzz_session", "conversation", talk.at, talk.len);
         bytes_free(&talk);
         tally_close(peer);

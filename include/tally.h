@@ -475,8 +475,9 @@ typedef struct tally_node_options {
 } tally_node_options;
 
 /* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r
- * (local writes and ops from peers) to connected peers, and exchanges summaries with each every
- * anti_entropy_ms to heal anything lost. Log levels: 0 error, 1 warning, 2 info, 3 debug.
+ * (local writes and ops from peers) to connected peers, exchanges summaries with each every
+ * anti_entropy_ms to heal anything lost, and voids r's pendings when their timeouts pass
+ * (tally_expire on a timer set by tally_next_expiry), busy or idle. Log levels: 0 error, 1 warning, 2 info, 3 debug.
  * opts->listen is "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
  * If SIGPIPE is at its default action, the first node sets it to ignored (as libuv servers do):
  * a peer that goes away mid-write is then an error on that connection, not the process's end.
@@ -501,12 +502,13 @@ TALLY_API int tally_node_remove_peer(tally_node *n, const char *addr);
  * knows of, richest first, one after another until the amount is reached. A holder grants what
  * it holds above its rights_reserve (a GRANT op, which replicates like any op) or refuses; a
  * holder asked again for the same account by the same replica within 100 ms refuses. cb runs
- * once, on the loop, after the granted rights have arrived here: TALLY_OK and the amount (all of
- * it); TALLY_INSUFFICIENT_RIGHTS and what was granted (part or none; no reachable holder has
- * more to spare); TALLY_ETIMEDOUT and what had arrived by then.
+ * once, on the loop, after every grant the holders announced has been applied here (judged by
+ * the grants themselves, so spending or receiving meanwhile changes nothing): TALLY_OK and the
+ * amount (all of it); TALLY_INSUFFICIENT_RIGHTS and what was granted (part or none; no
+ * reachable holder has more to spare); TALLY_ETIMEDOUT and what had arrived by then.
  * Results: TALLY_OK (cb will run); TALLY_EINVAL (NULL, amount 0, no cb); TALLY_ID_ZERO;
- * TALLY_NOT_FOUND (no such account here); TALLY_FLAGS_INVALID (an unbounded account);
- * TALLY_ENOMEM. If it returns anything but TALLY_OK, cb never runs. */
+ * TALLY_NOT_FOUND (no such account here); TALLY_ACCOUNT_UNBOUNDED (it has no rights to ask
+ * for); TALLY_ENOMEM. If it returns anything but TALLY_OK, cb never runs. */
 typedef void (*tally_rights_cb)(void *ctx, int result, uint64_t granted);
 TALLY_API int tally_node_request_rights(tally_node *n, tally_id account_id, uint64_t amount,
                                         tally_rights_cb cb, void *ctx);

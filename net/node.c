@@ -3,9 +3,11 @@
  *
  * This file only moves bytes between sockets and sessions, and keeps time: every protocol
  * decision is the session's. A node owns a listening socket, the peers it was told to keep
- * connected (reconnecting with exponential backoff and jitter), every connection, and two
- * timers: `tick` (timeouts, pings, anti-entropy, reconnects) and `push` (a zero-delay timer that
- * a change to the replica starts, so that every write call's ops reach peers in one go).
+ * connected (reconnecting with exponential backoff and jitter), every connection, and three
+ * timers: `tick` (timeouts, pings, anti-entropy, reconnects), `push` (a zero-delay timer that
+ * a change to the replica starts, so that every write call's ops reach peers in one go) and
+ * `expiry` (set for the replica's next pending deadline, so that pendings time out on time on
+ * an idle node and their reservations come back without waiting for the next write).
  *
  *   connection: connecting --(on_connect)--> open --(read/write error, EOF, session closed,
  *               remove_peer, stop)--> closing --(on_close)--> freed (and, for a configured
@@ -84,8 +86,13 @@ struct rights_request {
     uint64_t id;
     tally_id account;
     uint64_t amount;   /* asked for */
-    uint64_t base;     /* rights here when asked */
     uint64_t promised; /* granted in answers so far */
+    /* The grants the answers announced, by their dots: the request is complete when every one
+     * has been applied here, whatever this replica spent or received meanwhile. */
+    struct {
+        uint64_t holder, seq, amount;
+    } grants[16];
+    int n_grants;
     uint64_t waiting;  /* the holder asked now, 0: none */
     uint64_t asked[16];
     int n_asked;
@@ -107,7 +114,7 @@ struct tally_node {
     char cluster[256];
     uv_tcp_t listener;
     bool listening;
-    uv_timer_t tick, push;
+    uv_timer_t tick, push, expiry;
     peer *peers;
     conn *conns;
     int handles; /* open handles, for stop */
@@ -564,10 +571,45 @@ static void on_push(uv_timer_t *t) {
     }
 }
 
+static void expiry_schedule(tally_node *n);
+
+/* A replica that cannot expire now (behind its own origin, a failed journal) is asked again
+ * after this long, not in a busy loop. */
+#define EXPIRY_RETRY_MS 1000
+
+static void on_expiry(uv_timer_t *t) {
+    tally_node *n = t->data;
+    uint64_t voided = 0;
+    int rc = tally_expire(n->r, &voided); /* its ops reach peers through on_change */
+    if (rc != TALLY_OK) {
+        node_log(n, LOG_WARN, "voiding pendings whose timeout passed: %s", tally_result_name(rc));
+        uv_timer_start(&n->expiry, on_expiry, EXPIRY_RETRY_MS, 0);
+        return;
+    }
+    expiry_schedule(n);
+}
+
+/* Sets the expiry timer for the replica's next deadline. */
+static void expiry_schedule(tally_node *n) {
+    uint64_t in_ms = UINT64_MAX;
+    if (n->stopping || tally_next_expiry(n->r, &in_ms) != TALLY_OK || in_ms == UINT64_MAX) {
+        uv_timer_stop(&n->expiry);
+        return;
+    }
+    uint64_t due = uv_timer_get_due_in(&n->expiry);
+    if (uv_is_active((uv_handle_t *)&n->expiry) && due <= in_ms) {
+        return; /* already set for that or sooner */
+    }
+    uv_timer_start(&n->expiry, on_expiry, in_ms > 0 ? in_ms : 0, 0);
+}
+
 static void on_change(void *ctx) {
     tally_node *n = ctx;
     if (!n->stopping && !uv_is_active((uv_handle_t *)&n->push)) {
         uv_timer_start(&n->push, on_push, 0, 0);
+    }
+    if (!n->stopping) {
+        expiry_schedule(n); /* a new pending may be due before the timer's deadline */
     }
 }
 
@@ -588,6 +630,17 @@ static uint64_t rights_here(tally_node *n, tally_id account) {
     return v;
 }
 
+/* What the grants announced to q have brought so far: those applied here. */
+static uint64_t request_arrived(const tally_node *n, const rights_request *q) {
+    uint64_t arrived = 0;
+    for (int k = 0; k < q->n_grants; k++) {
+        if (tally_seen(n->r, q->grants[k].holder) >= q->grants[k].seq) {
+            arrived += q->grants[k].amount;
+        }
+    }
+    return arrived;
+}
+
 static void request_finish(tally_node *n, rights_request *q, int result) {
     for (rights_request **pp = &n->requests; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == q) {
@@ -595,9 +648,7 @@ static void request_finish(tally_node *n, rights_request *q, int result) {
             break;
         }
     }
-    uint64_t now = rights_here(n, q->account);
-    uint64_t arrived = now > q->base ? now - q->base : 0;
-    arrived = arrived > q->promised ? q->promised : arrived;
+    uint64_t arrived = request_arrived(n, q);
     node_log(n, LOG_INFO, "rights request %llu: %s, %llu of %llu", (unsigned long long)q->id,
              tally_result_name(result), (unsigned long long)arrived,
              (unsigned long long)q->amount);
@@ -633,19 +684,28 @@ static void request_advance(tally_node *n, rights_request *q) {
             }
         }
     }
-    if (rights_here(n, q->account) >= q->base + q->promised) {
+    if (request_arrived(n, q) >= q->promised) {
         request_finish(n, q, q->promised >= q->amount ? TALLY_OK : TALLY_INSUFFICIENT_RIGHTS);
     }
 }
 
 static void on_rights_answer(void *ctx, uint64_t from, uint64_t request, int result,
-                             uint64_t granted) {
+                             uint64_t granted, uint64_t grant_seq) {
     tally_node *n = ctx;
     (void)result;
     for (rights_request *q = n->requests; q != NULL; q = q->next) {
         if (q->id == request && q->waiting == from) {
             q->waiting = 0;
-            q->promised += granted < q->amount - q->promised ? granted : q->amount - q->promised;
+            /* a holder grants at most what was asked; an answer claiming more, or a grant with
+             * no dot, is not counted (the request then ends short, never waiting on it) */
+            if (granted > 0 && grant_seq > 0 && granted <= q->amount - q->promised &&
+                q->n_grants < (int)(sizeof q->grants / sizeof q->grants[0])) {
+                q->grants[q->n_grants].holder = from;
+                q->grants[q->n_grants].seq = grant_seq;
+                q->grants[q->n_grants].amount = granted;
+                q->n_grants++;
+                q->promised += granted;
+            }
             return; /* advanced after the frames in hand are processed (on_push, on_tick) */
         }
     }
@@ -726,8 +786,9 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     n->seed = tally_replica_id(r) ^ uv_hrtime();
     uv_timer_init(loop, &n->tick);
     uv_timer_init(loop, &n->push);
-    n->tick.data = n->push.data = n;
-    n->handles = 2;
+    uv_timer_init(loop, &n->expiry);
+    n->tick.data = n->push.data = n->expiry.data = n;
+    n->handles = 3;
     if (opts->listen != NULL) {
         int rc = uv_tcp_init(loop, &n->listener);
         n->listener.data = n;
@@ -745,6 +806,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
             uv_close((uv_handle_t *)&n->listener, on_handle_closed);
             uv_close((uv_handle_t *)&n->tick, on_handle_closed);
             uv_close((uv_handle_t *)&n->push, on_handle_closed);
+            uv_close((uv_handle_t *)&n->expiry, on_handle_closed);
             return TALLY_EIO; /* freed by the close callbacks, on the loop */
         }
         node_log(n, LOG_INFO, "listening on %s", opts->listen);
@@ -753,6 +815,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     r->on_change = on_change;
     r->on_change_ctx = n;
     r->notified_log = r->log.count;
+    expiry_schedule(n); /* pendings made before the node started */
     *out = n;
     return TALLY_OK;
 }
@@ -908,7 +971,7 @@ int tally_node_request_rights(tally_node *n, tally_id account_id, uint64_t amoun
     }
     if ((a.flags & (TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS |
                     TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS)) == 0) {
-        return TALLY_FLAGS_INVALID;
+        return TALLY_ACCOUNT_UNBOUNDED; /* no rights to ask for */
     }
     rights_request *q = calloc(1, sizeof *q);
     if (q == NULL) {
@@ -917,7 +980,6 @@ int tally_node_request_rights(tally_node *n, tally_id account_id, uint64_t amoun
     q->id = ++n->next_request;
     q->account = account_id;
     q->amount = amount;
-    q->base = rights_here(n, account_id);
     q->deadline_ms = uv_now(n->loop) + n->rights_timeout_ms;
     q->cb = cb;
     q->ctx = ctx;
@@ -996,4 +1058,5 @@ void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx) {
     }
     uv_close((uv_handle_t *)&n->tick, on_handle_closed);
     uv_close((uv_handle_t *)&n->push, on_handle_closed);
+    uv_close((uv_handle_t *)&n->expiry, on_handle_closed);
 }

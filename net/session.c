@@ -199,8 +199,9 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
         return;
     }
     /* Within one TCP session nothing sent is lost: what is in flight will arrive. So the sent
-     * vector only grows; a summary adds what the peer got from elsewhere (and a new session,
-     * after any loss, starts from the peer's summary alone). */
+     * vector only grows; a summary is merged into it, adding what the peer got from elsewhere
+     * without making deltas still in flight be sent again (and a new session, after any loss,
+     * starts from the peer's summary alone). docs/protocol.md says the same. */
     bool ok = vclock_merge(&s->sent, &v);
     vclock_free(&v);
     if (!ok) {
@@ -260,7 +261,7 @@ static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
     }
     uint64_t request = get_u64le(p), amount = get_u64le(p + 24);
     tally_id account = {get_u64le(p + 8), get_u64le(p + 16)};
-    uint64_t held = 0, give = 0;
+    uint64_t held = 0, give = 0, grant_seq = 0;
     int rc = TALLY_INSUFFICIENT_RIGHTS;
     if (!throttled(s, account) &&
         tally_rights(s->r, account, tally_replica_id(s->r), &held) == TALLY_OK &&
@@ -273,26 +274,28 @@ static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
             give = 0;
         } else {
             rc = give == amount ? TALLY_OK : TALLY_INSUFFICIENT_RIGHTS;
+            grant_seq = tally_seen(s->r, tally_replica_id(s->r)); /* the GRANT just made */
             session_push(s); /* the GRANT travels ahead of the answer where it can */
         }
     }
     say(s, LOG_INFO, "replica %llu asked for %llu rights: granted %llu",
         (unsigned long long)s->peer_id, (unsigned long long)amount, (unsigned long long)give);
-    uint8_t a[17];
+    uint8_t a[RIGHTS_ANSWER_BYTES];
     put_u64le(a, request);
     a[8] = (uint8_t)rc;
     put_u64le(a + 9, give);
+    put_u64le(a + 17, grant_seq);
     put(s, FRAME_RIGHTS_ANSWER, a, sizeof a);
 }
 
 static void on_rights_answer(session *s, const uint8_t *p, size_t len) {
-    if (len != 17) {
+    if (len != RIGHTS_ANSWER_BYTES) {
         session_close(s, "a malformed rights answer");
         return;
     }
     if (s->cfg->on_rights_answer != NULL) {
         s->cfg->on_rights_answer(s->cfg->rights_ctx, s->peer_id, get_u64le(p), p[8],
-                                 get_u64le(p + 9));
+                                 get_u64le(p + 9), get_u64le(p + 17));
     }
 }
 

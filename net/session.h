@@ -41,7 +41,10 @@
 #include "net/frame.h"
 #include "tally.h"
 
-#define SESSION_PROTOCOL_VERSION 1
+/* 2: RIGHTS_ANSWER carries the seq of the GRANT it announces. */
+#define SESSION_PROTOCOL_VERSION 2
+/* request id u64, result u8, granted u64, the GRANT's seq at the holder u64 (0: none) */
+#define RIGHTS_ANSWER_BYTES 25
 
 typedef enum session_state {
     SESSION_HANDSHAKE = 0,
@@ -68,9 +71,10 @@ typedef struct session_config {
     void *log_ctx;
     uint64_t rights_reserve;  /* a holder keeps this much of each account's rights */
     uint32_t rights_throttle_ms; /* a second ask for one account from one peer within this: no */
-    /* A RIGHTS_ANSWER arrived (the node matches it to its request). */
+    /* A RIGHTS_ANSWER arrived (the node matches it to its request). grant_seq: the seq, at
+     * the peer, of the GRANT op that carries `granted` (0 when nothing was granted). */
     void (*on_rights_answer)(void *ctx, uint64_t peer, uint64_t request, int result,
-                             uint64_t granted);
+                             uint64_t granted, uint64_t grant_seq);
     void *rights_ctx;
 } session_config;
 

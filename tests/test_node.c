@@ -434,10 +434,68 @@ static void a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds(void
     assert_int_equal(b.granted, 40); /* all replica 1 had left */
     assert_int_equal(held(&c, 2, 2), 40);
     /* bad requests never call back */
-    assert_result(tally_node_request_rights(c.node[1], tid(1), 5, on_rights, &b), TALLY_FLAGS_INVALID);
+    assert_result(tally_node_request_rights(c.node[1], tid(1), 5, on_rights, &b),
+                  TALLY_ACCOUNT_UNBOUNDED);
     assert_result(tally_node_request_rights(c.node[1], tid(99), 5, on_rights, &b), TALLY_NOT_FOUND);
     assert_result(tally_node_request_rights(c.node[1], tid(2), 0, on_rights, &b), TALLY_EINVAL);
     assert_result(tally_node_request_rights(c.node[1], tid(2), 5, NULL, &b), TALLY_EINVAL);
+    cluster_free(&c);
+}
+
+/* A replica holding 50 asks for 100 and spends 10 while the answer is on its way: its rights
+ * go from 50 to 140, all that was asked arrived, and the request says so at once (it used to
+ * compare with the rights held when it started, and time out). */
+static void a_request_completes_by_what_its_grants_brought_whatever_was_spent(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    connect_all(&c);
+    tally_transfer deposit = transfer(550, 1, 2, 200);
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    assert_result(grant_to(c.r[0], tid(2), 2, 50), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 5000));
+    answer a = {0};
+    assert_result(tally_node_request_rights(c.node[1], tid(2), 100, on_rights, &a), TALLY_OK);
+    tally_transfer spend = transfer(551, 2, 3, 10);
+    assert_result(tally_create_transfer(c.r[1], &spend), TALLY_OK);
+    wait_for(&c, &a, 1000); /* well inside the 2 s a request may wait */
+    assert_result(a.result, TALLY_OK);
+    assert_int_equal(a.granted, 100);
+    assert_int_equal(held(&c, 1, 2), 140);
+    cluster_free(&c);
+}
+
+/* Runs the loop for ms whatever happens. */
+static void run_for(cluster *c, uint64_t ms) {
+    uv_timer_start(&c->deadline, on_deadline, ms, 0);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&c->deadline);
+}
+
+/* A pending with a 300 ms timeout on a node that writes nothing more: the node voids it on
+ * time by itself, and the void reaches the peer. */
+static void an_idle_node_voids_pendings_when_their_timeout_passes(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    connect_all(&c);
+    tally_transfer deposit = transfer(560, 1, 2, 100);
+    assert_result(tally_create_transfer(c.r[0], &deposit), TALLY_OK);
+    tally_transfer p = transfer(561, 2, 3, 70);
+    p.flags = TALLY_TRANSFER_PENDING;
+    p.timeout_ms = 300;
+    assert_result(tally_create_transfer(c.r[0], &p), TALLY_OK);
+    run_for(&c, 150);
+    tally_pending_state st;
+    assert_result(tally_transfer_status(c.r[0], tid(561), NULL, &st), TALLY_OK);
+    assert_int_equal(st, TALLY_PENDING_OPEN);
+    run_for(&c, 1350);
+    for (int i = 0; i < 2; i++) {
+        assert_result(tally_transfer_status(c.r[i], tid(561), NULL, &st), TALLY_OK);
+        assert_int_equal(st, TALLY_PENDING_TIMED_OUT);
+    }
+    assert_int_equal(held(&c, 0, 2), 100);
+    assert_true(all_equal(&c));
     cluster_free(&c);
 }
 
@@ -630,6 +688,8 @@ int main(void) {
         cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
         cmocka_unit_test(peers_given_by_name_are_looked_up_and_bad_names_refused),
         cmocka_unit_test(a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds),
+        cmocka_unit_test(a_request_completes_by_what_its_grants_brought_whatever_was_spent),
+        cmocka_unit_test(an_idle_node_voids_pendings_when_their_timeout_passes),
         cmocka_unit_test(a_holder_keeps_its_reserve_and_throttles_repeated_asks),
         cmocka_unit_test(a_request_that_outlives_its_timeout_says_so),
         cmocka_unit_test(rights_received_go_on_to_their_home_replica),
