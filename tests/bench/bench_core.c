@@ -11,7 +11,8 @@
  * SQLite runs after both tally phases, so that they do not run in the wake of its disk writes.
  *
  * Last, how much memory each replica grew by and how long a plain loop takes to fault in as much
- * fresh memory, so the share of the time that is the kernel's page faults can be read off.
+ * fresh memory, so the share of the time that is the kernel's page faults can be read off; and
+ * what a transfer costs on an account with 65,536 rights holders beside one with two.
  *
  * With --apply-rounds N, the same deltas are then applied again into N - 1 fresh replicas, one
  * after the other, and the median printed: the memory a closed replica gave back is what the
@@ -312,6 +313,75 @@ static tally_replica *tally_setup(uint64_t id, const tally_id *accounts, tally_i
     return r;
 }
 
+/* --- an account with many rights holders -------------------------------------------------- */
+
+/* Transfers out of an account that `holders` replicas hold rights on, by one of them that is not
+ * the first holder (the first is found inline; every other one goes through the map): seconds
+ * per transfer. Replica 1 takes a deposit and grants a unit to each of holders - 2 replicas,
+ * then plenty to replica 2, which spends in batches. */
+static double holders_phase(uint32_t holders, uint32_t transfers) {
+    tally_replica *bank = open_replica(1), *spender = open_replica(2);
+    tally_account src = {.id = {0, 1}, .ledger = 1, .code = 1}; /* unbounded */
+    tally_account a = {.id = {0, 2}, .ledger = 1, .code = 1,
+                       .flags = TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS};
+    tally_account b = {.id = {0, 3}, .ledger = 1, .code = 1};
+    if (tally_create_account(bank, &src) != TALLY_OK || tally_create_account(bank, &a) ||
+        tally_create_account(bank, &b)) {
+        die("holders: accounts", 1);
+    }
+    tally_transfer deposit = {.id = {1, 1}, .debit_account_id = src.id,
+                              .credit_account_id = a.id, .amount = UINT64_C(1) << 40,
+                              .ledger = 1, .code = 1};
+    int rc = tally_create_transfer(bank, &deposit);
+    for (uint32_t h = 0; rc == TALLY_OK && h + 2 < holders; h++) {
+        tally_grant_request g = {a.id, 1000 + h, 1, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+        rc = tally_grant_with(bank, &g);
+    }
+    tally_grant_request g = {a.id, 2, UINT64_C(1) << 39, 0, 0, TALLY_GRANT_TO_UNKNOWN};
+    if (rc != TALLY_OK || (rc = tally_grant_with(bank, &g)) != TALLY_OK) {
+        die("holders: grants", rc);
+    }
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    if (tally_summary(spender, &summary, &summary_len) ||
+        tally_delta(bank, summary, summary_len, 0, &delta, &delta_len) ||
+        tally_apply(spender, delta, delta_len)) {
+        die("holders: sync", 1);
+    }
+    tally_free(summary);
+    tally_free(delta);
+    size_t held = 0;
+    if (tally_rights_holders(spender, a.id, NULL, 0, &held) != TALLY_OK || held != holders) {
+        die("holders: the spender does not see every holder", 1);
+    }
+    tally_transfer *t = calloc(BATCH, sizeof *t);
+    int *results = calloc(BATCH, sizeof *results);
+    double elapsed = 0;
+    for (uint32_t done = 0; done < transfers; done += BATCH) {
+        uint32_t n = transfers - done < BATCH ? transfers - done : BATCH;
+        for (uint32_t i = 0; i < n; i++) {
+            t[i] = (tally_transfer){.id = random_id(), .debit_account_id = a.id,
+                                    .credit_account_id = b.id, .amount = 1, .ledger = 1,
+                                    .code = 1};
+        }
+        double t0 = now_s();
+        if (tally_create_transfers(spender, t, n, results) != TALLY_OK) {
+            die("holders: transfers", 1);
+        }
+        elapsed += now_s() - t0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (results[i] != TALLY_OK) {
+                die("holders: a transfer refused", results[i]);
+            }
+        }
+    }
+    free(t);
+    free(results);
+    tally_close(bank);
+    tally_close(spender);
+    return elapsed / transfers;
+}
+
 int main(int argc, char **argv) {
     int batches = 100, apply_rounds = 1;
     bool smoke = false, only_tally = false;
@@ -499,6 +569,12 @@ int main(int argc, char **argv) {
         printf("%-44s %14.0f ops/s        (%.3f s; tally_reserve took %.3f s before)\n", what,
                ops / reserved, reserved, reserve_s);
     }
+    /* A transfer out of an account with many rights holders costs what one with two does. */
+    uint32_t holder_transfers = smoke ? 20000 : 200000;
+    double two = holders_phase(2, holder_transfers), many = holders_phase(65536, holder_transfers);
+    printf("%-44s %14.3f us/transfer\n", "transfers, account with 2 rights holders", two * 1e6);
+    printf("%-44s %14.3f us/transfer  (%.1fx)\n", "transfers, account with 65,536 holders",
+           many * 1e6, many / two);
     if (smoke) {
         printf("bench: smoke run only; figures from `make bench` go in docs/benchmarks.md\n");
     }
