@@ -54,6 +54,13 @@ static tally_balance balance(fixture *f, uint64_t id) {
     return b;
 }
 
+/* tally_expire, asserting it succeeds: how many pendings it voided. */
+static uint64_t expire(fixture *f) {
+    uint64_t voided = 99;
+    assert_result(tally_expire(f->r, &voided), TALLY_OK);
+    return voided;
+}
+
 /* Asserts that a request is refused with `expected` and changes nothing. */
 static void refused(fixture *f, tally_transfer t, int expected) {
     uint8_t before[16], after[16];
@@ -397,15 +404,11 @@ static void a_pending_expires_on_its_origin_clock(void **state) {
     assert_result(create(f, transfer(110, BANK, A, 100)), TALLY_OK);
     assert_result(create(f, pending(111, A, B, 70, 1000)), TALLY_OK);
     assert_result(create(f, pending(112, A, B, 10, 5000)), TALLY_OK);
-    uint64_t voided = 99;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     f->clock.now_ms += 999;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     f->clock.now_ms += 1;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 1);
+    assert_int_equal(expire(f), 1);
     assert_int_equal(balance(f, A).rights_here, 90);
     tally_pending_state st;
     assert_result(tally_transfer_status(f->r, tid(111), NULL, &st), TALLY_OK);
@@ -435,13 +438,10 @@ static void a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts(void 
     f->clock.now_ms = now + 10;
     assert_result(create(f, pending(162, A, B, 50, 1000)), TALLY_OK);
     assert_true(stamp_of(f, 162) > stamp_of(f, 161));
-    uint64_t voided = 0;
     f->clock.now_ms += 999;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     f->clock.now_ms += 1;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 1);
+    assert_int_equal(expire(f), 1);
     assert_int_equal(balance(f, A).rights_here, 101);
     assert_result(create(f, transfer(163, BANK, A, 1)), TALLY_OK);
     assert_true(stamp_of(f, 163) > stamp_of(f, 162));
@@ -457,22 +457,17 @@ static void a_backward_jump_of_the_own_clock_does_not_keep_a_reservation(void **
     assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
     assert_int_equal(next, 1000);
     f->clock.now_ms += 400;
-    uint64_t voided = 0;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     f->clock.now_ms -= UINT64_C(365) * 24 * 3600 * 1000;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
     assert_int_equal(next, 600);
     f->clock.now_ms += 599;
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 0);
+    assert_int_equal(expire(f), 0);
     f->clock.now_ms += 1;
     assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
     assert_int_equal(next, 0);
-    assert_result(tally_expire(f->r, &voided), TALLY_OK);
-    assert_int_equal(voided, 1);
+    assert_int_equal(expire(f), 1);
     assert_int_equal(balance(f, A).rights_here, 100);
     assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
     assert_int_equal(next, UINT64_MAX);
