@@ -56,6 +56,10 @@ void control_forget(control *c, void *ctx) {
     }
 }
 
+const char *const control_account_flags[] = {"debits_must_not_exceed_credits",
+                                              "credits_must_not_exceed_debits", NULL};
+const char *const control_transfer_flags[] = {"pending", "post_pending", "void_pending", NULL};
+
 /* --- values ---------------------------------------------------------------------------------- */
 
 static bool parse_u128(const char *s, tally_id *out) {
@@ -209,10 +213,7 @@ static bool parse_flags(req *q, json_t *obj, bool transfer, uint16_t *out) {
     if (v == NULL) {
         return true;
     }
-    static const char *const account_names[] = {"debits_must_not_exceed_credits",
-                                                "credits_must_not_exceed_debits", NULL};
-    static const char *const transfer_names[] = {"pending", "post_pending", "void_pending", NULL};
-    const char *const *names = transfer ? transfer_names : account_names;
+    const char *const *names = transfer ? control_transfer_flags : control_account_flags;
     if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0xffff) {
         *out = (uint16_t)json_integer_value(v);
         return true;
@@ -278,27 +279,27 @@ static bool parse_transfer(req *q, json_t *obj, tally_transfer *t) {
     return ok;
 }
 
+/* The names of the flags set in `flags`, from `names` (control_account_flags or
+ * control_transfer_flags). */
+static json_t *flags_json(uint16_t flags, const char *const *names) {
+    json_t *list = json_array();
+    for (int k = 0; names[k] != NULL; k++) {
+        if (flags & (1u << k)) {
+            json_array_append_new(list, json_string(names[k]));
+        }
+    }
+    return list;
+}
+
 static json_t *account_json(const tally_account *a) {
-    json_t *flags = json_array();
-    if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
-        json_array_append_new(flags, json_string("debits_must_not_exceed_credits"));
-    }
-    if (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) {
-        json_array_append_new(flags, json_string("credits_must_not_exceed_debits"));
-    }
+    json_t *flags = flags_json(a->flags, control_account_flags);
     return json_pack("{s:o, s:I, s:I, s:o, s:o}", "id", id_json(a->id), "ledger",
                      (json_int_t)a->ledger, "code", (json_int_t)a->code, "user_data",
                      u64_json(a->user_data), "flags", flags);
 }
 
 static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
-    json_t *flags = json_array();
-    static const char *const names[] = {"pending", "post_pending", "void_pending"};
-    for (int k = 0; k < 3; k++) {
-        if (t->flags & (1u << k)) {
-            json_array_append_new(flags, json_string(names[k]));
-        }
-    }
+    json_t *flags = flags_json(t->flags, control_transfer_flags);
     uint64_t origin = 0;
     tally_pending_state st = TALLY_PENDING_NONE;
     tally_transfer_status(r, t->id, &origin, &st);

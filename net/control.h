@@ -25,6 +25,18 @@
 
 #include "tally.h"
 
+/* The longest request line tallyd reads, and the most reply bytes it lets wait for one client,
+ * so also the longest reply it can send: past either it closes the connection. The tally
+ * command reads a reply of up to CONTROL_REPLY_BYTES_MAX bytes, its newline included, and
+ * refuses a longer one rather than grow without end. */
+#define CONTROL_LINE_BYTES_MAX (64u << 20)
+#define CONTROL_REPLY_BYTES_MAX (64u << 20)
+
+/* The names of account and of transfer flags, in requests and replies alike: entry k names the
+ * flag 1 << k (TALLY_ACCOUNT_*, TALLY_TRANSFER_*). NULL-terminated. */
+extern const char *const control_account_flags[];
+extern const char *const control_transfer_flags[];
+
 typedef struct control control;
 
 /* A reply is a NUL-terminated JSON text without a newline; the callee copies it if it keeps it. */

@@ -55,163 +55,248 @@ static int usage(const char *why) {
     return 2;
 }
 
-/* --- building the request ------------------------------------------------------------------- */
+/* --- reading the command line --------------------------------------------------------------- */
 
-/* A JSON value for an id or number given on the command line: kept as a string, which the
- * control port parses (decimal or 0x-hex) and range-checks. */
-static json_t *arg_value(const char *v) { return json_string(v); }
+#define OPTIONS_MAX 10
 
-typedef struct opts {
-    const char *names[16];
-    const char *values[16];
-    int n;
-    bool pending;
-} opts;
+/* A command's arguments as given: each option at most once. */
+typedef struct args {
+    const char *operand;             /* the one argument that is not an option, or NULL */
+    const char *value[OPTIONS_MAX];  /* by the option's index in its command's list */
+    bool pending;                    /* --pending, transfer's one option without a value */
+} args;
 
-/* Parses --name value pairs (and the bare --pending) from argv[from..]. */
-static bool parse_opts(int argc, char **argv, int from, const char *const *allowed, opts *o,
-                       const char **bad) {
-    memset(o, 0, sizeof *o);
-    for (int i = from; i < argc; i++) {
-        if (strcmp(argv[i], "--pending") == 0) {
-            o->pending = true;
-            continue;
-        }
-        bool ok = false;
-        for (const char *const *a = allowed; *a != NULL && !ok; a++) {
-            ok = strcmp(*a, argv[i]) == 0;
-        }
-        if (!ok || i + 1 >= argc || o->n == 16) {
-            *bad = argv[i];
-            return false;
-        }
-        o->names[o->n] = argv[i] + 2;
-        o->values[o->n++] = argv[++i];
-    }
-    return true;
-}
+typedef struct command command;
+/* Builds the request (a new reference), or returns NULL after writing why into `why`. */
+typedef json_t *(*request_fn)(const command *cmd, const args *a, char *why, size_t why_size);
 
-static const char *opt(const opts *o, const char *name) {
-    for (int i = 0; i < o->n; i++) {
-        if (strcmp(o->names[i], name) == 0) {
-            return o->values[i];
+struct command {
+    const char *words;                      /* what names it: "status", "account create" */
+    const char *operand;                    /* its one plain argument ("ID"), or NULL */
+    const char *const options[OPTIONS_MAX]; /* those that take a value, NULL-terminated */
+    const char *const required[3];          /* options that must be given, NULL-terminated */
+    bool takes_pending;                     /* transfer's --pending */
+    bool needs_server;                      /* about the network: only with --server */
+    request_fn request;
+};
+
+/* The value given for `option` (which must be one of cmd's), or NULL. */
+static const char *value_of(const command *cmd, const args *a, const char *option) {
+    for (int i = 0; cmd->options[i] != NULL; i++) {
+        if (strcmp(cmd->options[i], option) == 0) {
+            return a->value[i];
         }
     }
     return NULL;
 }
 
-static void put_opt(json_t *obj, const opts *o, const char *name, const char *key) {
-    const char *v = opt(o, name);
+/* Reads argv[from..] as cmd's arguments. An option that is not cmd's, one given twice, one
+ * without its value, a second plain argument or a missing one is refused, naming it. */
+static bool read_args(const command *cmd, int argc, char **argv, int from, args *a, char *why,
+                      size_t why_size) {
+    memset(a, 0, sizeof *a);
+    for (int i = from; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0) {
+            if (cmd->operand == NULL || a->operand != NULL) {
+                snprintf(why, why_size, "%s: unexpected argument \"%s\"", cmd->words, arg);
+                return false;
+            }
+            a->operand = arg;
+            continue;
+        }
+        if (cmd->takes_pending && strcmp(arg, "--pending") == 0) {
+            if (a->pending) {
+                snprintf(why, why_size, "%s: --pending is given twice", cmd->words);
+                return false;
+            }
+            a->pending = true;
+            continue;
+        }
+        int k = 0;
+        while (cmd->options[k] != NULL && strcmp(cmd->options[k], arg) != 0) {
+            k++;
+        }
+        if (cmd->options[k] == NULL) {
+            snprintf(why, why_size, "%s: unknown option %s", cmd->words, arg);
+            return false;
+        }
+        if (a->value[k] != NULL) {
+            snprintf(why, why_size, "%s: %s is given twice (it takes one value)", cmd->words,
+                     arg);
+            return false;
+        }
+        if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+            snprintf(why, why_size, "%s: %s needs a value", cmd->words, arg);
+            return false;
+        }
+        a->value[k] = argv[++i];
+    }
+    if (cmd->operand != NULL && a->operand == NULL) {
+        snprintf(why, why_size, "%s: %s is missing", cmd->words, cmd->operand);
+        return false;
+    }
+    for (int k = 0; cmd->required[k] != NULL; k++) {
+        if (value_of(cmd, a, cmd->required[k]) == NULL) {
+            snprintf(why, why_size, "%s: %s is required", cmd->words, cmd->required[k]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --- building the request ------------------------------------------------------------------- */
+
+/* Sets obj[key] to the value given for `option`, if it was: as a string, which the control
+ * port reads (an id or number in decimal or 0x-hex) and range-checks. Every argument is
+ * valid UTF-8 by then (main checks), so json_string fails only without memory. */
+static void put_opt(json_t *obj, const command *cmd, const args *a, const char *option,
+                    const char *key) {
+    const char *v = value_of(cmd, a, option);
     if (v != NULL) {
-        json_object_set_new(obj, key, arg_value(v));
+        json_object_set_new(obj, key, json_string(v));
     }
 }
 
-static json_t *flag_list(const char *csv) {
+/* The --flags list: names of account flags, comma-separated. An unknown or empty entry is
+ * refused here, naming it, rather than sent: an account made without the flag meant would be
+ * unbounded. */
+static json_t *account_flags(const char *csv, char *why, size_t why_size) {
     json_t *list = json_array();
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", csv);
-    for (char *save = NULL, *f = strtok_r(buf, ",", &save); f != NULL;
-         f = strtok_r(NULL, ",", &save)) {
-        json_array_append_new(list, json_string(f));
+    for (const char *f = csv; list != NULL;) {
+        size_t n = strcspn(f, ",");
+        bool known = false;
+        for (int k = 0; control_account_flags[k] != NULL && !known; k++) {
+            known = strlen(control_account_flags[k]) == n &&
+                    strncmp(control_account_flags[k], f, n) == 0;
+        }
+        if (!known) {
+            snprintf(why, why_size,
+                     "account create: --flags: %s \"%.*s\" (the flags are "
+                     "debits_must_not_exceed_credits and credits_must_not_exceed_debits)",
+                     n == 0 ? "an empty entry" : "unknown flag", (int)n, f);
+            json_decref(list);
+            return NULL;
+        }
+        json_array_append_new(list, json_stringn(f, n));
+        if (f[n] == '\0') {
+            break;
+        }
+        f += n + 1;
     }
     return list;
 }
 
-/* Returns the request, or NULL after printing why (exit 2). */
-static json_t *build(int argc, char **argv, int at, bool *needs_server) {
-    const char *cmd = argv[at];
-    const char *bad = NULL;
-    opts o;
-    bool help = at + 1 < argc && strcmp(argv[at + 1], "--help") == 0;
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "conflicts") == 0) {
-        if (help || at + 1 != argc) {
-            usage(help ? NULL : "this command takes no arguments");
-            return NULL;
-        }
-        return json_pack("{s:s}", "op", cmd);
+static json_t *op_only(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)a, (void)why, (void)why_size;
+    return json_pack("{s:s}", "op", cmd->words);
+}
+
+static json_t *create_account(const command *cmd, const args *a, char *why, size_t why_size) {
+    json_t *flags = NULL;
+    const char *csv = value_of(cmd, a, "--flags");
+    if (csv != NULL && (flags = account_flags(csv, why, why_size)) == NULL) {
+        return NULL;
     }
-    if (strcmp(cmd, "account") == 0 && at + 2 < argc && strcmp(argv[at + 1], "create") == 0 &&
-        strcmp(argv[at + 2], "--help") != 0) {
-        static const char *const allowed[] = {"--ledger", "--code", "--user-data", "--flags",
-                                              NULL};
-        if (!parse_opts(argc, argv, at + 3, allowed, &o, &bad) || opt(&o, "ledger") == NULL) {
-            usage(bad != NULL ? "bad option for account create" : "--ledger is required");
-            return NULL;
-        }
-        json_t *a = json_pack("{s:o}", "id", arg_value(argv[at + 2]));
-        put_opt(a, &o, "ledger", "ledger");
-        put_opt(a, &o, "code", "code");
-        put_opt(a, &o, "user-data", "user_data");
-        if (opt(&o, "flags") != NULL) {
-            json_object_set_new(a, "flags", flag_list(opt(&o, "flags")));
-        }
-        return json_pack("{s:s, s:o}", "op", "create_account", "account", a);
+    json_t *acct = json_pack("{s:s}", "id", a->operand);
+    put_opt(acct, cmd, a, "--ledger", "ledger");
+    put_opt(acct, cmd, a, "--code", "code");
+    put_opt(acct, cmd, a, "--user-data", "user_data");
+    if (flags != NULL) {
+        json_object_set_new(acct, "flags", flags);
     }
-    if (strcmp(cmd, "transfer") == 0 && at + 1 < argc && !help) {
-        static const char *const allowed[] = {"--debit", "--credit",    "--amount",
-                                              "--ledger", "--code",     "--user-data",
-                                              "--post",  "--void",      "--timeout-ms", NULL};
-        if (!parse_opts(argc, argv, at + 2, allowed, &o, &bad)) {
-            usage("bad option for transfer");
-            return NULL;
+    return json_pack("{s:s, s:o}", "op", "create_account", "account", acct);
+}
+
+static json_t *create_transfer(const command *cmd, const args *a, char *why, size_t why_size) {
+    const char *post = value_of(cmd, a, "--post"), *void_ = value_of(cmd, a, "--void");
+    if ((post != NULL && void_ != NULL) || ((post != NULL || void_ != NULL) && a->pending)) {
+        snprintf(why, why_size, "transfer: give one of --pending, --post and --void");
+        return NULL;
+    }
+    json_t *t = json_pack("{s:s}", "id", a->operand);
+    put_opt(t, cmd, a, "--debit", "debit");
+    put_opt(t, cmd, a, "--credit", "credit");
+    put_opt(t, cmd, a, "--amount", "amount");
+    put_opt(t, cmd, a, "--ledger", "ledger");
+    put_opt(t, cmd, a, "--code", "code");
+    put_opt(t, cmd, a, "--user-data", "user_data");
+    put_opt(t, cmd, a, "--timeout-ms", "timeout_ms");
+    put_opt(t, cmd, a, post != NULL ? "--post" : "--void", "pending_id");
+    const char *flag = post != NULL    ? "post_pending"
+                       : void_ != NULL ? "void_pending"
+                       : a->pending    ? "pending"
+                                       : NULL;
+    if (flag != NULL) {
+        json_object_set_new(t, "flags", json_pack("[s]", flag));
+    }
+    return json_pack("{s:s, s:[o]}", "op", "create_transfers", "transfers", t);
+}
+
+static json_t *lookup(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)why, (void)why_size;
+    const char *what = strcmp(cmd->words, "balance") == 0 ? "account" : "transfer";
+    return json_pack("{s:s, s:s}", "op", what, what, a->operand);
+}
+
+static json_t *grant(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)why, (void)why_size;
+    json_t *r = json_pack("{s:s, s:s}", "op", "grant", "account", a->operand);
+    put_opt(r, cmd, a, "--to", "to");
+    put_opt(r, cmd, a, "--amount", "amount");
+    return r;
+}
+
+static json_t *request_rights(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)why, (void)why_size;
+    json_t *r = json_pack("{s:s, s:s}", "op", "request_rights", "account", a->operand);
+    put_opt(r, cmd, a, "--amount", "amount");
+    return r;
+}
+
+static json_t *peer(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)why, (void)why_size;
+    return json_pack("{s:s, s:s}", "op", strcmp(cmd->words, "peer add") == 0 ? "add_peer"
+                                                                              : "remove_peer",
+                     "address", a->operand);
+}
+
+static const command commands[] = {
+    {"status", NULL, {NULL}, {NULL}, false, false, op_only},
+    {"account create", "ID", {"--ledger", "--code", "--user-data", "--flags"}, {"--ledger"},
+     false, false, create_account},
+    {"transfer", "ID",
+     {"--debit", "--credit", "--amount", "--ledger", "--code", "--user-data", "--timeout-ms",
+      "--post", "--void"},
+     {NULL}, true, false, create_transfer},
+    {"balance", "ID", {NULL}, {NULL}, false, false, lookup},
+    {"transfer-info", "ID", {NULL}, {NULL}, false, false, lookup},
+    {"grant", "ACCOUNT", {"--to", "--amount"}, {"--to", "--amount"}, false, false, grant},
+    {"rights request", "ACCOUNT", {"--amount"}, {"--amount"}, false, true, request_rights},
+    {"conflicts", NULL, {NULL}, {NULL}, false, false, op_only},
+    {"peer add", "HOST:PORT", {NULL}, {NULL}, false, true, peer},
+    {"peer remove", "HOST:PORT", {NULL}, {NULL}, false, true, peer},
+};
+
+/* The command whose words start argv[at..], or NULL; *next is set to the index after them. */
+static const command *find_command(int argc, char **argv, int at, int *next) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *w = commands[i].words;
+        int k = at;
+        while (k < argc) {
+            size_t n = strcspn(w, " ");
+            if (strlen(argv[k]) != n || strncmp(argv[k], w, n) != 0) {
+                break;
+            }
+            k++;
+            w += n;
+            if (*w == '\0') {
+                *next = k;
+                return &commands[i];
+            }
+            w++;
         }
-        json_t *t = json_pack("{s:o}", "id", arg_value(argv[at + 1]));
-        put_opt(t, &o, "debit", "debit");
-        put_opt(t, &o, "credit", "credit");
-        put_opt(t, &o, "amount", "amount");
-        put_opt(t, &o, "ledger", "ledger");
-        put_opt(t, &o, "code", "code");
-        put_opt(t, &o, "user-data", "user_data");
-        put_opt(t, &o, "timeout-ms", "timeout_ms");
-        const char *post = opt(&o, "post"), *void_ = opt(&o, "void");
-        if (post != NULL || void_ != NULL) {
-            json_object_set_new(t, "pending_id", arg_value(post != NULL ? post : void_));
-            json_object_set_new(t, "flags", flag_list(post != NULL ? "post_pending"
-                                                                   : "void_pending"));
-        } else if (o.pending) {
-            json_object_set_new(t, "flags", flag_list("pending"));
-        }
-        return json_pack("{s:s, s:[o]}", "op", "create_transfers", "transfers", t);
     }
-    if ((strcmp(cmd, "balance") == 0 || strcmp(cmd, "transfer-info") == 0) && at + 2 == argc &&
-        !help) {
-        bool acct = cmd[0] == 'b';
-        return json_pack("{s:s, s:o}", "op", acct ? "account" : "transfer",
-                         acct ? "account" : "transfer", arg_value(argv[at + 1]));
-    }
-    if (strcmp(cmd, "grant") == 0 && at + 1 < argc && !help) {
-        static const char *const allowed[] = {"--to", "--amount", NULL};
-        if (!parse_opts(argc, argv, at + 2, allowed, &o, &bad) || opt(&o, "to") == NULL ||
-            opt(&o, "amount") == NULL) {
-            usage("grant needs --to and --amount");
-            return NULL;
-        }
-        json_t *r = json_pack("{s:s, s:o}", "op", "grant", "account", arg_value(argv[at + 1]));
-        put_opt(r, &o, "to", "to");
-        put_opt(r, &o, "amount", "amount");
-        return r;
-    }
-    if (strcmp(cmd, "rights") == 0 && at + 2 < argc && strcmp(argv[at + 1], "request") == 0 &&
-        strcmp(argv[at + 2], "--help") != 0) {
-        static const char *const allowed[] = {"--amount", NULL};
-        if (!parse_opts(argc, argv, at + 3, allowed, &o, &bad) || opt(&o, "amount") == NULL) {
-            usage("rights request needs --amount");
-            return NULL;
-        }
-        *needs_server = true;
-        json_t *r = json_pack("{s:s, s:o}", "op", "request_rights", "account",
-                              arg_value(argv[at + 2]));
-        put_opt(r, &o, "amount", "amount");
-        return r;
-    }
-    if (strcmp(cmd, "peer") == 0 && at + 3 == argc &&
-        (strcmp(argv[at + 1], "add") == 0 || strcmp(argv[at + 1], "remove") == 0)) {
-        *needs_server = true;
-        return json_pack("{s:s, s:s}", "op", argv[at + 1][0] == 'a' ? "add_peer" : "remove_peer",
-                         "address", argv[at + 2]);
-    }
-    usage(help ? NULL : "unknown command or missing arguments");
     return NULL;
 }
 
@@ -287,39 +372,59 @@ static int connect_to(const char *server) {
     return fd;
 }
 
+/* The reply buffer doubles from 64 KiB, and so reaches the limit exactly. */
+_Static_assert(CONTROL_REPLY_BYTES_MAX >= 64 * 1024 &&
+                   (CONTROL_REPLY_BYTES_MAX & (CONTROL_REPLY_BYTES_MAX - 1)) == 0,
+               "CONTROL_REPLY_BYTES_MAX is 64 KiB times a power of two");
+
+/* Sends the request line to the server and reads its reply line, of at most
+ * CONTROL_REPLY_BYTES_MAX bytes with its newline (the most tallyd sends); NULL after saying why
+ * on stderr. */
 static char *run_remote(const char *server, const char *line) {
     int fd = connect_to(server);
     if (fd < 0) {
         return NULL;
     }
-    size_t n = strlen(line);
-    bool ok = write(fd, line, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (ok && buf != NULL) {
-        if (len + 1 == cap) {
-            char *grown = realloc(buf, cap *= 2);
+    char why[160] = "";
+    size_t n = strlen(line), len = 0, cap = 64 * 1024;
+    char *buf = malloc(cap), *newline = NULL;
+    if (buf == NULL) {
+        snprintf(why, sizeof why, "out of memory");
+    } else if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
+        snprintf(why, sizeof why, "the connection closed before the request was sent");
+    }
+    while (why[0] == '\0' && newline == NULL) {
+        if (len == cap) {
+            char *grown = cap < CONTROL_REPLY_BYTES_MAX ? realloc(buf, cap * 2) : NULL;
+            if (grown == NULL && cap < CONTROL_REPLY_BYTES_MAX) {
+                snprintf(why, sizeof why, "out of memory");
+            } else if (grown == NULL) {
+                snprintf(why, sizeof why,
+                         "the reply is longer than %u MiB, the most a tallyd sends: not read",
+                         CONTROL_REPLY_BYTES_MAX >> 20);
+            }
             if (grown == NULL) {
                 break;
             }
             buf = grown;
+            cap *= 2;
         }
-        ssize_t k = read(fd, buf + len, 1);
-        if (k != 1) {
-            ok = false;
+        ssize_t k = read(fd, buf + len, cap - len);
+        if (k <= 0) {
+            snprintf(why, sizeof why, "the connection closed without a reply");
             break;
         }
-        if (buf[len] == '\n') {
-            buf[len] = '\0';
-            close(fd);
-            return buf;
-        }
-        len++;
+        newline = memchr(buf + len, '\n', (size_t)k);
+        len += (size_t)k;
     }
     close(fd);
-    free(buf);
-    fprintf(stderr, "tally: %s closed the connection without a reply\n", server);
-    return NULL;
+    if (newline == NULL) {
+        fprintf(stderr, "tally: %s: %s\n", server, why);
+        free(buf);
+        return NULL;
+    }
+    *newline = '\0';
+    return buf;
 }
 
 /* --- showing the reply ----------------------------------------------------------------------- */
@@ -462,39 +567,76 @@ static void show(const char *op, json_t *j) {
     }
 }
 
+/* Whether s is valid UTF-8, as every JSON string must be (json_string refuses anything else;
+ * it fails without memory too, which a command line of this size does not meet). */
+static bool utf8_valid(const char *s) {
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
 int main(int argc, char **argv) {
     const char *server = NULL, *dir = NULL;
     bool as_json = false;
+    char why[300];
     int at = 1;
     for (; at < argc && strncmp(argv[at], "--", 2) == 0; at++) {
-        if (strcmp(argv[at], "--help") == 0) {
+        const char *opt = argv[at];
+        if (strcmp(opt, "--help") == 0) {
             usage(NULL);
             return 0;
-        } else if (strcmp(argv[at], "--json") == 0) {
-            as_json = true;
-        } else if (strcmp(argv[at], "--server") == 0 && at + 1 < argc) {
-            server = argv[++at];
-        } else if (strcmp(argv[at], "--data") == 0 && at + 1 < argc) {
-            dir = argv[++at];
-        } else {
-            return usage("unknown option");
         }
+        if (strcmp(opt, "--json") == 0) {
+            if (as_json) {
+                return usage("--json is given twice");
+            }
+            as_json = true;
+            continue;
+        }
+        const char **target = strcmp(opt, "--server") == 0 ? &server
+                              : strcmp(opt, "--data") == 0 ? &dir
+                                                           : NULL;
+        snprintf(why, sizeof why, "%s %s", opt,
+                 target == NULL ? "is not an option" : at + 1 >= argc ? "needs a value"
+                                                                      : "is given twice");
+        if (target == NULL || at + 1 >= argc || *target != NULL) {
+            return usage(why);
+        }
+        *target = argv[++at];
     }
     if (at >= argc) {
         return usage("no command");
     }
+    for (int i = at; i < argc; i++) {
+        if (!utf8_valid(argv[i])) {
+            snprintf(why, sizeof why, "argument %d is not valid UTF-8", i);
+            return usage(why);
+        }
+    }
+    int next = at;
+    const command *cmd = find_command(argc, argv, at, &next);
+    if (cmd == NULL) {
+        snprintf(why, sizeof why, "unknown command \"%s\"", argv[at]);
+        return usage(why);
+    }
+    for (int i = next; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            usage(NULL);
+            return 0;
+        }
+    }
     if ((server == NULL) == (dir == NULL)) {
         return usage("give --server HOST:PORT or --data DIR");
     }
-    bool needs_server = false;
-    json_t *request = build(argc, argv, at, &needs_server);
-    if (request == NULL) {
-        bool help = at + 1 < argc && (strcmp(argv[argc - 1], "--help") == 0);
-        return help ? 0 : 2;
-    }
-    if (needs_server && server == NULL) {
-        json_decref(request);
+    if (cmd->needs_server && server == NULL) {
         return usage("this command is about the network: it needs --server");
+    }
+    args a;
+    json_t *request = NULL;
+    why[0] = '\0';
+    if (!read_args(cmd, argc, argv, next, &a, why, sizeof why) ||
+        (request = cmd->request(cmd, &a, why, sizeof why)) == NULL) {
+        return usage(why[0] != '\0' ? why : "out of memory");
     }
     const char *op = json_string_value(json_object_get(request, "op"));
     char opname[32];

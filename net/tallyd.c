@@ -29,11 +29,6 @@
 #include "net/control.h"
 #include "tally.h"
 
-#define CONTROL_LINE_MAX (64u << 20)
-#define CONTROL_UNSENT_MAX (64u << 20)
-
-
-
 typedef struct daemon_ daemon_;
 
 typedef struct ctl_conn {
@@ -225,7 +220,7 @@ static void ctl_reply(void *ctx, const char *json) {
         return;
     }
     size_t n = strlen(json);
-    if (c->unsent + n > CONTROL_UNSENT_MAX) {
+    if (c->unsent + n > CONTROL_REPLY_BYTES_MAX) {
         log_line(1, "control client does not read its replies: closing it");
         ctl_close(c);
         return;
@@ -281,8 +276,8 @@ static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
     memmove(c->in.at, c->in.at + start, c->in.len - start);
     c->in.len -= start;
-    if (c->in.len > CONTROL_LINE_MAX) {
-        log_line(1, "control request longer than %u bytes: closing", CONTROL_LINE_MAX);
+    if (c->in.len > CONTROL_LINE_BYTES_MAX) {
+        log_line(1, "control request longer than %u bytes: closing", CONTROL_LINE_BYTES_MAX);
         ctl_close(c);
     }
 }

@@ -3,11 +3,16 @@
  */
 #include "support.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "net/control.h"
 
 static char out[16384];
 
@@ -26,6 +31,13 @@ static int tally(const char *fmt, ...) {
     out[n] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The last command's output contains text; if not, both are printed. */
+static void assert_output_has(const char *text) {
+    if (strstr(out, text) == NULL) {
+        fail_msg("the output does not have \"%s\": \"%s\"", text, out);
+    }
 }
 
 /* A fresh data directory, and the --data target naming it. */
@@ -164,46 +176,46 @@ static void every_command_works_on_a_local_directory(void **state) {
     char dir[] = "/tmp/tally-cli-XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(tally("--data %s account create 1 --ledger 1", dir), 0);
-    assert_non_null(strstr(out, "OK"));
+    assert_output_has("OK");
     assert_int_equal(tally("--data %s account create 0xA --ledger 1 --code 7 "
                            "--flags debits_must_not_exceed_credits", dir), 0);
     assert_int_equal(tally("--data %s account create 0xA --ledger 1", dir), 1);
-    assert_non_null(strstr(out, "EXISTS_WITH_DIFFERENT_FIELDS"));
+    assert_output_has("EXISTS_WITH_DIFFERENT_FIELDS");
     assert_int_equal(tally("--data %s transfer 100 --debit 1 --credit 0xA --amount 70 "
                            "--ledger 1 --code 1", dir), 0);
     assert_int_equal(tally("--data %s transfer 101 --debit 10 --credit 1 --amount 71 "
                            "--ledger 1 --code 1", dir), 1);
-    assert_non_null(strstr(out, "EXCEEDS_CREDITS"));
+    assert_output_has("EXCEEDS_CREDITS");
     assert_int_equal(tally("--data %s transfer 102 --debit 10 --credit 1 --amount 30 --ledger 1 "
                            "--code 1 --pending --timeout-ms 60000", dir), 0);
     assert_int_equal(tally("--data %s transfer 103 --post 102 --amount 20", dir), 0);
     assert_int_equal(tally("--data %s balance 10", dir), 0);
-    assert_non_null(strstr(out, "account 0xa"));
+    assert_output_has("account 0xa");
     /* 70 in; a pending of 30 reserved, 20 of it posted and 10 released: 50 spendable here */
     const char *rights = strstr(out, "rights here");
     assert_non_null(rights);
     assert_int_equal(atoi(rights + strlen("rights here")), 50);
     assert_int_equal(tally("--json --data %s balance 0xa", dir), 0);
-    assert_non_null(strstr(out, "\"credits_posted\":70"));
-    assert_non_null(strstr(out, "\"debits_posted\":20"));
+    assert_output_has("\"credits_posted\":70");
+    assert_output_has("\"debits_posted\":20");
     assert_int_equal(tally("--data %s transfer-info 102", dir), 0);
-    assert_non_null(strstr(out, "posted"));
+    assert_output_has("posted");
     assert_int_equal(tally("--data %s transfer 104 --debit 10 --credit 1 --amount 5 --ledger 1 "
                            "--code 1 --pending", dir), 0);
     assert_int_equal(tally("--data %s transfer 105 --void 104", dir), 0);
     assert_int_equal(tally("--data %s transfer-info 104", dir), 0);
-    assert_non_null(strstr(out, "voided"));
+    assert_output_has("voided");
     assert_int_equal(tally("--data %s transfer 106 --post 104", dir), 1);
-    assert_non_null(strstr(out, "PENDING_ALREADY_VOIDED"));
+    assert_output_has("PENDING_ALREADY_VOIDED");
     /* replica 99 has never been heard from here: its rights would be stranded */
     assert_int_equal(tally("--data %s grant 10 --to 99 --amount 5", dir), 1);
-    assert_non_null(strstr(out, "REPLICA_UNKNOWN"));
+    assert_output_has("REPLICA_UNKNOWN");
     assert_int_equal(tally("--data %s conflicts", dir), 0);
-    assert_non_null(strstr(out, "no conflicts"));
+    assert_output_has("no conflicts");
     assert_int_equal(tally("--data %s status", dir), 0);
-    assert_non_null(strstr(out, "digest"));
+    assert_output_has("digest");
     assert_int_equal(tally("--data %s balance 999", dir), 1);
-    assert_non_null(strstr(out, "NOT_FOUND"));
+    assert_output_has("NOT_FOUND");
     /* usage errors and unreachable things */
     assert_int_equal(tally("--data %s frobnicate", dir), 2);
     assert_int_equal(tally("--data %s account create 5", dir), 2);
@@ -215,7 +227,7 @@ static void every_command_works_on_a_local_directory(void **state) {
     assert_int_equal(tally("--server no-port status"), 3);
     assert_int_equal(tally("--server tally-test.invalid:1 status"), 3);
     assert_int_equal(tally("--help"), 0);
-    assert_non_null(strstr(out, "usage"));
+    assert_output_has("usage");
     assert_int_equal(tally("--data %s transfer --help", dir), 0);
     remove_dir(dir);
 }
@@ -226,18 +238,18 @@ static void commands_go_to_a_tallyd_with_server(void **state) {
     assert_non_null(mkdtemp(dir));
     tallyd d;
     tallyd_start(&d, dir);
-    int control = d.control_port;
-    assert_int_equal(tally("--server 127.0.0.1:%d account create 1 --ledger 1", control), 0);
+    int port = d.control_port;
+    assert_int_equal(tally("--server 127.0.0.1:%d account create 1 --ledger 1", port), 0);
     assert_int_equal(tally("--server 127.0.0.1:%d account create 2 --ledger 1 "
-                           "--flags debits_must_not_exceed_credits", control), 0);
+                           "--flags debits_must_not_exceed_credits", port), 0);
     assert_int_equal(tally("--server 127.0.0.1:%d transfer 5 --debit 1 --credit 2 --amount 9 "
-                           "--ledger 1 --code 1", control), 0);
-    assert_int_equal(tally("--server 127.0.0.1:%d balance 2", control), 0);
-    assert_non_null(strstr(out, "rights here"));
-    assert_int_equal(tally("--server localhost:%d rights request 2 --amount 3", control), 1);
-    assert_non_null(strstr(out, "INSUFFICIENT_RIGHTS")); /* no peer holds any */
-    assert_int_equal(tally("--json --server 127.0.0.1:%d status", control), 0);
-    assert_non_null(strstr(out, "\"ops\":3"));
+                           "--ledger 1 --code 1", port), 0);
+    assert_int_equal(tally("--server 127.0.0.1:%d balance 2", port), 0);
+    assert_output_has("rights here");
+    assert_int_equal(tally("--server localhost:%d rights request 2 --amount 3", port), 1);
+    assert_output_has("INSUFFICIENT_RIGHTS"); /* no peer holds any */
+    assert_int_equal(tally("--json --server 127.0.0.1:%d status", port), 0);
+    assert_output_has("\"ops\":3");
     tallyd_stop(&d);
     remove_dir(dir);
 }
@@ -265,7 +277,7 @@ static void a_retried_create_that_finds_its_work_done_exits_0(void **state) {
     assert_int_equal(tally("%s transfer 10 --post 9", t), 0);
     assert_string_equal(out, again);
     assert_int_equal(tally("%s --json transfer 10 --post 9", t), 0);
-    assert_non_null(strstr(out, "\"results\":[\"EXISTS\"]"));
+    assert_output_has("\"results\":[\"EXISTS\"]");
     remove_dir(dir);
 }
 
@@ -303,9 +315,106 @@ static void transfer_info_names_the_pending_a_post_or_void_settles(void **state)
         assert_string_equal(out, line);
     }
     assert_int_equal(tally("%s --json transfer-info 0x69", t), 0);
-    assert_non_null(strstr(out, "\"pending_id\":\"0x68\""));
-    assert_non_null(strstr(out, "\"pending_id_state\":\"voided\""));
+    assert_output_has("\"pending_id\":\"0x68\"");
+    assert_output_has("\"pending_id_state\":\"voided\"");
     remove_dir(dir);
+}
+
+static void unknown_flags_and_repeated_options_are_usage_errors(void **state) {
+    (void)state;
+    char dir[32], t[64];
+    fresh_target(dir, t);
+    assert_int_equal(tally("%s account create 1 --ledger 1", t), 0);
+    static const struct {
+        const char *args, *message;
+    } refused[] = {
+        {"account create 2 --ledger 1 --flags bogus", "unknown flag \"bogus\""},
+        {"account create 2 --ledger 1 --flags debits_must_not_exceed_credits,",
+         "an empty entry"},
+        {"account create 2 --ledger 1 --flags \"$(printf 'debits_must_not_exceed_credits\\377')\"",
+         "not valid UTF-8"},
+        {"account create 2 --ledger 1 --ledger 2", "--ledger is given twice"},
+        {"account create 2 --ledger 1 --colour blue", "unknown option --colour"},
+        {"account create 2 --ledger", "--ledger needs a value"},
+        {"account create 2 3 --ledger 1", "unexpected argument \"3\""},
+        {"transfer 9 --debit 1 --credit 2 --ledger 1 --code 1 --amount 1 --amount 1000",
+         "--amount is given twice"},
+        {"transfer 9 --debit 1 --credit 2 --ledger 1 --amount 1 --pending --pending",
+         "--pending is given twice"},
+        {"transfer 9 --post 5 --void 5", "give one of --pending, --post and --void"},
+        {"grant 1 --to 5", "--amount is required"},
+        {"balance", "ID is missing"},
+        {"frobnicate", "unknown command \"frobnicate\""},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_int_equal(tally("%s %s", t, refused[i].args), 2);
+        assert_output_has(refused[i].message);
+    }
+    /* none of them reached the ledger */
+    assert_int_equal(tally("%s balance 2", t), 1);
+    assert_output_has("NOT_FOUND");
+    assert_int_equal(tally("%s transfer-info 9", t), 1);
+    assert_output_has("NOT_FOUND");
+    assert_int_equal(tally("%s --data /tmp status", t), 2);
+    assert_output_has("--data is given twice");
+    assert_int_equal(tally("--json --json %s status", t), 2);
+    assert_output_has("--json is given twice");
+    remove_dir(dir);
+}
+
+/* A server on a free loopback port that answers one connection with `length` bytes: a JSON
+ * object padded to that length and a newline, or, if !line, that many bytes of 'x' without one.
+ * Returns its port; *pid is the process serving. */
+static int fake_server(size_t length, bool line, pid_t *pid) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(listener, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(listener, 1), 0);
+    assert_int_equal(getsockname(listener, (struct sockaddr *)&sa, &len), 0);
+    *pid = fork();
+    if (*pid == 0) {
+        signal(SIGPIPE, SIG_IGN); /* the client may stop reading */
+        int c = accept(listener, NULL, NULL);
+        /* the request first: closing with it unread would reset the connection */
+        char byte = 0;
+        while (byte != '\n' && read(c, &byte, 1) == 1) {
+        }
+        const char *head = "{\"ok\":true,\"result\":\"OK\",\"pad\":\"", *tail = "\"}\n";
+        static char chunk[1 << 16];
+        memset(chunk, 'x', sizeof chunk);
+        size_t sent = 0, body = line ? length - strlen(head) - strlen(tail) : length;
+        bool ok = !line || write(c, head, strlen(head)) == (ssize_t)strlen(head);
+        while (ok && sent < body) {
+            size_t n = body - sent < sizeof chunk ? body - sent : sizeof chunk;
+            ssize_t k = write(c, chunk, n);
+            ok = k > 0;
+            sent += ok ? (size_t)k : 0;
+        }
+        if (ok && line) {
+            ok = write(c, tail, strlen(tail)) == (ssize_t)strlen(tail);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    close(listener);
+    return ntohs(sa.sin_port);
+}
+
+static void a_reply_is_read_up_to_its_limit_and_no_further(void **state) {
+    (void)state;
+    pid_t pid;
+    int status;
+    /* a reply of exactly the limit, its newline included, is read */
+    int port = fake_server(CONTROL_REPLY_BYTES_MAX, true, &pid);
+    assert_int_equal(tally("--server 127.0.0.1:%d conflicts", port), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* one byte more, and it is refused without reading on */
+    port = fake_server(CONTROL_REPLY_BYTES_MAX + 1, false, &pid);
+    assert_int_equal(tally("--server 127.0.0.1:%d conflicts", port), 3);
+    assert_output_has("the reply is longer than 64 MiB");
+    assert_int_equal(waitpid(pid, &status, 0), pid);
 }
 
 int main(void) {
@@ -315,6 +424,8 @@ int main(void) {
         cmocka_unit_test(status_prints_each_count_on_its_own_line),
         cmocka_unit_test(a_retried_create_that_finds_its_work_done_exits_0),
         cmocka_unit_test(transfer_info_names_the_pending_a_post_or_void_settles),
+        cmocka_unit_test(unknown_flags_and_repeated_options_are_usage_errors),
+        cmocka_unit_test(a_reply_is_read_up_to_its_limit_and_no_further),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
