@@ -8,6 +8,11 @@
  * be open in a tallyd at the same time). Tables by default, the JSON reply with --json. Ids are
  * decimal or 0x-hex.
  *
+ * The commands are one table, commands[]: each entry's words, argument, options and usage lines
+ * serve the parser, `tally --help` and `tally COMMAND --help` alike, so they cannot drift apart.
+ * Whatever cannot be passed on as meant (an unknown or repeated option, an unknown flag, bytes
+ * that are not UTF-8) is refused before anything is sent.
+ *
  * Exit status: 0 done (also EXISTS: a retry that found its account, transfer or peer already
  * there with the same fields); 1 refused (any other result or error: the operation did not
  * happen, or what was looked up does not exist); 2 bad usage; 3 the server or directory could
@@ -28,33 +33,6 @@
 #include "net/control.h"
 #include "tally.h"
 
-static const char *usage_text =
-    "usage: tally [--server HOST:PORT | --data DIR] [--json] COMMAND [ARGS]\n"
-    "commands:\n"
-    "  status\n"
-    "  account create ID --ledger N [--code N] [--user-data N] [--flags FLAG[,FLAG]]\n"
-    "      FLAG: debits_must_not_exceed_credits, credits_must_not_exceed_debits\n"
-    "  transfer ID --debit ID --credit ID --amount N --ledger N [--code N] [--user-data N]\n"
-    "      [--pending [--timeout-ms N]] | transfer ID --post PENDING_ID [--amount N]\n"
-    "      | transfer ID --void PENDING_ID\n"
-    "  balance ID\n"
-    "  transfer-info ID\n"
-    "  grant ACCOUNT --to REPLICA --amount N\n"
-    "  rights request ACCOUNT --amount N        (with --server)\n"
-    "  conflicts\n"
-    "  peer add HOST:PORT | peer remove HOST:PORT  (with --server)\n"
-    "ids are decimal or 0x-hex. Exit status: 0 done (or EXISTS: done before, same fields),\n"
-    "1 refused or not found, 2 bad usage, 3 server or directory unreachable.\n"
-    "`tally COMMAND --help` describes a command.\n";
-
-static int usage(const char *why) {
-    if (why != NULL) {
-        fprintf(stderr, "tally: %s\n", why);
-    }
-    fputs(usage_text, why != NULL ? stderr : stdout);
-    return 2;
-}
-
 /* --- reading the command line --------------------------------------------------------------- */
 
 #define OPTIONS_MAX 10
@@ -72,6 +50,8 @@ typedef json_t *(*request_fn)(const command *cmd, const args *a, char *why, size
 
 struct command {
     const char *words;                      /* what names it: "status", "account create" */
+    const char *lines;                      /* its usage lines, as the usage lists them */
+    const char *what;                       /* what it does, in a sentence or two */
     const char *operand;                    /* its one plain argument ("ID"), or NULL */
     const char *const options[OPTIONS_MAX]; /* those that take a value, NULL-terminated */
     const char *const required[3];          /* options that must be given, NULL-terminated */
@@ -262,21 +242,124 @@ static json_t *peer(const command *cmd, const args *a, char *why, size_t why_siz
 }
 
 static const command commands[] = {
-    {"status", NULL, {NULL}, {NULL}, false, false, op_only},
-    {"account create", "ID", {"--ledger", "--code", "--user-data", "--flags"}, {"--ledger"},
-     false, false, create_account},
-    {"transfer", "ID",
-     {"--debit", "--credit", "--amount", "--ledger", "--code", "--user-data", "--timeout-ms",
-      "--post", "--void"},
-     {NULL}, true, false, create_transfer},
-    {"balance", "ID", {NULL}, {NULL}, false, false, lookup},
-    {"transfer-info", "ID", {NULL}, {NULL}, false, false, lookup},
-    {"grant", "ACCOUNT", {"--to", "--amount"}, {"--to", "--amount"}, false, false, grant},
-    {"rights request", "ACCOUNT", {"--amount"}, {"--amount"}, false, true, request_rights},
-    {"conflicts", NULL, {NULL}, {NULL}, false, false, op_only},
-    {"peer add", "HOST:PORT", {NULL}, {NULL}, false, true, peer},
-    {"peer remove", "HOST:PORT", {NULL}, {NULL}, false, true, peer},
+    {.words = "status",
+     .lines = "  status\n",
+     .what = "Shows the replica: its id, digest and counts, its peers and bytes on the wire (with\n"
+             "--server), and its version vector.",
+     .request = op_only},
+    {.words = "account create",
+     .lines = "  account create ID --ledger N [--code N] [--user-data N] [--flags FLAG[,FLAG]]\n"
+              "      FLAG: debits_must_not_exceed_credits, credits_must_not_exceed_debits\n",
+     .what = "Creates an account. With a FLAG it is bounded (its debits may not exceed its\n"
+             "credits, or the reverse) and the right to spend it is split among the replicas;\n"
+             "without one it is unbounded, like an issuer's.",
+     .operand = "ID",
+     .options = {"--ledger", "--code", "--user-data", "--flags"},
+     .required = {"--ledger"},
+     .request = create_account},
+    {.words = "transfer",
+     .lines = "  transfer ID --debit ID --credit ID --amount N --ledger N [--code N]\n"
+              "      [--user-data N] [--pending [--timeout-ms N]]\n"
+              "  transfer ID --post PENDING_ID [--amount N]  |  transfer ID --void PENDING_ID\n",
+     .what = "Moves an amount from the debit account to the credit account: at once, or\n"
+             "pending (reserved until posted, voided or timed out). --post settles a pending\n"
+             "transfer made here, in full or in part (--amount); --void releases it.",
+     .operand = "ID",
+     .options = {"--debit", "--credit", "--amount", "--ledger", "--code", "--user-data",
+                 "--timeout-ms", "--post", "--void"},
+     .takes_pending = true,
+     .request = create_transfer},
+    {.words = "balance",
+     .lines = "  balance ID\n",
+     .what = "Shows an account: its fields, its posted and pending sums, the rights this replica\n"
+             "holds on it, and which replicas hold the rest.",
+     .operand = "ID",
+     .request = lookup},
+    {.words = "transfer-info",
+     .lines = "  transfer-info ID\n",
+     .what = "Shows a transfer: its fields, the replica that made it, and where it stands (a\n"
+             "pending one's state, or the pending a post or void settles and that one's state).",
+     .operand = "ID",
+     .request = lookup},
+    {.words = "grant",
+     .lines = "  grant ACCOUNT --to REPLICA --amount N\n",
+     .what = "Gives an amount of this replica's rights on a bounded account to another replica,\n"
+             "which must have been heard from here.",
+     .operand = "ACCOUNT",
+     .options = {"--to", "--amount"},
+     .required = {"--to", "--amount"},
+     .request = grant},
+    {.words = "rights request",
+     .lines = "  rights request ACCOUNT --amount N        (with --server)\n",
+     .what = "Asks the peers holding rights on a bounded account for an amount of them, and waits\n"
+             "until they have arrived or no reachable holder has more to spare.",
+     .operand = "ACCOUNT",
+     .options = {"--amount"},
+     .required = {"--amount"},
+     .needs_server = true,
+     .request = request_rights},
+    {.words = "conflicts",
+     .lines = "  conflicts\n",
+     .what = "Lists what concurrent writes produced: an account or transfer id made differently\n"
+             "on two replicas, with the op lookups show (the winner) and the other, which stays.",
+     .request = op_only},
+    {.words = "peer add",
+     .lines = "  peer add HOST:PORT                       (with --server)\n",
+     .what = "Keeps a connection to a peer's sync port, reconnecting until the peer is removed.",
+     .operand = "HOST:PORT",
+     .needs_server = true,
+     .request = peer},
+    {.words = "peer remove",
+     .lines = "  peer remove HOST:PORT                    (with --server)\n",
+     .what = "Closes the session with a peer and stops reconnecting to it.",
+     .operand = "HOST:PORT",
+     .needs_server = true,
+     .request = peer},
 };
+
+/* Whether `words` name cmd, or begin its name ("peer" begins "peer add", not "peers"). */
+static bool named_by(const command *cmd, const char *words) {
+    size_t n = strlen(words);
+    return strncmp(cmd->words, words, n) == 0 && (cmd->words[n] == '\0' || cmd->words[n] == ' ');
+}
+
+static bool names_a_command(const char *words) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (named_by(&commands[i], words)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Prints the usage: with words NULL, every command's lines; else the lines and the description
+ * of each command that `words` name or begin ("peer": peer add and peer remove). */
+static void print_usage(FILE *to, const char *words) {
+    fputs("usage: tally [--server HOST:PORT | --data DIR] [--json] COMMAND [ARGS]\n", to);
+    fputs(words == NULL ? "commands:\n" : "", to);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const command *cmd = &commands[i];
+        if (words == NULL || named_by(cmd, words)) {
+            fputs(cmd->lines, to);
+            for (const char *line = cmd->what; words != NULL && *line != '\0';) {
+                size_t n = strcspn(line, "\n");
+                fprintf(to, "    %.*s\n", (int)n, line);
+                line += n + (line[n] == '\n');
+            }
+        }
+    }
+    fputs("ids are decimal or 0x-hex. Exit status: 0 done (or EXISTS: done before, same fields),\n"
+          "1 refused or not found, 2 bad usage, 3 server or directory unreachable.\n"
+          "`tally COMMAND --help` describes a command, and needs no server or directory.\n",
+          to);
+}
+
+/* Says why on stderr, then the usage; the exit status of bad usage. */
+static int usage(const char *why) {
+    fprintf(stderr, "tally: %s\n", why);
+    print_usage(stderr, NULL);
+    return 2;
+}
 
 /* The command whose words start argv[at..], or NULL; *next is set to the index after them. */
 static const command *find_command(int argc, char **argv, int at, int *next) {
@@ -583,7 +666,7 @@ int main(int argc, char **argv) {
     for (; at < argc && strncmp(argv[at], "--", 2) == 0; at++) {
         const char *opt = argv[at];
         if (strcmp(opt, "--help") == 0) {
-            usage(NULL);
+            print_usage(stdout, NULL);
             return 0;
         }
         if (strcmp(opt, "--json") == 0) {
@@ -607,22 +690,25 @@ int main(int argc, char **argv) {
     if (at >= argc) {
         return usage("no command");
     }
+    int next = at;
+    const command *cmd = find_command(argc, argv, at, &next);
+    const char *words = cmd != NULL ? cmd->words : argv[at];
+    for (int i = at; i < argc; i++) {
+        /* help is about the command, not a ledger: it needs no server or directory */
+        if (strcmp(argv[i], "--help") == 0 && names_a_command(words)) {
+            print_usage(stdout, words);
+            return 0;
+        }
+    }
+    if (cmd == NULL) {
+        snprintf(why, sizeof why, "%s \"%s\"",
+                 names_a_command(argv[at]) ? "incomplete command" : "unknown command", argv[at]);
+        return usage(why);
+    }
     for (int i = at; i < argc; i++) {
         if (!utf8_valid(argv[i])) {
             snprintf(why, sizeof why, "argument %d is not valid UTF-8", i);
             return usage(why);
-        }
-    }
-    int next = at;
-    const command *cmd = find_command(argc, argv, at, &next);
-    if (cmd == NULL) {
-        snprintf(why, sizeof why, "unknown command \"%s\"", argv[at]);
-        return usage(why);
-    }
-    for (int i = next; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
-            usage(NULL);
-            return 0;
         }
     }
     if ((server == NULL) == (dir == NULL)) {

@@ -417,6 +417,54 @@ static void a_reply_is_read_up_to_its_limit_and_no_further(void **state) {
     assert_int_equal(waitpid(pid, &status, 0), pid);
 }
 
+static void each_command_has_its_own_help_which_needs_no_server(void **state) {
+    (void)state;
+    /* a usage line of each command, and the start of what its help says it does */
+    static const struct {
+        const char *words, *line, *what;
+    } cmds[] = {
+        {"status", "  status\n", "Shows the replica"},
+        {"account create", "  account create ID --ledger N", "Creates an account"},
+        {"transfer", "  transfer ID --post PENDING_ID", "Moves an amount"},
+        {"balance", "  balance ID\n", "Shows an account"},
+        {"transfer-info", "  transfer-info ID\n", "Shows a transfer"},
+        {"grant", "  grant ACCOUNT --to REPLICA --amount N\n", "Gives an amount"},
+        {"rights request", "  rights request ACCOUNT --amount N", "Asks the peers"},
+        {"conflicts", "  conflicts\n", "Lists what concurrent writes produced"},
+        {"peer add", "  peer add HOST:PORT", "Keeps a connection"},
+        {"peer remove", "  peer remove HOST:PORT", "Closes the session"},
+    };
+    size_t n = sizeof cmds / sizeof cmds[0];
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(tally("%s --help", cmds[i].words), 0);
+        assert_output_has(cmds[i].line);
+        assert_output_has(cmds[i].what);
+        for (size_t k = 0; k < n; k++) {
+            if (k != i && strstr(out, cmds[k].line) != NULL) {
+                fail_msg("%s --help shows %s's usage too: \"%s\"", cmds[i].words, cmds[k].words,
+                         out);
+            }
+        }
+    }
+    /* --help anywhere after the command, with or without a target */
+    assert_int_equal(tally("--json transfer 5 --amount 3 --help"), 0);
+    assert_output_has("Moves an amount");
+    assert_int_equal(tally("--data /nonexistent/tally grant 1 --help"), 0);
+    assert_output_has("Gives an amount");
+    /* a first word: each command it begins */
+    assert_int_equal(tally("peer --help"), 0);
+    assert_output_has("Keeps a connection");
+    assert_output_has("Closes the session");
+    assert_int_equal(tally("peer"), 2);
+    assert_output_has("incomplete command \"peer\"");
+    /* the whole usage lists every command, without their descriptions */
+    assert_int_equal(tally("--help"), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_output_has(cmds[i].line);
+    }
+    assert_null(strstr(out, "Moves an amount"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_command_works_on_a_local_directory),
@@ -426,6 +474,7 @@ int main(void) {
         cmocka_unit_test(transfer_info_names_the_pending_a_post_or_void_settles),
         cmocka_unit_test(unknown_flags_and_repeated_options_are_usage_errors),
         cmocka_unit_test(a_reply_is_read_up_to_its_limit_and_no_further),
+        cmocka_unit_test(each_command_has_its_own_help_which_needs_no_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
