@@ -58,7 +58,8 @@ void control_forget(control *c, void *ctx) {
 
 const char *const control_account_flags[] = {"debits_must_not_exceed_credits",
                                               "credits_must_not_exceed_debits", NULL};
-const char *const control_transfer_flags[] = {"pending", "post_pending", "void_pending", NULL};
+const char *const control_transfer_flags[] = {"pending", "post_pending", "void_pending",
+                                              "bounds_named", NULL};
 
 /* --- values ---------------------------------------------------------------------------------- */
 
@@ -207,19 +208,20 @@ static bool field_u64(req *q, json_t *obj, const char *key, uint64_t *out, uint6
     return true;
 }
 
-static bool parse_flags(req *q, json_t *obj, bool transfer, uint16_t *out) {
-    json_t *v = json_object_get(obj, "flags");
+/* obj[key]: a list of flag names from `names` (or a number), into *out; absent is 0. */
+static bool parse_flag_names(req *q, json_t *obj, const char *key, const char *const *names,
+                             uint16_t *out) {
+    json_t *v = json_object_get(obj, key);
     *out = 0;
     if (v == NULL) {
         return true;
     }
-    const char *const *names = transfer ? control_transfer_flags : control_account_flags;
     if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0xffff) {
         *out = (uint16_t)json_integer_value(v);
         return true;
     }
     if (!json_is_array(v)) {
-        snprintf(q->message, sizeof q->message, "\"flags\" must be a list of names");
+        snprintf(q->message, sizeof q->message, "\"%s\" must be a list of names", key);
         return false;
     }
     size_t i;
@@ -232,10 +234,29 @@ static bool parse_flags(req *q, json_t *obj, bool transfer, uint16_t *out) {
             }
         }
         if (bit < 0) {
-            snprintf(q->message, sizeof q->message, "unknown flag in \"flags\"");
+            snprintf(q->message, sizeof q->message, "unknown flag in \"%s\"", key);
             return false;
         }
         *out |= (uint16_t)(1u << bit);
+    }
+    return true;
+}
+
+static bool parse_flags(req *q, json_t *obj, bool transfer, uint16_t *out) {
+    return parse_flag_names(q, obj, "flags",
+                            transfer ? control_transfer_flags : control_account_flags, out);
+}
+
+/* A transfer's "debit_bound" and "credit_bound" (account flag names; [] for unbounded) name
+ * the incarnations it writes to: either one sets TALLY_TRANSFER_BOUNDS_NAMED. */
+static bool parse_bounds(req *q, json_t *obj, tally_transfer *t) {
+    if (!parse_flag_names(q, obj, "debit_bound", control_account_flags, &t->debit_bound) ||
+        !parse_flag_names(q, obj, "credit_bound", control_account_flags, &t->credit_bound)) {
+        return false;
+    }
+    if (json_object_get(obj, "debit_bound") != NULL ||
+        json_object_get(obj, "credit_bound") != NULL) {
+        t->flags |= TALLY_TRANSFER_BOUNDS_NAMED;
     }
     return true;
 }
@@ -254,8 +275,9 @@ static bool parse_account(req *q, json_t *obj, tally_account *a) {
 }
 
 static bool parse_transfer(req *q, json_t *obj, tally_transfer *t) {
-    static const char *const keys[] = {"id",     "debit",     "credit", "amount",     "ledger",
-                                       "code",   "user_data", "flags",  "pending_id", "timeout_ms",
+    static const char *const keys[] = {"id",         "debit",       "credit",       "amount",
+                                       "ledger",     "code",        "user_data",    "flags",
+                                       "pending_id", "timeout_ms",  "debit_bound",  "credit_bound",
                                        NULL};
     uint64_t ledger = 0, code = 0, timeout = 0;
     memset(t, 0, sizeof *t);
@@ -270,7 +292,7 @@ static bool parse_transfer(req *q, json_t *obj, tally_transfer *t) {
               field_u64(q, obj, "ledger", &ledger, UINT32_MAX, false) &&
               field_u64(q, obj, "code", &code, UINT16_MAX, false) &&
               field_u64(q, obj, "user_data", &t->user_data, UINT64_MAX, false) &&
-              parse_flags(q, obj, true, &t->flags) &&
+              parse_flags(q, obj, true, &t->flags) && parse_bounds(q, obj, t) &&
               field_id(q, obj, "pending_id", &t->pending_id, false) &&
               field_u64(q, obj, "timeout_ms", &timeout, UINT32_MAX, false);
     t->ledger = (uint32_t)ledger;
@@ -324,6 +346,9 @@ static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
     if (t->timeout_ms != 0) {
         json_object_set_new(o, "timeout_ms", json_integer(t->timeout_ms));
     }
+    /* the incarnations written to: what tells them apart after conflicting opens */
+    json_object_set_new(o, "debit_bound", flags_json(t->debit_bound, control_account_flags));
+    json_object_set_new(o, "credit_bound", flags_json(t->credit_bound, control_account_flags));
     return o;
 }
 
@@ -495,18 +520,47 @@ static json_t *op_lookup_transfer(control *c, req *q, int *rc) {
     return *rc == TALLY_OK ? json_pack("{s:o}", "transfer", transfer_json(c->r, &t)) : NULL;
 }
 
+/* Whether replica is a peer this node has a ready session with: one that exists for sure. */
+static bool peer_on_the_line(const control *c, uint64_t replica) {
+    tally_node_peer peers[64];
+    size_t n = 0;
+    if (c->node == NULL || tally_node_peers(c->node, peers, 64, &n) != TALLY_OK) {
+        return false;
+    }
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (peers[i].replica_id == replica && peers[i].state == TALLY_PEER_READY) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static json_t *op_grant(control *c, req *q, int *rc) {
-    static const char *const keys[] = {"op", "id", "account", "to", "amount", NULL};
-    tally_id account;
-    uint64_t to, amount;
-    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "account", &account, true) ||
-        !field_u64(q, q->body, "to", &to, UINT64_MAX, true) ||
-        !field_u64(q, q->body, "amount", &amount, UINT64_MAX, true)) {
-        *rc = TALLY_EINVAL;
+    static const char *const keys[] = {"op",     "id",    "account",    "to",
+                                       "amount", "ledger", "bound",     "to_unknown",
+                                       NULL};
+    tally_grant_request g;
+    memset(&g, 0, sizeof g);
+    uint64_t ledger = 0;
+    json_t *to_unknown = json_object_get(q->body, "to_unknown");
+    *rc = TALLY_EINVAL;
+    if (!only_keys(q, q->body, keys) || !field_id(q, q->body, "account", &g.account_id, true) ||
+        !field_u64(q, q->body, "to", &g.to_replica, UINT64_MAX, true) ||
+        !field_u64(q, q->body, "amount", &g.amount, UINT64_MAX, true) ||
+        !field_u64(q, q->body, "ledger", &ledger, UINT32_MAX, false) ||
+        !parse_flag_names(q, q->body, "bound", control_account_flags, &g.bound)) {
         return NULL;
     }
+    if (to_unknown != NULL && !json_is_boolean(to_unknown)) {
+        snprintf(q->message, sizeof q->message, "\"to_unknown\" must be true or false");
+        return NULL;
+    }
+    g.ledger = (uint32_t)ledger;
+    if (json_is_true(to_unknown) || peer_on_the_line(c, g.to_replica)) {
+        g.flags = TALLY_GRANT_TO_UNKNOWN;
+    }
     *rc = TALLY_OK;
-    return result_json(tally_grant(c->r, account, to, amount));
+    return result_json(tally_grant_with(c->r, &g));
 }
 
 static json_t *op_conflicts(control *c, req *q, int *rc) {
@@ -525,11 +579,22 @@ static json_t *op_conflicts(control *c, req *q, int *rc) {
     *rc = tally_conflicts(c->r, 0, list, n, &n);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:o, s:o}", "kind",
-                           list[i].kind == TALLY_CONFLICT_ACCOUNT ? "account" : "transfer", "id",
-                           id_json(list[i].id), "winner", dot_json(list[i].winner), "other",
-                           dot_json(list[i].other)));
+        const tally_conflict *k = &list[i];
+        json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "kind",
+                              k->kind == TALLY_CONFLICT_ACCOUNT ? "account" : "transfer", "id",
+                              id_json(k->id), "winner", dot_json(k->winner), "other",
+                              dot_json(k->other));
+        if (k->kind == TALLY_CONFLICT_ACCOUNT) {
+            /* the other OPEN's incarnation and what it holds, so its money can be found */
+            json_object_set_new(o, "ledger", json_integer(k->ledger));
+            json_object_set_new(o, "flags", flags_json(k->flags, control_account_flags));
+            json_object_set_new(o, "debits_posted", u64_json(k->balance.debits_posted));
+            json_object_set_new(o, "credits_posted", u64_json(k->balance.credits_posted));
+            json_object_set_new(o, "debits_pending", u64_json(k->balance.debits_pending));
+            json_object_set_new(o, "credits_pending", u64_json(k->balance.credits_pending));
+            json_object_set_new(o, "rights_here", u64_json(k->balance.rights_here));
+        }
+        json_array_append_new(arr, o);
     }
     free(list);
     return json_pack("{s:o}", "conflicts", arr);

@@ -41,7 +41,7 @@
 typedef struct args {
     const char *operand;             /* the one argument that is not an option, or NULL */
     const char *value[OPTIONS_MAX];  /* by the option's index in its command's list */
-    bool pending;                    /* --pending, transfer's one option without a value */
+    bool toggled;                    /* the command's one option without a value was given */
 } args;
 
 typedef struct command command;
@@ -55,7 +55,7 @@ struct command {
     const char *operand;                    /* its one plain argument ("ID"), or NULL */
     const char *const options[OPTIONS_MAX]; /* those that take a value, NULL-terminated */
     const char *const required[3];          /* options that must be given, NULL-terminated */
-    bool takes_pending;                     /* transfer's --pending */
+    const char *toggle;                     /* its one option without a value, or NULL */
     bool needs_server;                      /* about the network: only with --server */
     request_fn request;
 };
@@ -85,12 +85,12 @@ static bool read_args(const command *cmd, int argc, char **argv, int from, args 
             a->operand = arg;
             continue;
         }
-        if (cmd->takes_pending && strcmp(arg, "--pending") == 0) {
-            if (a->pending) {
-                snprintf(why, why_size, "%s: --pending is given twice", cmd->words);
+        if (cmd->toggle != NULL && strcmp(arg, cmd->toggle) == 0) {
+            if (a->toggled) {
+                snprintf(why, why_size, "%s: %s is given twice", cmd->words, arg);
                 return false;
             }
-            a->pending = true;
+            a->toggled = true;
             continue;
         }
         int k = 0;
@@ -190,7 +190,7 @@ static json_t *create_account(const command *cmd, const args *a, char *why, size
 
 static json_t *create_transfer(const command *cmd, const args *a, char *why, size_t why_size) {
     const char *post = value_of(cmd, a, "--post"), *void_ = value_of(cmd, a, "--void");
-    if ((post != NULL && void_ != NULL) || ((post != NULL || void_ != NULL) && a->pending)) {
+    if ((post != NULL && void_ != NULL) || ((post != NULL || void_ != NULL) && a->toggled)) {
         snprintf(why, why_size, "transfer: give one of --pending, --post and --void");
         return NULL;
     }
@@ -205,7 +205,7 @@ static json_t *create_transfer(const command *cmd, const args *a, char *why, siz
     put_opt(t, cmd, a, post != NULL ? "--post" : "--void", "pending_id");
     const char *flag = post != NULL    ? "post_pending"
                        : void_ != NULL ? "void_pending"
-                       : a->pending    ? "pending"
+                       : a->toggled    ? "pending"
                                        : NULL;
     if (flag != NULL) {
         json_object_set_new(t, "flags", json_pack("[s]", flag));
@@ -224,6 +224,9 @@ static json_t *grant(const command *cmd, const args *a, char *why, size_t why_si
     json_t *r = json_pack("{s:s, s:s}", "op", "grant", "account", a->operand);
     put_opt(r, cmd, a, "--to", "to");
     put_opt(r, cmd, a, "--amount", "amount");
+    if (a->toggled) {
+        json_object_set_new(r, "to_unknown", json_true());
+    }
     return r;
 }
 
@@ -267,7 +270,7 @@ static const command commands[] = {
      .operand = "ID",
      .options = {"--debit", "--credit", "--amount", "--ledger", "--code", "--user-data",
                  "--timeout-ms", "--post", "--void"},
-     .takes_pending = true,
+     .toggle = "--pending",
      .request = create_transfer},
     {.words = "balance",
      .lines = "  balance ID\n",
@@ -282,12 +285,14 @@ static const command commands[] = {
      .operand = "ID",
      .request = lookup},
     {.words = "grant",
-     .lines = "  grant ACCOUNT --to REPLICA --amount N\n",
+     .lines = "  grant ACCOUNT --to REPLICA --amount N [--to-unknown]\n",
      .what = "Gives an amount of this replica's rights on a bounded account to another replica,\n"
-             "which must have been heard from here.",
+             "which must have been heard from here (or be a connected peer), unless\n"
+             "--to-unknown says you know it exists: rights given to an id nobody holds are lost.",
      .operand = "ACCOUNT",
      .options = {"--to", "--amount"},
      .required = {"--to", "--amount"},
+     .toggle = "--to-unknown",
      .request = grant},
     {.words = "rights request",
      .lines = "  rights request ACCOUNT --amount N        (with --server)\n",
@@ -642,6 +647,14 @@ static void show(const char *op, json_t *j) {
             json_t *winner = json_object_get(c, "winner"), *other = json_object_get(c, "other");
             printf("%-8s %-36s winner replica %s op %s, other replica %s op %s\n", s_(c, "kind"),
                    s_(c, "id"), at_(winner, 0), at_(winner, 1), at_(other, 0), at_(other, 1));
+            if (strcmp(s_(c, "kind"), "account") == 0) {
+                /* the other incarnation, and what it holds: reachable by naming it */
+                printf("         other: ledger %s, %s; credits %s, debits %s posted\n",
+                       s_(c, "ledger"), json_array_size(json_object_get(c, "flags")) == 0
+                                            ? "unbounded"
+                                            : at_(json_object_get(c, "flags"), 0),
+                       s_(c, "credits_posted"), s_(c, "debits_posted"));
+            }
         }
     } else if (strcmp(op, "request_rights") == 0) {
         printf("%s: %s granted\n", s_(j, "result"), s_(j, "granted"));

@@ -210,6 +210,13 @@ static void every_command_works_on_a_local_directory(void **state) {
     /* replica 99 has never been heard from here: its rights would be stranded */
     assert_int_equal(tally("--data %s grant 10 --to 99 --amount 5", dir), 1);
     assert_output_has("REPLICA_UNKNOWN");
+    /* unless the caller says it knows better */
+    assert_int_equal(tally("--data %s grant 10 --to 99 --amount 5 --to-unknown", dir), 0);
+    assert_output_has("OK");
+    assert_int_equal(tally("--data %s --json balance 10", dir), 0);
+    assert_output_has("\"replica\":\"99\"");
+    assert_int_equal(tally("--data %s grant 10 --to 99 --amount 5 --to-unknown --to-unknown",
+                           dir), 2);
     assert_int_equal(tally("--data %s conflicts", dir), 0);
     assert_output_has("no conflicts");
     assert_int_equal(tally("--data %s status", dir), 0);
@@ -428,7 +435,7 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
         {"transfer", "  transfer ID --post PENDING_ID", "Moves an amount"},
         {"balance", "  balance ID\n", "Shows an account"},
         {"transfer-info", "  transfer-info ID\n", "Shows a transfer"},
-        {"grant", "  grant ACCOUNT --to REPLICA --amount N\n", "Gives an amount"},
+        {"grant", "  grant ACCOUNT --to REPLICA --amount N [--to-unknown]\n", "Gives an amount"},
         {"rights request", "  rights request ACCOUNT --amount N", "Asks the peers"},
         {"conflicts", "  conflicts\n", "Lists what concurrent writes produced"},
         {"peer add", "  peer add HOST:PORT", "Keeps a connection"},

@@ -585,6 +585,122 @@ static void ids_and_amounts_past_2_to_the_53_come_back_exactly(void **state) {
     }
 }
 
+/* The result of the first transfer in a create_transfers reply. */
+static const char *first_result(json_t *j) {
+    return json_string_value(json_array_get(json_object_get(j, "results"), 0));
+}
+
+/* Whether server s has a ready session with replica `id` (a decimal string). */
+static bool ready_with(server *s, const char *id) {
+    json_t *j = ask(s, "{\"op\":\"status\"}");
+    bool ready = false;
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(j, "peers"), i, p) {
+        ready |= strcmp(str(p, "replica"), id) == 0 && strcmp(str(p, "state"), "ready") == 0;
+    }
+    json_decref(j);
+    return ready;
+}
+
+/* Issue 12, items 5 and 7 through the control port: a wallet opened bounded on one server and
+ * unbounded on another while apart stays the bounded wallet for writes by id; the other
+ * incarnation is listed with its balance and reached by naming its bounds; and a grant goes
+ * to a replica heard from, a peer on the line, or one the caller vouches for. */
+static void the_control_port_names_incarnations_and_grants_only_to_known_replicas(void **state) {
+    (void)state;
+    char *dirs[3] = {fresh_dir(), fresh_dir(), fresh_dir()};
+    server s[3];
+    const char *fast[] = {"--anti-entropy-ms", "100", NULL};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(start_on(&s[i], dirs[i], fast), -1);
+    }
+    for (int i = 0; i < 2; i++) {
+        json_decref(ask(&s[i], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    }
+    json_t *j = ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":\"0x77\",\"ledger\":1,"
+                           "\"flags\":[\"debits_must_not_exceed_credits\"]}}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s[1], "{\"op\":\"create_account\",\"account\":{\"id\":\"0x77\",\"ledger\":1}}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":60,\"debit\":1,"
+                   "\"credit\":\"0x77\",\"amount\":100,\"ledger\":1}]}");
+    assert_string_equal(first_result(j), "OK");
+    json_decref(j);
+    j = ask(&s[1], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":61,\"debit\":1,"
+                   "\"credit\":\"0x77\",\"amount\":7,\"ledger\":1}]}");
+    assert_string_equal(first_result(j), "OK");
+    json_decref(j);
+    for (int i = 1; i < 3; i++) {
+        j = ask(&s[i], "{\"op\":\"add_peer\",\"address\":\"127.0.0.1:%d\"}", s[0].sync_port);
+        assert_string_equal(str(j, "result"), "OK");
+        json_decref(j);
+    }
+    assert_true(wait_converged(s, 3));
+    /* the other incarnation, listed with what it holds */
+    j = ask(&s[0], "{\"op\":\"conflicts\"}");
+    json_t *c = json_array_get(json_object_get(j, "conflicts"), 0);
+    assert_string_equal(str(c, "kind"), "account");
+    assert_int_equal(json_integer_value(json_object_get(c, "ledger")), 1);
+    assert_int_equal(json_array_size(json_object_get(c, "flags")), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "credits_posted")), 7);
+    json_decref(j);
+    /* a debit of a million from "0x77" by id: the bounded wallet refuses it on either server */
+    for (int i = 0; i < 2; i++) {
+        j = ask(&s[i], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":%d,"
+                       "\"debit\":\"0x77\",\"credit\":1,\"amount\":1000000,\"ledger\":1}]}",
+                62 + i);
+        assert_string_equal(first_result(j), "EXCEEDS_CREDITS");
+        json_decref(j);
+    }
+    /* the unbounded incarnation's 7, reached by naming its bounds */
+    j = ask(&s[1], "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":64,\"debit\":\"0x77\","
+                   "\"credit\":1,\"amount\":7,\"ledger\":1,\"debit_bound\":[],"
+                   "\"credit_bound\":[]}]}");
+    assert_string_equal(first_result(j), "OK");
+    json_decref(j);
+    j = ask(&s[1], "{\"op\":\"transfer\",\"transfer\":64}");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(j, "transfer"), "debit_bound")),
+                     0);
+    json_decref(j);
+    /* grants: server 2 has written nothing, but is a peer on the line; 12345 is nobody */
+    j = ask(&s[2], "{\"op\":\"status\"}");
+    char third[32];
+    snprintf(third, sizeof third, "%s", str(j, "replica_id"));
+    json_decref(j);
+    bool ready = false;
+    for (int tries = 0; tries < 250 && !(ready = ready_with(&s[0], third)); tries++) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(ready);
+    j = ask(&s[0], "{\"op\":\"grant\",\"account\":\"0x77\",\"to\":\"%s\",\"amount\":10}", third);
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"grant\",\"account\":\"0x77\",\"to\":12345,\"amount\":10}");
+    assert_string_equal(str(j, "result"), "REPLICA_UNKNOWN");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"grant\",\"account\":\"0x77\",\"to\":12345,\"amount\":10,"
+                   "\"to_unknown\":true}");
+    assert_string_equal(str(j, "result"), "OK");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"grant\",\"account\":\"0x77\",\"to\":12345,\"amount\":10,"
+                   "\"to_unknown\":1}");
+    assert_false(json_is_true(json_object_get(j, "ok")));
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"grant\",\"account\":1,\"to\":12345,\"amount\":1,"
+                   "\"to_unknown\":true}");
+    assert_string_equal(str(j, "result"), "ACCOUNT_UNBOUNDED");
+    json_decref(j);
+    assert_true(wait_converged(s, 3));
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(stop(&s[k], SIGTERM), 0);
+        remove_dir(dirs[k]);
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -598,6 +714,9 @@ int main(void) {
                                   kill_leftovers),
         cmocka_unit_test_teardown(ids_and_amounts_past_2_to_the_53_come_back_exactly,
                                   kill_leftovers),
+        cmocka_unit_test_teardown(
+            the_control_port_names_incarnations_and_grants_only_to_known_replicas,
+            kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
