@@ -701,6 +701,37 @@ static void the_control_port_names_incarnations_and_grants_only_to_known_replica
     }
 }
 
+/* Issue 12, item 14: a pending with a 300 ms timeout on a tallyd that receives nothing more is
+ * voided on time by the server itself, its reservation back, not at the next write. */
+static void an_idle_tallyd_voids_a_pending_when_its_timeout_passes(void **state) {
+    (void)state;
+    char *dir = fresh_dir();
+    server s;
+    const char *none[] = {NULL};
+    assert_int_equal(start_on(&s, dir, none), -1);
+    json_decref(ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s, "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1,"
+                        "\"flags\":[\"debits_must_not_exceed_credits\"]}}"));
+    json_t *j = ask(&s, "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":1,\"debit\":1,"
+                        "\"credit\":2,\"amount\":100,\"ledger\":1},{\"id\":2,\"debit\":2,"
+                        "\"credit\":1,\"amount\":70,\"ledger\":1,\"flags\":[\"pending\"],"
+                        "\"timeout_ms\":300}]}");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "results"), 1)), "OK");
+    json_decref(j);
+    struct timespec wait = {1, 500000000};
+    nanosleep(&wait, NULL);
+    j = ask(&s, "{\"op\":\"transfer\",\"transfer\":2}");
+    assert_string_equal(str(json_object_get(j, "transfer"), "pending_state"), "timed_out");
+    json_decref(j);
+    j = ask(&s, "{\"op\":\"account\",\"account\":2}");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "account"),
+                                                        "rights_here")),
+                     100);
+    json_decref(j);
+    assert_int_equal(stop(&s, SIGTERM), 0);
+    remove_dir(dir);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -717,6 +748,8 @@ int main(void) {
         cmocka_unit_test_teardown(
             the_control_port_names_incarnations_and_grants_only_to_known_replicas,
             kill_leftovers),
+        cmocka_unit_test_teardown(an_idle_tallyd_voids_a_pending_when_its_timeout_passes,
+                                  kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
