@@ -6,7 +6,7 @@
  * anti-entropy period of 1 ms to 1 h, at most PEERS_MAX peers).
  */
 #include "fuzz_common.h"
-#include "net/config.h"
+#include "net/cmd/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -12,7 +12,7 @@
 
 #include "fuzz_common.h"
 #include "ledger/replica.h"
-#include "net/control.h"
+#include "net/cmd/control.h"
 
 static int replies;
 static json_t *request_id; /* the id of the request being answered, or NULL */

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "net/control.h"
+#include "net/cmd/control.h"
 
 static char out[16384];
 

@@ -1,5 +1,5 @@
 /*
- * net/control.h — tallyd's control requests: one JSON object in, one JSON object out.
+ * net/cmd/control.h — tallyd's control requests: one JSON object in, one JSON object out.
  *
  * Applications that do not embed the library, and the `tally` command, talk to a tallyd over its
  * control port with newline-delimited JSON. This module only turns a request into calls on the

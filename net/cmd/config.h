@@ -1,5 +1,5 @@
 /*
- * net/config.h — tallyd's settings, from flags or from a JSON config file.
+ * net/cmd/config.h — tallyd's settings, from flags or from a JSON config file.
  *
  * 1. An unknown key, a value of the wrong kind or out of range, or a duplicate key is refused,
  *    and the message names the key; nothing is half-applied silently.

@@ -1,7 +1,7 @@
 /*
- * net/control.c — see control.h.
+ * net/cmd/control.c — see control.h.
  */
-#include "net/control.h"
+#include "net/cmd/control.h"
 
 #include <errno.h>
 #include <inttypes.h>

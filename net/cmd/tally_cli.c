@@ -3,7 +3,7 @@
  *
  *   tally [--server HOST:PORT | --data DIR] [--json] COMMAND [ARGS]
  *
- * Each command becomes one control request (net/control.c): sent to a tallyd over its control
+ * Each command becomes one control request (net/cmd/control.c): sent to a tallyd over its control
  * port with --server, or run in this process on a local directory with --data (which must not
  * be open in a tallyd at the same time). Tables by default, the JSON reply with --json. Ids are
  * decimal or 0x-hex.
@@ -30,7 +30,7 @@
 
 #include <jansson.h>
 
-#include "net/control.h"
+#include "net/cmd/control.h"
 #include "tally.h"
 
 /* --- reading the command line --------------------------------------------------------------- */

@@ -1,8 +1,8 @@
 /*
- * net/config.c — see config.h. Keys: data, listen, control, cluster, sync, anti_entropy_ms,
+ * net/cmd/config.c — see config.h. Keys: data, listen, control, cluster, sync, anti_entropy_ms,
  * rights_reserve, capacity_accounts, capacity_transfers, peers (docs/operations.md).
  */
-#include "net/config.h"
+#include "net/cmd/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,8 +25,8 @@
 #include <uv.h>
 
 #include "ledger/codec.h"
-#include "net/config.h"
-#include "net/control.h"
+#include "net/cmd/config.h"
+#include "net/cmd/control.h"
 #include "tally.h"
 
 typedef struct daemon_ daemon_;
