@@ -19,6 +19,7 @@ SIM_FLAGS  ?=
 # checked for separately.
 PC_PACKAGES  = libxxhash:libxxhash-dev libuv:libuv1-dev jansson:libjansson-dev cmocka:libcmocka-dev sqlite3:libsqlite3-dev
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
+, := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo demo-local sim crash bench fuzz fuzz-build fuzz-corpus clean format
@@ -43,27 +44,48 @@ deps:
 	$(SUDO) apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 
+# Build output goes to a log file, one line a stage on the terminal; a stage that fails prints
+# the end of its log. `make V=1 ...` shows everything as it comes.
+V ?= 0
+# $(call quietly,what,log file,command)
+ifeq ($(V),0)
+quietly = @echo "== $(1)"; mkdir -p $(dir $(2)); ( $(3) ) > $(2) 2>&1 || \
+  { echo "== $(1): failed; the end of $(2):"; tail -n 60 $(2); exit 1; }
+else
+quietly = @echo "== $(1)"; $(3)
+endif
+
 $(BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTALLY_WERROR=ON
+	$(call quietly,configure: gcc$(,) Release$(,) -Werror,$(BUILD)/configure.log,\
+	  cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTALLY_WERROR=ON)
 
 build: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS)
+	$(call quietly,build: gcc$(,) Release (log: $(BUILD)/build.log),$(BUILD)/build.log,\
+	  cmake --build $(BUILD) -j $(JOBS))
 
-# gcc build (Release) and clang build with ASan+UBSan, each with -Werror, each running every test.
+# gcc build (Release) and clang build with ASan+UBSan, each with -Werror, each running every test
+# (but test_install in the sanitizer build: see tests/CMakeLists.txt); then the fuzz targets'
+# corpora replayed and each fuzzed briefly.
 test: build
+	@echo "== tests: gcc, Release"
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTALLY_WERROR=ON -DTALLY_SANITIZE=ON
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	$(call quietly,build: clang$(,) ASan+UBSan (log: $(ASAN_BUILD)/build.log),\
+	  $(ASAN_BUILD)/build.log,\
+	  CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTALLY_WERROR=ON \
+	    -DTALLY_SANITIZE=ON && cmake --build $(ASAN_BUILD) -j $(JOBS))
+	@echo "== tests: clang, ASan+UBSan (test_install is skipped here: it links an installed"
+	@echo "   library into ordinary applications, which lack the sanitizer runtime)"
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
-	$(MAKE) fuzz-build
+	@$(MAKE) --no-print-directory fuzz-build
+	@echo "== fuzz targets: each corpus replayed, then each target fuzzed for 10 s"
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
 
 # The libFuzzer targets (clang, ASan+UBSan, checksums accepted whatever they are).
 fuzz-build: deps
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_FUZZ=ON \
-	  -DTALLY_TESTS=OFF -DTALLY_WERROR=ON
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	$(call quietly,build: the fuzz targets (log: $(FUZZ_BUILD)/build.log),$(FUZZ_BUILD)/build.log,\
+	  CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_FUZZ=ON \
+	    -DTALLY_TESTS=OFF -DTALLY_WERROR=ON && cmake --build $(FUZZ_BUILD) -j $(JOBS))
 
 # Fuzzes every target for FUZZ_SECONDS each, or until FUZZ_RUNS executions if that comes first
 # (-1: no limit); new inputs go to fuzz/out/<target>, findings to fuzz/out/crash-*.
