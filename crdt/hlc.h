@@ -8,14 +8,18 @@
  * 1. hlc_tick returns a value greater than every value it returned or observed before.
  * 2. A remote timestamp more than HLC_DRIFT_MS_MAX ahead of the local wall clock is not
  *    observed, so one peer with a wild clock cannot drag every replica's clock into the future.
- * 3. The clock saturates instead of wrapping: at the end of time it stops advancing.
+ * 3. The clock never wraps. A wall clock past the last millisecond 48 bits hold (2^48 - 1,
+ *    in the year 10889: a broken clock, in practice) reads as that millisecond, whose counter
+ *    still gives 65,536 increasing stamps; after those the clock stays at UINT64_MAX, where
+ *    invariant 1 ends. Nothing that decides correctness or time reads a stamp (below).
  * 4. A timestamp this clock issued itself (replayed from a journal after a restart, or brought
  *    back by a peer) is always taken, however far ahead it is (hlc_restore): invariant 1 then
  *    holds across restarts, whether the clock comes back from a snapshot or from the journal.
  *
  * Elapsed time (timeouts) is not read from the HLC, which a wall clock that jumped ahead once
  * holds ahead for good, but from a steady clock: the wall clock's forward steps added up, so a
- * wall clock that steps back makes it stand still instead of going back.
+ * wall clock that steps back makes it stand still instead of going back. A replica records its
+ * steady clock in its journal and resumes it from there when it opens (ledger/expiry.c).
  */
 #ifndef TALLY_CRDT_HLC_H
 #define TALLY_CRDT_HLC_H
@@ -24,13 +28,15 @@
 
 #define HLC_DRIFT_MS_MAX (UINT64_C(60) * 60 * 1000)
 #define HLC_MS(t) ((t) >> 16)
+/* The last millisecond a stamp can hold (invariant 3). */
+#define HLC_MS_LAST ((UINT64_C(1) << 48) - 1)
 
 typedef struct hlc {
     uint64_t last;
 } hlc;
 
 static inline uint64_t hlc_from_ms(uint64_t wall_ms) {
-    return wall_ms >= (UINT64_C(1) << 48) ? UINT64_MAX : wall_ms << 16;
+    return (wall_ms < HLC_MS_LAST ? wall_ms : HLC_MS_LAST) << 16;
 }
 
 static inline uint64_t hlc_tick(hlc *h, uint64_t wall_ms) {
@@ -56,7 +62,9 @@ static inline void hlc_restore(hlc *h, uint64_t own) {
     }
 }
 
-/* A clock that only moves forward, in milliseconds, made of a wall clock's forward steps. */
+/* A clock that only moves forward, in milliseconds, made of a wall clock's forward steps. To
+ * resume one after a restart, restore both fields as they were and read the wall clock: the
+ * time in between counts when the wall clock moved forward across it. */
 typedef struct steady {
     uint64_t wall_last; /* the wall clock's last reading */
     uint64_t now;       /* the steady clock: starts at the first reading */

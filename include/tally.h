@@ -32,7 +32,9 @@
  *   - Writes by account id never go to a less restrictive incarnation (docs/design.md, 5).
  *   - tally_create_transfers writes every results[i], also when the batch fails whole, and
  *     answers TALLY_ORIGIN_BEHIND per transfer.
- *   - tally_next_expiry says when the next pending created here is due to expire.
+ *   - tally_next_expiry says when the next pending created here is due to expire; timeouts
+ *     count across restarts from a clock the journal keeps (journal and snapshot format
+ *     version 2; version 1 files still open, and a version 1 segment is not appended to).
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -284,10 +286,12 @@ TALLY_API int tally_grant_with(tally_replica *r, const tally_grant_request *g);
  * passed. The create calls do this themselves first; call it when idle to release reservations
  * (tally_next_expiry says when; the sync node does it on a timer by itself).
  * A timeout is measured on the wall clock's forward steps only: a pending of timeout T expires
- * once the clock has moved forward T since it was created, or since the replica was opened if
- * that is later (a clock that jumps back does not keep a reservation alive; one that jumps
- * forward brings due expiries forward, never later ones). docs/design.md, section 4, has the
- * rule and why an expiry can never fail for want of rights or room in a sum.
+ * once the clock has moved forward T since it was created, counting the time the replica was
+ * closed when the clock moved forward across it (the journal keeps the count, so restarts,
+ * however frequent, never grant a timeout afresh). A clock that jumps back does not keep a
+ * reservation alive; one that jumps forward brings due expiries forward, never later ones.
+ * docs/design.md, section 4, has the rule and why an expiry can never fail for want of rights
+ * or room in a sum.
  * *voided (may be NULL) is set to how many were voided.
  * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ETOOBIG; TALLY_EIO;
  * TALLY_ORIGIN_BEHIND. */

@@ -525,7 +525,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     } else if (pending) {
         r->pending_open++;
         if (origin == r->self && t->timeout_ms != 0) {
-            expiry_push(r, expiry_deadline(r, o->hlc, t->timeout_ms), ti);
+            expiry_add(r, ti);
         }
     }
     side_apply(&r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin);

@@ -11,6 +11,11 @@
  *   POST/VOID [id unless expired], pending_id, debit ref, credit ref, amount, [code], [user_data]
  *   GRANT     account ref, to (origin ref), amount
  *
+ * A CLOCK record (the journal's alone, with no dot: ledger/expiry.c) is its header byte, the
+ * kind and no flag, then two varints, the steady clock and the wall clock reading under it; it
+ * leaves the previous op's fields as they were. Only a decoder told to (block_dec.clocks)
+ * accepts one.
+ *
  * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
  * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
  * byte of bound flags, ledger (varint). An origin ref is the same with an 8-byte literal.
@@ -224,6 +229,14 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
     e->saved_prev = d->prev;
     e->n_undo = 0;
     uint8_t *start = out->at + out->len, *p = start + 1;
+    if (o->kind == OP_CLOCK) {
+        *start = OP_CLOCK;
+        p = put_varint(p, o->u.clock.steady_ms);
+        p = put_varint(p, o->u.clock.wall_ms);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return true;
+    }
     bool ok = true;
     const tally_transfer *t = &o->u.transfer;
     uint16_t code = op_code(o);
@@ -327,6 +340,7 @@ void block_dec_init(block_dec *d) {
     dict_init(&d->dict);
     d->p = d->end = NULL;
     d->remaining = 0;
+    d->clocks = false;
 }
 
 int block_dec_begin(block_dec *d, const uint8_t *buf, size_t len, size_t *block_len) {
@@ -516,6 +530,12 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     block_prev *prev = &d->dict.prev;
     uint8_t h = *d->p++;
     o->kind = h & H_KIND;
+    if (h == OP_CLOCK && d->clocks) {
+        d->remaining--;
+        return get_varint(d, &o->u.clock.steady_ms) && get_varint(d, &o->u.clock.wall_ms)
+                   ? TALLY_OK
+                   : TALLY_ECORRUPT;
+    }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;
     }

@@ -173,6 +173,7 @@ typedef struct block_dec {
     block_dict dict;
     const uint8_t *p, *end;
     uint32_t remaining;
+    bool clocks; /* accepts CLOCK records (a journal's frames): false unless set */
 } block_dec;
 
 /* An empty decoder. block_dec_begin readies it for a block, once for each block in turn: the

@@ -30,7 +30,9 @@
 #include <unistd.h>
 
 static const uint8_t segment_magic[4] = {'T', 'L', 'Y', 'J'};
-#define JOURNAL_VERSION 1
+/* Version 2 frames may hold CLOCK records (ledger/codec.c); version 1 segments are still read,
+ * and never appended to. */
+#define JOURNAL_VERSION 2
 #define SEGMENTS_MAX (UINT32_C(1) << 20)
 
 static int say(char *error, size_t size, int rc, const char *fmt, ...)
@@ -128,8 +130,9 @@ static void header_encode(uint8_t h[JOURNAL_SEGMENT_HEADER], uint64_t replica, u
     put_u64le(h + 24, XXH3_64bits(h, 24));
 }
 
-static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica) {
-    if (memcmp(h, segment_magic, 4) != 0 || get_u32le(h + 4) != JOURNAL_VERSION ||
+static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica, uint32_t *version) {
+    *version = get_u32le(h + 4);
+    if (memcmp(h, segment_magic, 4) != 0 || *version < 1 || *version > JOURNAL_VERSION ||
         get_u64le(h + 16) != segment || !CHECKSUM_OK(get_u64le(h + 24), XXH3_64bits(h, 24)) ||
         get_u64le(h + 8) == 0) {
         return false;
@@ -325,9 +328,10 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
                           uint64_t number, uint64_t start, uint64_t *end, bool *damaged,
                           const char *name) {
     uint64_t replica;
+    uint32_t version = 0;
     *end = 0;
     *damaged = false;
-    if (len < JOURNAL_SEGMENT_HEADER || !header_valid(buf, number, &replica) ||
+    if (len < JOURNAL_SEGMENT_HEADER || !header_valid(buf, number, &replica, &version) ||
         (j->replica_id != 0 && replica != j->replica_id)) {
         return say(s->error, s->error_size, TALLY_ECORRUPT,
                    "%s/%s: the segment header is missing, damaged or names another replica",
@@ -340,6 +344,8 @@ static int segment_replay(journal *j, replay_state *s, const uint8_t *buf, size_
                    j->dir, name, len, start);
     }
     j->replica_id = replica;
+    j->replay_clocks = version >= 2;
+    j->segment_version = version;
     size_t at = (size_t)start;
     while (at < len) {
         if (s->stop.segment == number && s->stop.offset == at) {
@@ -516,6 +522,13 @@ static int journal_replay_once(journal *j, replay_state *s) {
     if (count == 0) {
         j->replica_id = s->fresh_id;
         return segment_create(j, 1);
+    }
+    if (j->segment_version < JOURNAL_VERSION) {
+        /* a reader of the older version must not meet frames it cannot read in its format */
+        return segment_create(j, j->segment + 1) == TALLY_OK
+                   ? TALLY_OK
+                   : say(s->error, s->error_size, TALLY_EIO, "%s: cannot start a new segment",
+                         j->dir);
     }
     char name[64];
     segment_name(name, sizeof name, j->segment);

@@ -48,6 +48,8 @@ typedef struct journal {
     bool frame_open;
     uint64_t snapshot_segment, snapshot_offset; /* the snapshot opening loaded; 0: none */
     uint64_t replayed_frames;                   /* frames replayed by opening */
+    uint32_t segment_version;                   /* of the segment last replayed */
+    bool replay_clocks;                         /* its frames may hold CLOCK records (codec.h) */
 } journal;
 
 /* What opening a journal calls back into (ctx is the replica):

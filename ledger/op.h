@@ -28,8 +28,10 @@ typedef enum op_kind {
     OP_POST = 3,
     OP_VOID = 4, /* expired != 0: the origin's own timeout, with a zero transfer id */
     OP_GRANT = 5,
+    OP_CLOCK = 6, /* in the journal only, with no dot: the steady clock (ledger/expiry.c) */
 } op_kind;
 
+/* The kinds that have a dot and travel between replicas. */
 #define OP_KIND_MAX OP_GRANT
 #define ACCOUNT_BOUND_FLAGS                                                                        \
     (TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS | TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS)
@@ -52,6 +54,9 @@ typedef struct op {
             uint64_t to;
             uint64_t amount;
         } grant; /* OP_GRANT */
+        struct {
+            uint64_t steady_ms, wall_ms; /* the replica's steady clock, both its fields */
+        } clock;                         /* OP_CLOCK */
     } u;
 } op;
 

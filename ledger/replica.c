@@ -165,6 +165,7 @@ static void hook_reset(void *ctx) {
     replica_free_tables(r);
     r->id = 0;
     r->self = NONE;
+    expiry_clock_start(r);
 }
 
 /* Opens the journal in opts->dir and loads it into r: a snapshot, then the frames after it. */
@@ -196,11 +197,24 @@ static int snapshot_to(void *ctx, int fd, uint64_t segment, uint64_t offset) {
     return snapshot_write(ctx, fd, segment, offset);
 }
 
+/* With a pending of this replica's still due, a CLOCK record of its own (ledger/expiry.c,
+ * invariant 3): the time up to now then counts after a restart even if the wall clock has
+ * stepped back by then. */
+static int journal_clock_now(tally_replica *r) {
+    if (r->journal->failed || expiry_next(r) == NONE) {
+        return TALLY_OK;
+    }
+    (void)replica_clock_read(r);
+    int rc = expiry_clock_journal(r);
+    return rc == TALLY_OK ? journal_commit(r->journal) : rc;
+}
+
 int tally_snapshot(tally_replica *r) {
     if (r == NULL || r->journal == NULL) {
         return TALLY_EINVAL;
     }
-    return journal_snapshot(r->journal, snapshot_to, r);
+    int rc = journal_clock_now(r);
+    return rc == TALLY_OK ? journal_snapshot(r->journal, snapshot_to, r) : rc;
 }
 
 int tally_open(const tally_options *opts, tally_replica **out) {
@@ -224,11 +238,12 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     idmap_init(&r->origin_map, origin_map_key, r);
     r->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : wall_clock_ms;
     r->clock_ctx = opts->clock_ctx;
-    steady_start(&r->steady, replica_now_ms(r)); /* before the journal's pendings are replayed */
+    expiry_clock_start(r); /* before the journal's pendings are replayed */
     r->learned = calloc(1, sizeof *r->learned);
     int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
     if (rc == TALLY_OK && opts->dir != NULL) {
         rc = replica_open_journal(r, opts);
+        expiry_clock_opened(r);
     } else if (rc == TALLY_OK) {
         uint64_t id = opts->replica_id;
         rc = id == 0 ? random_replica_id(&id) : TALLY_OK;
@@ -241,6 +256,11 @@ int tally_open(const tally_options *opts, tally_replica **out) {
             if (opts->error != NULL && opts->error_size > 0 && opts->error[0] == '\0') {
                 say_error(opts, tally_strerror(rc));
             }
+        }
+        if (r->journal != NULL) {
+            journal_close(r->journal); /* as it is: a journal that did not open gets no record */
+            free(r->journal);
+            r->journal = NULL;
         }
         tally_close(r);
         return rc;
@@ -292,6 +312,7 @@ void tally_close(tally_replica *r) {
         return;
     }
     if (r->journal != NULL) {
+        (void)journal_clock_now(r); /* nobody to tell if it fails: the record helps, no more */
         journal_close(r->journal);
         free(r->journal);
     }

@@ -116,7 +116,10 @@ struct tally_replica {
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
     hlc clock;
-    steady steady; /* elapsed time, for timeouts (ledger/expiry.c) */
+    steady steady;           /* elapsed time, for timeouts (ledger/expiry.c) */
+    steady journaled_steady; /* the steady clock as the journal's last CLOCK record has it */
+    bool steady_journaled;   /* there is such a record (a journal from before 0.2 has none) */
+    uint64_t made_at; /* the steady time the own op being applied was made, or EXPIRY_UNKNOWN */
 
     ARRAY(open_rec) opens;
     ARRAY(account_rec) accounts;
@@ -271,16 +274,28 @@ int transfer_check_fields(const tally_transfer *t);
 int account_check_fields(const tally_account *a);
 
 /* --- ledger/expiry.c --- */
-/* The steady-clock deadline of a pending created here, stamped `stamp`, with this timeout. */
-uint64_t expiry_deadline(const tally_replica *r, uint64_t stamp, uint32_t timeout_ms);
-/* Adds a deadline (room reserved by the caller); removes the earliest. */
-void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer);
+#define EXPIRY_UNKNOWN UINT64_MAX
+/* Adds the deadline of transfers[ti], a pending of this replica's with a timeout, being applied
+ * (room reserved by the caller): made_at plus its timeout, or estimated from its stamp. */
+void expiry_add(tally_replica *r, uint32_t ti);
+/* Removes the earliest deadline. */
 void expiry_pop(tally_replica *r);
 /* The open pending with the earliest deadline (dropping finished ones on the way), or NONE. */
 uint32_t expiry_next(tally_replica *r);
-/* After a snapshot loads: the deadlines recomputed from the pendings' timestamps. False when
- * an entry is not an own pending with a timeout. */
-bool expiry_rebuild(tally_replica *r);
+/* After a snapshot loads: the heap made again from its entries, with their deadlines as stored
+ * or, when `estimate` (a snapshot from before 0.2), estimated from the pendings' stamps. False
+ * when an entry is not an own pending with a timeout. */
+bool expiry_rebuild(tally_replica *r, bool estimate);
+
+/* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock
+ * (opening, before the journal is read); expiry_clock_resume sets it to a CLOCK record's
+ * fields as the journal (or a snapshot) is read; expiry_clock_opened moves it on by the wall
+ * clock once the journal is read. expiry_clock_journal adds a CLOCK record to the commit in
+ * progress, unless the journal's last record says the same. */
+void expiry_clock_start(tally_replica *r);
+void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
+void expiry_clock_opened(tally_replica *r);
+int expiry_clock_journal(tally_replica *r);
 
 /* Reads the wall clock and advances the steady clock by it; returns the wall clock. */
 uint64_t replica_clock_read(tally_replica *r);

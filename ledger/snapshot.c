@@ -22,7 +22,8 @@
 #include "ledger/snapshot.h"
 
 static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
-#define SNAPSHOT_VERSION 1
+/* Version 2 added the journal's last CLOCK record; version 1 snapshots still load. */
+#define SNAPSHOT_VERSION 2
 #define SNAPSHOT_HEADER 48
 /* The encoded size of each record (without an account's rights entries, 20 bytes each). */
 #define OPEN_BYTES 60
@@ -122,6 +123,9 @@ static bool snapshot_map_init(snapshot_map *sm, const idmap *m) {
 
 static void write_body(writer *w, const tally_replica *r, const snapshot_map *map) {
     w64(w, r->clock.last);
+    w8(w, r->steady_journaled);
+    w64(w, r->journaled_steady.now);
+    w64(w, r->journaled_steady.wall_last);
     w64(w, r->pending_open);
     w64(w, 0); /* once the refused-for-rights counter, which is counted since open */
     w32(w, r->origins.count);
@@ -677,8 +681,9 @@ static int chains_ok(const tally_replica *r) {
 
 int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *segment,
                   uint64_t *offset) {
-    if (len < SNAPSHOT_HEADER + 8 || memcmp(buf, snapshot_magic, 4) != 0 ||
-        get_u32le(buf + 4) != SNAPSHOT_VERSION ||
+    uint32_t version = len >= 8 ? get_u32le(buf + 4) : 0;
+    if (len < SNAPSHOT_HEADER + 8 || memcmp(buf, snapshot_magic, 4) != 0 || version < 1 ||
+        version > SNAPSHOT_VERSION ||
         !CHECKSUM_OK(get_u64le(buf + len - 8), XXH3_64bits(buf, len - 8))) {
         return TALLY_ECORRUPT;
     }
@@ -690,6 +695,16 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     *offset = get_u64le(buf + 24);
     reader c = {buf + SNAPSHOT_HEADER, buf + len - 8, false};
     r->clock.last = r64(&c);
+    if (version >= 2) {
+        uint8_t journaled = r8(&c);
+        uint64_t steady_ms = r64(&c), wall_ms = r64(&c);
+        if (journaled > 1) {
+            return TALLY_ECORRUPT;
+        }
+        if (journaled) {
+            expiry_clock_resume(r, steady_ms, wall_ms); /* as replaying the record would */
+        }
+    }
     r->pending_open = r64(&c);
     (void)r64(&c); /* refused_rights: counted since open, not kept (tally_stats) */
     int rc = load_origins(r, &c);
@@ -710,5 +725,5 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     r->id = id;
     r->self = replica_origin_find(r, id);
-    return r->self == NONE || !expiry_rebuild(r) ? TALLY_ECORRUPT : TALLY_OK;
+    return r->self == NONE || !expiry_rebuild(r, version < 2) ? TALLY_ECORRUPT : TALLY_OK;
 }

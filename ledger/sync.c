@@ -346,7 +346,7 @@ typedef struct decoded_op {
 } decoded_op;
 
 static bool is_transfer_kind(const op *o) {
-    return o->kind != OP_OPEN && o->kind != OP_GRANT;
+    return o->kind == OP_TRANSFER || o->kind == OP_POST || o->kind == OP_VOID;
 }
 
 /* Applies one decoded op: skip what is here, refuse gaps and invalid ops. *last caches the
@@ -355,6 +355,11 @@ static bool is_transfer_kind(const op *o) {
 static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_refs *last,
                      uint64_t now_ms) {
     const op *o = &d->o;
+    if (o->kind == OP_CLOCK) {
+        /* only a journal's decoder lets one through */
+        expiry_clock_resume(r, o->u.clock.steady_ms, o->u.clock.wall_ms);
+        return TALLY_OK;
+    }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
@@ -454,6 +459,7 @@ int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
     op_refs last = OP_REFS_NONE;
     block_dec dec;
     block_dec_init(&dec);
+    dec.clocks = r->journal->replay_clocks;
     size_t block_len;
     int rc = apply_block(r, &dec, frame, len, &block_len, &last, replica_now_ms(r));
     block_dec_free(&dec);

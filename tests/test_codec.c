@@ -243,6 +243,67 @@ static void malformed_ops_under_a_valid_checksum_are_refused(void **state) {
     }
 }
 
+/* A CLOCK record (the journal's own, ledger/expiry.c) round-trips where a decoder is told to
+ * accept one, costs the ops around it nothing (the op after it still follows the one before),
+ * and is refused by every other decoder: a peer cannot send one. */
+static void a_clock_record_is_read_only_where_asked(void **state) {
+    (void)state;
+    uint64_t seed = 7, seqs[3] = {0, 0, 0};
+    tally_id accounts[4];
+    for (int i = 0; i < 4; i++) {
+        accounts[i] = random_id(&seed);
+    }
+    op ops[3];
+    ops[0] = random_op(&seed, accounts, 4, seqs);
+    memset(&ops[1], 0, sizeof ops[1]);
+    ops[1].kind = OP_CLOCK;
+    ops[1].u.clock.steady_ms = UINT64_C(1700000000000) + 12345;
+    ops[1].u.clock.wall_ms = UINT64_C(1700000000000);
+    ops[2] = random_op(&seed, accounts, 4, seqs);
+    ops[2].origin = ops[0].origin;
+    ops[2].seq = ops[0].seq + 1;
+    op without[2] = {ops[0], ops[2]};
+    bytes with_clock = {0}, plain = {0};
+    encode_block(ops, 3, &with_clock);
+    encode_block(without, 2, &plain);
+    /* a header byte and two varints of six bytes each */
+    assert_int_equal(with_clock.len - plain.len, 1 + 6 + 6);
+    for (int accept = 0; accept < 2; accept++) {
+        block_dec d;
+        block_dec_init(&d);
+        d.clocks = accept != 0;
+        size_t block_len;
+        assert_result(block_dec_begin(&d, with_clock.at, with_clock.len, &block_len), TALLY_OK);
+        op got;
+        assert_result(block_dec_op(&d, &got), TALLY_OK);
+        assert_memory_equal(&got, &ops[0], sizeof got);
+        if (!accept) {
+            assert_result(block_dec_op(&d, &got), TALLY_ECORRUPT);
+            block_dec_free(&d);
+            continue;
+        }
+        for (int i = 1; i < 3; i++) {
+            assert_result(block_dec_op(&d, &got), TALLY_OK);
+            assert_memory_equal(&got, &ops[i], sizeof got);
+        }
+        assert_true(block_dec_done(&d));
+        block_dec_free(&d);
+    }
+    /* with any flag bit set beside its kind, it is no CLOCK record */
+    uint8_t payload[3] = {OP_CLOCK | (1u << 3), 1, 1}, block[64];
+    size_t n = seal(block, payload, sizeof payload, 1);
+    block_dec d;
+    block_dec_init(&d);
+    d.clocks = true;
+    size_t block_len;
+    op got;
+    assert_result(block_dec_begin(&d, block, n, &block_len), TALLY_OK);
+    assert_result(block_dec_op(&d, &got), TALLY_ECORRUPT);
+    block_dec_free(&d);
+    bytes_free(&with_clock);
+    bytes_free(&plain);
+}
+
 static void a_rolled_back_op_leaves_no_trace(void **state) {
     (void)state;
     uint64_t seed = 3, seqs[3] = {0, 0, 0};
@@ -279,6 +340,7 @@ int main(void) {
         cmocka_unit_test(accounts_and_dots_that_repeat_are_sent_once),
         cmocka_unit_test(every_bit_flip_of_a_block_is_caught),
         cmocka_unit_test(malformed_ops_under_a_valid_checksum_are_refused),
+        cmocka_unit_test(a_clock_record_is_read_only_where_asked),
         cmocka_unit_test(a_rolled_back_op_leaves_no_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -321,6 +321,25 @@ static void hlc_ignores_a_peer_clock_far_in_the_future(void **state) {
     assert_int_equal(hlc_tick(&h, 0), UINT64_MAX); /* saturates, never wraps */
 }
 
+/* A wall clock past what 48 bits of milliseconds hold reads as the last one, whose counter
+ * still orders 65,536 stamps before the clock stays at its end. */
+static void hlc_counts_on_past_the_last_millisecond(void **state) {
+    (void)state;
+    hlc h = {0};
+    uint64_t before = hlc_tick(&h, 1000);
+    uint64_t first = hlc_tick(&h, (UINT64_C(1) << 48) + 5);
+    assert_true(first > before);
+    assert_int_equal(HLC_MS(first), HLC_MS_LAST);
+    uint64_t prev = first;
+    for (int i = 1; i < 65536; i++) {
+        uint64_t t = hlc_tick(&h, UINT64_MAX);
+        assert_true(t > prev);
+        prev = t;
+    }
+    assert_int_equal(prev, UINT64_MAX);
+    assert_int_equal(hlc_tick(&h, 1000), UINT64_MAX);
+}
+
 static void array_reserve_doubles_and_stops_at_its_limit(void **state) {
     (void)state;
     ARRAY(uint64_t) a = {NULL, 0, 0};
@@ -355,6 +374,7 @@ int main(void) {
         cmocka_unit_test(hlc_is_monotonic_whatever_the_wall_clock_does),
         cmocka_unit_test(steady_clock_moves_only_forward),
         cmocka_unit_test(hlc_ignores_a_peer_clock_far_in_the_future),
+        cmocka_unit_test(hlc_counts_on_past_the_last_millisecond),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -449,20 +449,27 @@ static tally_transfer pending_of(uint64_t id, uint64_t amount, uint32_t timeout_
     return t;
 }
 
+/* Opens f's replica on `clock`, with the accounts of seed_accounts and 100 moved from 1 to 2 by
+ * transfer `id`. */
+static tally_replica *open_funded(fixture *f, test_clock *clock, uint64_t id) {
+    f->opts.clock_ms = test_clock_ms;
+    f->opts.clock_ctx = clock;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_transfer t = transfer(id, 1, 2, 100);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    return r;
+}
+
 /* A pending keeps its deadline across a restart; after the wall clock jumped to the year
  * 2500 for one write, every later write, before and after a restart, with or without a
- * snapshot, is stamped after it, and a pending stamped in 2500 expires within its timeout of
- * the reopen, not in 2500. */
+ * snapshot, is stamped after it, and a pending stamped in 2500 expires its timeout after it
+ * was made, the time the replica was closed included, not in 2500. */
 static void the_clock_and_timeouts_survive_a_glitch_and_a_restart(void **state) {
     fixture *f = *state;
     test_clock clock = {1700000000000u};
-    f->opts.clock_ms = test_clock_ms;
-    f->opts.clock_ctx = &clock;
-    tally_replica *r = open_ok(f);
-    seed_accounts(r);
-    tally_transfer t = transfer(600, 1, 2, 100);
-    assert_result(tally_create_transfer(r, &t), TALLY_OK);
-    t = pending_of(601, 10, 1000);
+    tally_replica *r = open_funded(f, &clock, 600);
+    tally_transfer t = pending_of(601, 10, 1000);
     assert_result(tally_create_transfer(r, &t), TALLY_OK);
     tally_close(r);
     clock.now_ms += 400;
@@ -480,6 +487,7 @@ static void the_clock_and_timeouts_survive_a_glitch_and_a_restart(void **state) 
     uint64_t last = stamp_of(r, 603);
     assert_true(last > stamp_of(r, 602));
     tally_close(r);
+    uint64_t closed = 0; /* since the pending of the round before was made */
     for (int with_snapshot = 0; with_snapshot < 2; with_snapshot++) {
         r = open_ok(f);
         if (with_snapshot) {
@@ -492,7 +500,7 @@ static void the_clock_and_timeouts_survive_a_glitch_and_a_restart(void **state) 
         t = transfer(id, 1, 2, 1);
         assert_result(tally_create_transfer(r, &t), TALLY_OK);
         assert_true(stamp_of(r, id) > last);
-        clock.now_ms += 999;
+        clock.now_ms += 999 - closed;
         assert_int_equal(expire_now(r), 0);
         clock.now_ms += 1;
         assert_int_equal(expire_now(r), 1); /* the pending stamped in 2500 */
@@ -501,7 +509,81 @@ static void the_clock_and_timeouts_survive_a_glitch_and_a_restart(void **state) 
         last = stamp_of(r, id + 1);
         tally_close(r);
         clock.now_ms += 5;
+        closed = 5;
     }
+}
+
+/* Opens f's replica again after the wall clock moved `step` ms, with a snapshot taken and
+ * loaded on the way when asked; answers how many pendings the reopened replica voids. */
+static uint64_t reopen_and_expire(fixture *f, tally_replica **r, test_clock *clock, uint64_t step,
+                                  bool with_snapshot) {
+    tally_close(*r);
+    clock->now_ms += step;
+    *r = open_ok(f);
+    if (with_snapshot) {
+        assert_result(tally_snapshot(*r), TALLY_OK);
+        tally_close(*r);
+        *r = open_ok(f);
+        assert_true((*r)->journal->snapshot_segment != 0);
+    }
+    return expire_now(*r);
+}
+
+/* The HLC runs ahead of the wall clock, as it does beside a peer whose clock is 59 minutes
+ * fast: a replica restarted more often than a pending's timeout still voids it once the timeout
+ * has passed in all (the time it was closed counts), with or without a snapshot at each
+ * restart. Each reopen used to grant the whole timeout again. */
+static void restarts_more_often_than_a_timeout_do_not_keep_a_pending_open(void **state) {
+    fixture *f = *state;
+    for (int with_snapshot = 0; with_snapshot < 2; with_snapshot++) {
+        test_clock clock = {1700000000000u}, fast = {clock.now_ms + 59 * 60 * 1000};
+        f->opts.clock_ms = test_clock_ms;
+        f->opts.clock_ctx = &clock;
+        tally_replica *r = open_ok(f), *peer = replica_new(22, &fast);
+        if (!with_snapshot) {
+            seed_accounts(r);
+            tally_transfer t = transfer(700, 1, 2, 100);
+            assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        }
+        tally_account far = account(70 + (uint64_t)with_snapshot, 1, 0);
+        assert_result(tally_create_account(peer, &far), TALLY_OK);
+        sync_pair(peer, r); /* r's clock is now 59 minutes ahead of its wall clock */
+        tally_transfer t = pending_of(701 + (uint64_t)with_snapshot, 10, 1000);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        assert_true(HLC_MS(stamp_of(r, t.id.lo)) > clock.now_ms + 58 * 60 * 1000);
+        uint64_t elapsed = 0, voided = 0;
+        while (voided == 0 && elapsed < 10000) {
+            voided = reopen_and_expire(f, &r, &clock, 300, with_snapshot);
+            elapsed += 300;
+            assert_int_equal(voided, elapsed >= 1000);
+        }
+        assert_int_equal(elapsed, 1200);
+        tally_close(r);
+        tally_close(peer);
+    }
+}
+
+/* A pending made while the wall clock read the year 2500, which then came back: restarts
+ * more often than its timeout count the time since the clock came back, and void it once that
+ * reaches the timeout. */
+static void a_pending_made_in_a_glitch_expires_across_restarts(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r = open_funded(f, &clock, 710);
+    uint64_t now = clock.now_ms;
+    clock.now_ms = UINT64_C(16725225600000); /* 2500-01-01 */
+    tally_transfer t = pending_of(711, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    clock.now_ms = now;
+    assert_int_equal(expire_now(r), 0);
+    uint64_t elapsed = 0, voided = 0;
+    while (voided == 0 && elapsed < 10000) {
+        voided = reopen_and_expire(f, &r, &clock, 300, elapsed % 600 != 0);
+        elapsed += 300;
+        assert_int_equal(voided, elapsed >= 1000);
+    }
+    assert_int_equal(elapsed, 1200);
+    tally_close(r);
 }
 
 /* A data directory whose parents do not exist yet is made whole; one that cannot be made
@@ -867,6 +949,71 @@ static void a_frame_that_fails_part_way_counts_not_at_all(void **state) {
     tally_close(r);
 }
 
+/* A journal written before 0.2 (segment version 1) opens, and is never appended to: the next
+ * frame, which may hold a CLOCK record that version cannot read, starts segment 2. */
+static void a_version_1_segment_is_read_and_never_appended_to(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r = open_funded(f, &clock, 720);
+    tally_close(r);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    static uint8_t buf[1 << 16];
+    size_t len = read_segment(f, buf, sizeof buf);
+    put_u32le(buf + 4, 1);
+    put_u64le(buf + 24, XXH3_64bits(buf, 24));
+    write_file(path, buf, (long)len);
+    r = open_ok(f);
+    tally_transfer t = pending_of(721, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+    assert_int_equal(file_size(path), (long)len);
+    char second[192];
+    segment_path(f, 2, second, sizeof second);
+    assert_true(file_size(second) > JOURNAL_SEGMENT_HEADER);
+    clock.now_ms += 999;
+    r = open_ok(f);
+    assert_int_equal(expire_now(r), 0);
+    clock.now_ms += 1;
+    assert_int_equal(expire_now(r), 1);
+    tally_close(r);
+}
+
+/* A snapshot written before 0.2 (version 1, with no clock in it) loads: the deadline of a
+ * pending in it is estimated from its stamp, which here the wall clock agrees with. */
+static void a_version_1_snapshot_loads_and_estimates_deadlines(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r = open_funded(f, &clock, 730);
+    tally_transfer t = pending_of(731, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    uint8_t want[16], got[16];
+    digest_of(r, want);
+    tally_close(r);
+    char path[256];
+    static uint8_t buf[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf);
+    /* version 1: no CLOCK record after the HLC (a flag and two 8-byte fields) */
+    enum { HEADER = 48, HLC = 8, RECORD = 17 };
+    memmove(buf + HEADER + HLC, buf + HEADER + HLC + RECORD,
+            (size_t)(size - HEADER - HLC - RECORD));
+    size -= RECORD;
+    put_u32le(buf + 4, 1);
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+    clock.now_ms += 300;
+    r = open_ok(f);
+    assert_int_not_equal(r->journal->snapshot_segment, 0);
+    digest_of(r, got);
+    assert_memory_equal(want, got, 16);
+    clock.now_ms += 699;
+    assert_int_equal(expire_now(r), 0);
+    clock.now_ms += 1;
+    assert_int_equal(expire_now(r), 1);
+    tally_close(r);
+}
+
 /* fuzz_snapshot found it: loading a snapshot with no accounts passed NULL to memset. */
 static void a_snapshot_of_an_empty_replica_loads(void **state) {
     fixture *f = *state;
@@ -894,6 +1041,10 @@ int main(void) {
         T(after_a_failed_write_the_replica_refuses_writes),
         T(a_replica_restored_from_an_old_backup_waits_for_its_own_ops),
         T(the_clock_and_timeouts_survive_a_glitch_and_a_restart),
+        T(restarts_more_often_than_a_timeout_do_not_keep_a_pending_open),
+        T(a_version_1_segment_is_read_and_never_appended_to),
+        T(a_version_1_snapshot_loads_and_estimates_deadlines),
+        T(a_pending_made_in_a_glitch_expires_across_restarts),
         T(open_makes_missing_parents_and_says_why_it_cannot),
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),

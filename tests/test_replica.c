@@ -447,6 +447,27 @@ static void a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts(void 
     assert_true(stamp_of(f, 163) > stamp_of(f, 162));
 }
 
+/* A wall clock that reads past the end of the timestamps' 48 bits of milliseconds (a broken
+ * clock, or the year 10889): timestamps still increase there, and a pending made then is due
+ * after its timeout, not at once. */
+static void a_wall_clock_past_the_end_of_the_stamps_keeps_timeouts(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(175, BANK, A, 100)), TALLY_OK);
+    f->clock.now_ms = (UINT64_C(1) << 48) + 5000;
+    assert_result(create(f, transfer(176, BANK, A, 1)), TALLY_OK);
+    assert_result(create(f, pending(177, A, B, 60, 1000)), TALLY_OK);
+    assert_true(stamp_of(f, 177) > stamp_of(f, 176));
+    assert_true(stamp_of(f, 176) > stamp_of(f, 175));
+    uint64_t next = 0;
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, 1000);
+    assert_int_equal(expire(f), 0);
+    f->clock.now_ms += 999;
+    assert_int_equal(expire(f), 0);
+    f->clock.now_ms += 1;
+    assert_int_equal(expire(f), 1);
+}
+
 /* The wall clock jumps back a year while a pending is open: the pending still expires after
  * its timeout of the clock moving forward, not a year later. */
 static void a_backward_jump_of_the_own_clock_does_not_keep_a_reservation(void **state) {
@@ -691,6 +712,7 @@ int main(void) {
         T(only_the_origin_posts_its_pending),
         T(a_pending_expires_on_its_origin_clock),
         T(a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts),
+        T(a_wall_clock_past_the_end_of_the_stamps_keeps_timeouts),
         T(a_backward_jump_of_the_own_clock_does_not_keep_a_reservation),
         T(grant_refuses_what_it_cannot_do),
         T(a_grant_to_a_replica_never_heard_from_is_refused),
