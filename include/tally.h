@@ -32,6 +32,7 @@
  *   - Writes by account id never go to a less restrictive incarnation (docs/design.md, 5).
  *   - tally_create_transfers writes every results[i], also when the batch fails whole, and
  *     answers TALLY_ORIGIN_BEHIND per transfer.
+ *   - tally_version_vector lists the version vector as numbers.
  *   - tally_next_expiry says when the next pending created here is due to expire; timeouts
  *     count across restarts from a clock the journal keeps (journal and snapshot format
  *     version 2; version 1 files still open, and a version 1 segment is not appended to).
@@ -429,6 +430,16 @@ TALLY_API int tally_digest(const tally_replica *r, uint8_t out[16]);
 
 /* The highest seq of `origin` applied here (0 if none). */
 TALLY_API uint64_t tally_seen(const tally_replica *r, uint64_t origin);
+
+typedef struct tally_version {
+    uint64_t replica_id; /* an origin */
+    uint64_t seq;        /* the highest of its seqs applied here, at least 1 */
+} tally_version;
+/* This replica's version vector: every origin it has applied ops of, by replica id ascending.
+ * Writes at most cap entries; *count is set to how many there are (which may exceed cap).
+ * Results: TALLY_OK; TALLY_EINVAL (r or count NULL, or out NULL with cap > 0); TALLY_ENOMEM. */
+TALLY_API int tally_version_vector(const tally_replica *r, tally_version *out, size_t cap,
+                                   size_t *count);
 
 typedef struct tally_stats {
     uint64_t ops;            /* ops applied (the journal's length) */

@@ -38,32 +38,6 @@ enum {
     H_TIMEOUT = 1u << 7,
 };
 
-void bytes_free(bytes *b) {
-    free(b->at);
-    b->at = NULL;
-    b->len = b->capacity = 0;
-}
-
-bool bytes_reserve(bytes *b, size_t more) {
-    if (b->len + more <= b->capacity) {
-        return true;
-    }
-    if (more > SIZE_MAX / 2 - b->len) {
-        return false;
-    }
-    size_t capacity = b->capacity ? b->capacity : 256;
-    while (capacity < b->len + more) {
-        capacity *= 2;
-    }
-    uint8_t *at = realloc(b->at, capacity);
-    if (at == NULL) {
-        return false;
-    }
-    b->at = at;
-    b->capacity = capacity;
-    return true;
-}
-
 /* --- the dictionary, shared by both directions --------------------------------------------- */
 
 static void dict_init(block_dict *d) {

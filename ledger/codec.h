@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "crdt/array.h"
+#include "crdt/bytes.h"
 #include "crdt/idmap.h"
 #include "ledger/op.h"
 
@@ -39,73 +40,6 @@
 #define CODEC_BLOCK_OPS_MAX (UINT32_C(1) << 20)
 /* No op encodes to more than this (an upper bound, checked by a static assertion). */
 #define CODEC_OP_MAX 160
-
-/* Whether a stored checksum matches the computed one. A fuzzing build (TALLY_FUZZING, set by the
- * CMake option TALLY_FUZZ) accepts any, so that the fuzzer's mutations reach the decoders and
- * validation behind the checksums instead of stopping at the door; nothing else changes. */
-#ifdef TALLY_FUZZING
-#define CHECKSUM_OK(stored, computed) ((void)(stored), (void)(computed), 1)
-#else
-#define CHECKSUM_OK(stored, computed) ((stored) == (computed))
-#endif
-
-/* A growable byte buffer. */
-typedef struct bytes {
-    uint8_t *at;
-    size_t len, capacity;
-} bytes;
-void bytes_free(bytes *b);
-/* Room for `more` further bytes. False when out of memory. */
-bool bytes_reserve(bytes *b, size_t more);
-
-/* Little-endian fixed-width fields. On a little-endian machine (every one tally is built for
- * today) each is one unaligned load or store; the byte loops are the portable fallback. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define CODEC_LITTLE_ENDIAN 1
-#else
-#define CODEC_LITTLE_ENDIAN 0
-#endif
-
-static inline void put_u32le(uint8_t *p, uint32_t v) {
-    if (CODEC_LITTLE_ENDIAN) {
-        memcpy(p, &v, 4);
-        return;
-    }
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline void put_u64le(uint8_t *p, uint64_t v) {
-    if (CODEC_LITTLE_ENDIAN) {
-        memcpy(p, &v, 8);
-        return;
-    }
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline uint32_t get_u32le(const uint8_t *p) {
-    uint32_t v = 0;
-    if (CODEC_LITTLE_ENDIAN) {
-        memcpy(&v, p, 4);
-        return v;
-    }
-    for (int i = 0; i < 4; i++) {
-        v |= (uint32_t)p[i] << (8 * i);
-    }
-    return v;
-}
-static inline uint64_t get_u64le(const uint8_t *p) {
-    uint64_t v = 0;
-    if (CODEC_LITTLE_ENDIAN) {
-        memcpy(&v, p, 8);
-        return v;
-    }
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
 
 #define CODEC_NO_HINT UINT32_MAX
 

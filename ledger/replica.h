@@ -208,7 +208,8 @@ static inline uint32_t transfer_ledger(const tally_replica *r, const transfer_re
     return r->accounts.at[t->debit].ledger;
 }
 
-/* A transfer record as the API shows it (resolved: a post names its amount and accounts). */
+/* A transfer record as the API shows it (resolved: a post names its amount and accounts);
+ * ledger/query.c. */
 void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out);
 
 /* The spendable amount of a bounded incarnation (0 for an unbounded one). */
@@ -233,6 +234,11 @@ static inline bool incarnation_before(const tally_replica *r, uint32_t a, uint32
     return dot_less(r->origins.at[ox->origin].id, ox->seq, r->origins.at[oy->origin].id, oy->seq);
 }
 
+/* --- ledger/replica.c --- */
+/* Readies the maps of a zeroed replica, and its clock (NULL: the system's wall clock). */
+void replica_init(tally_replica *r, uint64_t (*clock_ms)(void *ctx), void *clock_ctx);
+/* Frees every table; leaves them empty and usable (the maps initialised again). */
+void replica_free_tables(tally_replica *r);
 uint64_t replica_now_ms(const tally_replica *r);
 
 /* Sets the replica's id (once, before any op): opening, or replaying a journal. */

@@ -80,7 +80,8 @@ static void w32(writer *w, uint32_t v) {
     w_bytes(w, b, 4);
 }
 static void w16(writer *w, uint16_t v) {
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    uint8_t b[2];
+    put_u16le(b, v);
     w_bytes(w, b, 2);
 }
 static void w8(writer *w, uint8_t v) { w_bytes(w, &v, 1); }
@@ -311,7 +312,7 @@ static uint16_t r16(reader *c) {
     if (!r_need(c, 2)) {
         return 0;
     }
-    uint16_t v = (uint16_t)(c->p[0] | c->p[1] << 8);
+    uint16_t v = get_u16le(c->p);
     c->p += 2;
     return v;
 }

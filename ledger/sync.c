@@ -115,6 +115,26 @@ int replica_version_vector(const tally_replica *r, vclock *out) {
     return TALLY_OK;
 }
 
+int tally_version_vector(const tally_replica *r, tally_version *out, size_t cap, size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (r == NULL || count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    vclock v;
+    int rc = replica_version_vector(r, &v);
+    if (rc == TALLY_OK) {
+        for (uint32_t i = 0; i < v.count && i < cap; i++) {
+            out[i].replica_id = v.entries[i].origin;
+            out[i].seq = v.entries[i].seq;
+        }
+        *count = v.count;
+        vclock_free(&v);
+    }
+    return rc;
+}
+
 int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
     if (buf != NULL) {
         *buf = NULL;
@@ -492,4 +512,18 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     /* What was applied is journalled before the sender hears of it, even when the apply then
      * stopped at a bad op. */
     return replica_commit(r, rc);
+}
+
+int sync_watch(tally_replica *r, void (*fn)(void *ctx), void *ctx) {
+    if (fn != NULL && r->on_change != NULL) {
+        return TALLY_EINVAL;
+    }
+    r->on_change = fn;
+    r->on_change_ctx = fn != NULL ? ctx : NULL;
+    r->notified_log = r->log.count;
+    return TALLY_OK;
+}
+
+uint64_t sync_op_count(const tally_replica *r) {
+    return r->log.count;
 }

@@ -1,5 +1,7 @@
 /*
- * ledger/sync.h — internal parts of the sync core that other ledger files and tests use.
+ * ledger/sync.h — the sync core's internal calls: what other ledger files and tests use, and
+ * the seam of the sync layer. net/ includes nothing else from ledger/, and reaches the replica
+ * only through these and the public API (tests/layers.sh checks it).
  */
 #ifndef TALLY_LEDGER_SYNC_H
 #define TALLY_LEDGER_SYNC_H
@@ -27,5 +29,12 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered);
 /* Decodes a summary into a version vector (which the caller frees with vclock_free, also on
  * error). TALLY_ECORRUPT for anything that does not check; TALLY_ENOMEM. */
 int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out);
+
+/* Calls fn(ctx) at the end of every write call that applied ops, the replica's own or a peer's,
+ * once they are durable (so a peer may be sent them). One watcher at a time: TALLY_EINVAL when
+ * one is set already. fn NULL removes the watcher. */
+int sync_watch(tally_replica *r, void (*fn)(void *ctx), void *ctx);
+/* How many ops the replica holds. */
+uint64_t sync_op_count(const tally_replica *r);
 
 #endif

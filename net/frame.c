@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include <xxhash.h>
+
 static uint64_t frame_sum(uint8_t type, const uint8_t *payload, size_t len) {
     return XXH3_64bits_withSeed(payload, len, (uint64_t)type << 32 | (uint64_t)len);
 }

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ledger/codec.h"
+#include "crdt/bytes.h"
 
 #define FRAME_HEADER 16
 #define FRAME_PAYLOAD_MAX (UINT32_C(8) << 20)

@@ -30,7 +30,7 @@
 
 #include <uv.h>
 
-#include "ledger/replica.h"
+#include "ledger/sync.h"
 #include "net/session.h"
 #include "tally.h"
 
@@ -751,7 +751,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     if (out != NULL) {
         *out = NULL;
     }
-    if (loop == NULL || r == NULL || opts == NULL || out == NULL || r->on_change != NULL) {
+    if (loop == NULL || r == NULL || opts == NULL || out == NULL) {
         return TALLY_EINVAL;
     }
     const char *cluster = opts->cluster != NULL ? opts->cluster : "tally";
@@ -763,6 +763,10 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     tally_node *n = calloc(1, sizeof *n);
     if (n == NULL) {
         return TALLY_ENOMEM;
+    }
+    if (sync_watch(r, on_change, n) != TALLY_OK) {
+        free(n); /* another node serves this replica */
+        return TALLY_EINVAL;
     }
     ignore_sigpipe();
     n->loop = loop;
@@ -802,6 +806,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
         }
         if (rc != 0) {
             node_log(n, LOG_ERROR, "cannot listen on %s: %s", opts->listen, uv_strerror(rc));
+            (void)sync_watch(r, NULL, NULL);
             n->stopping = true;
             uv_close((uv_handle_t *)&n->listener, on_handle_closed);
             uv_close((uv_handle_t *)&n->tick, on_handle_closed);
@@ -812,9 +817,6 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
         node_log(n, LOG_INFO, "listening on %s", opts->listen);
     }
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
-    r->on_change = on_change;
-    r->on_change_ctx = n;
-    r->notified_log = r->log.count;
     expiry_schedule(n); /* pendings made before the node started */
     *out = n;
     return TALLY_OK;
@@ -1039,8 +1041,7 @@ void tally_node_stop(tally_node *n, void (*stopped)(void *ctx), void *ctx) {
     n->stopping = true;
     n->stopped = stopped;
     n->stopped_ctx = ctx;
-    n->r->on_change = NULL;
-    n->r->on_change_ctx = NULL;
+    (void)sync_watch(n->r, NULL, NULL);
     for (peer *p = n->peers; p != NULL; p = p->next) {
         if (p->conn != NULL) {
             p->conn->peer = NULL;

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "crdt/id.h"
-#include "ledger/replica.h"
 #include "ledger/sync.h"
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -52,8 +51,7 @@ static void put(session *s, uint8_t type, const uint8_t *payload, size_t len) {
 static void send_hello(session *s) {
     size_t n = strlen(s->cfg->cluster);
     uint8_t p[2 + 8 + 1 + CLUSTER_NAME_MAX];
-    p[0] = SESSION_PROTOCOL_VERSION & 0xff;
-    p[1] = SESSION_PROTOCOL_VERSION >> 8;
+    put_u16le(p, SESSION_PROTOCOL_VERSION);
     put_u64le(p + 2, tally_replica_id(s->r));
     p[10] = (uint8_t)n;
     memcpy(p + 11, s->cfg->cluster, n);
@@ -160,7 +158,7 @@ static void on_hello(session *s, const uint8_t *p, size_t len) {
         refuse(s, REFUSE_PROTOCOL, "a malformed HELLO");
         return;
     }
-    uint16_t version = (uint16_t)(p[0] | p[1] << 8);
+    uint16_t version = get_u16le(p);
     s->peer_id = get_u64le(p + 2);
     if (version != SESSION_PROTOCOL_VERSION) {
         char m[96];
@@ -214,9 +212,9 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
 }
 
 static void on_delta(session *s, const uint8_t *p, size_t len) {
-    uint32_t before = s->r->log.count;
+    uint64_t before = sync_op_count(s->r);
     int rc = tally_apply(s->r, p, len);
-    s->ops_in += s->r->log.count - before;
+    s->ops_in += sync_op_count(s->r) - before;
     if (rc != TALLY_OK) {
         session_close(s, "a delta that does not apply: %s", tally_result_name(rc));
         return;

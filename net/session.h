@@ -36,8 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/bytes.h"
 #include "crdt/vclock.h"
-#include "ledger/codec.h"
 #include "net/frame.h"
 #include "tally.h"
 

@@ -83,6 +83,40 @@ static void a_delta_brings_the_peer_to_the_same_digest(void **state) {
     tally_close(b);
 }
 
+/* The version vector as numbers: every origin with ops here, by id, each with its highest seq;
+ * a short buffer gets the first entries and the whole count. */
+static void the_version_vector_lists_every_origin_in_order(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(30, NULL), *b = replica_new(20, NULL);
+    tally_replica *c = replica_new(10, NULL);
+    size_t n = 99;
+    assert_result(tally_version_vector(a, NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 0); /* no op yet, not even its own */
+    open_accounts(a);
+    tally_account x = account(900, 1, 0);
+    assert_result(tally_create_account(c, &x), TALLY_OK);
+    sync_pair(a, b);
+    sync_pair(c, b);
+    tally_version v[3];
+    assert_result(tally_version_vector(b, v, 3, &n), TALLY_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].replica_id, 10);
+    assert_int_equal(v[0].seq, 1);
+    assert_int_equal(v[1].replica_id, 30);
+    assert_int_equal(v[1].seq, tally_seen(a, 30));
+    v[1].replica_id = 0;
+    assert_result(tally_version_vector(b, v, 1, &n), TALLY_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].replica_id, 10);
+    assert_int_equal(v[1].replica_id, 0); /* past cap: not written */
+    assert_result(tally_version_vector(NULL, v, 1, &n), TALLY_EINVAL);
+    assert_result(tally_version_vector(b, NULL, 1, &n), TALLY_EINVAL);
+    assert_result(tally_version_vector(b, v, 1, NULL), TALLY_EINVAL);
+    tally_close(a);
+    tally_close(b);
+    tally_close(c);
+}
+
 static void applying_a_delta_twice_changes_nothing(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL);
@@ -783,6 +817,7 @@ static void a_transfer_whose_accounts_disagree_on_the_ledger_is_refused(void **s
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_delta_brings_the_peer_to_the_same_digest),
+        cmocka_unit_test(the_version_vector_lists_every_origin_in_order),
         cmocka_unit_test(applying_a_delta_twice_changes_nothing),
         cmocka_unit_test(merge_order_does_not_change_the_digest),
         cmocka_unit_test(max_bytes_bounds_a_delta_but_never_splits_an_op),

@@ -374,25 +374,19 @@ static json_t *op_status(control *c, req *q, int *rc) {
                           u64_json(st.accounts), "transfers", u64_json(st.transfers), "pending",
                           u64_json(st.pending), "conflicts", u64_json(st.conflicts), "origins",
                           u64_json(st.origins), "refused_for_rights", u64_json(st.refused_rights));
-    /* the version vector, through a summary */
-    uint8_t *sum;
-    size_t len;
     json_t *vv = json_object();
-    if (tally_summary(c->r, &sum, &len) == TALLY_OK) {
-        uint32_t n = (uint32_t)sum[8] | (uint32_t)sum[9] << 8 | (uint32_t)sum[10] << 16 |
-                     (uint32_t)sum[11] << 24;
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t origin = 0, seq = 0;
-            for (int b = 7; b >= 0; b--) {
-                origin = origin << 8 | sum[12 + 16 * i + (uint32_t)b];
-                seq = seq << 8 | sum[20 + 16 * i + (uint32_t)b];
-            }
+    size_t origins = 0;
+    tally_version *versions = NULL;
+    if (tally_version_vector(c->r, NULL, 0, &origins) == TALLY_OK && origins > 0 &&
+        (versions = calloc(origins, sizeof *versions)) != NULL &&
+        tally_version_vector(c->r, versions, origins, &origins) == TALLY_OK) {
+        for (size_t i = 0; i < origins; i++) {
             char key[24];
-            snprintf(key, sizeof key, "%" PRIu64, origin);
-            json_object_set_new(vv, key, u64_json(seq));
+            snprintf(key, sizeof key, "%" PRIu64, versions[i].replica_id);
+            json_object_set_new(vv, key, u64_json(versions[i].seq));
         }
-        tally_free(sum);
     }
+    free(versions);
     json_object_set_new(o, "version_vector", vv);
     if (c->node != NULL) {
         tally_node_stats ns;

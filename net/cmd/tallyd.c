@@ -24,7 +24,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "ledger/codec.h"
+#include "crdt/bytes.h"
 #include "net/cmd/config.h"
 #include "net/cmd/control.h"
 #include "tally.h"

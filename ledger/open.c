@@ -1,0 +1,156 @@
+/*
+ * ledger/open.c — opening a replica (in memory, or from its journal: a snapshot, then the frames
+ * after it), snapshotting it, and closing it. The top of ledger/: it wires the journal to the
+ * snapshot loader and to the replay of frames (sync.c), and nothing below calls into it.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#include "ledger/journal.h"
+#include "ledger/replica.h"
+#include "ledger/snapshot.h"
+#include "ledger/sync.h"
+
+static int random_replica_id(uint64_t *out) {
+    do {
+        if (getrandom(out, sizeof *out, 0) != (ssize_t)sizeof *out) {
+            return TALLY_EIO;
+        }
+    } while (*out == 0);
+    return TALLY_OK;
+}
+
+static void say_error(const tally_options *opts, const char *message) {
+    if (opts->error != NULL && opts->error_size > 0) {
+        snprintf(opts->error, opts->error_size, "%s", message);
+    }
+}
+
+static int hook_load(void *ctx, const uint8_t *buf, size_t len, uint64_t *segment,
+                     uint64_t *offset) {
+    return snapshot_load(ctx, buf, len, segment, offset);
+}
+
+static void hook_reset(void *ctx) {
+    tally_replica *r = ctx;
+    replica_free_tables(r);
+    r->id = 0;
+    r->self = NONE;
+    expiry_clock_start(r);
+}
+
+/* Opens the journal in opts->dir and loads it into r: a snapshot, then the frames after it. */
+static int replica_open_journal(tally_replica *r, const tally_options *opts) {
+    r->journal = calloc(1, sizeof *r->journal);
+    if (r->journal == NULL) {
+        return TALLY_ENOMEM;
+    }
+    uint64_t id = opts->replica_id;
+    journal_hooks hooks = {hook_load, hook_reset, replica_replay_frame, r};
+    r->replaying = true;
+    int rc = journal_open(r->journal, opts->dir, opts->sync_mode,
+                          (opts->flags & TALLY_OPEN_REPAIR) != 0, &id, &hooks, opts->error,
+                          opts->error_size);
+    r->replaying = false;
+    if (rc == TALLY_OK && r->id == 0) {
+        rc = replica_set_id(r, id); /* a journal with no ops yet */
+    } else if (rc == TALLY_OK && r->id != id) {
+        rc = TALLY_ECORRUPT;
+        if (opts->error != NULL && opts->error_size > 0) {
+            snprintf(opts->error, opts->error_size,
+                     "%s: the snapshot and the journal belong to different replicas", opts->dir);
+        }
+    }
+    return rc;
+}
+
+static int snapshot_to(void *ctx, int fd, uint64_t segment, uint64_t offset) {
+    return snapshot_write(ctx, fd, segment, offset);
+}
+
+/* With a pending of this replica's still due, a CLOCK record of its own (ledger/expiry.c,
+ * invariant 3): the time up to now then counts after a restart even if the wall clock has
+ * stepped back by then. */
+static int journal_clock_now(tally_replica *r) {
+    if (r->journal->failed || expiry_next(r) == NONE) {
+        return TALLY_OK;
+    }
+    (void)replica_clock_read(r);
+    int rc = expiry_clock_journal(r);
+    return rc == TALLY_OK ? journal_commit(r->journal) : rc;
+}
+
+int tally_snapshot(tally_replica *r) {
+    if (r == NULL || r->journal == NULL) {
+        return TALLY_EINVAL;
+    }
+    int rc = journal_clock_now(r);
+    return rc == TALLY_OK ? journal_snapshot(r->journal, snapshot_to, r) : rc;
+}
+
+int tally_open(const tally_options *opts, tally_replica **out) {
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (opts == NULL || out == NULL ||
+        (opts->sync_mode != TALLY_SYNC_NONE && opts->sync_mode != TALLY_SYNC_COMMIT) ||
+        (opts->flags & ~(uint32_t)TALLY_OPEN_REPAIR) != 0) {
+        return TALLY_EINVAL;
+    }
+    if (opts->error != NULL && opts->error_size > 0) {
+        opts->error[0] = '\0';
+    }
+    tally_replica *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return TALLY_ENOMEM;
+    }
+    replica_init(r, opts->clock_ms, opts->clock_ctx);
+    expiry_clock_start(r); /* before the journal's pendings are replayed */
+    r->learned = calloc(1, sizeof *r->learned);
+    int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
+    if (rc == TALLY_OK && opts->dir != NULL) {
+        rc = replica_open_journal(r, opts);
+        expiry_clock_opened(r);
+    } else if (rc == TALLY_OK) {
+        uint64_t id = opts->replica_id;
+        rc = id == 0 ? random_replica_id(&id) : TALLY_OK;
+        if (rc == TALLY_OK) {
+            rc = replica_set_id(r, id);
+        }
+    }
+    if (rc != TALLY_OK) {
+        if (rc == TALLY_ENOMEM || rc == TALLY_EIO) {
+            if (opts->error != NULL && opts->error_size > 0 && opts->error[0] == '\0') {
+                say_error(opts, tally_strerror(rc));
+            }
+        }
+        if (r->journal != NULL) {
+            journal_close(r->journal); /* as it is: a journal that did not open gets no record */
+            free(r->journal);
+            r->journal = NULL;
+        }
+        tally_close(r);
+        return rc;
+    }
+    *out = r;
+    return TALLY_OK;
+}
+
+void tally_close(tally_replica *r) {
+    if (r == NULL) {
+        return;
+    }
+    if (r->journal != NULL) {
+        (void)journal_clock_now(r); /* nobody to tell if it fails: the record helps, no more */
+        journal_close(r->journal);
+        free(r->journal);
+    }
+    free(r->learned);
+    replica_free_tables(r);
+    idmap_free(&r->account_map);
+    idmap_free(&r->transfer_map);
+    idmap_free(&r->origin_map);
+    free(r);
+}
