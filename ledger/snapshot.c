@@ -25,11 +25,98 @@ static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
 /* Version 2 added the journal's last CLOCK record; version 1 snapshots still load. */
 #define SNAPSHOT_VERSION 2
 #define SNAPSHOT_HEADER 48
-/* The encoded size of each record (without an account's rights entries, 20 bytes each). */
-#define OPEN_BYTES 60
-#define ACCOUNT_BYTES 104
-#define TRANSFER_BYTES 83
-#define GRANT_BYTES 36
+
+/* --- the records, each defined once -------------------------------------------------------- */
+
+/* Each record's fields in file order, as X(width, what the writer writes, where the reader
+ * reads it into). The writer, the reader and the record sizes are all made from these lists,
+ * so they cannot drift apart. A field read into a bare name (a local of the loader) is checked
+ * or converted before it is stored: the record does not keep it as written. */
+#define FIELD_BYTES_8 1
+#define FIELD_BYTES_16 2
+#define FIELD_BYTES_32 4
+#define FIELD_BYTES_64 8
+#define FIELD_BYTES_128 16
+#define FIELD_BYTES_id 16
+#define FIELD_SIZE(width, out, in) +FIELD_BYTES_##width
+#define FIELD_WRITE(width, out, in) w##width(w, out);
+#define FIELD_READ(width, out, in) in = r##width(c);
+
+#define OPEN_FIELDS(X)                                                                             \
+    X(id, o->a.id, o->a.id)                                                                        \
+    X(64, o->a.user_data, o->a.user_data)                                                          \
+    X(32, o->a.ledger, o->a.ledger)                                                                \
+    X(16, o->a.code, o->a.code)                                                                    \
+    X(16, o->a.flags, o->a.flags)                                                                  \
+    X(32, o->origin, o->origin)                                                                    \
+    X(32, o->account, o->account)                                                                  \
+    X(32, o->next, o->next)                                                                        \
+    X(64, o->seq, o->seq)                                                                          \
+    X(64, o->hlc, o->hlc)
+
+/* then the holder count (32) and the holders */
+#define ACCOUNT_FIELDS(X)                                                                          \
+    X(id, a->id, a->id)                                                                            \
+    X(32, a->ledger, a->ledger)                                                                    \
+    X(16, a->flags, a->flags)                                                                      \
+    X(8, a->conflicted, a->conflicted)                                                             \
+    X(8, replica_account_head(r, a->id) == i, head)                                                \
+    X(32, a->open, a->open)                                                                        \
+    X(32, a->next, a->next)                                                                        \
+    X(32, a->opens, a->opens)                                                                      \
+    X(128, a->debits_posted, a->debits_posted)                                                     \
+    X(128, a->credits_posted, a->credits_posted)                                                   \
+    X(128, a->debits_pending, a->debits_pending)                                                   \
+    X(128, a->credits_pending, a->credits_pending)
+
+#define HOLDER_FIELDS(X)                                                                           \
+    X(32, h->holder, holder)                                                                       \
+    X(128, h->amount, amount)
+
+#define TRANSFER_FIELDS(X)                                                                         \
+    X(id, t->id, t->id)                                                                            \
+    X(64, t->amount, t->amount)                                                                    \
+    X(64, t->user_data, t->user_data)                                                              \
+    X(64, t->seq, seq)                                                                             \
+    X(64, t->hlc, t->hlc)                                                                          \
+    X(32, transfer_ledger(r, t), ledger)                                                           \
+    X(32, t->timeout_ms, t->timeout_ms)                                                            \
+    X(32, t->origin, origin)                                                                       \
+    X(32, t->debit, t->debit)                                                                      \
+    X(32, t->credit, t->credit)                                                                    \
+    X(32, t->link, t->link)                                                                        \
+    X(32, t->next, t->next)                                                                        \
+    X(16, t->code, t->code)                                                                        \
+    X(16, t->flags, t->flags)                                                                      \
+    X(8, t->kind, kind)                                                                            \
+    X(8, t->state, state)                                                                          \
+    X(8, t->expired, expired)
+
+#define GRANT_FIELDS(X)                                                                            \
+    X(32, g->account, g->account)                                                                  \
+    X(32, g->origin, g->origin)                                                                    \
+    X(32, g->to, g->to)                                                                            \
+    X(64, g->seq, g->seq)                                                                          \
+    X(64, g->hlc, g->hlc)                                                                          \
+    X(64, g->amount, g->amount)
+
+#define EXPIRY_FIELDS(X)                                                                           \
+    X(64, e->deadline_ms, e->deadline_ms)                                                          \
+    X(32, e->transfer, e->transfer)
+
+/* The encoded size of each record: what a count of them is checked against before loading. */
+enum {
+    OPEN_BYTES = 0 OPEN_FIELDS(FIELD_SIZE),
+    ACCOUNT_BYTES = 0 ACCOUNT_FIELDS(FIELD_SIZE) + FIELD_BYTES_32,
+    HOLDER_BYTES = 0 HOLDER_FIELDS(FIELD_SIZE),
+    TRANSFER_BYTES = 0 TRANSFER_FIELDS(FIELD_SIZE),
+    GRANT_BYTES = 0 GRANT_FIELDS(FIELD_SIZE),
+    EXPIRY_BYTES = 0 EXPIRY_FIELDS(FIELD_SIZE),
+};
+/* docs/durability.md gives these sizes: a field added or dropped above must be written there */
+_Static_assert(OPEN_BYTES == 60 && ACCOUNT_BYTES == 104 && HOLDER_BYTES == 20 &&
+                   TRANSFER_BYTES == 83 && GRANT_BYTES == 36 && EXPIRY_BYTES == 12,
+               "the record sizes docs/durability.md gives");
 
 /* --- writing: a buffered stream with a running checksum ------------------------------------ */
 
@@ -141,58 +228,22 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
     w32(w, r->opens.count);
     for (uint32_t i = 0; i < r->opens.count; i++) {
         const open_rec *o = &r->opens.at[i];
-        wid(w, o->a.id);
-        w64(w, o->a.user_data);
-        w32(w, o->a.ledger);
-        w16(w, o->a.code);
-        w16(w, o->a.flags);
-        w32(w, o->origin);
-        w32(w, o->account);
-        w32(w, o->next);
-        w64(w, o->seq);
-        w64(w, o->hlc);
+        OPEN_FIELDS(FIELD_WRITE)
     }
     w32(w, r->accounts.count);
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         const account_rec *a = &r->accounts.at[i];
-        wid(w, a->id);
-        w32(w, a->ledger);
-        w16(w, a->flags);
-        w8(w, a->conflicted);
-        w8(w, replica_account_head(r, a->id) == i);
-        w32(w, a->open);
-        w32(w, a->next);
-        w32(w, a->opens);
-        w128(w, a->debits_posted);
-        w128(w, a->credits_posted);
-        w128(w, a->debits_pending);
-        w128(w, a->credits_pending);
+        ACCOUNT_FIELDS(FIELD_WRITE)
         w32(w, a->rights.count);
         for (uint32_t k = 0; k < a->rights.count; k++) {
-            w32(w, rights_at(&a->rights, k)->holder);
-            w128(w, rights_at(&a->rights, k)->amount);
+            const rights_entry *h = rights_at(&a->rights, k);
+            HOLDER_FIELDS(FIELD_WRITE)
         }
     }
     w32(w, r->transfers.count);
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
-        wid(w, t->id);
-        w64(w, t->amount);
-        w64(w, t->user_data);
-        w64(w, t->seq);
-        w64(w, t->hlc);
-        w32(w, transfer_ledger(r, t));
-        w32(w, t->timeout_ms);
-        w32(w, t->origin);
-        w32(w, t->debit);
-        w32(w, t->credit);
-        w32(w, t->link);
-        w32(w, t->next);
-        w16(w, t->code);
-        w16(w, t->flags);
-        w8(w, t->kind);
-        w8(w, t->state);
-        w8(w, t->expired);
+        TRANSFER_FIELDS(FIELD_WRITE)
     }
     /* The transfer map itself: rebuilding it would cost a random memory access per transfer,
      * reading it back is sequential. */
@@ -205,12 +256,7 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
     w32(w, r->grants.count);
     for (uint32_t i = 0; i < r->grants.count; i++) {
         const grant_rec *g = &r->grants.at[i];
-        w32(w, g->account);
-        w32(w, g->origin);
-        w32(w, g->to);
-        w64(w, g->seq);
-        w64(w, g->hlc);
-        w64(w, g->amount);
+        GRANT_FIELDS(FIELD_WRITE)
     }
     w32(w, r->log.count);
     for (uint32_t i = 0; i < r->log.count; i++) {
@@ -218,8 +264,8 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
     }
     w32(w, r->expiries.count);
     for (uint32_t i = 0; i < r->expiries.count; i++) {
-        w64(w, r->expiries.at[i].deadline_ms);
-        w32(w, r->expiries.at[i].transfer);
+        const expiry *e = &r->expiries.at[i];
+        EXPIRY_FIELDS(FIELD_WRITE)
     }
     w32(w, r->conflicted_accounts.count);
     for (uint32_t i = 0; i < r->conflicted_accounts.count; i++) {
@@ -416,6 +462,52 @@ static int load_origins(tally_replica *r, reader *c) {
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
 
+/* One account incarnation and its holders, as record i. */
+static int load_account(tally_replica *r, reader *c, uint32_t i) {
+    account_rec *a = &r->accounts.at[i];
+    bool head;
+    ACCOUNT_FIELDS(FIELD_READ)
+    uint32_t holders = r_count(c, HOLDER_BYTES);
+    for (uint32_t k = 0; k < holders && !c->bad; k++) {
+        uint32_t holder;
+        u128 amount;
+        HOLDER_FIELDS(FIELD_READ)
+        if (holder >= r->origins.count || u128_is_zero(amount) ||
+            !u128_is_zero(rights_get(&a->rights, holder))) {
+            return TALLY_ECORRUPT;
+        }
+        if (!rights_add(&a->rights, holder, 1)) {
+            return TALLY_ENOMEM;
+        }
+        rights_at(&a->rights, a->rights.count - 1)->amount = amount;
+    }
+    if (id_is_zero(a->id) || (head && idmap_get(&r->account_map, a->id) != NONE)) {
+        return TALLY_ECORRUPT;
+    }
+    return head && !idmap_put(&r->account_map, a->id, i) ? TALLY_ENOMEM : TALLY_OK;
+}
+
+/* One transfer, as record i. What the record does not keep must be what it would have derived
+ * (the rest of the indices are checked once everything is loaded). */
+static int load_transfer(tally_replica *r, reader *c, uint32_t i) {
+    transfer_rec *t = &r->transfers.at[i];
+    uint64_t seq;
+    uint32_t ledger, origin;
+    uint8_t kind, state, expired;
+    TRANSFER_FIELDS(FIELD_READ)
+    if (seq > UINT32_MAX || origin >= REPLICA_ORIGINS_MAX || t->debit >= r->accounts.count ||
+        r->accounts.at[t->debit].ledger != ledger || kind > OP_KIND_MAX ||
+        state > TALLY_PENDING_TIMED_OUT || expired > 1) {
+        return TALLY_ECORRUPT;
+    }
+    t->seq = (uint32_t)seq;
+    t->origin = (uint16_t)origin;
+    t->kind = kind;
+    t->state = state;
+    t->expired = expired;
+    return TALLY_OK;
+}
+
 static int load_records(tally_replica *r, reader *c) {
     uint32_t n = r_count(c, OPEN_BYTES);
     if (!ARRAY_LOAD(r->opens, n)) {
@@ -423,16 +515,7 @@ static int load_records(tally_replica *r, reader *c) {
     }
     for (uint32_t i = 0; i < n; i++) {
         open_rec *o = &r->opens.at[i];
-        o->a.id = rid(c);
-        o->a.user_data = r64(c);
-        o->a.ledger = r32(c);
-        o->a.code = r16(c);
-        o->a.flags = r16(c);
-        o->origin = r32(c);
-        o->account = r32(c);
-        o->next = r32(c);
-        o->seq = r64(c);
-        o->hlc = r64(c);
+        OPEN_FIELDS(FIELD_READ)
     }
     n = r_count(c, ACCOUNT_BYTES);
     if (!ARRAY_LOAD(r->accounts, n)) {
@@ -441,75 +524,20 @@ static int load_records(tally_replica *r, reader *c) {
     if (n > 0) {
         memset(r->accounts.at, 0, (size_t)n * sizeof *r->accounts.at);
     }
-    for (uint32_t i = 0; i < n && !c->bad; i++) {
-        account_rec *a = &r->accounts.at[i];
-        a->id = rid(c);
-        a->ledger = r32(c);
-        a->flags = r16(c);
-        a->conflicted = r8(c);
-        bool head = r8(c) != 0;
-        a->open = r32(c);
-        a->next = r32(c);
-        a->opens = r32(c);
-        a->debits_posted = r128(c);
-        a->credits_posted = r128(c);
-        a->debits_pending = r128(c);
-        a->credits_pending = r128(c);
-        uint32_t holders = r_count(c, 20);
-        for (uint32_t k = 0; k < holders && !c->bad; k++) {
-            uint32_t holder = r32(c);
-            u128 amount = r128(c);
-            if (holder >= r->origins.count || u128_is_zero(amount) ||
-                !u128_is_zero(rights_get(&a->rights, holder))) {
-                return TALLY_ECORRUPT;
-            }
-            if (!rights_add(&a->rights, holder, 1)) {
-                return TALLY_ENOMEM;
-            }
-            rights_at(&a->rights, a->rights.count - 1)->amount = amount;
-        }
-        if (id_is_zero(a->id) || (head && idmap_get(&r->account_map, a->id) != NONE)) {
-            return TALLY_ECORRUPT;
-        }
-        if (head && !idmap_put(&r->account_map, a->id, i)) {
-            return TALLY_ENOMEM;
-        }
+    int rc = TALLY_OK;
+    for (uint32_t i = 0; i < n && !c->bad && rc == TALLY_OK; i++) {
+        rc = load_account(r, c, i);
     }
-    n = r_count(c, TRANSFER_BYTES);
-    if (!ARRAY_LOAD(r->transfers, n)) {
+    n = rc == TALLY_OK ? r_count(c, TRANSFER_BYTES) : 0;
+    if (rc == TALLY_OK && !ARRAY_LOAD(r->transfers, n)) {
         return TALLY_ENOMEM;
     }
-    for (uint32_t i = 0; i < n && !c->bad; i++) {
-        transfer_rec *t = &r->transfers.at[i];
-        t->id = rid(c);
-        t->amount = r64(c);
-        t->user_data = r64(c);
-        uint64_t seq = r64(c);
-        t->hlc = r64(c);
-        uint32_t ledger = r32(c);
-        t->timeout_ms = r32(c);
-        uint32_t origin = r32(c);
-        t->debit = r32(c);
-        t->credit = r32(c);
-        t->link = r32(c);
-        t->next = r32(c);
-        t->code = r16(c);
-        t->flags = r16(c);
-        uint8_t kind = r8(c), state = r8(c), expired = r8(c);
-        /* What the record does not keep must be what it would have derived (the rest of the
-         * indices are checked once everything is loaded). */
-        if (seq > UINT32_MAX || origin >= REPLICA_ORIGINS_MAX || t->debit >= r->accounts.count ||
-            r->accounts.at[t->debit].ledger != ledger || kind > OP_KIND_MAX ||
-            state > TALLY_PENDING_TIMED_OUT || expired > 1) {
-            return TALLY_ECORRUPT;
-        }
-        t->seq = (uint32_t)seq;
-        t->origin = (uint16_t)origin;
-        t->kind = kind;
-        t->state = state;
-        t->expired = expired;
+    for (uint32_t i = 0; i < n && !c->bad && rc == TALLY_OK; i++) {
+        rc = load_transfer(r, c, i);
     }
-    int rc = load_transfer_map(r, c);
+    if (rc == TALLY_OK) {
+        rc = load_transfer_map(r, c);
+    }
     if (rc != TALLY_OK) {
         return rc;
     }
@@ -519,12 +547,7 @@ static int load_records(tally_replica *r, reader *c) {
     }
     for (uint32_t i = 0; i < n; i++) {
         grant_rec *g = &r->grants.at[i];
-        g->account = r32(c);
-        g->origin = r32(c);
-        g->to = r32(c);
-        g->seq = r64(c);
-        g->hlc = r64(c);
-        g->amount = r64(c);
+        GRANT_FIELDS(FIELD_READ)
     }
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
@@ -539,13 +562,13 @@ static int load_rest(tally_replica *r, reader *c) {
         r->log.at[i].kind = v >> 29;
         r->log.at[i].index = v & ((UINT32_C(1) << 29) - 1);
     }
-    n = r_count(c, 12);
+    n = r_count(c, EXPIRY_BYTES);
     if (!ARRAY_LOAD(r->expiries, n)) {
         return TALLY_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        r->expiries.at[i].deadline_ms = r64(c);
-        r->expiries.at[i].transfer = r32(c);
+        expiry *e = &r->expiries.at[i];
+        EXPIRY_FIELDS(FIELD_READ)
     }
     n = r_count(c, 16);
     if (!ARRAY_LOAD(r->conflicted_accounts, n)) {
