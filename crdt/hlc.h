@@ -35,8 +35,13 @@ typedef struct hlc {
     uint64_t last;
 } hlc;
 
+/* A count of milliseconds as this file takes it: at most HLC_MS_LAST (invariant 3). */
+static inline uint64_t hlc_ms_cap(uint64_t wall_ms) {
+    return wall_ms < HLC_MS_LAST ? wall_ms : HLC_MS_LAST;
+}
+
 static inline uint64_t hlc_from_ms(uint64_t wall_ms) {
-    return (wall_ms < HLC_MS_LAST ? wall_ms : HLC_MS_LAST) << 16;
+    return hlc_ms_cap(wall_ms) << 16;
 }
 
 static inline uint64_t hlc_tick(hlc *h, uint64_t wall_ms) {
@@ -64,21 +69,24 @@ static inline void hlc_restore(hlc *h, uint64_t own) {
 
 /* A clock that only moves forward, in milliseconds, made of a wall clock's forward steps. To
  * resume one after a restart, restore both fields as they were and read the wall clock: the
- * time in between counts when the wall clock moved forward across it. */
+ * time in between counts when the wall clock moved forward across it. It starts at most at
+ * HLC_MS_LAST, and one step moves it at most by HLC_MS_LAST (some 8,900 years): a wild reading
+ * near the end of 64 bits moves it by less than 2^48, and it would take 65,536 of them to
+ * bring it near UINT64_MAX, where it stops and every deadline would be due at once. */
 typedef struct steady {
     uint64_t wall_last; /* the wall clock's last reading */
-    uint64_t now;       /* the steady clock: starts at the first reading */
+    uint64_t now;       /* the steady clock: starts at the first reading, or HLC_MS_LAST */
 } steady;
 
 static inline void steady_start(steady *s, uint64_t wall_ms) {
     s->wall_last = wall_ms;
-    s->now = wall_ms;
+    s->now = hlc_ms_cap(wall_ms);
 }
 
 /* Takes a wall clock reading; returns the steady clock. Saturates at UINT64_MAX. */
 static inline uint64_t steady_read(steady *s, uint64_t wall_ms) {
     if (wall_ms > s->wall_last) {
-        uint64_t step = wall_ms - s->wall_last;
+        uint64_t step = hlc_ms_cap(wall_ms - s->wall_last);
         s->now = s->now > UINT64_MAX - step ? UINT64_MAX : s->now + step;
     }
     s->wall_last = wall_ms;

@@ -291,6 +291,8 @@ TALLY_API int tally_grant_with(tally_replica *r, const tally_grant_request *g);
  * closed when the clock moved forward across it (the journal keeps the count, so restarts,
  * however frequent, never grant a timeout afresh). A clock that jumps back does not keep a
  * reservation alive; one that jumps forward brings due expiries forward, never later ones.
+ * A pending of this replica's that a peer brings back (after a restore from a backup) gets
+ * what its timestamp shows is left of its timeout, at most T from when it came back.
  * docs/design.md, section 4, has the rule and why an expiry can never fail for want of rights
  * or room in a sum.
  * *voided (may be NULL) is set to how many were voided.

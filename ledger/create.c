@@ -34,19 +34,14 @@ static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) 
         return rc;
     }
     o->hlc = hlc_tick(&r->clock, now_ms);
-    if (o->kind == OP_TRANSFER && o->u.transfer.timeout_ms != 0) {
-        rc = expiry_clock_journal(r); /* the pending's deadline is replayed from it */
-        if (rc != TALLY_OK) {
-            return rc;
-        }
+    rc = expiry_clock_before(r, o); /* a deadline is replayed from the clock it was set by */
+    if (rc == TALLY_OK) {
+        rc = replica_journal_add(r, o);
     }
-    rc = replica_journal_add(r, o);
     if (rc != TALLY_OK) {
         return rc;
     }
-    r->made_at = r->steady.now;
     rc = op_apply(r, o, &refs, now_ms);
-    r->made_at = EXPIRY_UNKNOWN;
     if (rc != TALLY_OK) {
         replica_journal_unadd(r);
     }

@@ -5,25 +5,33 @@
  *
  * 1. Every open pending created here with a timeout has an entry; an entry whose pending was
  *    posted or voided meanwhile stays until it reaches the top, where it is dropped.
- * 2. A deadline is the steady time the pending was made plus its timeout. The steady clock
+ * 2. A pending's deadline is set once, when it is applied here, from the steady clock at that
+ *    moment and the pending's stamp (expiry_deadline): its whole timeout T for a pending made
+ *    here just now, less what its stamp shows has passed for one made before (brought back
+ *    by a peer after a restore, or read from a journal written before 0.2). The steady clock
  *    adds up the wall clock's forward steps, so a wall clock that jumps back cannot keep a
  *    reservation alive, and one that jumped ahead once (and left the HLC there) cannot push
- *    later deadlines into the future: nothing here reads a timestamp.
- * 3. The journal holds the steady clock: a CLOCK record (both its fields) goes into the frame
- *    of every pending with a timeout, unless the journal's last record already says the same,
- *    and into one of its own when the replica is closed or snapshotted with a pending still
- *    due. Replaying a record sets the clock to it, so a pending's deadline comes back as the
- *    number it was; once the journal is read, the clock moves on by the wall clock's step
- *    since the last record (steady_read: nothing when the wall clock reads behind it). A
- *    snapshot stores the last record and the deadlines, so a restart gives the same deadlines
- *    with or without one, and no restart grants a timeout afresh.
+ *    later deadlines into the future.
+ * 3. The journal holds the steady clock: before every pending of this replica's with a
+ *    timeout, whoever made it, a CLOCK record of the steady clock at that moment (unless the
+ *    journal's last record already says the same); one of its own when the replica is closed
+ *    or snapshotted with a pending still due; and one when a replica that has none yet opens
+ *    with such pendings. Replaying sets the clock to each record in turn, so every deadline
+ *    comes back as the number it was: the same clock and the same stamp give the same
+ *    deadline. Once the journal is read, the clock moves on by the wall clock's step since
+ *    the last record (nothing when the wall clock reads behind it). A snapshot stores the
+ *    last record and the deadlines, so a restart gives the same deadlines with or without
+ *    one, and no restart grants a timeout afresh.
  * 4. So the time that counts towards a timeout is the wall clock's forward steps while the
  *    replica is open, plus the time it was closed when the wall clock moved forward across
  *    it. Time is lost only where the wall clock steps back: within a run, the step; across a
  *    restart, the time since the last record, up to the step.
- * 5. A pending of this replica's applied with no record before it (brought back by a peer, or
- *    replayed from a journal written before 0.2) gets an estimate from its stamp
- *    (expiry_estimate).
+ * 5. Pendings read from a journal or snapshot with no record before them (written before 0.2)
+ *    are given their deadlines against the clock the replica opened with, and that clock is
+ *    journalled as the first record once the replica is open: at the next open, reaching
+ *    that record gives them the same deadlines again.
+ * 6. The steady clock in the records never goes back: a record below the one before it is
+ *    not the replica's, and the journal is refused (TALLY_ECORRUPT).
  */
 #include <assert.h>
 
@@ -33,11 +41,12 @@ static uint64_t add_ms(uint64_t at, uint64_t ms) {
     return at > UINT64_MAX - ms ? UINT64_MAX : at + ms;
 }
 
-/* Invariant 5. A timestamp is never below the wall clock of the moment it was made (an HLC
+/* Invariant 2. A timestamp is never below the wall clock of the moment it was made (an HLC
  * tick is at least the physical time), so made + T is no earlier than the true deadline: the
- * time left by it is capped at T. A stamp in the last millisecond the HLC holds says nothing
- * of when it was made (crdt/hlc.h, invariant 3): the whole timeout is left then. */
-static uint64_t expiry_estimate(const tally_replica *r, uint64_t stamp, uint32_t timeout_ms) {
+ * time left by it is capped at T. For a pending stamped here just now the stamp is at least
+ * the clock's wall reading, and all of T is left. A stamp in the last millisecond the HLC
+ * holds says nothing of when it was made (crdt/hlc.h, invariant 3): all of T is left then. */
+static uint64_t expiry_deadline(const tally_replica *r, uint64_t stamp, uint32_t timeout_ms) {
     uint64_t made = HLC_MS(stamp);
     uint64_t left = timeout_ms;
     if (made < HLC_MS_LAST) {
@@ -97,10 +106,7 @@ uint32_t expiry_next(tally_replica *r) {
 
 void expiry_add(tally_replica *r, uint32_t ti) {
     const transfer_rec *t = &r->transfers.at[ti];
-    expiry_push(r,
-                r->made_at != EXPIRY_UNKNOWN ? add_ms(r->made_at, t->timeout_ms)
-                                             : expiry_estimate(r, t->hlc, t->timeout_ms),
-                ti);
+    expiry_push(r, expiry_deadline(r, t->hlc, t->timeout_ms), ti);
 }
 
 bool expiry_rebuild(tally_replica *r, bool estimate) {
@@ -116,19 +122,18 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
         if (t->state == TALLY_PENDING_OPEN) {
             /* pushing in place: entries [0, count) are the heap, [i, n) not read yet, and
              * count <= i */
-            expiry_push(r, estimate ? expiry_estimate(r, t->hlc, t->timeout_ms) : e.deadline_ms,
+            expiry_push(r, estimate ? expiry_deadline(r, t->hlc, t->timeout_ms) : e.deadline_ms,
                         e.transfer);
         }
     }
     return true;
 }
 
-/* --- the steady clock across restarts (invariants 3 and 4) -------------------------------- */
+/* --- the steady clock across restarts (invariants 3 to 6) -------------------------------- */
 
 void expiry_clock_start(tally_replica *r) {
     steady_start(&r->steady, replica_now_ms(r));
     r->steady_journaled = false;
-    r->made_at = EXPIRY_UNKNOWN;
 }
 
 void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms) {
@@ -136,12 +141,22 @@ void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms)
     r->steady.wall_last = wall_ms;
     r->journaled_steady = r->steady;
     r->steady_journaled = true;
-    r->made_at = r->steady.now; /* the pendings that follow were made at this time */
+}
+
+int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms) {
+    if (r->steady_journaled && steady_ms < r->journaled_steady.now) {
+        return TALLY_ECORRUPT; /* invariant 6 */
+    }
+    bool first = !r->steady_journaled;
+    expiry_clock_resume(r, steady_ms, wall_ms);
+    if (first && !expiry_rebuild(r, true)) {
+        return TALLY_ECORRUPT; /* invariant 5: the deadlines the record's writer gave */
+    }
+    return TALLY_OK;
 }
 
 void expiry_clock_opened(tally_replica *r) {
     (void)replica_clock_read(r);
-    r->made_at = EXPIRY_UNKNOWN;
 }
 
 int expiry_clock_journal(tally_replica *r) {
@@ -161,4 +176,11 @@ int expiry_clock_journal(tally_replica *r) {
         r->steady_journaled = true;
     }
     return rc;
+}
+
+int expiry_clock_before(tally_replica *r, const op *o) {
+    bool deadline = o->kind == OP_TRANSFER && o->origin == r->id &&
+                    (o->u.transfer.flags & TALLY_TRANSFER_PENDING) != 0 &&
+                    o->u.transfer.timeout_ms != 0;
+    return deadline ? expiry_clock_journal(r) : TALLY_OK;
 }

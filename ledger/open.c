@@ -70,16 +70,21 @@ static int snapshot_to(void *ctx, int fd, uint64_t segment, uint64_t offset) {
     return snapshot_write(ctx, fd, segment, offset);
 }
 
-/* With a pending of this replica's still due, a CLOCK record of its own (ledger/expiry.c,
- * invariant 3): the time up to now then counts after a restart even if the wall clock has
- * stepped back by then. */
-static int journal_clock_now(tally_replica *r) {
+/* With a pending of this replica's still due, a CLOCK record of its own of the steady clock
+ * as it stands (ledger/expiry.c, invariant 3). */
+static int journal_clock(tally_replica *r) {
     if (r->journal->failed || expiry_next(r) == NONE) {
         return TALLY_OK;
     }
-    (void)replica_clock_read(r);
     int rc = expiry_clock_journal(r);
     return rc == TALLY_OK ? journal_commit(r->journal) : rc;
+}
+
+/* The same at this moment: the time up to now then counts after a restart even if the wall
+ * clock has stepped back by then. */
+static int journal_clock_now(tally_replica *r) {
+    (void)replica_clock_read(r);
+    return journal_clock(r);
 }
 
 int tally_snapshot(tally_replica *r) {
@@ -112,6 +117,11 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
     if (rc == TALLY_OK && opts->dir != NULL) {
         rc = replica_open_journal(r, opts);
+        if (rc == TALLY_OK && !r->steady_journaled) {
+            /* pendings from before 0.2: the clock their deadlines were set by, before it
+             * moves on (ledger/expiry.c, invariant 5) */
+            rc = journal_clock(r);
+        }
         expiry_clock_opened(r);
     } else if (rc == TALLY_OK) {
         uint64_t id = opts->replica_id;

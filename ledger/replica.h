@@ -119,7 +119,6 @@ struct tally_replica {
     steady steady;           /* elapsed time, for timeouts (ledger/expiry.c) */
     steady journaled_steady; /* the steady clock as the journal's last CLOCK record has it */
     bool steady_journaled;   /* there is such a record (a journal from before 0.2 has none) */
-    uint64_t made_at; /* the steady time the own op being applied was made, or EXPIRY_UNKNOWN */
 
     ARRAY(open_rec) opens;
     ARRAY(account_rec) accounts;
@@ -280,9 +279,8 @@ int transfer_check_fields(const tally_transfer *t);
 int account_check_fields(const tally_account *a);
 
 /* --- ledger/expiry.c --- */
-#define EXPIRY_UNKNOWN UINT64_MAX
 /* Adds the deadline of transfers[ti], a pending of this replica's with a timeout, being applied
- * (room reserved by the caller): made_at plus its timeout, or estimated from its stamp. */
+ * (room reserved by the caller): from the steady clock now and the pending's stamp. */
 void expiry_add(tally_replica *r, uint32_t ti);
 /* Removes the earliest deadline. */
 void expiry_pop(tally_replica *r);
@@ -295,12 +293,16 @@ bool expiry_rebuild(tally_replica *r, bool estimate);
 
 /* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock
  * (opening, before the journal is read); expiry_clock_resume sets it to a CLOCK record's
- * fields as the journal (or a snapshot) is read; expiry_clock_opened moves it on by the wall
- * clock once the journal is read. expiry_clock_journal adds a CLOCK record to the commit in
- * progress, unless the journal's last record says the same. */
+ * fields as a snapshot is read, expiry_clock_replay as the journal is (TALLY_ECORRUPT for a
+ * record no replica writes); expiry_clock_opened moves it on by the wall clock once the
+ * journal is read. expiry_clock_journal adds a CLOCK record to the commit in progress, unless
+ * the journal's last record says the same; expiry_clock_before does so when op o, about to be
+ * journalled, is a pending of this replica's with a timeout. */
 void expiry_clock_start(tally_replica *r);
 void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
+int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 void expiry_clock_opened(tally_replica *r);
+int expiry_clock_before(tally_replica *r, const op *o);
 int expiry_clock_journal(tally_replica *r);
 
 /* Reads the wall clock and advances the steady clock by it; returns the wall clock. */

@@ -377,8 +377,7 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     const op *o = &d->o;
     if (o->kind == OP_CLOCK) {
         /* only a journal's decoder lets one through */
-        expiry_clock_resume(r, o->u.clock.steady_ms, o->u.clock.wall_ms);
-        return TALLY_OK;
+        return expiry_clock_replay(r, o->u.clock.steady_ms, o->u.clock.wall_ms);
     }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
@@ -404,7 +403,10 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
         *debit_hint = refs.debit;
         *credit_hint = refs.credit;
     }
-    int rc = replica_journal_add(r, o);
+    int rc = expiry_clock_before(r, o); /* one of ours, brought back with a timeout */
+    if (rc == TALLY_OK) {
+        rc = replica_journal_add(r, o);
+    }
     if (rc != TALLY_OK) {
         return rc;
     }

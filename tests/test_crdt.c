@@ -279,7 +279,8 @@ static void vclock_keeps_entries_sorted_and_merges_to_the_maximum(void **state) 
 }
 
 /* The steady clock adds up the wall clock's forward steps: a jump back makes it stand still,
- * and it then moves on with the wall clock from where it stood. */
+ * and it then moves on with the wall clock from where it stood. One step counts at most
+ * HLC_MS_LAST, so wild readings saturate it only after 65,536 of them. */
 static void steady_clock_moves_only_forward(void **state) {
     (void)state;
     steady s;
@@ -288,8 +289,16 @@ static void steady_clock_moves_only_forward(void **state) {
     assert_int_equal(steady_read(&s, 200), 1500); /* a year back, say */
     assert_int_equal(steady_read(&s, 700), 2000);
     assert_int_equal(steady_read(&s, 700), 2000);
+    assert_int_equal(steady_read(&s, UINT64_MAX), 2000 + HLC_MS_LAST);
+    assert_int_equal(steady_read(&s, 5), 2000 + HLC_MS_LAST);
+    for (int i = 0; i < 65535; i++) {
+        assert_true(steady_read(&s, UINT64_MAX) < UINT64_MAX);
+        (void)steady_read(&s, 5);
+    }
     assert_int_equal(steady_read(&s, UINT64_MAX), UINT64_MAX); /* saturates */
     assert_int_equal(steady_read(&s, 5), UINT64_MAX);
+    steady_start(&s, UINT64_MAX - 5);
+    assert_int_equal(steady_read(&s, UINT64_MAX), HLC_MS_LAST + 5);
     hlc h = {hlc_from_ms(100)};
     hlc_restore(&h, hlc_from_ms(UINT64_C(1) << 40)); /* its own stamp, far ahead: taken */
     assert_true(hlc_tick(&h, 100) > hlc_from_ms(UINT64_C(1) << 40));

@@ -442,6 +442,14 @@ static uint64_t expire_now(tally_replica *r) {
     return voided;
 }
 
+/* Asserts that r's first pending to time out does so exactly `ms` from now on `clock`. */
+static void assert_due_after(tally_replica *r, test_clock *clock, uint64_t ms) {
+    clock->now_ms += ms - 1;
+    assert_int_equal(expire_now(r), 0);
+    clock->now_ms += 1;
+    assert_int_equal(expire_now(r), 1);
+}
+
 static tally_transfer pending_of(uint64_t id, uint64_t amount, uint32_t timeout_ms) {
     tally_transfer t = transfer(id, 2, 3, amount);
     t.flags = TALLY_TRANSFER_PENDING;
@@ -979,6 +987,21 @@ static void a_version_1_segment_is_read_and_never_appended_to(void **state) {
     tally_close(r);
 }
 
+/* Rewrites f's newest snapshot as 0.1 wrote it: version 1, with no CLOCK record after the HLC
+ * (a flag and two 8-byte fields). */
+static void snapshot_to_version_1(fixture *f) {
+    char path[256];
+    static uint8_t buf[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf);
+    enum { HEADER = 48, HLC = 8, RECORD = 17 };
+    memmove(buf + HEADER + HLC, buf + HEADER + HLC + RECORD,
+            (size_t)(size - HEADER - HLC - RECORD));
+    size -= RECORD;
+    put_u32le(buf + 4, 1);
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+}
+
 /* A snapshot written before 0.2 (version 1, with no clock in it) loads: the deadline of a
  * pending in it is estimated from its stamp, which here the wall clock agrees with. */
 static void a_version_1_snapshot_loads_and_estimates_deadlines(void **state) {
@@ -991,27 +1014,105 @@ static void a_version_1_snapshot_loads_and_estimates_deadlines(void **state) {
     uint8_t want[16], got[16];
     digest_of(r, want);
     tally_close(r);
-    char path[256];
-    static uint8_t buf[1 << 20];
-    long size = read_snapshot(f, path, buf, sizeof buf);
-    /* version 1: no CLOCK record after the HLC (a flag and two 8-byte fields) */
-    enum { HEADER = 48, HLC = 8, RECORD = 17 };
-    memmove(buf + HEADER + HLC, buf + HEADER + HLC + RECORD,
-            (size_t)(size - HEADER - HLC - RECORD));
-    size -= RECORD;
-    put_u32le(buf + 4, 1);
-    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
-    write_file(path, buf, size);
+    snapshot_to_version_1(f);
     clock.now_ms += 300;
     r = open_ok(f);
     assert_int_not_equal(r->journal->snapshot_segment, 0);
     digest_of(r, got);
     assert_memory_equal(want, got, 16);
-    clock.now_ms += 699;
+    assert_due_after(r, &clock, 700);
+    tally_close(r);
+}
+
+/* A deadline estimated when a snapshot written before 0.2 is loaded stays where it was put
+ * across restarts, though the wall clock stepped back since (which puts the steady clock of
+ * the CLOCK records written after it ahead of the wall clock). Each open used to estimate it
+ * again against a fresh steady clock, then switch to the records' clock: it came out early. */
+static void a_deadline_estimated_at_an_upgrade_stays_across_restarts(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    uint64_t t0 = clock.now_ms;
+    tally_replica *r = open_funded(f, &clock, 750);
+    clock.now_ms = t0 + 50000; /* stamped 50 s ahead: all of its timeout is left at any open */
+    tally_transfer t = pending_of(751, 10, 10000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    clock.now_ms = t0;
+    assert_result(tally_snapshot(r), TALLY_OK);
+    tally_close(r);
+    snapshot_to_version_1(f);
+    clock.now_ms = t0 + 2000;
+    r = open_ok(f); /* due after 10 s of steady time from here */
+    clock.now_ms = t0 - 3000;
     assert_int_equal(expire_now(r), 0);
+    clock.now_ms = t0 + 1000; /* 4 s of the 10 counted */
+    assert_int_equal(expire_now(r), 0);
+    t = pending_of(752, 10, 100000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+    r = open_ok(f);
+    assert_due_after(r, &clock, 6000);
+    tally_close(r);
+}
+
+/* A pending of this replica's that a peer brings back after a restore keeps, across restarts,
+ * the deadline it was given when it came back (estimated from its stamp). Replaying it used
+ * to take the journal's last CLOCK record before it as the time it was made: it came out
+ * early by the time between that record and the pending. */
+static void a_pending_brought_back_by_a_peer_keeps_its_deadline(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 21;
+    test_clock clock = {1700000000000u};
+    uint64_t t0 = clock.now_ms;
+    tally_replica *r = open_funded(f, &clock, 740);
+    tally_transfer t = pending_of(741, 10, 1); /* leaves a CLOCK record in the backup */
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
     clock.now_ms += 1;
     assert_int_equal(expire_now(r), 1);
     tally_close(r);
+    char backup[192];
+    snprintf(backup, sizeof backup, "%s.backup", f->dir);
+    run("cp -r %s %s", f->dir, backup);
+    clock.now_ms = t0 + 101;
+    r = open_ok(f);
+    t = pending_of(742, 10, 10000); /* due at t0 + 10101 */
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_replica *peer = replica_new(22, &clock);
+    sync_pair(r, peer);
+    tally_close(r);
+    run("rm -rf %s%s", f->dir, "");
+    run("mv %s %s", backup, f->dir);
+    clock.now_ms = t0 + 5000;
+    r = open_ok(f);
+    sync_pair(peer, r);
+    assert_int_equal(expire_now(r), 0);
+    assert_int_equal(reopen_and_expire(f, &r, &clock, 1000, false), 0);
+    assert_int_equal(reopen_and_expire(f, &r, &clock, 4100, false), 0);
+    assert_int_equal(reopen_and_expire(f, &r, &clock, 1, false), 1);
+    tally_close(r);
+    tally_close(peer);
+}
+
+/* A CLOCK record whose steady reading is below the one before it was not written by a
+ * replica, whose steady clock never goes back: the journal is refused as corrupt. */
+static void a_clock_record_that_goes_back_is_refused(void **state) {
+    fixture *f = *state;
+    test_clock clock = {1700000000000u};
+    tally_replica *r = open_funded(f, &clock, 760);
+    tally_transfer t = pending_of(761, 10, 1000);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    op o;
+    op_clear(&o);
+    o.kind = OP_CLOCK;
+    o.u.clock.steady_ms = r->steady.now - 1;
+    o.u.clock.wall_ms = r->steady.wall_last;
+    assert_result(journal_add(r->journal, &o), TALLY_OK);
+    assert_result(journal_commit(r->journal), TALLY_OK);
+    t = transfer(762, 1, 2, 1); /* the record's frame is not the last: not a torn tail */
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    tally_close(r);
+    tally_replica *back = NULL;
+    assert_result(tally_open(&f->opts, &back), TALLY_ECORRUPT);
+    assert_null(back);
 }
 
 /* fuzz_snapshot found it: loading a snapshot with no accounts passed NULL to memset. */
@@ -1045,6 +1146,9 @@ int main(void) {
         T(a_version_1_segment_is_read_and_never_appended_to),
         T(a_version_1_snapshot_loads_and_estimates_deadlines),
         T(a_pending_made_in_a_glitch_expires_across_restarts),
+        T(a_deadline_estimated_at_an_upgrade_stays_across_restarts),
+        T(a_pending_brought_back_by_a_peer_keeps_its_deadline),
+        T(a_clock_record_that_goes_back_is_refused),
         T(open_makes_missing_parents_and_says_why_it_cannot),
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),

@@ -468,6 +468,26 @@ static void a_wall_clock_past_the_end_of_the_stamps_keeps_timeouts(void **state)
     assert_int_equal(expire(f), 1);
 }
 
+/* The wall clock reads near the end of 64 bits once, then comes back: a pending made after
+ * that still waits its timeout. The steady clock used to start at, or step to, the raw reading
+ * and stay saturated at UINT64_MAX, where every deadline is due at once. */
+static void a_wall_clock_at_the_end_of_64_bits_keeps_timeouts(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(178, BANK, A, 100)), TALLY_OK);
+    uint64_t now = f->clock.now_ms;
+    f->clock.now_ms = UINT64_MAX - 5;
+    assert_int_equal(expire(f), 0);
+    f->clock.now_ms = now;
+    assert_result(create(f, pending(179, A, B, 60, 1000)), TALLY_OK);
+    uint64_t next = 0;
+    assert_result(tally_next_expiry(f->r, &next), TALLY_OK);
+    assert_int_equal(next, 1000);
+    f->clock.now_ms += 999;
+    assert_int_equal(expire(f), 0);
+    f->clock.now_ms += 1;
+    assert_int_equal(expire(f), 1);
+}
+
 /* The wall clock jumps back a year while a pending is open: the pending still expires after
  * its timeout of the clock moving forward, not a year later. */
 static void a_backward_jump_of_the_own_clock_does_not_keep_a_reservation(void **state) {
@@ -713,6 +733,7 @@ int main(void) {
         T(a_pending_expires_on_its_origin_clock),
         T(a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts),
         T(a_wall_clock_past_the_end_of_the_stamps_keeps_timeouts),
+        T(a_wall_clock_at_the_end_of_64_bits_keeps_timeouts),
         T(a_backward_jump_of_the_own_clock_does_not_keep_a_reservation),
         T(grant_refuses_what_it_cannot_do),
         T(a_grant_to_a_replica_never_heard_from_is_refused),

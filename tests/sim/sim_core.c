@@ -16,7 +16,9 @@
  *
  * With durable replicas (--durable) each has a directory, and a step may crash one: close it,
  * sometimes leave the remains of a torn write at its journal's end, and open it again, which
- * must bring back exactly what it had. The same engine runs under libFuzzer (fuzz/fuzz_sim.c),
+ * must bring back exactly what it had, with the same time left before each of its pendings
+ * times out. Each replica's wall clock has its own skew, which now and then jumps back or
+ * ahead by up to ten minutes. The same engine runs under libFuzzer (fuzz/fuzz_sim.c),
  * drawing its choices from the fuzzer's bytes instead of the PRNG.
  */
 #include <inttypes.h>
@@ -682,14 +684,39 @@ static tally_replica *open_replica(sim *s, int i) {
     return r;
 }
 
+/* The time left before each open pending of r's own times out, by transfer: out[k] is for
+ * the k-th transfer record, UINT64_MAX where there is none. The clock is read first, as any
+ * create call would. */
+static uint64_t *time_left(tally_replica *r) {
+    uint64_t *out = malloc((r->transfers.count + 1) * sizeof *out);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (uint32_t k = 0; k < r->transfers.count; k++) {
+        out[k] = UINT64_MAX;
+    }
+    (void)replica_clock_read(r);
+    for (uint32_t i = 0; i < r->expiries.count; i++) {
+        const expiry *e = &r->expiries.at[i];
+        if (r->transfers.at[e->transfer].state == TALLY_PENDING_OPEN) {
+            uint64_t now = r->steady.now;
+            out[e->transfer] = e->deadline_ms > now ? e->deadline_ms - now : 0;
+        }
+    }
+    return out;
+}
+
 /* Crashes a durable replica: closes it, sometimes leaves a torn write at the end of its
- * journal, opens it again, and checks that it has exactly what it had. */
+ * journal, opens it again, and checks that it has exactly what it had, with the same time
+ * left on every pending (no time passes while it is closed). */
 static void act_crash(sim *s, int at) {
     if (!s->cfg->durable) {
         return;
     }
     uint8_t before[16], after[16];
     tally_digest(s->r[at], before);
+    uint32_t transfers = s->r[at]->transfers.count;
+    uint64_t *left_before = time_left(s->r[at]);
     uint64_t segment = s->r[at]->journal->segment;
     tally_close(s->r[at]);
     if (chance(&s->g, 50)) {
@@ -709,6 +736,17 @@ static void act_crash(sim *s, int at) {
     if (memcmp(before, after, 16) != 0) {
         fail_replica(s, "a crashed replica came back with another state", at);
     }
+    uint64_t *left_after = time_left(s->r[at]);
+    if (left_before == NULL || left_after == NULL) {
+        fail(s, "out of memory", TALLY_ENOMEM);
+    }
+    /* records are in the order they were applied, before and after */
+    if (s->r[at]->transfers.count != transfers ||
+        memcmp(left_before, left_after, transfers * sizeof *left_before) != 0) {
+        fail_replica(s, "a crashed replica came back with other timeouts", at);
+    }
+    free(left_before);
+    free(left_after);
     trace(s, "r%d crashes and recovers", at + 1);
     s->dirty[at] = true;
 }
@@ -786,6 +824,11 @@ void sim_run(const sim_config *cfg) {
             act_crash(s, at);
         } else {
             s->now_ms += below(&s->g, 2000);
+            if (chance(&s->g, 10)) {
+                int64_t jump = (int64_t)below(&s->g, 20 * 60 * 1000 + 1) - 10 * 60 * 1000;
+                s->clocks[at].skew_ms += jump;
+                trace(s, "r%d's wall clock jumps %+" PRId64 " ms", at + 1, jump);
+            }
             uint64_t voided = 0;
             int rc = tally_expire(s->r[at], &voided);
             if (rc != TALLY_OK) {
