@@ -36,6 +36,8 @@
  *   - tally_next_expiry says when the next pending created here is due to expire; timeouts
  *     count across restarts from a clock the journal keeps (journal and snapshot format
  *     version 2; version 1 files still open, and a version 1 segment is not appended to).
+ *   - tally_log_level names the levels a node's log callback is given (the numbers are as
+ *     before).
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -478,11 +480,19 @@ TALLY_API int tally_reserve(tally_replica *r, uint64_t accounts, uint64_t transf
 struct uv_loop_s;
 typedef struct tally_node tally_node; /* opaque: one replica's sync endpoint */
 
+/* The level of a line a node logs: its callback's `level` argument. */
+typedef enum tally_log_level {
+    TALLY_LOG_ERROR = 0,
+    TALLY_LOG_WARN = 1,
+    TALLY_LOG_INFO = 2,
+    TALLY_LOG_DEBUG = 3,
+} tally_log_level;
+
 typedef struct tally_node_options {
     const char *listen;       /* "127.0.0.1:7400"; port 0 picks a free one; NULL: do not listen */
     const char *cluster;      /* peers with another cluster name are refused; NULL: "tally" */
     uint32_t anti_entropy_ms; /* 0: a sensible default (1000) */
-    void (*log)(void *ctx, int level, const char *message); /* NULL: silent */
+    void (*log)(void *ctx, int level, const char *message); /* a tally_log_level; NULL: silent */
     void *log_ctx;
     /* Added after the fixed part: zero is the default for each. */
     uint64_t rights_reserve;    /* rights on each account this node keeps when asked for some */
@@ -494,7 +504,8 @@ typedef struct tally_node_options {
 /* Starts a node for r on loop: listens (if asked), and from then on pushes every change to r
  * (local writes and ops from peers) to connected peers, exchanges summaries with each every
  * anti_entropy_ms to heal anything lost, and voids r's pendings when their timeouts pass
- * (tally_expire on a timer set by tally_next_expiry), busy or idle. Log levels: 0 error, 1 warning, 2 info, 3 debug.
+ * (tally_expire on a timer set by tally_next_expiry), busy or idle; it logs at the levels of
+ * tally_log_level.
  * opts->listen is "host:port" with an IPv4 literal, "localhost" or a bracketed IPv6 literal.
  * If SIGPIPE is at its default action, the first node sets it to ignored (as libuv servers do):
  * a peer that goes away mid-write is then an error on that connection, not the process's end.

@@ -21,7 +21,6 @@
  *   3. Every handle is closed through uv_close, and `stopped` runs after the last close
  *      callback; nothing is freed while libuv may still call back about it.
  */
-#include <ctype.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,15 +30,14 @@
 #include <uv.h>
 
 #include "ledger/sync.h"
+#include "net/addr.h"
 #include "net/session.h"
 #include "tally.h"
 
-enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 #define TICK_MS 20
 #define READ_CHUNK (64 * 1024)
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
-#define ADDR_MAX 96
 /* Addresses of a named peer tried per resolution, in the resolver's order. */
 #define PEER_ADDRS_MAX 8
 
@@ -52,7 +50,7 @@ typedef struct conn conn;
 struct peer {
     peer *next;
     tally_node *node;
-    char addr[ADDR_MAX];
+    char addr[NET_ADDR_MAX];
     struct sockaddr_storage sa; /* a literal address; for a named peer, the one being tried */
     conn *conn;                 /* the connection to it, or NULL */
     uint32_t attempts;
@@ -76,7 +74,7 @@ struct conn {
     bool live;  /* session initialised */
     bool reading, writing, closing;
     bytes inflight;
-    char name[ADDR_MAX + 16];
+    char name[NET_ADDR_MAX + 16];
     uint8_t buf[READ_CHUNK];
 };
 
@@ -143,75 +141,6 @@ static void node_log(tally_node *n, int level, const char *fmt, ...) {
     n->cfg.log(n->cfg.log_ctx, level, msg);
 }
 
-/* Splits "host:port" (an IPv6 literal host in brackets, kept) into its parts. */
-static int split_addr(const char *addr, char host[ADDR_MAX], uint16_t *port) {
-    if (addr == NULL || strlen(addr) >= ADDR_MAX) {
-        return TALLY_EINVAL;
-    }
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon == addr || colon[1] == '\0') {
-        return TALLY_EINVAL;
-    }
-    size_t n = (size_t)(colon - addr);
-    memcpy(host, addr, n);
-    host[n] = '\0';
-    char *end;
-    long v = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || v < 0 || v > 65535 || !isdigit((unsigned char)colon[1])) {
-        return TALLY_EINVAL;
-    }
-    *port = (uint16_t)v;
-    return TALLY_OK;
-}
-
-/* A literal host ("127.0.0.1" or "[::1]") into out. */
-static int literal_addr(const char *host, uint16_t port, struct sockaddr_storage *out) {
-    memset(out, 0, sizeof *out);
-    size_t n = strlen(host);
-    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
-        char inner[ADDR_MAX];
-        memcpy(inner, host + 1, n - 2);
-        inner[n - 2] = '\0';
-        return uv_ip6_addr(inner, port, (struct sockaddr_in6 *)out) == 0 ? TALLY_OK : TALLY_EINVAL;
-    }
-    return uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0 ? TALLY_OK : TALLY_EINVAL;
-}
-
-/* Whether host can be a DNS name (RFC 1123: labels of letters, digits and hyphens, at most 63
- * characters each and 253 in all, neither starting nor ending with a hyphen). */
-static bool host_name_valid(const char *host) {
-    size_t n = strlen(host), label = 0;
-    if (n == 0 || n > 253) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = host[i];
-        if (ch == '.') {
-            if (label == 0 || host[i - 1] == '-') {
-                return false;
-            }
-            label = 0;
-        } else if (isalnum((unsigned char)ch) || (ch == '-' && label > 0)) {
-            if (++label > 63) {
-                return false;
-            }
-        } else {
-            return false;
-        }
-    }
-    return host[n - 1] != '-';
-}
-
-/* What the node listens on: "host:port" with a literal host, or "localhost" for 127.0.0.1. */
-static int parse_addr(const char *addr, struct sockaddr_storage *out) {
-    char host[ADDR_MAX];
-    uint16_t port;
-    int rc = split_addr(addr, host, &port);
-    if (rc == TALLY_OK && strcmp(host, "localhost") == 0) {
-        strcpy(host, "127.0.0.1");
-    }
-    return rc == TALLY_OK ? literal_addr(host, port, out) : rc;
-}
 
 /* --- connections ----------------------------------------------------------------------------- */
 
@@ -290,7 +219,7 @@ static void conn_close(conn *c, const char *why) {
     }
     c->closing = true;
     if (why != NULL) {
-        node_log(c->node, LOG_INFO, "%s: closing: %s", c->name, why);
+        node_log(c->node, TALLY_LOG_INFO, "%s: closing: %s", c->name, why);
     }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
@@ -425,7 +354,7 @@ static void on_connect(uv_connect_t *req, int status) {
         conn_close(c, uv_strerror(status));
         return;
     }
-    node_log(c->node, LOG_INFO, "%s: connected", c->name);
+    node_log(c->node, TALLY_LOG_INFO, "%s: connected", c->name);
     if (c->peer != NULL) {
         c->peer->n_addrs = c->peer->next_addr = 0; /* a reconnect looks the name up again */
     }
@@ -480,7 +409,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     uv_freeaddrinfo(res);
     if (p->n_addrs == 0) {
-        node_log(n, LOG_WARN, "%s: cannot resolve: %s", p->addr,
+        node_log(n, TALLY_LOG_WARN, "%s: cannot resolve: %s", p->addr,
                  status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
         peer_backoff(n, p);
         return;
@@ -490,18 +419,18 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 /* Looks a named peer up on libuv's thread pool; on_resolved goes on from there. */
 static void peer_resolve(tally_node *n, peer *p) {
-    char host[ADDR_MAX], port[8];
-    uint16_t port_number = 0;
-    (void)split_addr(p->addr, host, &port_number); /* checked by tally_node_add_peer */
-    snprintf(port, sizeof port, "%u", (unsigned)port_number);
+    net_addr a;
+    char port[8];
+    (void)net_addr_parse(p->addr, &a); /* checked by tally_node_add_peer */
+    snprintf(port, sizeof port, "%u", (unsigned)a.port);
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     p->resolver.data = p;
-    int rc = uv_getaddrinfo(n->loop, &p->resolver, on_resolved, host, port, &hints);
+    int rc = uv_getaddrinfo(n->loop, &p->resolver, on_resolved, a.host, port, &hints);
     if (rc != 0) {
-        node_log(n, LOG_WARN, "%s: cannot resolve: %s", p->addr, uv_strerror(rc));
+        node_log(n, TALLY_LOG_WARN, "%s: cannot resolve: %s", p->addr, uv_strerror(rc));
         peer_backoff(n, p);
         return;
     }
@@ -536,7 +465,7 @@ static void on_connection(uv_stream_t *server, int status) {
                      ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
         }
     }
-    node_log(n, LOG_INFO, "%s: accepted", c->name);
+    node_log(n, TALLY_LOG_INFO, "%s: accepted", c->name);
     conn_start(c);
 }
 
@@ -582,7 +511,8 @@ static void on_expiry(uv_timer_t *t) {
     uint64_t voided = 0;
     int rc = tally_expire(n->r, &voided); /* its ops reach peers through on_change */
     if (rc != TALLY_OK) {
-        node_log(n, LOG_WARN, "voiding pendings whose timeout passed: %s", tally_result_name(rc));
+        node_log(n, TALLY_LOG_WARN, "voiding pendings whose timeout passed: %s",
+                 tally_result_name(rc));
         uv_timer_start(&n->expiry, on_expiry, EXPIRY_RETRY_MS, 0);
         return;
     }
@@ -649,9 +579,8 @@ static void request_finish(tally_node *n, rights_request *q, int result) {
         }
     }
     uint64_t arrived = request_arrived(n, q);
-    node_log(n, LOG_INFO, "rights request %llu: %s, %llu of %llu", (unsigned long long)q->id,
-             tally_result_name(result), (unsigned long long)arrived,
-             (unsigned long long)q->amount);
+    node_log(n, TALLY_LOG_INFO, "rights request %llu: %s, %llu of %llu", (unsigned long long)q->id,
+             tally_result_name(result), (unsigned long long)arrived, (unsigned long long)q->amount);
     tally_rights_cb cb = q->cb;
     void *ctx = q->ctx;
     free(q);
@@ -728,7 +657,7 @@ static void rights_work(tally_node *n) {
             /* the home is on the line (a ready session): vouched for */
             tally_grant_request g = {h->account, h->replica, held, 0, 0, TALLY_GRANT_TO_UNKNOWN};
             int rc = tally_grant_with(n->r, &g);
-            node_log(n, rc == TALLY_OK ? LOG_INFO : LOG_WARN,
+            node_log(n, rc == TALLY_OK ? TALLY_LOG_INFO : TALLY_LOG_WARN,
                      "passing %llu rights to home replica %llu: %s", (unsigned long long)held,
                      (unsigned long long)h->replica, tally_result_name(rc));
         }
@@ -757,7 +686,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     const char *cluster = opts->cluster != NULL ? opts->cluster : "tally";
     struct sockaddr_storage sa;
     if (strlen(cluster) == 0 || strlen(cluster) > 255 ||
-        (opts->listen != NULL && parse_addr(opts->listen, &sa) != TALLY_OK)) {
+        (opts->listen != NULL && net_addr_listen(opts->listen, &sa) != TALLY_OK)) {
         return TALLY_EINVAL;
     }
     tally_node *n = calloc(1, sizeof *n);
@@ -805,7 +734,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
             rc = uv_listen((uv_stream_t *)&n->listener, 128, on_connection);
         }
         if (rc != 0) {
-            node_log(n, LOG_ERROR, "cannot listen on %s: %s", opts->listen, uv_strerror(rc));
+            node_log(n, TALLY_LOG_ERROR, "cannot listen on %s: %s", opts->listen, uv_strerror(rc));
             (void)sync_watch(r, NULL, NULL);
             n->stopping = true;
             uv_close((uv_handle_t *)&n->listener, on_handle_closed);
@@ -814,7 +743,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
             uv_close((uv_handle_t *)&n->expiry, on_handle_closed);
             return TALLY_EIO; /* freed by the close callbacks, on the loop */
         }
-        node_log(n, LOG_INFO, "listening on %s", opts->listen);
+        node_log(n, TALLY_LOG_INFO, "listening on %s", opts->listen);
     }
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
     expiry_schedule(n); /* pendings made before the node started */
@@ -906,9 +835,8 @@ int tally_node_add_peer(tally_node *n, const char *addr) {
     if (n == NULL || n->stopping) {
         return TALLY_EINVAL;
     }
-    char host[ADDR_MAX];
-    uint16_t port;
-    if (split_addr(addr, host, &port) != TALLY_OK || port == 0) {
+    net_addr a;
+    if (net_addr_parse(addr, &a) != TALLY_OK || a.port == 0) {
         return TALLY_EINVAL; /* port 0 is for listening on; nothing can be reached there */
     }
     peer *p = calloc(1, sizeof *p);
@@ -916,9 +844,8 @@ int tally_node_add_peer(tally_node *n, const char *addr) {
         return TALLY_ENOMEM;
     }
     p->node = n;
-    if (literal_addr(host, port, &p->sa) != TALLY_OK) {
-        /* Not a literal: a name, unless it only looks like a broken IPv4 literal. */
-        if (!host_name_valid(host) || strspn(host, "0123456789.") == strlen(host)) {
+    if (net_addr_literal(&a, &p->sa) != TALLY_OK) {
+        if (!net_addr_is_name(&a)) {
             free(p);
             return TALLY_EINVAL;
         }

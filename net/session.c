@@ -11,7 +11,6 @@
 #include "crdt/id.h"
 #include "ledger/sync.h"
 
-enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 #define CLUSTER_NAME_MAX 255
 
 static void say(const session *s, int level, const char *fmt, ...)
@@ -37,7 +36,7 @@ void session_close(session *s, const char *fmt, ...) {
     vsnprintf(s->reason, sizeof s->reason, fmt, ap);
     va_end(ap);
     s->state = SESSION_CLOSED;
-    say(s, LOG_WARN, "session with replica %llu closed: %s", (unsigned long long)s->peer_id,
+    say(s, TALLY_LOG_WARN, "session with replica %llu closed: %s", (unsigned long long)s->peer_id,
         s->reason);
 }
 
@@ -180,7 +179,7 @@ static void on_hello(session *s, const uint8_t *p, size_t len) {
         return;
     }
     s->state = SESSION_READY;
-    say(s, LOG_INFO, "session with replica %llu ready", (unsigned long long)s->peer_id);
+    say(s, TALLY_LOG_INFO, "session with replica %llu ready", (unsigned long long)s->peer_id);
 }
 
 static void on_refuse(session *s, const uint8_t *p, size_t len) {
@@ -276,7 +275,7 @@ static void on_rights_ask(session *s, const uint8_t *p, size_t len) {
             session_push(s); /* the GRANT travels ahead of the answer where it can */
         }
     }
-    say(s, LOG_INFO, "replica %llu asked for %llu rights: granted %llu",
+    say(s, TALLY_LOG_INFO, "replica %llu asked for %llu rights: granted %llu",
         (unsigned long long)s->peer_id, (unsigned long long)amount, (unsigned long long)give);
     uint8_t a[RIGHTS_ANSWER_BYTES];
     put_u64le(a, request);

@@ -1,99 +1,169 @@
 /*
- * net/cmd/config.c — see config.h. Keys: data, listen, control, cluster, sync, anti_entropy_ms,
- * rights_reserve, capacity_accounts, capacity_transfers, peers (docs/operations.md).
+ * net/cmd/config.c — see config.h. The settings, each defined once in `defs` below; the keys
+ * and flags are listed in docs/operations.md.
  */
 #include "net/cmd/config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
-bool config_set_sync(settings *s, const char *v) {
-    if (strcmp(v, "commit") == 0) {
-        s->sync = TALLY_SYNC_COMMIT;
-    } else if (strcmp(v, "none") == 0) {
-        s->sync = TALLY_SYNC_NONE;
-    } else {
-        return false;
-    }
-    return true;
+typedef enum { KIND_STRING, KIND_PEER, KIND_SYNC, KIND_COUNT } setting_kind;
+
+typedef struct setting_def {
+    const char *key, *flag;
+    setting_kind kind;
+    size_t offset;     /* of the field in settings (KIND_STRING: char *; KIND_COUNT: uint64_t) */
+    uint64_t min, max; /* KIND_COUNT */
+} setting_def;
+
+#define AT(field) offsetof(settings, field)
+
+static const setting_def defs[] = {
+    {"data", "--data", KIND_STRING, AT(data), 0, 0},
+    {"listen", "--listen", KIND_STRING, AT(listen), 0, 0},
+    {"control", "--control", KIND_STRING, AT(control), 0, 0},
+    {"cluster", "--cluster", KIND_STRING, AT(cluster), 0, 0},
+    {"peers", "--peer", KIND_PEER, AT(peers), 0, 0},
+    {"sync", "--sync", KIND_SYNC, AT(sync), 0, 0},
+    {"anti_entropy_ms", "--anti-entropy-ms", KIND_COUNT, AT(anti_entropy_ms), 1, 3600000},
+    {"rights_reserve", "--rights-reserve", KIND_COUNT, AT(rights_reserve), 0, UINT64_MAX},
+    {"capacity_accounts", "--capacity-accounts", KIND_COUNT, AT(capacity_accounts), 0, UINT64_MAX},
+    {"capacity_transfers", "--capacity-transfers", KIND_COUNT, AT(capacity_transfers), 0,
+     UINT64_MAX},
+};
+#define DEFS_COUNT (sizeof defs / sizeof defs[0])
+
+void config_init(settings *s) {
+    memset(s, 0, sizeof *s);
+    s->sync = TALLY_SYNC_COMMIT;
 }
 
-/* Replaces a string setting. */
-static bool set_string(char **field, const char *v) {
+static const setting_def *def_by_key(const char *key) {
+    for (size_t i = 0; i < DEFS_COUNT; i++) {
+        if (strcmp(defs[i].key, key) == 0) {
+            return &defs[i];
+        }
+    }
+    return NULL;
+}
+
+static const setting_def *def_by_flag(const char *flag) {
+    for (size_t i = 0; i < DEFS_COUNT; i++) {
+        if (strcmp(defs[i].flag, flag) == 0) {
+            return &defs[i];
+        }
+    }
+    return NULL;
+}
+
+/* A text value of a setting that is not a count. False: the value is bad (or no memory). */
+static bool set_text(settings *s, const setting_def *d, const char *v) {
+    if (d->kind == KIND_SYNC) {
+        if (strcmp(v, "commit") != 0 && strcmp(v, "none") != 0) {
+            return false;
+        }
+        s->sync = strcmp(v, "commit") == 0 ? TALLY_SYNC_COMMIT : TALLY_SYNC_NONE;
+        return true;
+    }
+    if (v[0] == '\0' || (d->kind == KIND_PEER && s->n_peers == PEERS_MAX)) {
+        return false;
+    }
     char *copy = strdup(v);
     if (copy == NULL) {
         return false;
     }
-    free(*field);
-    *field = copy;
+    if (d->kind == KIND_PEER) {
+        s->peers[s->n_peers++] = copy;
+    } else {
+        char **field = (char **)((char *)s + d->offset);
+        free(*field);
+        *field = copy;
+    }
     return true;
 }
 
-/* The setting a key of a count (an integer from 0) names, or NULL. */
-static uint64_t *count_field(settings *s, const char *key) {
-    return strcmp(key, "rights_reserve") == 0       ? &s->rights_reserve
-           : strcmp(key, "capacity_accounts") == 0  ? &s->capacity_accounts
-           : strcmp(key, "capacity_transfers") == 0 ? &s->capacity_transfers
-                                                    : NULL;
+static bool set_count(settings *s, const setting_def *d, uint64_t v) {
+    if (v < d->min || v > d->max) {
+        return false;
+    }
+    *(uint64_t *)((char *)s + d->offset) = v;
+    return true;
+}
+
+/* A decimal count with nothing around it. */
+static bool parse_count(const char *text, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Says what a setting takes; source is the file, or NULL for a flag. Returns false. */
+static bool bad_value(const setting_def *d, const char *name, const char *source, char *why,
+                      size_t why_size) {
+    char takes[80];
+    if (d->kind == KIND_COUNT) {
+        snprintf(takes, sizeof takes, "a whole number, %llu to %llu", (unsigned long long)d->min,
+                 (unsigned long long)d->max);
+    } else if (d->kind == KIND_SYNC) {
+        snprintf(takes, sizeof takes, "\"commit\" or \"none\"");
+    } else if (d->kind == KIND_PEER) {
+        snprintf(takes, sizeof takes, "at most %d \"host:port\" strings in all", PEERS_MAX);
+    } else {
+        snprintf(takes, sizeof takes, "a string that is not empty");
+    }
+    snprintf(why, why_size, "%s%sbad value for %s (%s)", source != NULL ? source : "",
+             source != NULL ? ": " : "", name, takes);
+    return false;
+}
+
+bool config_flag(settings *s, const char *flag, const char *value, char *why, size_t why_size) {
+    if (strcmp(flag, "--config") == 0) {
+        return config_load_file(s, value, why, why_size);
+    }
+    const setting_def *d = def_by_flag(flag);
+    if (d == NULL) {
+        snprintf(why, why_size, "unknown option %s", flag);
+        return false;
+    }
+    uint64_t n;
+    bool ok = d->kind == KIND_COUNT ? parse_count(value, &n) && set_count(s, d, n)
+                                    : set_text(s, d, value);
+    return ok || bad_value(d, flag, NULL, why, why_size);
 }
 
 static bool apply(settings *s, const char *key, json_t *v, const char *source, char *why,
                   size_t why_size) {
-    const char *str = json_string_value(v);
-    static const char *const string_keys[] = {"data", "listen", "control", "cluster"};
-    char **string_fields[] = {&s->data, &s->listen, &s->control, &s->cluster};
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(key, string_keys[i]) == 0) {
-            if (str != NULL && str[0] != '\0' && set_string(string_fields[i], str)) {
-                return true;
-            }
-            snprintf(why, why_size, "%s: bad value for \"%s\"", source, key);
-            return false;
-        }
-    }
-    if (strcmp(key, "sync") == 0) {
-        if (str != NULL && config_set_sync(s, str)) {
-            return true;
-        }
-    } else if (strcmp(key, "anti_entropy_ms") == 0) {
-        if (json_is_integer(v) && json_integer_value(v) > 0 &&
-            json_integer_value(v) <= 3600000) {
-            s->anti_entropy_ms = (uint32_t)json_integer_value(v);
-            return true;
-        }
-    } else if (count_field(s, key) != NULL) {
-        if (json_is_integer(v) && json_integer_value(v) >= 0) {
-            *count_field(s, key) = (uint64_t)json_integer_value(v);
-            return true;
-        }
-    } else if (strcmp(key, "peers") == 0) {
-        size_t i;
-        json_t *p;
-        if (!json_is_array(v) || json_array_size(v) + (size_t)s->n_peers > PEERS_MAX) {
-            snprintf(why, why_size, "%s: \"peers\" must be a list of at most %d addresses",
-                     source, PEERS_MAX);
-            return false;
-        }
-        json_array_foreach(v, i, p) {
-            const char *addr = json_string_value(p);
-            char *copy = addr != NULL ? strdup(addr) : NULL;
-            if (copy == NULL) {
-                snprintf(why, why_size, "%s: \"peers\" must be a list of \"host:port\" strings",
-                         source);
-                return false;
-            }
-            s->peers[s->n_peers++] = copy;
-        }
-        return true;
-    } else {
+    const setting_def *d = def_by_key(key);
+    if (d == NULL) {
         snprintf(why, why_size, "%s: unknown key \"%s\"", source, key);
         return false;
     }
-    snprintf(why, why_size, "%s: bad value for \"%s\"", source, key);
-    return false;
+    char name[64];
+    snprintf(name, sizeof name, "\"%s\"", key);
+    bool ok;
+    if (d->kind == KIND_COUNT) {
+        ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
+             set_count(s, d, (uint64_t)json_integer_value(v));
+    } else if (d->kind == KIND_PEER) {
+        size_t i;
+        json_t *p;
+        ok = json_is_array(v);
+        json_array_foreach(v, i, p) {
+            ok = ok && json_is_string(p) && set_text(s, d, json_string_value(p));
+        }
+    } else {
+        ok = json_is_string(v) && set_text(s, d, json_string_value(v));
+    }
+    return ok || bad_value(d, name, source, why, why_size);
 }
 
 static bool apply_root(settings *s, json_t *root, const json_error_t *err, const char *source,

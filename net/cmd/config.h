@@ -1,9 +1,11 @@
 /*
  * net/cmd/config.h — tallyd's settings, from flags or from a JSON config file.
  *
- * 1. An unknown key, a value of the wrong kind or out of range, or a duplicate key is refused,
- *    and the message names the key; nothing is half-applied silently.
- * 2. Every string in the settings is owned by them: config_free releases all of it.
+ * 1. Each setting is defined once (config.c): its config key, its flag, its kind and its
+ *    range. A flag and a config key of the same setting accept exactly the same values.
+ * 2. An unknown key or flag, a value of the wrong kind or out of range, or a duplicate key is
+ *    refused, and the message names the key or flag; nothing is half-applied silently.
+ * 3. Every string in the settings is owned by them: config_free releases all of it.
  */
 #ifndef TALLY_NET_CONFIG_H
 #define TALLY_NET_CONFIG_H
@@ -21,13 +23,16 @@ typedef struct settings {
     char *peers[PEERS_MAX];
     int n_peers;
     tally_sync_mode sync;
-    uint32_t anti_entropy_ms;
+    uint64_t anti_entropy_ms; /* 0: the node's default */
     uint64_t rights_reserve;
     uint64_t capacity_accounts, capacity_transfers; /* tally_reserve at start; 0: grow */
 } settings;
 
-/* "commit" or "none". */
-bool config_set_sync(settings *s, const char *v);
+/* The settings before any flag or file: sync commit, the rest unset. */
+void config_init(settings *s);
+/* Applies one flag and its value ("--anti-entropy-ms", "100"; "--config", a file's path).
+ * False with why filled in. */
+bool config_flag(settings *s, const char *flag, const char *value, char *why, size_t why_size);
 /* Applies a JSON config text (source names it in messages). False with why filled in. */
 bool config_parse(settings *s, const char *text, size_t len, const char *source, char *why,
                   size_t why_size);

@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 
+#include "net/addr.h"
 #include "net/cmd/control.h"
 #include "tally.h"
 
@@ -423,24 +424,18 @@ static char *run_local(const char *dir, const char *line) {
 /* A connected socket to "host:port" (a name, an IPv4 literal or a bracketed IPv6 literal),
  * trying each address the name has; -1 after saying why on stderr. */
 static int connect_to(const char *server) {
-    const char *colon = strrchr(server, ':');
-    char host[256];
-    if (colon == NULL || colon == server || colon[1] == '\0' ||
-        (size_t)(colon - server) >= sizeof host) {
+    net_addr a;
+    if (net_addr_parse(server, &a) != TALLY_OK || a.port == 0) {
         fprintf(stderr, "tally: bad server address \"%s\" (HOST:PORT)\n", server);
         return -1;
     }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        memmove(host, host + 1, n - 2);
-        host[n - 2] = '\0';
-    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)a.port);
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    int rc = getaddrinfo(a.host, port, &hints, &res);
     if (rc != 0) {
         fprintf(stderr, "tally: bad server address \"%s\": %s\n", server, gai_strerror(rc));
         return -1;

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "crdt/bytes.h"
+#include "net/addr.h"
 #include "net/cmd/config.h"
 #include "net/cmd/control.h"
 #include "tally.h"
@@ -55,7 +56,12 @@ struct daemon_ {
 
 /* --- logging --------------------------------------------------------------------------------- */
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const level_names[] = {
+    [TALLY_LOG_ERROR] = "error",
+    [TALLY_LOG_WARN] = "warn",
+    [TALLY_LOG_INFO] = "info",
+    [TALLY_LOG_DEBUG] = "debug",
+};
 
 static void log_line(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_line(int level, const char *fmt, ...) {
@@ -71,7 +77,10 @@ static void log_line(int level, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000),
-            level_names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+            level_names[level < TALLY_LOG_ERROR   ? TALLY_LOG_ERROR
+                        : level > TALLY_LOG_DEBUG ? TALLY_LOG_DEBUG
+                                                  : level],
+            msg);
 }
 
 static void node_log(void *ctx, int level, const char *message) {
@@ -92,82 +101,45 @@ static void usage(FILE *out) {
             "newline-delimited JSON; see docs/operations.md.\n");
 }
 
-static bool parse_number(const char *text, uint64_t max, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v > max) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 /* Returns 0 to run, or the exit status. */
 static int parse_args(settings *s, int argc, char **argv) {
-    s->sync = TALLY_SYNC_COMMIT;
+    config_init(s);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t n;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return -1;
         }
-        if (v == NULL) {
-            log_line(0, "%s needs a value", a);
+        if (i + 1 == argc) {
+            log_line(TALLY_LOG_ERROR, "%s needs a value", a);
             return 2;
         }
-        i++;
-        if (!strcmp(a, "--data")) {
-            free(s->data);
-            s->data = strdup(v);
-        } else if (!strcmp(a, "--listen")) {
-            free(s->listen);
-            s->listen = strdup(v);
-        } else if (!strcmp(a, "--control")) {
-            free(s->control);
-            s->control = strdup(v);
-        } else if (!strcmp(a, "--cluster")) {
-            free(s->cluster);
-            s->cluster = strdup(v);
-        } else if (!strcmp(a, "--peer") && s->n_peers < PEERS_MAX) {
-            s->peers[s->n_peers++] = strdup(v);
-        } else if (!strcmp(a, "--sync") && config_set_sync(s, v)) {
-        } else if (!strcmp(a, "--anti-entropy-ms") && parse_number(v, 3600000, &n) && n > 0) {
-            s->anti_entropy_ms = (uint32_t)n;
-        } else if (!strcmp(a, "--rights-reserve") && parse_number(v, UINT64_MAX, &n)) {
-            s->rights_reserve = n;
-        } else if (!strcmp(a, "--capacity-accounts") && parse_number(v, UINT64_MAX, &n)) {
-            s->capacity_accounts = n;
-        } else if (!strcmp(a, "--capacity-transfers") && parse_number(v, UINT64_MAX, &n)) {
-            s->capacity_transfers = n;
-        } else if (!strcmp(a, "--config")) {
-            char why[300];
-            if (!config_load_file(s, v, why, sizeof why)) {
-                log_line(0, "%s", why);
-                return 2;
-            }
-        } else {
-            log_line(0, "bad option or value: %s %s", a, v);
+        char why[300];
+        if (!config_flag(s, a, argv[++i], why, sizeof why)) {
+            log_line(TALLY_LOG_ERROR, "%s", why);
             usage(stderr);
             return 2;
         }
     }
     if (s->data == NULL || s->listen == NULL) {
-        log_line(0, "--data and --listen are required (or \"data\" and \"listen\" in --config)");
+        log_line(TALLY_LOG_ERROR,
+                 "--data and --listen are required (or \"data\" and \"listen\" in --config)");
         usage(stderr);
         return 2;
     }
+    net_addr listen;
+    if (net_addr_parse(s->listen, &listen) != TALLY_OK) {
+        log_line(TALLY_LOG_ERROR, "bad listen address \"%s\" (HOST:PORT)", s->listen);
+        return 2;
+    }
     if (s->control == NULL) {
-        const char *colon = strrchr(s->listen, ':');
-        uint64_t port;
-        if (colon == NULL || !parse_number(colon + 1, 65534, &port) || port == 0) {
-            log_line(0, "--control is required when --listen has no fixed port");
+        if (listen.port == 0 || listen.port == 65535) {
+            log_line(TALLY_LOG_ERROR,
+                     "--control is required when --listen has no fixed port below 65535");
             return 2;
         }
-        char buf[64];
-        snprintf(buf, sizeof buf, "127.0.0.1:%" PRIu64, port + 1);
+        char buf[32];
+        snprintf(buf, sizeof buf, "127.0.0.1:%u", (unsigned)listen.port + 1);
         s->control = strdup(buf);
     }
     return 0;
@@ -221,7 +193,7 @@ static void ctl_reply(void *ctx, const char *json) {
     }
     size_t n = strlen(json);
     if (c->unsent + n > CONTROL_REPLY_BYTES_MAX) {
-        log_line(1, "control client does not read its replies: closing it");
+        log_line(TALLY_LOG_WARN, "control client does not read its replies: closing it");
         ctl_close(c);
         return;
     }
@@ -277,7 +249,8 @@ static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     memmove(c->in.at, c->in.at + start, c->in.len - start);
     c->in.len -= start;
     if (c->in.len > CONTROL_LINE_BYTES_MAX) {
-        log_line(1, "control request longer than %u bytes: closing", CONTROL_LINE_BYTES_MAX);
+        log_line(TALLY_LOG_WARN, "control request longer than %u bytes: closing",
+                 CONTROL_LINE_BYTES_MAX);
         ctl_close(c);
     }
 }
@@ -310,7 +283,7 @@ static void node_stopped(void *ctx) {
     d->ctl = NULL;
     tally_close(d->r); /* syncs the journal and unlocks the directory */
     d->r = NULL;
-    log_line(2, "stopped: journal synced, directory unlocked");
+    log_line(TALLY_LOG_INFO, "stopped: journal synced, directory unlocked");
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -321,7 +294,7 @@ static void on_signal(uv_signal_t *h, int signum) {
         return;
     }
     d->stopping = true;
-    log_line(2, "%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_line(TALLY_LOG_INFO, "%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     while (d->conns != NULL) {
         ctl_close(d->conns);
     }
@@ -342,59 +315,61 @@ static int start(daemon_ *d) {
     int rc = tally_open(&o, &d->r);
     if (rc != TALLY_OK) {
         if (rc == TALLY_ELOCKED) {
-            log_line(0, "%s is in use by another tallyd (or another program): not starting",
+            log_line(TALLY_LOG_ERROR,
+                     "%s is in use by another tallyd (or another program): not starting",
                      d->s.data);
         } else {
-            log_line(0, "cannot open %s: %s: %s", d->s.data, tally_result_name(rc), error);
+            log_line(TALLY_LOG_ERROR, "cannot open %s: %s: %s", d->s.data, tally_result_name(rc),
+                     error);
         }
         return 1;
     }
     tally_stats st;
     tally_get_stats(d->r, &st);
-    log_line(2, "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
+    log_line(TALLY_LOG_INFO,
+             "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
              tally_replica_id(d->r), d->s.data, st.ops, st.accounts);
     if (d->s.capacity_accounts > 0 || d->s.capacity_transfers > 0) {
         uint64_t t0 = uv_hrtime();
         rc = tally_reserve(d->r, d->s.capacity_accounts, d->s.capacity_transfers);
         if (rc != TALLY_OK) {
-            log_line(0,
+            log_line(TALLY_LOG_ERROR,
                      "cannot reserve room for %" PRIu64 " accounts and %" PRIu64 " transfers: %s",
                      d->s.capacity_accounts, d->s.capacity_transfers, tally_result_name(rc));
             return 1;
         }
-        log_line(2, "reserved room for %" PRIu64 " accounts and %" PRIu64 " transfers in %.3f s",
+        log_line(TALLY_LOG_INFO,
+                 "reserved room for %" PRIu64 " accounts and %" PRIu64 " transfers in %.3f s",
                  d->s.capacity_accounts, d->s.capacity_transfers, (double)(uv_hrtime() - t0) / 1e9);
     }
     tally_node_options no;
     memset(&no, 0, sizeof no);
     no.listen = d->s.listen;
     no.cluster = d->s.cluster;
-    no.anti_entropy_ms = d->s.anti_entropy_ms;
+    no.anti_entropy_ms = (uint32_t)d->s.anti_entropy_ms; /* at most 3,600,000 */
     no.log = node_log;
     no.rights_reserve = d->s.rights_reserve;
     rc = tally_node_start(d->loop, d->r, &no, &d->node);
     if (rc != TALLY_OK) {
-        log_line(0, "cannot start the sync node on %s: %s", d->s.listen, tally_result_name(rc));
+        log_line(TALLY_LOG_ERROR, "cannot start the sync node on %s: %s", d->s.listen,
+                 tally_result_name(rc));
         return 1;
     }
     for (int i = 0; i < d->s.n_peers; i++) {
         rc = tally_node_add_peer(d->node, d->s.peers[i]);
         if (rc != TALLY_OK) {
-            log_line(0, "bad peer \"%s\": %s", d->s.peers[i], tally_result_name(rc));
+            log_line(TALLY_LOG_ERROR, "bad peer \"%s\": %s", d->s.peers[i], tally_result_name(rc));
             return 1;
         }
     }
     d->ctl = control_new(d->r, d->node);
     struct sockaddr_storage sa;
-    const char *colon = strrchr(d->s.control, ':');
-    char host[64];
-    snprintf(host, sizeof host, "%.*s", colon != NULL ? (int)(colon - d->s.control) : 0,
-             d->s.control);
-    int port = colon != NULL ? atoi(colon + 1) : -1;
-    if (d->ctl == NULL || colon == NULL ||
-        uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port,
-                    (struct sockaddr_in *)&sa) != 0) {
-        log_line(0, "bad control address \"%s\"", d->s.control);
+    if (d->ctl == NULL) {
+        log_line(TALLY_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    if (net_addr_listen(d->s.control, &sa) != TALLY_OK) {
+        log_line(TALLY_LOG_ERROR, "bad control address \"%s\"", d->s.control);
         return 1;
     }
     uv_tcp_init(d->loop, &d->ctl_listener);
@@ -405,13 +380,14 @@ static int start(daemon_ *d) {
         rc = uv_listen((uv_stream_t *)&d->ctl_listener, 64, ctl_accept);
     }
     if (rc != 0) {
-        log_line(0, "cannot listen for control on %s: %s", d->s.control, uv_strerror(rc));
+        log_line(TALLY_LOG_ERROR, "cannot listen for control on %s: %s", d->s.control,
+                 uv_strerror(rc));
         return 1;
     }
     struct sockaddr_storage bound;
     int bound_len = sizeof bound;
     uv_tcp_getsockname(&d->ctl_listener, (struct sockaddr *)&bound, &bound_len);
-    log_line(2, "ready: sync port %d, control port %d", tally_node_port(d->node),
+    log_line(TALLY_LOG_INFO, "ready: sync port %d, control port %d", tally_node_port(d->node),
              ntohs(((struct sockaddr_in *)&bound)->sin_port));
     uv_signal_init(d->loop, &d->sigterm);
     uv_signal_init(d->loop, &d->sigint);
