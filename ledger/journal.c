@@ -29,6 +29,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crdt/array.h"
+
 static const uint8_t segment_magic[4] = {'T', 'L', 'Y', 'J'};
 /* Version 2 frames may hold CLOCK records (ledger/codec.c); version 1 segments are still read,
  * and never appended to. */
@@ -179,12 +181,19 @@ static int compare_position_desc(const void *a, const void *b) {
     return x->offset > y->offset ? -1 : x->offset < y->offset;
 }
 
-/* The segment numbers in the directory, sorted, and the snapshots, newest first. */
-static int dir_list(journal *j, uint64_t **segments, size_t *n_segments, position **snapshots,
-                    size_t *n_snapshots) {
-    *segments = NULL;
-    *snapshots = NULL;
-    *n_segments = *n_snapshots = 0;
+/* What the directory holds: the segment numbers, sorted, and the snapshots, newest first. */
+typedef struct dir_listing {
+    ARRAY(uint64_t) segments;
+    ARRAY(position) snapshots;
+} dir_listing;
+
+static void dir_listing_free(dir_listing *l) {
+    ARRAY_FREE(l->segments);
+    ARRAY_FREE(l->snapshots);
+}
+
+static int dir_list(journal *j, dir_listing *l) {
+    memset(l, 0, sizeof *l);
     int fd = dup(j->dir_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
@@ -194,45 +203,28 @@ static int dir_list(journal *j, uint64_t **segments, size_t *n_segments, positio
         return TALLY_EIO;
     }
     rewinddir(d);
-    size_t cap_segments = 0, cap_snapshots = 0;
     int rc = TALLY_OK;
     for (struct dirent *e; rc == TALLY_OK && (e = readdir(d)) != NULL;) {
         uint64_t n;
         position p;
         if (parse_segment_name(e->d_name, &n)) {
-            if (*n_segments == cap_segments) {
-                cap_segments = cap_segments ? cap_segments * 2 : 16;
-                uint64_t *grown = cap_segments <= SEGMENTS_MAX
-                                      ? realloc(*segments, cap_segments * sizeof *grown)
-                                      : NULL;
-                if (grown == NULL) {
-                    rc = TALLY_ENOMEM;
-                    break;
-                }
-                *segments = grown;
+            rc = ARRAY_RESERVE_MAX(l->segments, 1, SEGMENTS_MAX) ? TALLY_OK : TALLY_ENOMEM;
+            if (rc == TALLY_OK) {
+                l->segments.at[l->segments.count++] = n;
             }
-            (*segments)[(*n_segments)++] = n;
         } else if (parse_snapshot_name(e->d_name, &p)) {
-            if (*n_snapshots == cap_snapshots) {
-                cap_snapshots = cap_snapshots ? cap_snapshots * 2 : 4;
-                position *grown = cap_snapshots <= SEGMENTS_MAX
-                                      ? realloc(*snapshots, cap_snapshots * sizeof *grown)
-                                      : NULL;
-                if (grown == NULL) {
-                    rc = TALLY_ENOMEM;
-                    break;
-                }
-                *snapshots = grown;
+            rc = ARRAY_RESERVE_MAX(l->snapshots, 1, SEGMENTS_MAX) ? TALLY_OK : TALLY_ENOMEM;
+            if (rc == TALLY_OK) {
+                l->snapshots.at[l->snapshots.count++] = p;
             }
-            (*snapshots)[(*n_snapshots)++] = p;
         }
     }
     closedir(d);
-    if (*n_segments > 1) {
-        qsort(*segments, *n_segments, sizeof **segments, compare_u64);
+    if (l->segments.count > 1) {
+        qsort(l->segments.at, l->segments.count, sizeof *l->segments.at, compare_u64);
     }
-    if (*n_snapshots > 1) {
-        qsort(*snapshots, *n_snapshots, sizeof **snapshots, compare_position_desc);
+    if (l->snapshots.count > 1) {
+        qsort(l->snapshots.at, l->snapshots.count, sizeof *l->snapshots.at, compare_position_desc);
     }
     return rc;
 }
@@ -475,10 +467,11 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
 }
 
 static int journal_replay_once(journal *j, replay_state *s) {
-    uint64_t *segments;
-    position *snapshots;
-    size_t count, n_snapshots;
-    int rc = dir_list(j, &segments, &count, &snapshots, &n_snapshots);
+    dir_listing l;
+    int rc = dir_list(j, &l);
+    const uint64_t *segments = l.segments.at;
+    const position *snapshots = l.snapshots.at;
+    size_t count = l.segments.count, n_snapshots = l.snapshots.count;
     for (size_t i = 1; rc == TALLY_OK && i < count; i++) {
         if (segments[i] != segments[i - 1] + 1) {
             rc = say(s->error, s->error_size, TALLY_ECORRUPT,
@@ -509,8 +502,7 @@ static int journal_replay_once(journal *j, replay_state *s) {
         rc = segments_replay(j, s, segments, &count, first,
                              from.segment != 0 ? from.offset : JOURNAL_SEGMENT_HEADER);
     }
-    free(segments);
-    free(snapshots);
+    dir_listing_free(&l);
     if (s->restart) {
         return rc;
     }
@@ -673,10 +665,11 @@ int journal_commit(journal *j) {
 /* Keeps the two newest snapshots; deletes older ones and the segments before the older kept
  * one's (nothing that opening could need any more). */
 static int compact(journal *j) {
-    uint64_t *segments;
-    position *snapshots;
-    size_t count, n_snapshots;
-    int rc = dir_list(j, &segments, &count, &snapshots, &n_snapshots);
+    dir_listing l;
+    int rc = dir_list(j, &l);
+    const uint64_t *segments = l.segments.at;
+    const position *snapshots = l.snapshots.at;
+    size_t count = l.segments.count, n_snapshots = l.snapshots.count;
     if (rc == TALLY_OK && n_snapshots > 2) {
         uint64_t keep_from = snapshots[1].segment;
         for (size_t i = 2; i < n_snapshots && rc == TALLY_OK; i++) {
@@ -690,8 +683,7 @@ static int compact(journal *j) {
             rc = unlinkat(j->dir_fd, name, 0) == 0 ? TALLY_OK : TALLY_EIO;
         }
     }
-    free(segments);
-    free(snapshots);
+    dir_listing_free(&l);
     return rc;
 }
 

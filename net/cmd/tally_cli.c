@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 
+#include "crdt/bytes.h"
 #include "net/addr.h"
 #include "net/cmd/control.h"
 #include "tally.h"
@@ -455,11 +456,6 @@ static int connect_to(const char *server) {
     return fd;
 }
 
-/* The reply buffer doubles from 64 KiB, and so reaches the limit exactly. */
-_Static_assert(CONTROL_REPLY_BYTES_MAX >= 64 * 1024 &&
-                   (CONTROL_REPLY_BYTES_MAX & (CONTROL_REPLY_BYTES_MAX - 1)) == 0,
-               "CONTROL_REPLY_BYTES_MAX is 64 KiB times a power of two");
-
 /* Sends the request line to the server and reads its reply line, of at most
  * CONTROL_REPLY_BYTES_MAX bytes with its newline (the most tallyd sends); NULL after saying why
  * on stderr. */
@@ -469,45 +465,39 @@ static char *run_remote(const char *server, const char *line) {
         return NULL;
     }
     char why[160] = "";
-    size_t n = strlen(line), len = 0, cap = 64 * 1024;
-    char *buf = malloc(cap), *newline = NULL;
-    if (buf == NULL) {
-        snprintf(why, sizeof why, "out of memory");
-    } else if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
+    size_t n = strlen(line);
+    bytes reply = {0};
+    uint8_t *newline = NULL;
+    if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
         snprintf(why, sizeof why, "the connection closed before the request was sent");
     }
     while (why[0] == '\0' && newline == NULL) {
-        if (len == cap) {
-            char *grown = cap < CONTROL_REPLY_BYTES_MAX ? realloc(buf, cap * 2) : NULL;
-            if (grown == NULL && cap < CONTROL_REPLY_BYTES_MAX) {
-                snprintf(why, sizeof why, "out of memory");
-            } else if (grown == NULL) {
-                snprintf(why, sizeof why,
-                         "the reply is longer than %u MiB, the most a tallyd sends: not read",
-                         CONTROL_REPLY_BYTES_MAX >> 20);
+        size_t room = CONTROL_REPLY_BYTES_MAX - reply.len, chunk = 64 * 1024;
+        if (room == 0) {
+            snprintf(why, sizeof why,
+                     "the reply is longer than %u MiB, the most a tallyd sends: not read",
+                     CONTROL_REPLY_BYTES_MAX >> 20);
+        } else if (!bytes_reserve(&reply, chunk < room ? chunk : room)) {
+            snprintf(why, sizeof why, "out of memory");
+        } else {
+            size_t want = reply.capacity - reply.len;
+            ssize_t k = read(fd, reply.at + reply.len, want < room ? want : room);
+            if (k <= 0) {
+                snprintf(why, sizeof why, "the connection closed without a reply");
+            } else {
+                newline = memchr(reply.at + reply.len, '\n', (size_t)k);
+                reply.len += (size_t)k;
             }
-            if (grown == NULL) {
-                break;
-            }
-            buf = grown;
-            cap *= 2;
         }
-        ssize_t k = read(fd, buf + len, cap - len);
-        if (k <= 0) {
-            snprintf(why, sizeof why, "the connection closed without a reply");
-            break;
-        }
-        newline = memchr(buf + len, '\n', (size_t)k);
-        len += (size_t)k;
     }
     close(fd);
     if (newline == NULL) {
         fprintf(stderr, "tally: %s: %s\n", server, why);
-        free(buf);
+        bytes_free(&reply);
         return NULL;
     }
     *newline = '\0';
-    return buf;
+    return (char *)reply.at; /* the caller frees it */
 }
 
 /* --- showing the reply ----------------------------------------------------------------------- */
