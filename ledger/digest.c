@@ -58,30 +58,35 @@ static void transfer_fields(enc *e, const tally_transfer *t) {
     e64(e, (uint64_t)t->code << 16 | t->flags);
 }
 
-int tally_digest(const tally_replica *r, uint8_t out[16]) {
-    if (out != NULL) {
-        memset(out, 0, 16);
-    }
-    if (r == NULL || out == NULL) {
-        return TALLY_EINVAL;
-    }
-    u128 sums[6];
-    memset(sums, 0, sizeof sums);
+/* An account incarnation's key in every record that names one: its id, ledger and bounds. */
+static void account_key(enc *e, const account_rec *a) {
+    eid(e, a->id);
+    e64(e, (uint64_t)a->ledger << 32 | a->flags);
+}
+
+/* Each kind of record hashed into its own sum, in this order. */
+enum { SUM_ORIGINS, SUM_ACCOUNTS, SUM_RIGHTS, SUM_OPENS, SUM_TRANSFERS, SUM_GRANTS, SUMS };
+
+static void sum_origins(const tally_replica *r, u128 sums[SUMS]) {
     enc e;
     for (uint32_t i = 0; i < r->origins.count; i++) {
         if (r->origins.at[i].seq != 0) {
             e.n = 0;
             e64(&e, r->origins.at[i].id);
             e64(&e, r->origins.at[i].seq);
-            sum_add(&sums[0], &e);
+            sum_add(&sums[SUM_ORIGINS], &e);
         }
     }
+}
+
+/* Each incarnation with its balances, and each of its holders' rights. */
+static void sum_accounts(const tally_replica *r, u128 sums[SUMS]) {
+    enc e;
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         const account_rec *a = &r->accounts.at[i];
         const open_rec *win = &r->opens.at[a->open];
         e.n = 0;
-        eid(&e, a->id);
-        e64(&e, (uint64_t)a->ledger << 32 | a->flags);
+        account_key(&e, a);
         e64(&e, origin_id(r, win->origin));
         e64(&e, win->seq);
         e64(&e, (uint64_t)(replica_account_head(r, a->id) == i));
@@ -89,16 +94,19 @@ int tally_digest(const tally_replica *r, uint8_t out[16]) {
         e128(&e, a->credits_posted);
         e128(&e, a->debits_pending);
         e128(&e, a->credits_pending);
-        sum_add(&sums[1], &e);
+        sum_add(&sums[SUM_ACCOUNTS], &e);
         for (uint32_t k = 0; k < a->rights.count; k++) {
             e.n = 0;
-            eid(&e, a->id);
-            e64(&e, (uint64_t)a->ledger << 32 | a->flags);
+            account_key(&e, a);
             e64(&e, origin_id(r, rights_at(&a->rights, k)->holder));
             e128(&e, rights_at(&a->rights, k)->amount);
-            sum_add(&sums[2], &e);
+            sum_add(&sums[SUM_RIGHTS], &e);
         }
     }
+}
+
+static void sum_opens(const tally_replica *r, u128 sums[SUMS]) {
+    enc e;
     for (uint32_t i = 0; i < r->opens.count; i++) {
         const open_rec *o = &r->opens.at[i];
         e.n = 0;
@@ -108,8 +116,12 @@ int tally_digest(const tally_replica *r, uint8_t out[16]) {
         e64(&e, origin_id(r, o->origin));
         e64(&e, o->seq);
         e64(&e, o->hlc);
-        sum_add(&sums[3], &e);
+        sum_add(&sums[SUM_OPENS], &e);
     }
+}
+
+static void sum_transfers(const tally_replica *r, u128 sums[SUMS]) {
+    enc e;
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
         tally_transfer view;
@@ -122,25 +134,43 @@ int tally_digest(const tally_replica *r, uint8_t out[16]) {
         e64(&e, (uint64_t)t->kind << 16 | (uint64_t)t->state << 8 | t->expired);
         e64(&e, (uint64_t)r->accounts.at[t->debit].flags << 8 | r->accounts.at[t->credit].flags);
         e64(&e, (uint64_t)(t->expired || idmap_get(&r->transfer_map, t->id) == i));
-        sum_add(&sums[4], &e);
+        sum_add(&sums[SUM_TRANSFERS], &e);
     }
+}
+
+static void sum_grants(const tally_replica *r, u128 sums[SUMS]) {
+    enc e;
     for (uint32_t i = 0; i < r->grants.count; i++) {
         const grant_rec *g = &r->grants.at[i];
-        const account_rec *a = &r->accounts.at[g->account];
         e.n = 0;
-        eid(&e, a->id);
-        e64(&e, (uint64_t)a->ledger << 32 | a->flags);
+        account_key(&e, &r->accounts.at[g->account]);
         e64(&e, origin_id(r, g->origin));
         e64(&e, g->seq);
         e64(&e, g->hlc);
         e64(&e, origin_id(r, g->to));
         e64(&e, g->amount);
-        sum_add(&sums[5], &e);
+        sum_add(&sums[SUM_GRANTS], &e);
     }
-    e.n = 0;
+}
+
+int tally_digest(const tally_replica *r, uint8_t out[16]) {
+    if (out != NULL) {
+        memset(out, 0, 16);
+    }
+    if (r == NULL || out == NULL) {
+        return TALLY_EINVAL;
+    }
+    u128 sums[SUMS];
+    memset(sums, 0, sizeof sums);
+    sum_origins(r, sums);
+    sum_accounts(r, sums);
+    sum_opens(r, sums);
+    sum_transfers(r, sums);
+    sum_grants(r, sums);
+    enc e;
     memcpy(e.b, "tally-digest-v1\0", 16);
     e.n = 16;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < SUMS; k++) {
         e128(&e, sums[k]);
     }
     XXH128_hash_t h = XXH3_128bits(e.b, e.n);
