@@ -198,30 +198,24 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
     return start;
 }
 
-int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uint8_t **buf,
-               size_t *len, vclock *covered) {
-    *buf = NULL;
-    *len = 0;
-    /* A peer holding ops of this replica's own origin beyond its journal means this replica
-     * lost acknowledged writes (a restored backup, a lost disk): until it has them back, a new
-     * local op would reuse their seqs. */
+/* A peer holding ops of this replica's own origin beyond its journal means this replica lost
+ * acknowledged writes (a restored backup, a lost disk): until it has them back, a new local op
+ * would reuse their seqs. */
+static void learn_own_behind(const tally_replica *r, const vclock *peer) {
     uint64_t peer_has_mine = vclock_get(peer, r->id);
     if (peer_has_mine > r->origins.at[r->self].seq && peer_has_mine > r->learned->own_behind) {
         r->learned->own_behind = peer_has_mine;
     }
-    int rc = TALLY_OK;
-    uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
-    bytes out = {0};
+}
+
+/* Appends to out the ops the peer lacks, in log order and in blocks, stopping before the op
+ * that would take out past max_bytes (0: no limit) unless it is the first. has[] (by origin
+ * index) is filled with what the peer has, and ends as what the delta brings it to. */
+static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_bytes, uint64_t *has,
+                     bytes *out) {
     block_enc enc;
     block_enc_init(&enc);
-    if (has == NULL || !bytes_reserve(&out, DELTA_HEADER)) {
-        rc = TALLY_ENOMEM;
-        goto done;
-    }
-    memcpy(out.at, delta_magic, 4);
-    out.at[4] = SYNC_VERSION;
-    out.at[5] = out.at[6] = out.at[7] = 0;
-    out.len = DELTA_HEADER;
+    int rc = TALLY_OK;
     bool open = false, any = false;
     for (uint32_t pos = delta_start(r, peer, has); pos < r->log.count; pos++) {
         op o;
@@ -230,54 +224,76 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
         if (o.seq <= has[origin]) {
             continue;
         }
-        if (open && block_enc_full(&enc, &out, CODEC_BLOCK_PAYLOAD_MAX)) {
-            block_enc_end(&enc, &out);
+        if (open && block_enc_full(&enc, out, CODEC_BLOCK_PAYLOAD_MAX)) {
+            block_enc_end(&enc, out);
             open = false;
         }
-        size_t before = out.len;
-        if (!open && !block_enc_begin(&enc, &out)) {
+        size_t before = out->len;
+        if (!open && !block_enc_begin(&enc, out)) {
             rc = TALLY_ENOMEM;
-            goto done;
+            break;
         }
         open = true;
-        if (!block_enc_op(&enc, &out, &o)) {
+        if (!block_enc_op(&enc, out, &o)) {
             rc = TALLY_ENOMEM;
-            goto done;
+            break;
         }
-        if (max_bytes != 0 && any && out.len > max_bytes) {
-            block_enc_rollback(&enc, &out, before);
+        if (max_bytes != 0 && any && out->len > max_bytes) {
+            block_enc_rollback(&enc, out, before);
             break;
         }
         any = true;
         has[origin] = o.seq; /* ops of one origin go out in seq order */
     }
-    if (open) {
-        block_enc_end(&enc, &out);
+    if (open && rc == TALLY_OK) {
+        block_enc_end(&enc, out);
     }
-    if (covered != NULL) {
-        vclock_init(covered);
-        for (uint32_t i = 0; i < r->origins.count && rc == TALLY_OK; i++) {
-            uint64_t seq = has[i] > vclock_get(peer, r->origins.at[i].id)
-                               ? has[i]
-                               : vclock_get(peer, r->origins.at[i].id);
-            if (!vclock_set(covered, r->origins.at[i].id, seq)) {
-                rc = TALLY_ENOMEM;
-            }
-        }
-        if (rc == TALLY_OK && !vclock_merge(covered, peer)) {
-            rc = TALLY_ENOMEM;
-        }
-        if (rc != TALLY_OK) {
-            vclock_free(covered);
-            goto done;
-        }
-    }
-    *buf = out.at;
-    *len = out.len;
-    out.at = NULL;
-done:
-    bytes_free(&out);
     block_enc_free(&enc);
+    return rc;
+}
+
+/* What the peer has once it applies the delta: per origin, the larger of has[] and its own. */
+static int delta_covered(const tally_replica *r, const vclock *peer, const uint64_t *has,
+                         vclock *covered) {
+    vclock_init(covered);
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        uint64_t theirs = vclock_get(peer, r->origins.at[i].id);
+        if (!vclock_set(covered, r->origins.at[i].id, has[i] > theirs ? has[i] : theirs)) {
+            vclock_free(covered);
+            return TALLY_ENOMEM;
+        }
+    }
+    if (!vclock_merge(covered, peer)) {
+        vclock_free(covered);
+        return TALLY_ENOMEM;
+    }
+    return TALLY_OK;
+}
+
+int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uint8_t **buf,
+               size_t *len, vclock *covered) {
+    *buf = NULL;
+    *len = 0;
+    learn_own_behind(r, peer);
+    uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
+    bytes out = {0};
+    int rc = has != NULL && bytes_reserve(&out, DELTA_HEADER) ? TALLY_OK : TALLY_ENOMEM;
+    if (rc == TALLY_OK) {
+        memcpy(out.at, delta_magic, 4);
+        out.at[4] = SYNC_VERSION;
+        out.at[5] = out.at[6] = out.at[7] = 0;
+        out.len = DELTA_HEADER;
+        rc = delta_ops(r, peer, max_bytes, has, &out);
+    }
+    if (rc == TALLY_OK && covered != NULL) {
+        rc = delta_covered(r, peer, has, covered);
+    }
+    if (rc == TALLY_OK) {
+        *buf = out.at;
+        *len = out.len;
+        out.at = NULL;
+    }
+    bytes_free(&out);
     free(has);
     return rc;
 }
