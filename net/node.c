@@ -35,11 +35,26 @@
 #include "tally.h"
 
 #define TICK_MS 20
+#define CLUSTER_NAME_MAX 255
 #define READ_CHUNK (64 * 1024)
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
 /* Addresses of a named peer tried per resolution, in the resolver's order. */
 #define PEER_ADDRS_MAX 8
+/* What a zero in tally_node_options stands for (tally.h says the same). */
+#define CLUSTER_DEFAULT "tally"
+#define ANTI_ENTROPY_MS_DEFAULT 1000
+#define IDLE_TIMEOUT_MS_DEFAULT 10000
+#define HANDSHAKE_TIMEOUT_MS_DEFAULT 5000
+#define RIGHTS_TIMEOUT_MS_DEFAULT 2000
+/* Fixed: a session's ping period, its largest delta, the bytes queued to a peer past which no
+ * more deltas are queued, how soon the same peer's rights request is answered again, and the
+ * listen backlog. */
+#define PING_MS 1000
+#define DELTA_BYTES_MAX (1u << 20)
+#define OUT_HIGH_WATER (4u << 20)
+#define RIGHTS_THROTTLE_MS 100
+#define LISTEN_BACKLOG 128
 
 typedef struct peer peer;
 typedef struct conn conn;
@@ -109,7 +124,7 @@ struct tally_node {
     uv_loop_t *loop;
     tally_replica *r;
     session_config cfg;
-    char cluster[256];
+    char cluster[CLUSTER_NAME_MAX + 1];
     uv_tcp_t listener;
     bool listening;
     uv_timer_t tick, push, expiry;
@@ -140,7 +155,6 @@ static void node_log(tally_node *n, int level, const char *fmt, ...) {
     va_end(ap);
     n->cfg.log(n->cfg.log_ctx, level, msg);
 }
-
 
 /* --- connections ----------------------------------------------------------------------------- */
 
@@ -675,6 +689,55 @@ static void ignore_sigpipe(void) {
     }
 }
 
+static uint32_t or_default(uint32_t v, uint32_t def) {
+    return v != 0 ? v : def;
+}
+
+/* The sessions' settings, from opts and the defaults above. */
+static void node_configure(tally_node *n, const tally_node_options *opts) {
+    n->cfg.cluster = n->cluster;
+    n->cfg.anti_entropy_ms = or_default(opts->anti_entropy_ms, ANTI_ENTROPY_MS_DEFAULT);
+    n->cfg.ping_ms = PING_MS;
+    n->cfg.idle_timeout_ms = or_default(opts->idle_timeout_ms, IDLE_TIMEOUT_MS_DEFAULT);
+    n->cfg.handshake_timeout_ms =
+        or_default(opts->handshake_timeout_ms, HANDSHAKE_TIMEOUT_MS_DEFAULT);
+    n->cfg.delta_bytes_max = DELTA_BYTES_MAX;
+    n->cfg.out_high_water = OUT_HIGH_WATER;
+    n->cfg.log = opts->log;
+    n->cfg.log_ctx = opts->log_ctx;
+    n->cfg.rights_reserve = opts->rights_reserve;
+    n->cfg.rights_throttle_ms = RIGHTS_THROTTLE_MS;
+    n->cfg.on_rights_answer = on_rights_answer;
+    n->cfg.rights_ctx = n;
+    n->rights_timeout_ms = or_default(opts->rights_timeout_ms, RIGHTS_TIMEOUT_MS_DEFAULT);
+}
+
+/* Listens on sa (what `listen` names); on failure the node is closed and freed on the loop. */
+static int node_listen(tally_node *n, const char *listen, const struct sockaddr_storage *sa) {
+    int rc = uv_tcp_init(n->loop, &n->listener);
+    n->listener.data = n;
+    n->handles++;
+    n->listening = true;
+    if (rc == 0) {
+        rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)sa, 0);
+    }
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&n->listener, LISTEN_BACKLOG, on_connection);
+    }
+    if (rc != 0) {
+        node_log(n, TALLY_LOG_ERROR, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        (void)sync_watch(n->r, NULL, NULL);
+        n->stopping = true;
+        uv_close((uv_handle_t *)&n->listener, on_handle_closed);
+        uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+        uv_close((uv_handle_t *)&n->push, on_handle_closed);
+        uv_close((uv_handle_t *)&n->expiry, on_handle_closed);
+        return TALLY_EIO; /* freed by the close callbacks, on the loop */
+    }
+    node_log(n, TALLY_LOG_INFO, "listening on %s", listen);
+    return TALLY_OK;
+}
+
 int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_options *opts,
                      tally_node **out) {
     if (out != NULL) {
@@ -683,9 +746,9 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     if (loop == NULL || r == NULL || opts == NULL || out == NULL) {
         return TALLY_EINVAL;
     }
-    const char *cluster = opts->cluster != NULL ? opts->cluster : "tally";
+    const char *cluster = opts->cluster != NULL ? opts->cluster : CLUSTER_DEFAULT;
     struct sockaddr_storage sa;
-    if (strlen(cluster) == 0 || strlen(cluster) > 255 ||
+    if (strlen(cluster) == 0 || strlen(cluster) > CLUSTER_NAME_MAX ||
         (opts->listen != NULL && net_addr_listen(opts->listen, &sa) != TALLY_OK)) {
         return TALLY_EINVAL;
     }
@@ -701,21 +764,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     n->loop = loop;
     n->r = r;
     snprintf(n->cluster, sizeof n->cluster, "%s", cluster);
-    n->cfg.cluster = n->cluster;
-    n->cfg.anti_entropy_ms = opts->anti_entropy_ms != 0 ? opts->anti_entropy_ms : 1000;
-    n->cfg.ping_ms = 1000;
-    n->cfg.idle_timeout_ms = opts->idle_timeout_ms != 0 ? opts->idle_timeout_ms : 10000;
-    n->cfg.handshake_timeout_ms =
-        opts->handshake_timeout_ms != 0 ? opts->handshake_timeout_ms : 5000;
-    n->cfg.delta_bytes_max = 1u << 20;
-    n->cfg.out_high_water = 4u << 20;
-    n->cfg.log = opts->log;
-    n->cfg.log_ctx = opts->log_ctx;
-    n->cfg.rights_reserve = opts->rights_reserve;
-    n->cfg.rights_throttle_ms = 100;
-    n->cfg.on_rights_answer = on_rights_answer;
-    n->cfg.rights_ctx = n;
-    n->rights_timeout_ms = opts->rights_timeout_ms != 0 ? opts->rights_timeout_ms : 2000;
+    node_configure(n, opts);
     n->seed = tally_replica_id(r) ^ uv_hrtime();
     uv_timer_init(loop, &n->tick);
     uv_timer_init(loop, &n->push);
@@ -723,27 +772,10 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     n->tick.data = n->push.data = n->expiry.data = n;
     n->handles = 3;
     if (opts->listen != NULL) {
-        int rc = uv_tcp_init(loop, &n->listener);
-        n->listener.data = n;
-        n->handles++;
-        n->listening = true;
-        if (rc == 0) {
-            rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&sa, 0);
+        int rc = node_listen(n, opts->listen, &sa);
+        if (rc != TALLY_OK) {
+            return rc;
         }
-        if (rc == 0) {
-            rc = uv_listen((uv_stream_t *)&n->listener, 128, on_connection);
-        }
-        if (rc != 0) {
-            node_log(n, TALLY_LOG_ERROR, "cannot listen on %s: %s", opts->listen, uv_strerror(rc));
-            (void)sync_watch(r, NULL, NULL);
-            n->stopping = true;
-            uv_close((uv_handle_t *)&n->listener, on_handle_closed);
-            uv_close((uv_handle_t *)&n->tick, on_handle_closed);
-            uv_close((uv_handle_t *)&n->push, on_handle_closed);
-            uv_close((uv_handle_t *)&n->expiry, on_handle_closed);
-            return TALLY_EIO; /* freed by the close callbacks, on the loop */
-        }
-        node_log(n, TALLY_LOG_INFO, "listening on %s", opts->listen);
     }
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
     expiry_schedule(n); /* pendings made before the node started */
