@@ -30,6 +30,9 @@
 #include "net/cmd/control.h"
 #include "tally.h"
 
+/* Control connections waiting to be accepted. */
+#define CONTROL_BACKLOG 64
+
 typedef struct daemon_ daemon_;
 
 typedef struct ctl_conn {
@@ -304,7 +307,9 @@ static void on_signal(uv_signal_t *h, int signum) {
     tally_node_stop(d->node, node_stopped, d);
 }
 
-static int start(daemon_ *d) {
+/* Opens the replica in the data directory, and reserves its room if asked. False after
+ * logging why. */
+static bool open_replica(daemon_ *d) {
     char error[512] = "";
     tally_options o;
     memset(&o, 0, sizeof o);
@@ -313,35 +318,40 @@ static int start(daemon_ *d) {
     o.error = error;
     o.error_size = sizeof error;
     int rc = tally_open(&o, &d->r);
+    if (rc == TALLY_ELOCKED) {
+        log_line(TALLY_LOG_ERROR,
+                 "%s is in use by another tallyd (or another program): not starting", d->s.data);
+        return false;
+    }
     if (rc != TALLY_OK) {
-        if (rc == TALLY_ELOCKED) {
-            log_line(TALLY_LOG_ERROR,
-                     "%s is in use by another tallyd (or another program): not starting",
-                     d->s.data);
-        } else {
-            log_line(TALLY_LOG_ERROR, "cannot open %s: %s: %s", d->s.data, tally_result_name(rc),
-                     error);
-        }
-        return 1;
+        log_line(TALLY_LOG_ERROR, "cannot open %s: %s: %s", d->s.data, tally_result_name(rc),
+                 error);
+        return false;
     }
     tally_stats st;
     tally_get_stats(d->r, &st);
     log_line(TALLY_LOG_INFO,
              "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
              tally_replica_id(d->r), d->s.data, st.ops, st.accounts);
-    if (d->s.capacity_accounts > 0 || d->s.capacity_transfers > 0) {
-        uint64_t t0 = uv_hrtime();
-        rc = tally_reserve(d->r, d->s.capacity_accounts, d->s.capacity_transfers);
-        if (rc != TALLY_OK) {
-            log_line(TALLY_LOG_ERROR,
-                     "cannot reserve room for %" PRIu64 " accounts and %" PRIu64 " transfers: %s",
-                     d->s.capacity_accounts, d->s.capacity_transfers, tally_result_name(rc));
-            return 1;
-        }
-        log_line(TALLY_LOG_INFO,
-                 "reserved room for %" PRIu64 " accounts and %" PRIu64 " transfers in %.3f s",
-                 d->s.capacity_accounts, d->s.capacity_transfers, (double)(uv_hrtime() - t0) / 1e9);
+    if (d->s.capacity_accounts == 0 && d->s.capacity_transfers == 0) {
+        return true;
     }
+    uint64_t t0 = uv_hrtime();
+    rc = tally_reserve(d->r, d->s.capacity_accounts, d->s.capacity_transfers);
+    if (rc != TALLY_OK) {
+        log_line(TALLY_LOG_ERROR,
+                 "cannot reserve room for %" PRIu64 " accounts and %" PRIu64 " transfers: %s",
+                 d->s.capacity_accounts, d->s.capacity_transfers, tally_result_name(rc));
+        return false;
+    }
+    log_line(TALLY_LOG_INFO,
+             "reserved room for %" PRIu64 " accounts and %" PRIu64 " transfers in %.3f s",
+             d->s.capacity_accounts, d->s.capacity_transfers, (double)(uv_hrtime() - t0) / 1e9);
+    return true;
+}
+
+/* Starts the sync node and gives it its peers. False after logging why. */
+static bool start_node(daemon_ *d) {
     tally_node_options no;
     memset(&no, 0, sizeof no);
     no.listen = d->s.listen;
@@ -349,46 +359,61 @@ static int start(daemon_ *d) {
     no.anti_entropy_ms = (uint32_t)d->s.anti_entropy_ms; /* at most 3,600,000 */
     no.log = node_log;
     no.rights_reserve = d->s.rights_reserve;
-    rc = tally_node_start(d->loop, d->r, &no, &d->node);
+    int rc = tally_node_start(d->loop, d->r, &no, &d->node);
     if (rc != TALLY_OK) {
         log_line(TALLY_LOG_ERROR, "cannot start the sync node on %s: %s", d->s.listen,
                  tally_result_name(rc));
-        return 1;
+        return false;
     }
     for (int i = 0; i < d->s.n_peers; i++) {
         rc = tally_node_add_peer(d->node, d->s.peers[i]);
         if (rc != TALLY_OK) {
             log_line(TALLY_LOG_ERROR, "bad peer \"%s\": %s", d->s.peers[i], tally_result_name(rc));
-            return 1;
+            return false;
         }
     }
+    return true;
+}
+
+/* Listens on the control address; *port is set to the port bound. False after logging why. */
+static bool listen_control(daemon_ *d, int *port) {
     d->ctl = control_new(d->r, d->node);
-    struct sockaddr_storage sa;
     if (d->ctl == NULL) {
         log_line(TALLY_LOG_ERROR, "out of memory");
-        return 1;
+        return false;
     }
+    struct sockaddr_storage sa;
     if (net_addr_listen(d->s.control, &sa) != TALLY_OK) {
         log_line(TALLY_LOG_ERROR, "bad control address \"%s\"", d->s.control);
-        return 1;
+        return false;
     }
     uv_tcp_init(d->loop, &d->ctl_listener);
     d->ctl_listener.data = d;
     d->ctl_listening = true;
-    rc = uv_tcp_bind(&d->ctl_listener, (struct sockaddr *)&sa, 0);
+    int rc = uv_tcp_bind(&d->ctl_listener, (struct sockaddr *)&sa, 0);
     if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&d->ctl_listener, 64, ctl_accept);
+        rc = uv_listen((uv_stream_t *)&d->ctl_listener, CONTROL_BACKLOG, ctl_accept);
     }
     if (rc != 0) {
         log_line(TALLY_LOG_ERROR, "cannot listen for control on %s: %s", d->s.control,
                  uv_strerror(rc));
-        return 1;
+        return false;
     }
     struct sockaddr_storage bound;
     int bound_len = sizeof bound;
     uv_tcp_getsockname(&d->ctl_listener, (struct sockaddr *)&bound, &bound_len);
+    *port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return true;
+}
+
+static int start(daemon_ *d) {
+    int control_port = 0;
+    if (!open_replica(d) || !start_node(d) || !listen_control(d, &control_port)) {
+        return 1;
+    }
     log_line(TALLY_LOG_INFO, "ready: sync port %d, control port %d", tally_node_port(d->node),
-             ntohs(((struct sockaddr_in *)&bound)->sin_port));
+             control_port);
     uv_signal_init(d->loop, &d->sigterm);
     uv_signal_init(d->loop, &d->sigint);
     d->sigterm.data = d->sigint.data = d;
