@@ -656,38 +656,98 @@ static bool utf8_valid(const char *s) {
     return j != NULL;
 }
 
-int main(int argc, char **argv) {
-    const char *server = NULL, *dir = NULL;
-    bool as_json = false;
+/* Where a command goes, and how its reply is shown: the options before the command. */
+typedef struct target {
+    const char *server, *dir;
+    bool as_json;
+} target;
+
+/* Reads the options before the command into t; *at is then the command's first word. Returns
+ * -1 to go on, or the exit status. */
+static int read_target(int argc, char **argv, target *t, int *at) {
     char why[300];
-    int at = 1;
-    for (; at < argc && strncmp(argv[at], "--", 2) == 0; at++) {
-        const char *opt = argv[at];
+    memset(t, 0, sizeof *t);
+    for (*at = 1; *at < argc && strncmp(argv[*at], "--", 2) == 0; (*at)++) {
+        const char *opt = argv[*at];
         if (strcmp(opt, "--help") == 0) {
             print_usage(stdout, NULL);
             return 0;
         }
         if (strcmp(opt, "--json") == 0) {
-            if (as_json) {
+            if (t->as_json) {
                 return usage("--json is given twice");
             }
-            as_json = true;
+            t->as_json = true;
             continue;
         }
-        const char **target = strcmp(opt, "--server") == 0 ? &server
-                              : strcmp(opt, "--data") == 0 ? &dir
-                                                           : NULL;
+        const char **value = strcmp(opt, "--server") == 0 ? &t->server
+                             : strcmp(opt, "--data") == 0 ? &t->dir
+                                                          : NULL;
         snprintf(why, sizeof why, "%s %s", opt,
-                 target == NULL ? "is not an option" : at + 1 >= argc ? "needs a value"
-                                                                      : "is given twice");
-        if (target == NULL || at + 1 >= argc || *target != NULL) {
+                 value == NULL     ? "is not an option"
+                 : *at + 1 >= argc ? "needs a value"
+                                   : "is given twice");
+        if (value == NULL || *at + 1 >= argc || *value != NULL) {
             return usage(why);
         }
-        *target = argv[++at];
+        *value = argv[++*at];
     }
-    if (at >= argc) {
-        return usage("no command");
+    return *at < argc ? -1 : usage("no command");
+}
+
+/* Sends the request (taking it) where t says and reads the reply; NULL after saying why on
+ * stderr. */
+static json_t *exchange(const target *t, json_t *request) {
+    char *line = json_dumps(request, JSON_COMPACT);
+    json_decref(request);
+    if (line == NULL) {
+        fprintf(stderr, "tally: out of memory\n");
+        return NULL;
     }
+    char *text = t->server != NULL ? run_remote(t->server, line) : run_local(t->dir, line);
+    free(line);
+    if (text == NULL) {
+        return NULL;
+    }
+    json_t *reply = json_loads(text, 0, NULL);
+    if (reply == NULL) {
+        fprintf(stderr, "tally: the reply is not JSON: %s\n", text);
+    }
+    free(text);
+    return reply;
+}
+
+/* Shows the reply to op as t asks; the exit status: 0 when the command did what it asked (a
+ * retry that found its transfer already there included), 1 when it was refused. */
+static int report(const target *t, const char *op, json_t *reply) {
+    bool ok = json_is_true(json_object_get(reply, "ok"));
+    const char *result = json_string_value(json_object_get(reply, "result"));
+    json_t *results = json_object_get(reply, "results");
+    if (results != NULL) {
+        result = json_string_value(json_array_get(results, 0));
+    }
+    bool done =
+        ok && (result == NULL || strcmp(result, "OK") == 0 || strcmp(result, "EXISTS") == 0);
+    if (t->as_json) {
+        char *out = json_dumps(reply, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", out);
+        free(out);
+    } else if (!ok) {
+        fprintf(stderr, "tally: %s: %s\n", s_(reply, "error"), s_(reply, "message"));
+    } else {
+        numbers_to_text(reply);
+        show(op, reply);
+    }
+    return done ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    target t;
+    int at, status = read_target(argc, argv, &t, &at);
+    if (status >= 0) {
+        return status;
+    }
+    char why[300];
     int next = at;
     const command *cmd = find_command(argc, argv, at, &next);
     const char *words = cmd != NULL ? cmd->words : argv[at];
@@ -709,10 +769,10 @@ int main(int argc, char **argv) {
             return usage(why);
         }
     }
-    if ((server == NULL) == (dir == NULL)) {
+    if ((t.server == NULL) == (t.dir == NULL)) {
         return usage("give --server HOST:PORT or --data DIR");
     }
-    if (cmd->needs_server && server == NULL) {
+    if (cmd->needs_server && t.server == NULL) {
         return usage("this command is about the network: it needs --server");
     }
     args a;
@@ -722,41 +782,13 @@ int main(int argc, char **argv) {
         (request = cmd->request(cmd, &a, why, sizeof why)) == NULL) {
         return usage(why[0] != '\0' ? why : "out of memory");
     }
-    const char *op = json_string_value(json_object_get(request, "op"));
-    char opname[32];
-    snprintf(opname, sizeof opname, "%s", op);
-    char *line = json_dumps(request, JSON_COMPACT);
-    json_decref(request);
-    char *text = server != NULL ? run_remote(server, line) : run_local(dir, line);
-    free(line);
-    if (text == NULL) {
-        return 3;
-    }
-    json_t *reply = json_loads(text, 0, NULL);
+    char op[32];
+    snprintf(op, sizeof op, "%s", json_string_value(json_object_get(request, "op")));
+    json_t *reply = exchange(&t, request);
     if (reply == NULL) {
-        fprintf(stderr, "tally: the reply is not JSON: %s\n", text);
-        free(text);
         return 3;
     }
-    free(text);
-    bool ok = json_is_true(json_object_get(reply, "ok"));
-    const char *result = json_string_value(json_object_get(reply, "result"));
-    json_t *results = json_object_get(reply, "results");
-    if (results != NULL) {
-        result = json_string_value(json_array_get(results, 0));
-    }
-    bool done = ok && (result == NULL || strcmp(result, "OK") == 0 ||
-                       strcmp(result, "EXISTS") == 0);
-    if (as_json) {
-        char *out = json_dumps(reply, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s\n", out);
-        free(out);
-    } else if (!ok) {
-        fprintf(stderr, "tally: %s: %s\n", s_(reply, "error"), s_(reply, "message"));
-    } else {
-        numbers_to_text(reply);
-        show(opname, reply);
-    }
+    status = report(&t, op, reply);
     json_decref(reply);
-    return done ? 0 : 1;
+    return status;
 }
