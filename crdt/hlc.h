@@ -69,10 +69,16 @@ static inline void hlc_restore(hlc *h, uint64_t own) {
 
 /* A clock that only moves forward, in milliseconds, made of a wall clock's forward steps. To
  * resume one after a restart, restore both fields as they were and read the wall clock: the
- * time in between counts when the wall clock moved forward across it. It starts at most at
- * HLC_MS_LAST, and one step moves it at most by HLC_MS_LAST (some 8,900 years): a wild reading
- * near the end of 64 bits moves it by less than 2^48, and it would take 65,536 of them to
- * bring it near UINT64_MAX, where it stops and every deadline would be due at once. */
+ * time in between counts when the wall clock moved forward across it.
+ *
+ * One step counts at most STEADY_STEP_MAX, longer than any timeout (a uint32_t of ms): a
+ * longer step makes every pending due just the same. The clock counts modulo 2^64, and two of
+ * its readings are compared by their difference (steady_diff), which is exact while they are
+ * less than 2^63 ms apart: a broken wall clock that reads wild values cannot run it into a
+ * ceiling where every deadline would be due at once (it would take 2^31 wild readings between
+ * two expiries to bring two live readings that far apart). */
+#define STEADY_STEP_MAX (UINT64_C(1) << 32)
+
 typedef struct steady {
     uint64_t wall_last; /* the wall clock's last reading */
     uint64_t now;       /* the steady clock: starts at the first reading, or HLC_MS_LAST */
@@ -83,14 +89,20 @@ static inline void steady_start(steady *s, uint64_t wall_ms) {
     s->now = hlc_ms_cap(wall_ms);
 }
 
-/* Takes a wall clock reading; returns the steady clock. Saturates at UINT64_MAX. */
+/* Takes a wall clock reading; returns the steady clock. */
 static inline uint64_t steady_read(steady *s, uint64_t wall_ms) {
     if (wall_ms > s->wall_last) {
-        uint64_t step = hlc_ms_cap(wall_ms - s->wall_last);
-        s->now = s->now > UINT64_MAX - step ? UINT64_MAX : s->now + step;
+        uint64_t step = wall_ms - s->wall_last;
+        s->now += step < STEADY_STEP_MAX ? step : STEADY_STEP_MAX; /* modulo 2^64 */
     }
     s->wall_last = wall_ms;
     return s->now;
+}
+
+/* a - b for two steady readings less than 2^63 ms apart (negative: a is before b). */
+static inline int64_t steady_diff(uint64_t a, uint64_t b) {
+    uint64_t d = a - b;
+    return d <= (uint64_t)INT64_MAX ? (int64_t)d : -(int64_t)~d - 1;
 }
 
 #endif

@@ -2,10 +2,11 @@
  * fuzz_journal.c — opening a durable replica whose journal segment holds any bytes.
  *
  * The harness writes a valid 32-byte segment header (replica 1, segment 1) and the input after
- * it as frames; the first input byte chooses TALLY_OPEN_REPAIR. Properties: open returns
- * TALLY_OK or TALLY_ECORRUPT; if TALLY_OK, every invariant holds, the replica accepts a write,
- * and reopening gives the same digest (the torn tail really was cut). This build accepts any
- * checksum, so frames reach the decoder and the validation of replayed ops.
+ * it as frames; the first input byte chooses TALLY_OPEN_REPAIR (bit 0) and the segment's
+ * version (bit 1: version 2, whose frames may hold CLOCK records; else 1). Properties: open
+ * returns TALLY_OK or TALLY_ECORRUPT; if TALLY_OK, every invariant holds, the replica accepts
+ * a write, and reopening gives the same digest (the torn tail really was cut). This build
+ * accepts any checksum, so frames reach the decoder and the validation of replayed ops.
  */
 #include "fuzz_common.h"
 #include "ledger/codec.h"
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *segment = malloc(32 + size - 1);
     FUZZ_CHECK(segment != NULL);
     memcpy(segment, "TLYJ", 4);
-    put_u32le(segment + 4, 1);
+    put_u32le(segment + 4, (data[0] & 2) ? 2 : 1);
     put_u64le(segment + 8, 1);
     put_u64le(segment + 16, 1);
     put_u64le(segment + 24, XXH3_64bits(segment, 24));

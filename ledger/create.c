@@ -59,7 +59,8 @@ static bool resource_error(int rc) {
  * side_check_rights and transfer_check_overflow; docs/design.md section 4). So it fails only
  * for want of memory, room or a disk, which the write that ran it would fail for too. */
 static int expire_due(tally_replica *r, uint64_t now, uint64_t *voided) {
-    for (uint32_t ti = expiry_next(r); ti != NONE && r->expiries.at[0].deadline_ms <= r->steady.now;
+    for (uint32_t ti = expiry_next(r);
+         ti != NONE && steady_diff(r->expiries.at[0].deadline_ms, r->steady.now) <= 0;
          ti = expiry_next(r)) {
         const transfer_rec *p = &r->transfers.at[ti];
         op o;
@@ -114,8 +115,8 @@ int tally_next_expiry(tally_replica *r, uint64_t *in_ms) {
     }
     (void)replica_clock_read(r);
     if (expiry_next(r) != NONE) {
-        uint64_t deadline = r->expiries.at[0].deadline_ms;
-        *in_ms = deadline > r->steady.now ? deadline - r->steady.now : 0;
+        int64_t left = steady_diff(r->expiries.at[0].deadline_ms, r->steady.now);
+        *in_ms = left > 0 ? (uint64_t)left : 0;
     }
     return TALLY_OK;
 }

@@ -3,8 +3,10 @@
  * timeout: a min-heap by deadline on the replica's steady clock (crdt/hlc.h), and that clock
  * kept across restarts.
  *
- * 1. Every open pending created here with a timeout has an entry; an entry whose pending was
- *    posted or voided meanwhile stays until it reaches the top, where it is dropped.
+ * 1. Every open pending created here with a timeout has exactly one entry; an entry whose
+ *    pending was posted or voided meanwhile stays until it reaches the top, where it is
+ *    dropped. Entries from a file are held to this (expiry_rebuild). Deadlines are steady
+ *    clock readings, compared by steady_diff (crdt/hlc.h): the clock counts modulo 2^64.
  * 2. A pending's deadline is set once, when it is applied here, from the steady clock at that
  *    moment and the pending's stamp (expiry_deadline): its whole timeout T for a pending made
  *    here just now, less what its stamp shows has passed for one made before (brought back
@@ -34,12 +36,9 @@
  *    not the replica's, and the journal is refused (TALLY_ECORRUPT).
  */
 #include <assert.h>
+#include <stdlib.h>
 
 #include "ledger/replica.h"
-
-static uint64_t add_ms(uint64_t at, uint64_t ms) {
-    return at > UINT64_MAX - ms ? UINT64_MAX : at + ms;
-}
 
 /* Invariant 2. A timestamp is never below the wall clock of the moment it was made (an HLC
  * tick is at least the physical time), so made + T is no earlier than the true deadline: the
@@ -54,7 +53,7 @@ static uint64_t expiry_deadline(const tally_replica *r, uint64_t stamp, uint32_t
         left = due > r->steady.wall_last ? due - r->steady.wall_last : 0;
         left = left < timeout_ms ? left : timeout_ms;
     }
-    return add_ms(r->steady.now, left);
+    return r->steady.now + left; /* modulo 2^64, as the steady clock (crdt/hlc.h) */
 }
 
 static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer) {
@@ -62,7 +61,7 @@ static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfe
     uint32_t i = r->expiries.count++;
     while (i > 0) {
         uint32_t parent = (i - 1) / 2;
-        if (r->expiries.at[parent].deadline_ms <= deadline_ms) {
+        if (steady_diff(r->expiries.at[parent].deadline_ms, deadline_ms) <= 0) {
             break;
         }
         r->expiries.at[i] = r->expiries.at[parent];
@@ -81,11 +80,11 @@ void expiry_pop(tally_replica *r) {
         if (child >= n) {
             break;
         }
-        if (child + 1 < n &&
-            r->expiries.at[child + 1].deadline_ms < r->expiries.at[child].deadline_ms) {
+        if (child + 1 < n && steady_diff(r->expiries.at[child + 1].deadline_ms,
+                                         r->expiries.at[child].deadline_ms) < 0) {
             child++;
         }
-        if (last.deadline_ms <= r->expiries.at[child].deadline_ms) {
+        if (steady_diff(last.deadline_ms, r->expiries.at[child].deadline_ms) <= 0) {
             break;
         }
         r->expiries.at[i] = r->expiries.at[child];
@@ -109,9 +108,20 @@ void expiry_add(tally_replica *r, uint32_t ti) {
     expiry_push(r, expiry_deadline(r, t->hlc, t->timeout_ms), ti);
 }
 
+static int compare_transfer(const void *a, const void *b) {
+    uint32_t x = ((const expiry *)a)->transfer, y = ((const expiry *)b)->transfer;
+    return x < y ? -1 : x > y;
+}
+
+static bool own_timed_open(const tally_replica *r, const transfer_rec *t) {
+    return t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING) && t->origin == r->self &&
+           t->timeout_ms != 0 && t->state == TALLY_PENDING_OPEN;
+}
+
+/* Invariant 1 for entries that came from a file: each one an own pending with a timeout, and
+ * exactly one for each such pending still open, none further ahead than its timeout. */
 bool expiry_rebuild(tally_replica *r, bool estimate) {
-    uint32_t n = r->expiries.count;
-    r->expiries.count = 0;
+    uint32_t n = r->expiries.count, open = 0;
     for (uint32_t i = 0; i < n; i++) {
         expiry e = r->expiries.at[i];
         const transfer_rec *t = &r->transfers.at[e.transfer];
@@ -119,12 +129,36 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
             t->origin != r->self || t->timeout_ms == 0) {
             return false; /* not a pending of this replica's with a timeout */
         }
-        if (t->state == TALLY_PENDING_OPEN) {
-            /* pushing in place: entries [0, count) are the heap, [i, n) not read yet, and
-             * count <= i */
-            expiry_push(r, estimate ? expiry_deadline(r, t->hlc, t->timeout_ms) : e.deadline_ms,
-                        e.transfer);
+        if (t->state != TALLY_PENDING_OPEN) {
+            continue;
         }
+        if (estimate) {
+            e.deadline_ms = expiry_deadline(r, t->hlc, t->timeout_ms);
+        } else if (steady_diff(e.deadline_ms, r->steady.now + t->timeout_ms) > 0) {
+            return false; /* more than its timeout ahead: not a deadline this clock gave */
+        }
+        r->expiries.at[open++] = e;
+    }
+    if (open > 1) {
+        qsort(r->expiries.at, open, sizeof *r->expiries.at, compare_transfer);
+    }
+    uint32_t pendings = 0;
+    for (uint32_t i = 0; i < r->transfers.count; i++) {
+        pendings += own_timed_open(r, &r->transfers.at[i]);
+    }
+    for (uint32_t i = 1; i < open; i++) {
+        if (r->expiries.at[i].transfer == r->expiries.at[i - 1].transfer) {
+            return false; /* two deadlines for one pending */
+        }
+    }
+    if (open != pendings) {
+        return false; /* a pending with none: it would never time out */
+    }
+    r->expiries.count = 0;
+    for (uint32_t i = 0; i < open; i++) {
+        /* pushing in place: entries [0, count) are the heap, [i, open) not pushed yet, and
+         * count <= i */
+        expiry_push(r, r->expiries.at[i].deadline_ms, r->expiries.at[i].transfer);
     }
     return true;
 }
@@ -144,7 +178,7 @@ void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms)
 }
 
 int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms) {
-    if (r->steady_journaled && steady_ms < r->journaled_steady.now) {
+    if (r->steady_journaled && steady_diff(steady_ms, r->journaled_steady.now) < 0) {
         return TALLY_ECORRUPT; /* invariant 6 */
     }
     bool first = !r->steady_journaled;

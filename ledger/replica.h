@@ -286,9 +286,10 @@ void expiry_add(tally_replica *r, uint32_t ti);
 void expiry_pop(tally_replica *r);
 /* The open pending with the earliest deadline (dropping finished ones on the way), or NONE. */
 uint32_t expiry_next(tally_replica *r);
-/* After a snapshot loads: the heap made again from its entries, with their deadlines as stored
- * or, when `estimate` (a snapshot from before 0.2), estimated from the pendings' stamps. False
- * when an entry is not an own pending with a timeout. */
+/* After a snapshot loads, or the journal's first CLOCK record is read: the heap made again
+ * from its entries, with their deadlines as stored or, when `estimate`, derived from the
+ * pendings' stamps (ledger/expiry.c). False when the entries are not exactly one for each open
+ * pending of this replica's with a timeout, each no further ahead than its timeout. */
 bool expiry_rebuild(tally_replica *r, bool estimate);
 
 /* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock

@@ -280,7 +280,7 @@ static void vclock_keeps_entries_sorted_and_merges_to_the_maximum(void **state) 
 
 /* The steady clock adds up the wall clock's forward steps: a jump back makes it stand still,
  * and it then moves on with the wall clock from where it stood. One step counts at most
- * HLC_MS_LAST, so wild readings saturate it only after 65,536 of them. */
+ * STEADY_STEP_MAX, and the clock counts on past 2^64, where steady_diff still orders it. */
 static void steady_clock_moves_only_forward(void **state) {
     (void)state;
     steady s;
@@ -289,16 +289,19 @@ static void steady_clock_moves_only_forward(void **state) {
     assert_int_equal(steady_read(&s, 200), 1500); /* a year back, say */
     assert_int_equal(steady_read(&s, 700), 2000);
     assert_int_equal(steady_read(&s, 700), 2000);
-    assert_int_equal(steady_read(&s, UINT64_MAX), 2000 + HLC_MS_LAST);
-    assert_int_equal(steady_read(&s, 5), 2000 + HLC_MS_LAST);
-    for (int i = 0; i < 65535; i++) {
-        assert_true(steady_read(&s, UINT64_MAX) < UINT64_MAX);
-        (void)steady_read(&s, 5);
-    }
-    assert_int_equal(steady_read(&s, UINT64_MAX), UINT64_MAX); /* saturates */
-    assert_int_equal(steady_read(&s, 5), UINT64_MAX);
+    assert_int_equal(steady_read(&s, UINT64_MAX), 2000 + STEADY_STEP_MAX);
+    assert_int_equal(steady_read(&s, 5), 2000 + STEADY_STEP_MAX);
     steady_start(&s, UINT64_MAX - 5);
-    assert_int_equal(steady_read(&s, UINT64_MAX), HLC_MS_LAST + 5);
+    assert_int_equal(s.now, HLC_MS_LAST);
+    s.now = UINT64_MAX - 10; /* as after ~2^32 wild readings */
+    s.wall_last = 1000;
+    uint64_t before = s.now;
+    assert_int_equal(steady_read(&s, 1020), 9); /* past 2^64: counts on */
+    assert_true(steady_diff(s.now, before) == 20);
+    assert_true(steady_diff(before, s.now) == -20);
+    assert_true(steady_diff(5, 5) == 0);
+    assert_true(steady_diff(UINT64_C(1) << 63, 0) == INT64_MIN);
+    assert_true(steady_diff(0, (UINT64_C(1) << 63) + 1) == INT64_MAX);
     hlc h = {hlc_from_ms(100)};
     hlc_restore(&h, hlc_from_ms(UINT64_C(1) << 40)); /* its own stamp, far ahead: taken */
     assert_true(hlc_tick(&h, 100) > hlc_from_ms(UINT64_C(1) << 40));

@@ -1115,6 +1115,55 @@ static void a_clock_record_that_goes_back_is_refused(void **state) {
     assert_null(back);
 }
 
+/* Rewrites the pending-timeouts section of f's newest snapshot: the entry of transfer record
+ * `transfer` is dropped, or given `deadline` (UINT64_MAX: dropped); the checksum is made
+ * right again, as anyone can. */
+static void snapshot_set_timeout(fixture *f, uint32_t transfer, uint64_t deadline, uint64_t was) {
+    char path[256];
+    static uint8_t buf[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf), at = -1;
+    for (long i = 4; i + 12 <= size - 8; i++) {
+        if (get_u64le(buf + i) == was && get_u32le(buf + i + 8) == transfer &&
+            get_u32le(buf + i - 4) == 1) {
+            at = i; /* a count of 1, then the entry */
+        }
+    }
+    assert_true(at > 0);
+    if (deadline == UINT64_MAX) {
+        put_u32le(buf + at - 4, 0);
+        memmove(buf + at, buf + at + 12, (size_t)(size - at - 12));
+        size -= 12;
+    } else {
+        put_u64le(buf + at, deadline);
+    }
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+}
+
+/* A snapshot's pending timeouts must be exactly one for each open pending of its own with a
+ * timeout, none further than its timeout ahead: one left out (the pending would never time
+ * out) or pushed out of reach is refused, and opening falls back to the journal, which gives
+ * the deadline it had. Found by an adversary: both used to load. */
+static void a_snapshot_that_drops_or_defers_a_timeout_is_refused(void **state) {
+    fixture *f = *state;
+    for (int defer = 0; defer < 2; defer++) {
+        test_clock clock = {1700000000000u};
+        tally_replica *r = open_funded(f, &clock, 770 + 10 * (uint64_t)defer);
+        tally_transfer t = pending_of(771 + 10 * (uint64_t)defer, 10, 1000);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        expiry e = r->expiries.at[0];
+        assert_result(tally_snapshot(r), TALLY_OK);
+        tally_close(r);
+        snapshot_set_timeout(f, e.transfer, defer ? e.deadline_ms + 1001 : UINT64_MAX,
+                             e.deadline_ms);
+        r = open_ok(f);
+        assert_int_equal(r->journal->snapshot_segment, 0); /* the journal, not the snapshot */
+        assert_due_after(r, &clock, 1000);
+        tally_close(r);
+        run("rm -rf %s/*%s", f->dir, "");
+    }
+}
+
 /* fuzz_snapshot found it: loading a snapshot with no accounts passed NULL to memset. */
 static void a_snapshot_of_an_empty_replica_loads(void **state) {
     fixture *f = *state;
@@ -1149,6 +1198,7 @@ int main(void) {
         T(a_deadline_estimated_at_an_upgrade_stays_across_restarts),
         T(a_pending_brought_back_by_a_peer_keeps_its_deadline),
         T(a_clock_record_that_goes_back_is_refused),
+        T(a_snapshot_that_drops_or_defers_a_timeout_is_refused),
         T(open_makes_missing_parents_and_says_why_it_cannot),
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),

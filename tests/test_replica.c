@@ -488,6 +488,30 @@ static void a_wall_clock_at_the_end_of_64_bits_keeps_timeouts(void **state) {
     assert_int_equal(expire(f), 1);
 }
 
+/* A broken clock that reads 0 and the end of 64 bits in turn, ~70,000 times over (a daemon
+ * polling tally_next_expiry meets it that often in minutes): once it reads true again, a new
+ * pending still waits its timeout. Each flip used to add 2^48 ms to the steady clock until it
+ * stuck at UINT64_MAX, where every deadline was due at once, for good. */
+static void a_clock_flipping_to_the_ends_of_64_bits_keeps_timeouts(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(180, BANK, A, 100)), TALLY_OK);
+    uint64_t now = f->clock.now_ms, in_ms;
+    for (int i = 0; i < 70000; i++) {
+        f->clock.now_ms = 0;
+        assert_result(tally_next_expiry(f->r, &in_ms), TALLY_OK);
+        f->clock.now_ms = UINT64_MAX;
+        assert_result(tally_next_expiry(f->r, &in_ms), TALLY_OK);
+    }
+    f->clock.now_ms = now;
+    assert_result(create(f, pending(181, A, B, 60, 60000)), TALLY_OK);
+    assert_result(tally_next_expiry(f->r, &in_ms), TALLY_OK);
+    assert_int_equal(in_ms, 60000);
+    f->clock.now_ms += 59999;
+    assert_int_equal(expire(f), 0);
+    f->clock.now_ms += 1;
+    assert_int_equal(expire(f), 1);
+}
+
 /* The wall clock jumps back a year while a pending is open: the pending still expires after
  * its timeout of the clock moving forward, not a year later. */
 static void a_backward_jump_of_the_own_clock_does_not_keep_a_reservation(void **state) {
@@ -734,6 +758,7 @@ int main(void) {
         T(a_forward_glitch_of_the_own_clock_does_not_stop_later_timeouts),
         T(a_wall_clock_past_the_end_of_the_stamps_keeps_timeouts),
         T(a_wall_clock_at_the_end_of_64_bits_keeps_timeouts),
+        T(a_clock_flipping_to_the_ends_of_64_bits_keeps_timeouts),
         T(a_backward_jump_of_the_own_clock_does_not_keep_a_reservation),
         T(grant_refuses_what_it_cannot_do),
         T(a_grant_to_a_replica_never_heard_from_is_refused),

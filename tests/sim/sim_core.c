@@ -699,8 +699,8 @@ static uint64_t *time_left(tally_replica *r) {
     for (uint32_t i = 0; i < r->expiries.count; i++) {
         const expiry *e = &r->expiries.at[i];
         if (r->transfers.at[e->transfer].state == TALLY_PENDING_OPEN) {
-            uint64_t now = r->steady.now;
-            out[e->transfer] = e->deadline_ms > now ? e->deadline_ms - now : 0;
+            int64_t left = steady_diff(e->deadline_ms, r->steady.now);
+            out[e->transfer] = left > 0 ? (uint64_t)left : 0;
         }
     }
     return out;
