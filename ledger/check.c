@@ -10,6 +10,7 @@
  * plus the journal, version vector, chains and pending states. It allocates, so it reports
  * false when out of memory as well: it is for tests and debug builds, not for hot paths.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +26,17 @@ static bool take(rights *m, uint32_t holder, uint64_t amount) {
     return rights_take(m, holder, amount);
 }
 
+/* rights_add fails only for want of memory, which *no_memory then records: the replica is not
+ * at fault. */
+static bool add(bool *no_memory, rights *m, uint32_t holder, uint64_t amount) {
+    bool ok = rights_add(m, holder, amount);
+    *no_memory |= !ok;
+    return ok;
+}
+
 /* Replays a transfer-like record's effect onto the shadow balances. */
-static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_rec *t) {
+static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_rec *t,
+                            bool *no_memory) {
     shadow *d = &s[t->debit], *c = &s[t->credit];
     const account_rec *da = &r->accounts.at[t->debit], *ca = &r->accounts.at[t->credit];
     bool d_cons = da->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
@@ -41,8 +51,8 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
         u128_add(pending ? &c->cq : &c->cp, a);
         ok = ok && (!d_cons || take(&d->rights, t->origin, a));
         ok = ok && (!c_cons || take(&c->rights, t->origin, a));
-        ok = ok && (pending || !d_prod || rights_add(&d->rights, t->origin, a));
-        ok = ok && (pending || !c_prod || rights_add(&c->rights, t->origin, a));
+        ok = ok && (pending || !d_prod || add(no_memory, &d->rights, t->origin, a));
+        ok = ok && (pending || !c_prod || add(no_memory, &c->rights, t->origin, a));
         return ok;
     }
     uint64_t p = r->transfers.at[t->link].amount;
@@ -50,27 +60,28 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
     if (t->kind == OP_POST) {
         u128_add(&d->dp, a);
         u128_add(&c->cp, a);
-        ok = ok && (!d_cons || rights_add(&d->rights, t->origin, p - a));
-        ok = ok && (!d_prod || rights_add(&d->rights, t->origin, a));
-        ok = ok && (!c_cons || rights_add(&c->rights, t->origin, p - a));
-        ok = ok && (!c_prod || rights_add(&c->rights, t->origin, a));
+        ok = ok && (!d_cons || add(no_memory, &d->rights, t->origin, p - a));
+        ok = ok && (!d_prod || add(no_memory, &d->rights, t->origin, a));
+        ok = ok && (!c_cons || add(no_memory, &c->rights, t->origin, p - a));
+        ok = ok && (!c_prod || add(no_memory, &c->rights, t->origin, a));
     } else {
-        ok = ok && (!d_cons || rights_add(&d->rights, t->origin, p));
-        ok = ok && (!c_cons || rights_add(&c->rights, t->origin, p));
+        ok = ok && (!d_cons || add(no_memory, &d->rights, t->origin, p));
+        ok = ok && (!c_cons || add(no_memory, &c->rights, t->origin, p));
     }
     return ok;
 }
 
-static bool replay(const tally_replica *r, shadow *s) {
+static bool replay(const tally_replica *r, shadow *s, bool *no_memory) {
     for (uint32_t pos = 0; pos < r->log.count; pos++) {
         const log_entry *j = &r->log.at[pos];
         if (j->kind == OP_GRANT) {
             const grant_rec *g = &r->grants.at[j->index];
             rights *m = &s[g->account].rights;
-            if (!take(m, g->origin, g->amount) || !rights_add(m, g->to, g->amount)) {
+            if (!take(m, g->origin, g->amount) || !add(no_memory, m, g->to, g->amount)) {
                 return false;
             }
-        } else if (j->kind != OP_OPEN && !replay_transfer(r, s, &r->transfers.at[j->index])) {
+        } else if (j->kind != OP_OPEN &&
+                   !replay_transfer(r, s, &r->transfers.at[j->index], no_memory)) {
             return false;
         }
     }
@@ -180,15 +191,66 @@ static bool check_journal(const tally_replica *r) {
     return open == r->pending_open;
 }
 
-bool replica_check(const tally_replica *r) {
-    shadow *s = calloc((size_t)r->accounts.count + 1, sizeof *s);
-    if (s == NULL) {
+/* The expiry heap (ledger/expiry.c, invariant 1): ordered, and an entry for every open
+ * pending of this replica's with a timeout, none for another's. */
+static bool check_expiries(const tally_replica *r, bool *no_memory) {
+    uint8_t *listed = calloc((size_t)r->transfers.count + 1, 1);
+    if (listed == NULL) {
+        *no_memory = true;
         return false;
     }
-    bool ok = replay(r, s) && check_accounts(r, s) && check_conservation(r) && check_journal(r);
+    bool ok = true;
+    for (uint32_t i = 0; i < r->expiries.count && ok; i++) {
+        const expiry *e = &r->expiries.at[i];
+        ok = e->transfer < r->transfers.count &&
+             (i == 0 || steady_diff(r->expiries.at[(i - 1) / 2].deadline_ms, e->deadline_ms) <= 0);
+        if (ok) {
+            const transfer_rec *t = &r->transfers.at[e->transfer];
+            ok = t->origin == r->self && t->timeout_ms != 0 && t->kind == OP_TRANSFER;
+            listed[e->transfer] = 1;
+        }
+    }
+    for (uint32_t i = 0; i < r->transfers.count && ok; i++) {
+        const transfer_rec *t = &r->transfers.at[i];
+        ok = listed[i] || t->origin != r->self || t->timeout_ms == 0 || t->kind != OP_TRANSFER ||
+             t->state != TALLY_PENDING_OPEN;
+    }
+    free(listed);
+    return ok;
+}
+
+int replica_check_status(const tally_replica *r) {
+    bool no_memory = false;
+    shadow *s = calloc((size_t)r->accounts.count + 1, sizeof *s);
+    if (s == NULL) {
+        return TALLY_ENOMEM;
+    }
+    bool ok = replay(r, s, &no_memory) && check_accounts(r, s) && check_conservation(r) &&
+              check_journal(r) && check_expiries(r, &no_memory);
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         rights_free(&s[i].rights);
     }
     free(s);
-    return ok;
+    return ok ? TALLY_OK : no_memory ? TALLY_ENOMEM : TALLY_ECORRUPT;
 }
+
+bool replica_check(const tally_replica *r) {
+    return replica_check_status(r) == TALLY_OK;
+}
+
+#ifdef TALLY_CHECK_WRITES
+/* Every write while the replica holds up to CHECK_EVERY_WRITE_OPS ops, then whenever their
+ * count has doubled since the last check: the tests' states are all checked, and a benchmark's
+ * millions of ops cost a few whole checks, not millions. */
+#define CHECK_EVERY_WRITE_OPS 2048
+
+void replica_debug_check(tally_replica *r) {
+    if (r->log.count > CHECK_EVERY_WRITE_OPS && r->log.count / 2 < r->checked_log) {
+        return;
+    }
+    r->checked_log = r->log.count;
+    int rc = replica_check_status(r);
+    assert(rc != TALLY_ECORRUPT && "an invariant of ledger/replica.h is broken");
+    (void)rc;
+}
+#endif

@@ -22,6 +22,13 @@
 
 static const op_refs no_refs = OP_REFS_NONE;
 
+/* Ends a write call: its ops to the journal (replica_commit), after the invariants are checked
+ * in a build that asks for it (TALLY_CHECK_WRITES). */
+static int commit(tally_replica *r, int rc) {
+    replica_debug_check(r);
+    return replica_commit(r, rc);
+}
+
 /* Validates, stamps and applies a local op. now_ms is the wall clock, read once per call (a
  * batch is one moment); the HLC still gives every op its own timestamp. */
 static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) {
@@ -99,7 +106,7 @@ int tally_expire(tally_replica *r, uint64_t *voided) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    rc = replica_commit(r, expire_due(r, replica_clock_read(r), &n));
+    rc = commit(r, expire_due(r, replica_clock_read(r), &n));
     if (voided != NULL) {
         *voided = n;
     }
@@ -133,7 +140,7 @@ int tally_create_account(tally_replica *r, const tally_account *a) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    return replica_commit(r, create_account(r, a));
+    return commit(r, create_account(r, a));
 }
 
 static int create_account(tally_replica *r, const tally_account *a) {
@@ -397,7 +404,7 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
         look_ahead(r, t, &la);
         rc = create_transfer(r, t, now, &la);
     }
-    return replica_commit(r, rc);
+    return commit(r, rc);
 }
 
 /* Rule 3 of tally.h: every out parameter is written, also when the batch fails whole. */
@@ -426,7 +433,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
         rc = TALLY_ENOMEM;
     }
     if (rc != TALLY_OK) {
-        return batch_answer(results, n, replica_commit(r, rc));
+        return batch_answer(results, n, commit(r, rc));
     }
     /* A batch goes in chunks. First the lookups of the whole chunk, which depend on nothing the
      * chunk changes (a transfer never adds an account): the account records found, and the
@@ -449,7 +456,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
             results[base + k] = create_transfer(r, &t[base + k], now, &la[k]);
         }
     }
-    rc = replica_commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
+    rc = commit(r, TALLY_OK); /* one write, one sync, for the whole batch */
     return rc == TALLY_OK ? TALLY_OK : batch_answer(results, n, rc);
 }
 
@@ -521,7 +528,7 @@ int tally_grant_with(tally_replica *r, const tally_grant_request *g) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    return replica_commit(r, grant(r, g));
+    return commit(r, grant(r, g));
 }
 
 int tally_grant(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount) {

@@ -144,6 +144,7 @@ int tally_open(const tally_options *opts, tally_replica **out) {
         tally_close(r);
         return rc;
     }
+    replica_debug_check(r);
     *out = r;
     return TALLY_OK;
 }

@@ -141,6 +141,7 @@ struct tally_replica {
     void (*on_change)(void *ctx);
     void *on_change_ctx;
     uint32_t notified_log; /* log.count when on_change last ran */
+    uint32_t checked_log;  /* log.count at the last replica_debug_check that ran */
     /* What reading a peer's summary taught this replica. tally_delta takes a const replica
      * (the API is fixed) and still must record it, so it lives behind a pointer. */
     struct replica_learned {
@@ -312,5 +313,17 @@ uint64_t replica_clock_read(tally_replica *r);
 /* --- ledger/check.c --- */
 /* Walks the whole state and checks the invariants above. True when they hold. */
 bool replica_check(const tally_replica *r);
+/* The same, telling a broken invariant (TALLY_ECORRUPT) from a check that ran out of memory
+ * (TALLY_ENOMEM). */
+int replica_check_status(const tally_replica *r);
+/* With TALLY_CHECK_WRITES (a debug build option): asserts the invariants at the end of every
+ * write call, apply and open; see check.c for how often on a large replica. Else nothing. */
+#ifdef TALLY_CHECK_WRITES
+void replica_debug_check(tally_replica *r);
+#else
+static inline void replica_debug_check(tally_replica *r) {
+    (void)r;
+}
+#endif
 
 #endif

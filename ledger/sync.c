@@ -527,6 +527,7 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
         at += block_len;
     }
     block_dec_free(&dec);
+    replica_debug_check(r);
     /* What was applied is journalled before the sender hears of it, even when the apply then
      * stopped at a bad op. */
     return replica_commit(r, rc);

@@ -5,7 +5,11 @@
  */
 #include "support.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ledger/replica.h"
 
@@ -733,6 +737,33 @@ static void reserve_refuses_bad_arguments_and_changes_no_state(void **state) {
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* The checker finds a broken invariant (an account's balance no op accounts for, rights that
+ * do not add up): replica_check_status says so, and a build with TALLY_CHECK_WRITES (the
+ * sanitizer build in `make test`) stops at the next write instead of going on from it. */
+static void a_broken_invariant_is_caught_at_the_next_write(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(190, BANK, A, 100)), TALLY_OK);
+    assert_result(replica_check_status(f->r), TALLY_OK);
+    account_rec *a = &f->r->accounts.at[replica_account_head(f->r, tid(A))];
+    a->credits_posted.lo += 1; /* money from nowhere */
+    assert_result(replica_check_status(f->r), TALLY_ECORRUPT);
+#ifdef TALLY_CHECK_WRITES
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        (void)!freopen("/dev/null", "w", stderr); /* the assertion's message is expected */
+        (void)create(f, transfer(191, BANK, B, 1));
+        _exit(0); /* not reached when the check runs */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+#endif
+    a->credits_posted.lo -= 1;
+    assert_result(replica_check_status(f->r), TALLY_OK);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_rejects_bad_options_and_sets_out_to_null),
@@ -767,6 +798,7 @@ int main(void) {
         T(a_batch_applies_in_order_with_a_result_each),
         T(a_batch_that_fails_whole_writes_every_result),
         T(reserve_refuses_bad_arguments_and_changes_no_state),
+        T(a_broken_invariant_is_caught_at_the_next_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
