@@ -72,11 +72,11 @@ static inline void hlc_restore(hlc *h, uint64_t own) {
  * time in between counts when the wall clock moved forward across it.
  *
  * One step counts at most STEADY_STEP_MAX, longer than any timeout (a uint32_t of ms): a
- * longer step makes every pending due just the same. The clock counts modulo 2^64, and two of
- * its readings are compared by their difference (steady_diff), which is exact while they are
- * less than 2^63 ms apart: a broken wall clock that reads wild values cannot run it into a
- * ceiling where every deadline would be due at once (it would take 2^31 wild readings between
- * two expiries to bring two live readings that far apart). */
+ * longer step makes every pending due just the same. The clock counts modulo 2^64, so a broken
+ * wall clock that reads wild values cannot run it into a ceiling; two readings are compared
+ * by their difference (steady_diff), exact while they are less than 2^63 ms apart, which the
+ * user keeps true of what it compares (ledger/expiry.c keeps deadlines within 2^32 ms of the
+ * clock). */
 #define STEADY_STEP_MAX (UINT64_C(1) << 32)
 
 typedef struct steady {

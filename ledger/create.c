@@ -106,7 +106,7 @@ int tally_expire(tally_replica *r, uint64_t *voided) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    rc = commit(r, expire_due(r, replica_clock_read(r), &n));
+    rc = commit(r, expire_due(r, expiry_clock_read(r), &n));
     if (voided != NULL) {
         *voided = n;
     }
@@ -120,7 +120,7 @@ int tally_next_expiry(tally_replica *r, uint64_t *in_ms) {
     if (r == NULL || in_ms == NULL) {
         return TALLY_EINVAL;
     }
-    (void)replica_clock_read(r);
+    (void)expiry_clock_read(r);
     if (expiry_next(r) != NONE) {
         int64_t left = steady_diff(r->expiries.at[0].deadline_ms, r->steady.now);
         *in_ms = left > 0 ? (uint64_t)left : 0;
@@ -158,7 +158,7 @@ static int create_account(tally_replica *r, const tally_account *a) {
     op_clear(&o);
     o.kind = OP_OPEN;
     o.u.account = *a;
-    return local_commit(r, &o, replica_clock_read(r), no_refs);
+    return local_commit(r, &o, expiry_clock_read(r), no_refs);
 }
 
 /* --- transfers ----------------------------------------------------------------------------- */
@@ -397,7 +397,7 @@ int tally_create_transfer(tally_replica *r, const tally_transfer *t) {
     if (rc != TALLY_OK) {
         return rc;
     }
-    uint64_t voided = 0, now = replica_clock_read(r);
+    uint64_t voided = 0, now = expiry_clock_read(r);
     rc = expire_due(r, now, &voided);
     if (rc == TALLY_OK) {
         lookahead la;
@@ -427,7 +427,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
     if (rc != TALLY_OK) {
         return batch_answer(results, n, rc);
     }
-    uint64_t voided = 0, now = replica_clock_read(r);
+    uint64_t voided = 0, now = expiry_clock_read(r);
     rc = expire_due(r, now, &voided);
     if (rc == TALLY_OK && !reserve_local_transfers(r, (uint32_t)n)) {
         rc = TALLY_ENOMEM;
@@ -517,7 +517,7 @@ static int grant(tally_replica *r, const tally_grant_request *g) {
     o.u.grant.account_flags = (uint8_t)r->accounts.at[a].flags;
     o.u.grant.to = g->to_replica;
     o.u.grant.amount = g->amount;
-    return local_commit(r, &o, replica_clock_read(r), no_refs);
+    return local_commit(r, &o, expiry_clock_read(r), no_refs);
 }
 
 int tally_grant_with(tally_replica *r, const tally_grant_request *g) {

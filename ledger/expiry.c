@@ -5,8 +5,7 @@
  *
  * 1. Every open pending created here with a timeout has exactly one entry; an entry whose
  *    pending was posted or voided meanwhile stays until it reaches the top, where it is
- *    dropped. Entries from a file are held to this (expiry_rebuild). Deadlines are steady
- *    clock readings, compared by steady_diff (crdt/hlc.h): the clock counts modulo 2^64.
+ *    dropped. Entries from a file are held to this (expiry_rebuild).
  * 2. A pending's deadline is set once, when it is applied here, from the steady clock at that
  *    moment and the pending's stamp (expiry_deadline): its whole timeout T for a pending made
  *    here just now, less what its stamp shows has passed for one made before (brought back
@@ -14,26 +13,30 @@
  *    adds up the wall clock's forward steps, so a wall clock that jumps back cannot keep a
  *    reservation alive, and one that jumped ahead once (and left the HLC there) cannot push
  *    later deadlines into the future.
- * 3. The journal holds the steady clock: before every pending of this replica's with a
+ * 3. The steady clock counts modulo 2^64 (crdt/hlc.h). Every move of it is forward, by the
+ *    difference mod 2^64, and every deadline the move passes is set to the clock's new
+ *    reading (expiry_clock_moved): due, and so every entry lies in [now, now + 2^32) however
+ *    far and however often the clock runs, and steady_diff orders them.
+ * 4. The journal holds the steady clock: before every pending of this replica's with a
  *    timeout, whoever made it, a CLOCK record of the steady clock at that moment (unless the
  *    journal's last record already says the same); one of its own when the replica is closed
  *    or snapshotted with a pending still due; and one when a replica that has none yet opens
- *    with such pendings. Replaying sets the clock to each record in turn, so every deadline
- *    comes back as the number it was: the same clock and the same stamp give the same
- *    deadline. Once the journal is read, the clock moves on by the wall clock's step since
- *    the last record (nothing when the wall clock reads behind it). A snapshot stores the
- *    last record and the deadlines, so a restart gives the same deadlines with or without
- *    one, and no restart grants a timeout afresh.
- * 4. So the time that counts towards a timeout is the wall clock's forward steps while the
+ *    with such pendings. Replaying a record is a move of the clock to it (invariant 3), so
+ *    every deadline comes back as the number it was, or passed where it was passed: the same
+ *    clock and the same stamp give the same deadline. A record can only move the clock
+ *    forward, so no record, however made, holds a pending open. Once the journal is read, the
+ *    clock moves on by the wall clock's step since the last record (nothing when the wall
+ *    clock reads behind it). A snapshot stores the last record and the deadlines, each within
+ *    its timeout of that record (else it is refused), so a restart gives the same deadlines
+ *    with or without one, and no restart grants a timeout afresh.
+ * 5. So the time that counts towards a timeout is the wall clock's forward steps while the
  *    replica is open, plus the time it was closed when the wall clock moved forward across
  *    it. Time is lost only where the wall clock steps back: within a run, the step; across a
  *    restart, the time since the last record, up to the step.
- * 5. Pendings read from a journal or snapshot with no record before them (written before 0.2)
+ * 6. Pendings read from a journal or snapshot with no record before them (written before 0.2)
  *    are given their deadlines against the clock the replica opened with, and that clock is
  *    journalled as the first record once the replica is open: at the next open, reaching
  *    that record gives them the same deadlines again.
- * 6. The steady clock in the records never goes back: a record below the one before it is
- *    not the replica's, and the journal is refused (TALLY_ECORRUPT).
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -118,8 +121,9 @@ static bool own_timed_open(const tally_replica *r, const transfer_rec *t) {
            t->timeout_ms != 0 && t->state == TALLY_PENDING_OPEN;
 }
 
-/* Invariant 1 for entries that came from a file: each one an own pending with a timeout, and
- * exactly one for each such pending still open, none further ahead than its timeout. */
+/* Invariants 1 and 3 for entries that came from a file: each one an own pending with a
+ * timeout, exactly one for each such pending still open, none behind the clock or further
+ * ahead than its timeout. */
 bool expiry_rebuild(tally_replica *r, bool estimate) {
     uint32_t n = r->expiries.count, open = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -134,8 +138,8 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
         }
         if (estimate) {
             e.deadline_ms = expiry_deadline(r, t->hlc, t->timeout_ms);
-        } else if (steady_diff(e.deadline_ms, r->steady.now + t->timeout_ms) > 0) {
-            return false; /* more than its timeout ahead: not a deadline this clock gave */
+        } else if (e.deadline_ms - r->steady.now > t->timeout_ms) {
+            return false; /* behind the clock, or past its timeout ahead (invariant 3) */
         }
         r->expiries.at[open++] = e;
     }
@@ -165,6 +169,32 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
 
 /* --- the steady clock across restarts (invariants 3 to 6) -------------------------------- */
 
+/* Sets every deadline in the subtree at i that the move by `moved` from `from` passed to the
+ * clock's reading. Entries lie in [from, from + 2^32) (invariant 3), where the heap's order is
+ * that of their distance from `from`: a subtree whose top was not passed was not passed. */
+static void clamp_passed(tally_replica *r, uint32_t i, uint64_t from, uint64_t moved) {
+    if (i >= r->expiries.count || r->expiries.at[i].deadline_ms - from > moved) {
+        return;
+    }
+    r->expiries.at[i].deadline_ms = r->steady.now;
+    clamp_passed(r, 2 * i + 1, from, moved);
+    clamp_passed(r, 2 * i + 2, from, moved);
+}
+
+void expiry_clock_moved(tally_replica *r, uint64_t from) {
+    uint64_t moved = r->steady.now - from; /* forward, modulo 2^64 */
+    if (moved != 0) {
+        clamp_passed(r, 0, from, moved);
+    }
+}
+
+uint64_t expiry_clock_read(tally_replica *r) {
+    uint64_t wall = replica_now_ms(r), from = r->steady.now;
+    steady_read(&r->steady, wall);
+    expiry_clock_moved(r, from);
+    return wall;
+}
+
 void expiry_clock_start(tally_replica *r) {
     steady_start(&r->steady, replica_now_ms(r));
     r->steady_journaled = false;
@@ -178,19 +208,19 @@ void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms)
 }
 
 int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms) {
-    if (r->steady_journaled && steady_diff(steady_ms, r->journaled_steady.now) < 0) {
-        return TALLY_ECORRUPT; /* invariant 6 */
-    }
     bool first = !r->steady_journaled;
+    uint64_t from = r->steady.now;
     expiry_clock_resume(r, steady_ms, wall_ms);
-    if (first && !expiry_rebuild(r, true)) {
-        return TALLY_ECORRUPT; /* invariant 5: the deadlines the record's writer gave */
+    if (first) {
+        /* invariant 6: the deadlines the record's writer gave */
+        return expiry_rebuild(r, true) ? TALLY_OK : TALLY_ECORRUPT;
     }
+    expiry_clock_moved(r, from); /* invariant 4: a record moves the clock forward */
     return TALLY_OK;
 }
 
 void expiry_clock_opened(tally_replica *r) {
-    (void)replica_clock_read(r);
+    (void)expiry_clock_read(r);
 }
 
 int expiry_clock_journal(tally_replica *r) {

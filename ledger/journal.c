@@ -144,18 +144,23 @@ static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica, 
 }
 
 /* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. */
+/* A segment gets its name only once its header is written (and synced): a crash part way
+ * leaves at most segment.tmp, which nothing reads, never a segment without a header. */
 static int segment_create(journal *j, uint64_t n) {
+    static const char tmp[] = "segment.tmp";
     char name[64];
     segment_name(name, sizeof name, n);
-    int fd = openat(j->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    int fd = openat(j->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         return TALLY_EIO;
     }
     uint8_t h[JOURNAL_SEGMENT_HEADER];
     header_encode(h, j->replica_id, n);
-    if (!write_all(fd, h, sizeof h) ||
-        (j->mode == TALLY_SYNC_COMMIT && (fsync(fd) != 0 || fsync(j->dir_fd) != 0))) {
+    if (!write_all(fd, h, sizeof h) || (j->mode == TALLY_SYNC_COMMIT && fsync(fd) != 0) ||
+        renameat(j->dir_fd, tmp, j->dir_fd, name) != 0 ||
+        (j->mode == TALLY_SYNC_COMMIT && fsync(j->dir_fd) != 0)) {
         close(fd);
+        (void)unlinkat(j->dir_fd, tmp, 0);
         return TALLY_EIO;
     }
     if (j->segment_fd >= 0) {
@@ -466,9 +471,34 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
     return rc;
 }
 
+/* A last segment shorter than its header was cut at its creation by a crash (before 0.2
+ * named it before writing it): it holds nothing, and goes. */
+static int drop_unborn_segment(journal *j, dir_listing *l) {
+    if (l->segments.count == 0) {
+        return TALLY_OK;
+    }
+    char name[64];
+    segment_name(name, sizeof name, l->segments.at[l->segments.count - 1]);
+    struct stat st;
+    if (fstatat(j->dir_fd, name, &st, 0) != 0) {
+        return TALLY_EIO;
+    }
+    if (st.st_size >= JOURNAL_SEGMENT_HEADER) {
+        return TALLY_OK;
+    }
+    if (unlinkat(j->dir_fd, name, 0) != 0 || fsync(j->dir_fd) != 0) {
+        return TALLY_EIO;
+    }
+    l->segments.count--;
+    return TALLY_OK;
+}
+
 static int journal_replay_once(journal *j, replay_state *s) {
     dir_listing l;
     int rc = dir_list(j, &l);
+    if (rc == TALLY_OK) {
+        rc = drop_unborn_segment(j, &l);
+    }
     const uint64_t *segments = l.segments.at;
     const position *snapshots = l.snapshots.at;
     size_t count = l.segments.count, n_snapshots = l.snapshots.count;

@@ -83,7 +83,7 @@ static int journal_clock(tally_replica *r) {
 /* The same at this moment: the time up to now then counts after a restart even if the wall
  * clock has stepped back by then. */
 static int journal_clock_now(tally_replica *r) {
-    (void)replica_clock_read(r);
+    (void)expiry_clock_read(r);
     return journal_clock(r);
 }
 

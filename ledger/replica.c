@@ -22,12 +22,6 @@ uint64_t replica_now_ms(const tally_replica *r) {
     return r->clock_ms(r->clock_ctx);
 }
 
-uint64_t replica_clock_read(tally_replica *r) {
-    uint64_t wall = replica_now_ms(r);
-    steady_read(&r->steady, wall);
-    return wall;
-}
-
 static const tally_id *account_key(const void *ctx, uint32_t i) {
     return &((const tally_replica *)ctx)->accounts.at[i].id;
 }

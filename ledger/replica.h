@@ -295,20 +295,22 @@ bool expiry_rebuild(tally_replica *r, bool estimate);
 
 /* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock
  * (opening, before the journal is read); expiry_clock_resume sets it to a CLOCK record's
- * fields as a snapshot is read, expiry_clock_replay as the journal is (TALLY_ECORRUPT for a
- * record no replica writes); expiry_clock_opened moves it on by the wall clock once the
- * journal is read. expiry_clock_journal adds a CLOCK record to the commit in progress, unless
- * the journal's last record says the same; expiry_clock_before does so when op o, about to be
- * journalled, is a pending of this replica's with a timeout. */
+ * fields as a snapshot is read, expiry_clock_replay as the journal is (a move of the clock;
+ * TALLY_ECORRUPT when the first record finds the deadlines before it wrong); expiry_clock_opened
+ * moves it on by the wall clock once the journal is read. expiry_clock_journal adds a CLOCK record
+ * to the commit in progress, unless the journal's last record says the same; expiry_clock_before
+ * does so when op o, about to be journalled, is a pending of this replica's with a timeout. */
+/* expiry_clock_moved: the steady clock has moved from `from` to its reading now; every
+ * deadline the move passed is due (ledger/expiry.c, invariant 3). */
+void expiry_clock_moved(tally_replica *r, uint64_t from);
 void expiry_clock_start(tally_replica *r);
 void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 void expiry_clock_opened(tally_replica *r);
 int expiry_clock_before(tally_replica *r, const op *o);
 int expiry_clock_journal(tally_replica *r);
-
-/* Reads the wall clock and advances the steady clock by it; returns the wall clock. */
-uint64_t replica_clock_read(tally_replica *r);
+/* Reads the wall clock and moves the steady clock on by it; returns the wall clock. */
+uint64_t expiry_clock_read(tally_replica *r);
 
 /* --- ledger/check.c --- */
 /* Walks the whole state and checks the invariants above. True when they hold. */

@@ -517,7 +517,7 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     }
     size_t at = DELTA_HEADER;
     op_refs last = OP_REFS_NONE;
-    uint64_t now_ms = replica_clock_read(r);
+    uint64_t now_ms = expiry_clock_read(r);
     int rc = TALLY_OK;
     block_dec dec;
     block_dec_init(&dec);

@@ -149,8 +149,15 @@ static void nothing_acknowledged_is_lost_across_kill_9(void **state) {
         close(fds[0]);
         /* reopen: every acknowledged transfer, ever, is there with its fields */
         tally_options o = durable(dir);
+        char error[512] = "";
+        o.error = error;
+        o.error_size = sizeof error;
         tally_replica *r;
-        assert_result(tally_open(&o, &r), TALLY_OK);
+        int rc = tally_open(&o, &r);
+        if (rc != TALLY_OK) {
+            print_error("round %" PRIu64 ": %s\n", round, error);
+        }
+        assert_result(rc, TALLY_OK);
         assert_true(replica_check(r));
         for (size_t i = 0; i < n_acked; i++) {
             tally_transfer want = transfer_for(acked[i]), got;

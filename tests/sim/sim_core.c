@@ -695,7 +695,7 @@ static uint64_t *time_left(tally_replica *r) {
     for (uint32_t k = 0; k < r->transfers.count; k++) {
         out[k] = UINT64_MAX;
     }
-    (void)replica_clock_read(r);
+    (void)expiry_clock_read(r);
     for (uint32_t i = 0; i < r->expiries.count; i++) {
         const expiry *e = &r->expiries.at[i];
         if (r->transfers.at[e->transfer].state == TALLY_PENDING_OPEN) {
