@@ -82,6 +82,10 @@ static int transfer_check_kind_fields(const tally_transfer *t, bool resolved) {
     return TALLY_OK;
 }
 
+int transfer_check_record(const tally_transfer *t) {
+    return transfer_check_kind_fields(t, true);
+}
+
 int transfer_check_fields(const tally_transfer *t) {
     if (id_is_zero(t->id)) {
         return TALLY_ID_ZERO;

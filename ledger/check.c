@@ -181,6 +181,11 @@ static bool check_journal(const tally_replica *r) {
     uint64_t open = 0;
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
+        tally_transfer view;
+        transfer_view(r, t, &view);
+        if (transfer_check_record(&view) != TALLY_OK) {
+            return false; /* fields no op could have */
+        }
         if (t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING)) {
             open += t->state == TALLY_PENDING_OPEN;
             if ((t->state == TALLY_PENDING_OPEN) != (t->link == NONE)) {

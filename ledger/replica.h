@@ -277,6 +277,9 @@ int op_validate(const tally_replica *r, const op *o, bool local, op_refs *refs);
 int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms);
 /* Field checks that need no state, shared by local requests and decoded ops. */
 int transfer_check_fields(const tally_transfer *t);
+/* The same checks of a transfer record's view, once resolved (a post or void with its
+ * accounts and amount): what every record a replica holds passes. */
+int transfer_check_record(const tally_transfer *t);
 int account_check_fields(const tally_account *a);
 
 /* --- ledger/expiry.c --- */

@@ -9,8 +9,11 @@
  *
  * 1. The file is written to a temporary name, synced, renamed and its directory synced
  *    (journal.c), so a crash leaves either the old snapshot or the new one, whole.
- * 2. A checksum (XXH3-64) covers every byte; a snapshot that fails it, or any bound check on a
- *    count or an index, is not loaded (the journal decides what to do instead).
+ * 2. A checksum (XXH3-64) covers every byte; a snapshot that fails it, any bound check on a
+ *    count or an index, or the invariants of replica.h (replica_check: balances and rights the
+ *    records account for, records with fields an op can have, a deadline for every timed
+ *    pending) is not loaded (the journal decides what to do instead). A checksum anyone can
+ *    recompute; the invariants hold a snapshot to what replaying the journal checks op by op.
  * 3. Loading fills a replica that holds nothing yet; on failure the caller discards it.
  */
 #include <stdlib.h>
@@ -749,5 +752,10 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     r->id = id;
     r->self = replica_origin_find(r, id);
-    return r->self == NONE || !expiry_rebuild(r, version < 2) ? TALLY_ECORRUPT : TALLY_OK;
+    if (r->self == NONE || !expiry_rebuild(r, version < 2)) {
+        return TALLY_ECORRUPT;
+    }
+    /* held to the invariants replaying the journal would have checked op by op: balances and
+     * rights that the records account for, records with fields an op can have */
+    return replica_check_status(r);
 }

@@ -1245,6 +1245,64 @@ static void a_segment_cut_short_at_its_creation_is_let_go(void **state) {
     }
 }
 
+/* Replaces, in f's newest snapshot, the one run of bytes `was` (of `len`) with `now`, and makes
+ * the checksum right again, as anyone can. */
+static void snapshot_rewrite(fixture *f, const uint8_t *was, const uint8_t *now, size_t len) {
+    char path[256];
+    static uint8_t buf[1 << 20];
+    long size = read_snapshot(f, path, buf, sizeof buf), at = -1;
+    for (long i = 0; i + (long)len <= size - 8; i++) {
+        if (memcmp(buf + i, was, len) == 0) {
+            assert_int_equal(at, -1); /* one such run only */
+            at = i;
+        }
+    }
+    assert_true(at >= 0);
+    memcpy(buf + at, now, len);
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+}
+
+/* A snapshot is held to the invariants the journal's replay would have checked op by op: one
+ * that gives this replica rights its history does not (10^9 on an account holding 100), or a
+ * pending of amount 0 (whose expiry could then not be applied), is refused, and opening falls
+ * back to the journal. An adversary found the first let the replica overdraw the account, the
+ * second stop the process at the pending's expiry. */
+static void a_snapshot_at_odds_with_its_history_is_refused(void **state) {
+    fixture *f = *state;
+    for (int round = 0; round < 2; round++) {
+        test_clock clock = {1700000000000u};
+        tally_replica *r = open_funded(f, &clock, 800 + 10 * (uint64_t)round);
+        tally_transfer t = pending_of(801 + 10 * (uint64_t)round, 77, 1000);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+        uint8_t want[16], got[16];
+        digest_of(r, want);
+        assert_result(tally_snapshot(r), TALLY_OK);
+        tally_close(r);
+        uint8_t was[24], now[24];
+        if (round == 0) { /* holder index 0 (this replica), rights 100 - 77 on account 2 */
+            put_u32le(was, 0), put_u64le(was + 4, 0), put_u64le(was + 12, 23);
+            memcpy(now, was, 20);
+            put_u64le(now + 12, 1000000000);
+        } else { /* the pending's id, then its amount */
+            put_u64le(was, 0), put_u64le(was + 8, 801 + 10 * (uint64_t)round);
+            put_u64le(was + 16, 77);
+            memcpy(now, was, 24);
+            put_u64le(now + 16, 0);
+        }
+        snapshot_rewrite(f, was, now, round == 0 ? 20 : 24);
+        r = open_ok(f);
+        assert_int_equal(r->journal->snapshot_segment, 0); /* the journal, not the snapshot */
+        digest_of(r, got);
+        assert_memory_equal(want, got, 16);
+        tally_transfer big = transfer(805 + 10 * (uint64_t)round, 2, 3, 1000000);
+        assert_result(tally_create_transfer(r, &big), TALLY_EXCEEDS_CREDITS);
+        assert_due_after(r, &clock, 1000);
+        tally_close(r);
+        run("rm -rf %s/*%s", f->dir, "");
+    }
+}
+
 /* fuzz_snapshot found it: loading a snapshot with no accounts passed NULL to memset. */
 static void a_snapshot_of_an_empty_replica_loads(void **state) {
     fixture *f = *state;
@@ -1282,6 +1340,7 @@ int main(void) {
         T(a_clock_record_only_ever_moves_the_clock_forward),
         T(a_clock_that_ran_half_way_round_still_opens),
         T(a_snapshot_that_drops_or_defers_a_timeout_is_refused),
+        T(a_snapshot_at_odds_with_its_history_is_refused),
         T(open_makes_missing_parents_and_says_why_it_cannot),
         T(a_snapshot_and_the_journal_after_it_give_the_same_state),
         T(snapshots_let_old_segments_go),
