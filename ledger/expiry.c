@@ -241,10 +241,3 @@ int expiry_clock_journal(tally_replica *r) {
     }
     return rc;
 }
-
-int expiry_clock_before(tally_replica *r, const op *o) {
-    bool deadline = o->kind == OP_TRANSFER && o->origin == r->id &&
-                    (o->u.transfer.flags & TALLY_TRANSFER_PENDING) != 0 &&
-                    o->u.transfer.timeout_ms != 0;
-    return deadline ? expiry_clock_journal(r) : TALLY_OK;
-}

@@ -310,8 +310,15 @@ void expiry_clock_start(tally_replica *r);
 void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 void expiry_clock_opened(tally_replica *r);
-int expiry_clock_before(tally_replica *r, const op *o);
 int expiry_clock_journal(tally_replica *r);
+/* Inline: it is on every op's way to the journal, and almost every op is not one (op o has
+ * passed op_validate, so a timeout means a pending). */
+static inline int expiry_clock_before(tally_replica *r, const op *o) {
+    if (o->kind != OP_TRANSFER || o->u.transfer.timeout_ms == 0 || o->origin != r->id) {
+        return TALLY_OK;
+    }
+    return expiry_clock_journal(r);
+}
 /* Reads the wall clock and moves the steady clock on by it; returns the wall clock. */
 uint64_t expiry_clock_read(tally_replica *r);
 
@@ -321,6 +328,12 @@ bool replica_check(const tally_replica *r);
 /* The same, telling a broken invariant (TALLY_ECORRUPT) from a check that ran out of memory
  * (TALLY_ENOMEM). */
 int replica_check_status(const tally_replica *r);
+/* What a loaded snapshot must pass, from what the replica keeps, without recomputing it from
+ * the records: invariants 1 and 2 of every incarnation (none overdrawn, Σ rights equal to the
+ * spendable amount, none for an unbounded one), conservation per ledger, and fields an op can
+ * have in every pending this replica will void by itself. Linear in accounts and timed
+ * pendings, allocates nothing. */
+bool replica_check_loaded(const tally_replica *r);
 /* With TALLY_CHECK_WRITES (a debug build option): asserts the invariants at the end of every
  * write call, apply and open; see check.c for how often on a large replica. Else nothing. */
 #ifdef TALLY_CHECK_WRITES

@@ -10,10 +10,10 @@
  * 1. The file is written to a temporary name, synced, renamed and its directory synced
  *    (journal.c), so a crash leaves either the old snapshot or the new one, whole.
  * 2. A checksum (XXH3-64) covers every byte; a snapshot that fails it, any bound check on a
- *    count or an index, or the invariants of replica.h (replica_check: balances and rights the
- *    records account for, records with fields an op can have, a deadline for every timed
- *    pending) is not loaded (the journal decides what to do instead). A checksum anyone can
- *    recompute; the invariants hold a snapshot to what replaying the journal checks op by op.
+ *    count or an index, or the invariants replica_check_loaded checks (no account overdrawn,
+ *    rights that add up, conservation, a deadline for every timed pending, one it can void)
+ *    is not loaded (the journal decides what to do instead). A checksum anyone can recompute;
+ *    the invariants hold a snapshot to what replaying the journal keeps op by op.
  * 3. Loading fills a replica that holds nothing yet; on failure the caller discards it.
  */
 #include <stdlib.h>
@@ -755,7 +755,7 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     if (r->self == NONE || !expiry_rebuild(r, version < 2)) {
         return TALLY_ECORRUPT;
     }
-    /* held to the invariants replaying the journal would have checked op by op: balances and
-     * rights that the records account for, records with fields an op can have */
-    return replica_check_status(r);
+    /* held to the invariants replaying the journal keeps op by op: no account overdrawn,
+     * rights that add up, conservation, records with fields an op can have */
+    return replica_check_loaded(r) ? TALLY_OK : TALLY_ECORRUPT;
 }
