@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/guard.h"
+
 bool array_grow(void **at, uint32_t *capacity, uint32_t count, uint32_t more, size_t elem,
                 uint32_t max);
 /* Releases an array's block (NULL with capacity 0 is fine). */
@@ -35,6 +37,9 @@ void array_touch(void *at, uint32_t capacity, uint32_t from, uint32_t to, size_t
         uint32_t count, capacity;                                                                  \
     }
 #define ARRAY_FREE(arr) array_free((arr).at, (arr).capacity, sizeof *(arr).at)
+/* The index of a new last element, in room reserved before: GUARD stops the process rather
+ * than write past the end if it was not. */
+#define ARRAY_PUSH(arr) (GUARD((arr).count < (arr).capacity), (arr).count++)
 #define ARRAY_TOUCH(arr, to)                                                                       \
     array_touch((arr).at, (arr).capacity, (arr).count, (to), sizeof *(arr).at)
 #define ARRAY_RESERVE_MAX(arr, more, max)                                                          \

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "crdt/guard.h"
 #include "crdt/mem.h"
 
 /* Tables are crdt/mem.h blocks. Those of 2 MiB and more go on huge pages where the system offers
@@ -178,14 +179,15 @@ static uint32_t insert_at(idmap *m, idmap_slot *s, uint32_t h, uint32_t value) {
 
 uint32_t idmap_insert_hashed(idmap *m, tally_id key, uint32_t h, uint32_t value) {
     assert(value < IDMAP_NONE);
-    assert(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
+    /* a full table has no empty slot to end the probe: it would loop for ever */
+    GUARD(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
     return insert_at(m, idmap_probe(m, key, h), h, value);
 }
 
 uint32_t idmap_insert_spot(idmap *m, tally_id key, uint32_t h, uint32_t value,
                            const idmap_spot *spot) {
     assert(value < IDMAP_NONE);
-    assert(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
+    GUARD(m->slots != NULL && (size_t)m->count + 1 <= idmap_room((size_t)m->mask + 1));
     if (spot->mask != 0 && spot->mask == m->mask && spot->count == m->count) {
         /* Nothing inserted since the lookup: its probe would end in the same empty slot. */
         assert(m->slots[spot->index].ref == 0 ||

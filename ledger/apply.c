@@ -383,7 +383,7 @@ static bool account_conflicted(const account_rec *a) {
 
 static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     const tally_account *fields = &o->u.account;
-    uint32_t oi = r->opens.count++;
+    uint32_t oi = ARRAY_PUSH(r->opens);
     open_rec *rec = &r->opens.at[oi];
     rec->a = *fields;
     rec->origin = origin;
@@ -397,7 +397,7 @@ static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
         conflict = !account_fields_equal(&r->opens.at[r->accounts.at[head].open].a, fields);
     }
     if (ai == NONE) {
-        ai = r->accounts.count++;
+        ai = ARRAY_PUSH(r->accounts);
         account_rec *a = &r->accounts.at[ai];
         memset(a, 0, sizeof *a);
         a->id = fields->id;
@@ -439,7 +439,7 @@ static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     }
     if (conflict) {
         conflict_mark_accounts(r, head == NONE ? ai : head);
-        r->conflicted_accounts.at[r->conflicted_accounts.count++] = fields->id;
+        r->conflicted_accounts.at[ARRAY_PUSH(r->conflicted_accounts)] = fields->id;
     }
 }
 
@@ -482,7 +482,7 @@ static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *re
         return;
     }
     if (r->transfers.at[head].next == NONE) {
-        r->conflicted_transfers.at[r->conflicted_transfers.count++] = t->id;
+        r->conflicted_transfers.at[ARRAY_PUSH(r->conflicted_transfers)] = t->id;
     }
     const transfer_rec *h = &r->transfers.at[head];
     if (dot_less(r->origins.at[t->origin].id, t->seq, r->origins.at[h->origin].id, h->seq)) {
@@ -496,7 +496,7 @@ static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *re
 
 static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin) {
     const tally_transfer *t = &o->u.transfer;
-    uint32_t ti = r->transfers.count++;
+    uint32_t ti = ARRAY_PUSH(r->transfers);
     transfer_rec *rec = &r->transfers.at[ti];
     rec->id = t->id;
     rec->amount = t->amount;
@@ -541,7 +541,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
 
 static void grant_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin,
                         uint32_t to) {
-    uint32_t gi = r->grants.count++;
+    uint32_t gi = ARRAY_PUSH(r->grants);
     grant_rec *g = &r->grants.at[gi];
     g->account = refs->debit;
     g->origin = origin;
@@ -634,7 +634,7 @@ int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms
     }
     origin_rec *orr = &r->origins.at[origin];
     orr->position[orr->seq++] = r->log.count;
-    log_entry *j = &r->log.at[r->log.count++];
+    log_entry *j = &r->log.at[ARRAY_PUSH(r->log)];
     j->kind = o->kind;
     j->index = index;
     if (origin == r->self) {

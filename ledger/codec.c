@@ -140,7 +140,7 @@ bool block_enc_begin(block_enc *e, bytes *out) {
 static bool enc_index(block_enc *e, idmap *map, tally_id key, uint32_t value) {
     uint32_t old = idmap_get(map, key);
     if (old != IDMAP_NONE) {
-        assert(e->n_undo < sizeof e->undo / sizeof e->undo[0]);
+        GUARD(e->n_undo < sizeof e->undo / sizeof e->undo[0]);
         e->undo[e->n_undo].map = map;
         e->undo[e->n_undo].key = key;
         e->undo[e->n_undo].value = old;

@@ -60,8 +60,7 @@ static uint64_t expiry_deadline(const tally_replica *r, uint64_t stamp, uint32_t
 }
 
 static void expiry_push(tally_replica *r, uint64_t deadline_ms, uint32_t transfer) {
-    assert(r->expiries.count < r->expiries.capacity && "reserved by op_reserve");
-    uint32_t i = r->expiries.count++;
+    uint32_t i = ARRAY_PUSH(r->expiries); /* reserved by op_reserve */
     while (i > 0) {
         uint32_t parent = (i - 1) / 2;
         if (steady_diff(r->expiries.at[parent].deadline_ms, deadline_ms) <= 0) {

@@ -764,6 +764,30 @@ static void a_broken_invariant_is_caught_at_the_next_write(void **state) {
     assert_result(replica_check_status(f->r), TALLY_OK);
 }
 
+/* A write into room that was not reserved (a library bug: op_reserve makes room before any
+ * apply) is stopped before it happens, in every build, Release included: the process traps
+ * instead of writing past the end of the array. */
+static void a_write_past_reserved_room_traps_before_it_happens(void **state) {
+    fixture *f = *state;
+    assert_result(create(f, transfer(194, BANK, A, 100)), TALLY_OK);
+    assert_result(create(f, pending(195, A, B, 5, 1000)), TALLY_OK);
+    uint32_t ti = f->r->transfers.count - 1;
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        signal(SIGILL, SIG_DFL); /* cmocka catches it otherwise, and runs on in the child */
+        signal(SIGTRAP, SIG_DFL);
+        f->r->expiries.capacity = f->r->expiries.count; /* as if op_reserve had not run */
+        expiry_add(f->r, ti);
+        _exit(0); /* not reached */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status));
+    assert_true(WTERMSIG(status) == SIGILL || WTERMSIG(status) == SIGTRAP);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_rejects_bad_options_and_sets_out_to_null),
@@ -799,6 +823,7 @@ int main(void) {
         T(a_batch_that_fails_whole_writes_every_result),
         T(reserve_refuses_bad_arguments_and_changes_no_state),
         T(a_broken_invariant_is_caught_at_the_next_write),
+        T(a_write_past_reserved_room_traps_before_it_happens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
