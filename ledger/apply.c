@@ -372,6 +372,7 @@ static bool account_fields_equal(const tally_account *a, const tally_account *b)
 }
 
 static void conflict_mark_accounts(tally_replica *r, uint32_t head) {
+    REC_INDEX(r->accounts, head);
     for (uint32_t i = head; i != NONE; i = r->accounts.at[i].next) {
         r->accounts.at[i].conflicted = 1;
     }
@@ -382,6 +383,7 @@ static bool account_conflicted(const account_rec *a) {
 }
 
 static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
+    REC_INDEX(r->origins, origin);
     const tally_account *fields = &o->u.account;
     uint32_t oi = ARRAY_PUSH(r->opens);
     open_rec *rec = &r->opens.at[oi];
@@ -475,6 +477,7 @@ static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, boo
 }
 
 static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *refs) {
+    REC_INDEX(r->transfers, ti);
     transfer_rec *t = &r->transfers.at[ti];
     uint32_t head = idmap_insert_spot(&r->transfer_map, t->id, refs->id_hash, ti,
                                       &refs->id_spot); /* reserved */
@@ -495,6 +498,9 @@ static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *re
 }
 
 static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin) {
+    REC_INDEX(r->origins, origin);
+    REC_INDEX(r->accounts, refs->debit);
+    REC_INDEX(r->accounts, refs->credit);
     const tally_transfer *t = &o->u.transfer;
     uint32_t ti = ARRAY_PUSH(r->transfers);
     transfer_rec *rec = &r->transfers.at[ti];
@@ -541,6 +547,9 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
 
 static void grant_apply(tally_replica *r, const op *o, const op_refs *refs, uint32_t origin,
                         uint32_t to) {
+    REC_INDEX(r->origins, origin);
+    REC_INDEX(r->origins, to);
+    REC_INDEX(r->accounts, refs->debit);
     uint32_t gi = ARRAY_PUSH(r->grants);
     grant_rec *g = &r->grants.at[gi];
     g->account = refs->debit;

@@ -103,6 +103,7 @@ static bool rights_equal(const rights *a, const rights *b) {
 
 /* Invariants 1 and 2 of one incarnation, and its place in its chain, from what it keeps. */
 static bool account_invariants(const tally_replica *r, uint32_t i) {
+    REC_INDEX(r->accounts, i);
     const account_rec *a = &r->accounts.at[i];
     const u128 *plus = NULL, *minus = NULL, *held = NULL;
     if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {

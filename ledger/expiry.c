@@ -106,6 +106,7 @@ uint32_t expiry_next(tally_replica *r) {
 }
 
 void expiry_add(tally_replica *r, uint32_t ti) {
+    REC_INDEX(r->transfers, ti);
     const transfer_rec *t = &r->transfers.at[ti];
     expiry_push(r, expiry_deadline(r, t->hlc, t->timeout_ms), ti);
 }

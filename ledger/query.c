@@ -2,6 +2,7 @@
  * ledger/query.c — the read-only calls: lookups of accounts, balances, rights and transfers,
  * incarnations and conflicts, and the replica's statistics.
  */
+#include <assert.h>
 #include <string.h>
 
 #include "crdt/id.h"
@@ -139,6 +140,8 @@ static int transfer_lookup(const tally_replica *r, tally_id id, const transfer_r
 }
 
 void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out) {
+    REC_INDEX(r->accounts, t->debit);
+    REC_INDEX(r->accounts, t->credit);
     memset(out, 0, sizeof *out);
     out->id = t->id;
     out->debit_account_id = r->accounts.at[t->debit].id;
@@ -191,12 +194,14 @@ int tally_transfer_status(const tally_replica *r, tally_id transfer_id, uint64_t
 }
 
 static tally_dot open_dot(const tally_replica *r, uint32_t open) {
+    REC_INDEX(r->opens, open);
     const open_rec *o = &r->opens.at[open];
     tally_dot d = {r->origins.at[o->origin].id, o->seq};
     return d;
 }
 
 static tally_dot transfer_dot(const tally_replica *r, uint32_t t) {
+    REC_INDEX(r->transfers, t);
     tally_dot d = {r->origins.at[r->transfers.at[t].origin].id, r->transfers.at[t].seq};
     return d;
 }

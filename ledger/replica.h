@@ -26,6 +26,7 @@
 #ifndef TALLY_LEDGER_REPLICA_H
 #define TALLY_LEDGER_REPLICA_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,10 +221,16 @@ static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b
     return origin_a != origin_b ? origin_a < origin_b : seq_a < seq_b;
 }
 
+/* A precondition on a record index: within its table (debug builds; the appends are guarded
+ * in every build, crdt/guard.h). */
+#define REC_INDEX(table, i) assert((uint32_t)(i) < (table).count && "a record index in its table")
+
 /* Incarnation order for an id's chain (invariant 3, docs/design.md section 5): a bounded
  * incarnation before an unbounded one, so that lookups by id never show a less restrictive
  * account than one the id has; then the smaller dot of each one's winning OPEN. */
 static inline bool incarnation_before(const tally_replica *r, uint32_t a, uint32_t b) {
+    REC_INDEX(r->accounts, a);
+    REC_INDEX(r->accounts, b);
     const account_rec *x = &r->accounts.at[a], *y = &r->accounts.at[b];
     bool x_bound = (x->flags & ACCOUNT_BOUND_FLAGS) != 0;
     bool y_bound = (y->flags & ACCOUNT_BOUND_FLAGS) != 0;
