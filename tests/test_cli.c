@@ -372,7 +372,8 @@ static void unknown_flags_and_repeated_options_are_usage_errors(void **state) {
 /* A server on a free loopback port that answers one connection with `length` bytes: a JSON
  * object padded to that length and a newline, or, if !line, that many bytes of 'x' without one.
  * Returns its port; *pid is the process serving. */
-static int fake_server(size_t length, bool line, pid_t *pid) {
+/* A socket listening on a free loopback port, which *port is set to. */
+static int listen_on_loopback(int *port) {
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -380,6 +381,13 @@ static int fake_server(size_t length, bool line, pid_t *pid) {
     assert_int_equal(bind(listener, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(listener, 1), 0);
     assert_int_equal(getsockname(listener, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return listener;
+}
+
+static int fake_server(size_t length, bool line, pid_t *pid) {
+    int port;
+    int listener = listen_on_loopback(&port);
     *pid = fork();
     if (*pid == 0) {
         signal(SIGPIPE, SIG_IGN); /* the client may stop reading */
@@ -405,7 +413,7 @@ static int fake_server(size_t length, bool line, pid_t *pid) {
         _exit(ok ? 0 : 1);
     }
     close(listener);
-    return ntohs(sa.sin_port);
+    return port;
 }
 
 static void a_reply_is_read_up_to_its_limit_and_no_further(void **state) {
@@ -422,6 +430,31 @@ static void a_reply_is_read_up_to_its_limit_and_no_further(void **state) {
     assert_int_equal(tally("--server 127.0.0.1:%d conflicts", port), 3);
     assert_output_has("the reply is longer than 64 MiB");
     assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+/* A server that takes the connection and the request, and never answers: the command gives up
+ * after --timeout, says so, and exits 3, instead of waiting as long as the server keeps the
+ * connection open (it used to wait for ever). */
+static void a_server_that_never_answers_is_given_up_on(void **state) {
+    (void)state;
+    int port;
+    int listener = listen_on_loopback(&port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* ends it whatever happens */
+        int c = accept(listener, NULL, NULL);
+        sleep(20); /* holds the connection open, silent */
+        close(c);
+        _exit(0);
+    }
+    close(listener);
+    assert_int_equal(tally("--timeout 300 --server 127.0.0.1:%d status", port), 3);
+    assert_output_has("no reply within 300 ms");
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(tally("--timeout 0 --data /tmp status"), 2); /* a timeout is 1 ms or more */
+    assert_int_equal(tally("--timeout 5 --timeout 5 --data /tmp status"), 2);
 }
 
 static void each_command_has_its_own_help_which_needs_no_server(void **state) {
@@ -481,6 +514,7 @@ int main(void) {
         cmocka_unit_test(transfer_info_names_the_pending_a_post_or_void_settles),
         cmocka_unit_test(unknown_flags_and_repeated_options_are_usage_errors),
         cmocka_unit_test(a_reply_is_read_up_to_its_limit_and_no_further),
+        cmocka_unit_test(a_server_that_never_answers_is_given_up_on),
         cmocka_unit_test(each_command_has_its_own_help_which_needs_no_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

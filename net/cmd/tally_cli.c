@@ -1,12 +1,13 @@
 /*
  * tally — the command-line tool for people.
  *
- *   tally [--server HOST:PORT | --data DIR] [--json] COMMAND [ARGS]
+ *   tally [--server HOST:PORT [--timeout MS] | --data DIR] [--json] COMMAND [ARGS]
  *
  * Each command becomes one control request (net/cmd/control.c): sent to a tallyd over its control
  * port with --server, or run in this process on a local directory with --data (which must not
  * be open in a tallyd at the same time). Tables by default, the JSON reply with --json. Ids are
- * decimal or 0x-hex.
+ * decimal or 0x-hex. An exchange with a server (connecting, sending, the whole reply) takes at
+ * most --timeout ms (TIMEOUT_MS_DEFAULT), or the command says so and exits 3.
  *
  * The commands are one table, commands[]: each entry's words, argument, options and usage lines
  * serve the parser, `tally --help` and `tally COMMAND --help` alike, so they cannot drift apart.
@@ -18,6 +19,7 @@
  * happen, or what was looked up does not exist); 2 bad usage; 3 the server or directory could
  * not be reached or opened.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -25,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -342,7 +346,8 @@ static bool names_a_command(const char *words) {
 /* Prints the usage: with words NULL, every command's lines; else the lines and the description
  * of each command that `words` name or begin ("peer": peer add and peer remove). */
 static void print_usage(FILE *to, const char *words) {
-    fputs("usage: tally [--server HOST:PORT | --data DIR] [--json] COMMAND [ARGS]\n", to);
+    fputs("usage: tally [--server HOST:PORT [--timeout MS] | --data DIR] [--json] COMMAND [ARGS]\n",
+          to);
     fputs(words == NULL ? "commands:\n" : "", to);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         const command *cmd = &commands[i];
@@ -422,9 +427,50 @@ static char *run_local(const char *dir, const char *line) {
     return reply_text;
 }
 
-/* A connected socket to "host:port" (a name, an IPv4 literal or a bracketed IPv6 literal),
- * trying each address the name has; -1 after saying why on stderr. */
-static int connect_to(const char *server) {
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for `events`, or the deadline passes (false). */
+static bool wait_for(int fd, short events, uint64_t deadline) {
+    for (;;) {
+        uint64_t now = monotonic_ms();
+        if (now >= deadline) {
+            return false;
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int k = poll(&p, 1, (int)(deadline - now));
+        if (k > 0) {
+            return true;
+        }
+        if (k < 0 && errno != EINTR) {
+            return false;
+        }
+    }
+}
+
+/* A socket connected to ai by the deadline, non-blocking; -1 if not. */
+static int connect_by(const struct addrinfo *ai, uint64_t deadline) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+        return -1;
+    }
+    int error = 0;
+    socklen_t len = sizeof error;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+        (errno == EINPROGRESS && wait_for(fd, POLLOUT, deadline) &&
+         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0)) {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* A connected, non-blocking socket to "host:port" (a name, an IPv4 literal or a bracketed IPv6
+ * literal), trying each address the name has until the deadline; -1 after saying why. */
+static int connect_to(const char *server, uint64_t deadline) {
     net_addr a;
     if (net_addr_parse(server, &a) != TALLY_OK || a.port == 0) {
         fprintf(stderr, "tally: bad server address \"%s\" (HOST:PORT)\n", server);
@@ -443,33 +489,46 @@ static int connect_to(const char *server) {
     }
     int fd = -1;
     for (const struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            close(fd);
-            fd = -1;
-        }
+        fd = connect_by(ai, deadline);
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        fprintf(stderr, "tally: cannot reach %s\n", server);
+        fprintf(stderr, "tally: cannot reach %s%s\n", server,
+                monotonic_ms() >= deadline ? " within the timeout" : "");
     }
     return fd;
 }
 
+/* Writes all of buf by the deadline. */
+static bool send_by(int fd, const char *buf, size_t n, uint64_t deadline) {
+    while (n > 0) {
+        ssize_t k = write(fd, buf, n);
+        if (k > 0) {
+            buf += k;
+            n -= (size_t)k;
+        } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+            return false;
+        } else if (k < 0 && errno == EAGAIN && !wait_for(fd, POLLOUT, deadline)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Sends the request line to the server and reads its reply line, of at most
- * CONTROL_REPLY_BYTES_MAX bytes with its newline (the most tallyd sends); NULL after saying why
- * on stderr. */
-static char *run_remote(const char *server, const char *line) {
-    int fd = connect_to(server);
+ * CONTROL_REPLY_BYTES_MAX bytes with its newline (the most tallyd sends), all within
+ * timeout_ms; NULL after saying why on stderr. */
+static char *run_remote(const char *server, const char *line, int timeout_ms) {
+    uint64_t deadline = monotonic_ms() + (uint64_t)timeout_ms;
+    int fd = connect_to(server, deadline);
     if (fd < 0) {
         return NULL;
     }
     char why[160] = "";
-    size_t n = strlen(line);
     bytes reply = {0};
     uint8_t *newline = NULL;
-    if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
-        snprintf(why, sizeof why, "the connection closed before the request was sent");
+    if (!send_by(fd, line, strlen(line), deadline) || !send_by(fd, "\n", 1, deadline)) {
+        snprintf(why, sizeof why, "the request was not taken within %d ms", timeout_ms);
     }
     while (why[0] == '\0' && newline == NULL) {
         size_t room = CONTROL_REPLY_BYTES_MAX - reply.len, chunk = 64 * 1024;
@@ -479,12 +538,14 @@ static char *run_remote(const char *server, const char *line) {
                      CONTROL_REPLY_BYTES_MAX >> 20);
         } else if (!bytes_reserve(&reply, chunk < room ? chunk : room)) {
             snprintf(why, sizeof why, "out of memory");
+        } else if (!wait_for(fd, POLLIN, deadline)) {
+            snprintf(why, sizeof why, "no reply within %d ms", timeout_ms);
         } else {
             size_t want = reply.capacity - reply.len;
             ssize_t k = read(fd, reply.at + reply.len, want < room ? want : room);
-            if (k <= 0) {
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
                 snprintf(why, sizeof why, "the connection closed without a reply");
-            } else {
+            } else if (k > 0) {
                 newline = memchr(reply.at + reply.len, '\n', (size_t)k);
                 reply.len += (size_t)k;
             }
@@ -660,7 +721,13 @@ static bool utf8_valid(const char *s) {
 typedef struct target {
     const char *server, *dir;
     bool as_json;
+    int timeout_ms; /* for the whole exchange with a server; 0: not given */
 } target;
+
+/* How long an exchange with a server may take in all (connecting, sending, the reply) unless
+ * --timeout says otherwise, and the most it may say. */
+#define TIMEOUT_MS_DEFAULT 30000
+#define TIMEOUT_MS_MAX 3600000
 
 /* Reads the options before the command into t; *at is then the command's first word. Returns
  * -1 to go on, or the exit status. */
@@ -678,6 +745,19 @@ static int read_target(int argc, char **argv, target *t, int *at) {
                 return usage("--json is given twice");
             }
             t->as_json = true;
+            continue;
+        }
+        if (strcmp(opt, "--timeout") == 0) {
+            char *end = NULL;
+            long ms = *at + 1 < argc ? strtol(argv[*at + 1], &end, 10) : 0;
+            if (t->timeout_ms != 0 || end == NULL || *end != '\0' || ms < 1 ||
+                ms > TIMEOUT_MS_MAX) {
+                snprintf(why, sizeof why, "--timeout takes, once, a number of ms from 1 to %d",
+                         TIMEOUT_MS_MAX);
+                return usage(why);
+            }
+            t->timeout_ms = (int)ms;
+            ++*at;
             continue;
         }
         const char **value = strcmp(opt, "--server") == 0 ? &t->server
@@ -704,7 +784,9 @@ static json_t *exchange(const target *t, json_t *request) {
         fprintf(stderr, "tally: out of memory\n");
         return NULL;
     }
-    char *text = t->server != NULL ? run_remote(t->server, line) : run_local(t->dir, line);
+    int timeout_ms = t->timeout_ms != 0 ? t->timeout_ms : TIMEOUT_MS_DEFAULT;
+    char *text =
+        t->server != NULL ? run_remote(t->server, line, timeout_ms) : run_local(t->dir, line);
     free(line);
     if (text == NULL) {
         return NULL;
