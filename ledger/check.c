@@ -186,7 +186,6 @@ static bool check_journal(const tally_replica *r) {
     uint64_t open = 0;
     for (uint32_t i = 0; i < r->transfers.count; i++) {
         const transfer_rec *t = &r->transfers.at[i];
-
         if (t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING)) {
             open += t->state == TALLY_PENDING_OPEN;
             if ((t->state == TALLY_PENDING_OPEN) != (t->link == NONE)) {
@@ -223,15 +222,13 @@ static bool check_expiries(const tally_replica *r, bool *no_memory) {
         ok = e->transfer < r->transfers.count &&
              (i == 0 || steady_diff(r->expiries.at[(i - 1) / 2].deadline_ms, e->deadline_ms) <= 0);
         if (ok) {
-            const transfer_rec *t = &r->transfers.at[e->transfer];
-            ok = t->origin == r->self && t->timeout_ms != 0 && t->kind == OP_TRANSFER;
+            ok = expiry_kept(r, &r->transfers.at[e->transfer]);
             listed[e->transfer] = 1;
         }
     }
     for (uint32_t i = 0; i < r->transfers.count && ok; i++) {
         const transfer_rec *t = &r->transfers.at[i];
-        ok = listed[i] || t->origin != r->self || t->timeout_ms == 0 || t->kind != OP_TRANSFER ||
-             t->state != TALLY_PENDING_OPEN;
+        ok = listed[i] || !expiry_kept(r, t) || t->state != TALLY_PENDING_OPEN;
     }
     free(listed);
     return ok;

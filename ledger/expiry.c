@@ -116,11 +116,6 @@ static int compare_transfer(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static bool own_timed_open(const tally_replica *r, const transfer_rec *t) {
-    return t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING) && t->origin == r->self &&
-           t->timeout_ms != 0 && t->state == TALLY_PENDING_OPEN;
-}
-
 /* Invariants 1 and 3 for entries that came from a file: each one an own pending with a
  * timeout, exactly one for each such pending still open, none behind the clock or further
  * ahead than its timeout. */
@@ -129,8 +124,7 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
     for (uint32_t i = 0; i < n; i++) {
         expiry e = r->expiries.at[i];
         const transfer_rec *t = &r->transfers.at[e.transfer];
-        if (t->kind != OP_TRANSFER || !(t->flags & TALLY_TRANSFER_PENDING) ||
-            t->origin != r->self || t->timeout_ms == 0) {
+        if (!expiry_kept(r, t)) {
             return false; /* not a pending of this replica's with a timeout */
         }
         if (t->state != TALLY_PENDING_OPEN) {
@@ -148,7 +142,8 @@ bool expiry_rebuild(tally_replica *r, bool estimate) {
     }
     uint32_t pendings = 0;
     for (uint32_t i = 0; i < r->transfers.count; i++) {
-        pendings += own_timed_open(r, &r->transfers.at[i]);
+        const transfer_rec *t = &r->transfers.at[i];
+        pendings += expiry_kept(r, t) && t->state == TALLY_PENDING_OPEN;
     }
     for (uint32_t i = 1; i < open; i++) {
         if (r->expiries.at[i].transfer == r->expiries.at[i - 1].transfer) {
@@ -217,10 +212,6 @@ int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms) 
     }
     expiry_clock_moved(r, from); /* invariant 4: a record moves the clock forward */
     return TALLY_OK;
-}
-
-void expiry_clock_opened(tally_replica *r) {
-    (void)expiry_clock_read(r);
 }
 
 int expiry_clock_journal(tally_replica *r) {

@@ -143,9 +143,9 @@ static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica, 
     return true;
 }
 
-/* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. */
-/* A segment gets its name only once its header is written (and synced): a crash part way
- * leaves at most segment.tmp, which nothing reads, never a segment without a header. */
+/* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. It gets its name
+ * only once its header is written (and synced): a crash part way leaves at most segment.tmp,
+ * which nothing reads, never a segment without a header. */
 static int segment_create(journal *j, uint64_t n) {
     static const char tmp[] = "segment.tmp";
     char name[64];

@@ -119,10 +119,10 @@ int tally_open(const tally_options *opts, tally_replica **out) {
         rc = replica_open_journal(r, opts);
         if (rc == TALLY_OK && !r->steady_journaled) {
             /* pendings from before 0.2: the clock their deadlines were set by, before it
-             * moves on (ledger/expiry.c, invariant 5) */
+             * moves on (ledger/expiry.c, invariant 6) */
             rc = journal_clock(r);
         }
-        expiry_clock_opened(r);
+        (void)expiry_clock_read(r); /* the clock moves on from the journal's last record */
     } else if (rc == TALLY_OK) {
         uint64_t id = opts->replica_id;
         rc = id == 0 ? random_replica_id(&id) : TALLY_OK;

@@ -303,20 +303,25 @@ uint32_t expiry_next(tally_replica *r);
  * pending of this replica's with a timeout, each no further ahead than its timeout. */
 bool expiry_rebuild(tally_replica *r, bool estimate);
 
+/* A pending of this replica's with a timeout: what the expiry heap keeps a deadline for. */
+static inline bool expiry_kept(const tally_replica *r, const transfer_rec *t) {
+    return t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING) && t->origin == r->self &&
+           t->timeout_ms != 0;
+}
+
 /* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock
  * (opening, before the journal is read); expiry_clock_resume sets it to a CLOCK record's
  * fields as a snapshot is read, expiry_clock_replay as the journal is (a move of the clock;
- * TALLY_ECORRUPT when the first record finds the deadlines before it wrong); expiry_clock_opened
- * moves it on by the wall clock once the journal is read. expiry_clock_journal adds a CLOCK record
- * to the commit in progress, unless the journal's last record says the same; expiry_clock_before
- * does so when op o, about to be journalled, is a pending of this replica's with a timeout. */
-/* expiry_clock_moved: the steady clock has moved from `from` to its reading now; every
- * deadline the move passed is due (ledger/expiry.c, invariant 3). */
+ * TALLY_ECORRUPT when the first record finds the deadlines before it wrong); expiry_clock_read
+ * moves it on by the wall clock (once the journal is read, and at every write);
+ * expiry_clock_moved is what every move of it does: each deadline the move passed from `from`
+ * becomes due (ledger/expiry.c, invariant 3). expiry_clock_journal adds a CLOCK record to the
+ * commit in progress, unless the journal's last record says the same; expiry_clock_before does
+ * so when op o, about to be journalled, is a pending of this replica's with a timeout. */
 void expiry_clock_moved(tally_replica *r, uint64_t from);
 void expiry_clock_start(tally_replica *r);
 void expiry_clock_resume(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
 int expiry_clock_replay(tally_replica *r, uint64_t steady_ms, uint64_t wall_ms);
-void expiry_clock_opened(tally_replica *r);
 int expiry_clock_journal(tally_replica *r);
 /* Inline: it is on every op's way to the journal, and almost every op is not one (op o has
  * passed op_validate, so a timeout means a pending). */
