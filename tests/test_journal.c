@@ -716,6 +716,12 @@ static void write_file(const char *path, const uint8_t *buf, long size) {
     fclose(out);
 }
 
+/* Writes a snapshot's bytes to path with its checksum made right, as anyone can. */
+static void write_sealed(const char *path, uint8_t *buf, long size) {
+    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
+    write_file(path, buf, size);
+}
+
 /* Opening f must find exactly the state whose digest is `want`, starting from the snapshot
  * that covers segment `snapshot_segment` (0: from the journal alone). */
 static void opens_to(fixture *f, const uint8_t want[16], uint64_t snapshot_segment) {
@@ -792,13 +798,11 @@ static void a_snapshot_transfer_that_does_not_fit_the_record_is_refused(void **s
         for (int b = 0; b < cases[k].width; b++) {
             copy[at + cases[k].offset + b] = (uint8_t)(cases[k].value >> (8 * b));
         }
-        put_u64le(copy + size - 8, XXH3_64bits(copy, (size_t)size - 8));
-        write_file(path, copy, size);
+        write_sealed(path, copy, size);
         opens_to(f, before, 0); /* it fell back to the journal */
     }
     /* and the snapshot as written, sealed the same way, loads */
-    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
-    write_file(path, buf, size);
+    write_sealed(path, buf, size);
     opens_to(f, before, 1);
 }
 
@@ -998,8 +1002,7 @@ static void snapshot_to_version_1(fixture *f) {
             (size_t)(size - HEADER - HLC - RECORD));
     size -= RECORD;
     put_u32le(buf + 4, 1);
-    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
-    write_file(path, buf, size);
+    write_sealed(path, buf, size);
 }
 
 /* A snapshot written before 0.2 (version 1, with no clock in it) loads: the deadline of a
@@ -1158,6 +1161,13 @@ static void a_clock_that_ran_half_way_round_still_opens(void **state) {
     tally_close(r);
 }
 
+/* Opens f, which must refuse its snapshot and read the journal instead. */
+static tally_replica *open_from_the_journal(fixture *f) {
+    tally_replica *r = open_ok(f);
+    assert_int_equal(r->journal->snapshot_segment, 0);
+    return r;
+}
+
 /* Rewrites the pending-timeouts section of f's newest snapshot: the entry of transfer record
  * `transfer` is dropped, or given `deadline` (UINT64_MAX: dropped); the checksum is made
  * right again, as anyone can. */
@@ -1179,8 +1189,7 @@ static void snapshot_set_timeout(fixture *f, uint32_t transfer, uint64_t deadlin
     } else {
         put_u64le(buf + at, deadline);
     }
-    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
-    write_file(path, buf, size);
+    write_sealed(path, buf, size);
 }
 
 /* A snapshot's pending timeouts must be exactly one for each open pending of its own with a
@@ -1201,8 +1210,7 @@ static void a_snapshot_that_drops_or_defers_a_timeout_is_refused(void **state) {
         uint64_t moved[] = {UINT64_MAX, e.deadline_ms + 1001,
                             e.deadline_ms + 1 - (UINT64_C(1) << 63)};
         snapshot_set_timeout(f, e.transfer, moved[defer], e.deadline_ms);
-        r = open_ok(f);
-        assert_int_equal(r->journal->snapshot_segment, 0); /* the journal, not the snapshot */
+        r = open_from_the_journal(f);
         assert_due_after(r, &clock, 1000);
         tally_close(r);
         run("rm -rf %s/*%s", f->dir, "");
@@ -1259,8 +1267,7 @@ static void snapshot_rewrite(fixture *f, const uint8_t *was, const uint8_t *now,
     }
     assert_true(at >= 0);
     memcpy(buf + at, now, len);
-    put_u64le(buf + size - 8, XXH3_64bits(buf, (size_t)size - 8));
-    write_file(path, buf, size);
+    write_sealed(path, buf, size);
 }
 
 /* A snapshot is held to the invariants the journal's replay would have checked op by op: one
@@ -1291,8 +1298,7 @@ static void a_snapshot_at_odds_with_its_history_is_refused(void **state) {
             put_u64le(now + 16, 0);
         }
         snapshot_rewrite(f, was, now, round == 0 ? 20 : 24);
-        r = open_ok(f);
-        assert_int_equal(r->journal->snapshot_segment, 0); /* the journal, not the snapshot */
+        r = open_from_the_journal(f);
         digest_of(r, got);
         assert_memory_equal(want, got, 16);
         tally_transfer big = transfer(805 + 10 * (uint64_t)round, 2, 3, 1000000);
