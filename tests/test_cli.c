@@ -455,6 +455,7 @@ static void a_server_that_never_answers_is_given_up_on(void **state) {
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_int_equal(tally("--timeout 0 --data /tmp status"), 2); /* a timeout is 1 ms or more */
     assert_int_equal(tally("--timeout 5 --timeout 5 --data /tmp status"), 2);
+    assert_int_equal(tally("--timeout ' 5' --data /tmp status"), 2);
 }
 
 static void each_command_has_its_own_help_which_needs_no_server(void **state) {

@@ -748,8 +748,9 @@ static int read_target(int argc, char **argv, target *t, int *at) {
             continue;
         }
         if (strcmp(opt, "--timeout") == 0) {
+            const char *v = *at + 1 < argc ? argv[*at + 1] : "";
             char *end = NULL;
-            long ms = *at + 1 < argc ? strtol(argv[*at + 1], &end, 10) : 0;
+            long ms = v[0] >= '0' && v[0] <= '9' ? strtol(v, &end, 10) : 0; /* digits only */
             if (t->timeout_ms != 0 || end == NULL || *end != '\0' || ms < 1 ||
                 ms > TIMEOUT_MS_MAX) {
                 snprintf(why, sizeof why, "--timeout takes, once, a number of ms from 1 to %d",

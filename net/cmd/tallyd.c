@@ -11,7 +11,6 @@
  * the directory unlocked, exit status 0. A second tallyd on the same directory refuses to start.
  * Exit status: 0 stopped cleanly; 1 could not start (the reason is logged); 2 bad usage.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
