@@ -17,7 +17,7 @@ SIM_FLAGS  ?=
 # Debian packages for each pkg-config module and command the build needs. clang's sanitizer
 # and libFuzzer runtimes (libclang-rt-dev) are only a recommendation of clang, so they are
 # checked for separately.
-PC_PACKAGES  = libxxhash:libxxhash-dev libuv:libuv1-dev jansson:libjansson-dev cmocka:libcmocka-dev sqlite3:libsqlite3-dev
+PC_PACKAGES  = libxxhash:libxxhash-dev libcrypto:libssl-dev libuv:libuv1-dev jansson:libjansson-dev cmocka:libcmocka-dev sqlite3:libsqlite3-dev
 CMD_PACKAGES = cmake:cmake pkg-config:pkg-config gcc:gcc clang:clang make:make nm:binutils
 , := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
