@@ -20,7 +20,19 @@
  * This header is C11 with no compiler extensions, and needs no other header than the standard
  * ones below (libuv is only named, never included).
  *
- * Changes in 0.2 (each listed in README.md too):
+ * Changes in 0.3 (each listed in README.md too):
+ *   - Every replica has an Ed25519 key and signs its ops in runs; tally_apply takes a peer's
+ *     ops only in runs signed by their origin's key and chained onto its history, and refuses
+ *     anything else with TALLY_ECORRUPT, its own origin's ops included (docs/design.md, 4).
+ *   - tally_summary and tally_delta speak format version 2 (heads in summaries, signed runs in
+ *     deltas); version 1 is refused. A delta never splits a run (max_bytes is exceeded only by
+ *     a first run longer than it).
+ *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
+ *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
+ *     format version 3; versions 1 and 2 and 0.2's journals still open, and the ops this
+ *     replica made before are signed when it opens.
+ *
+ * Changes in 0.2:
  *   - Results appended: TALLY_REPLICA_UNKNOWN, TALLY_ACCOUNT_UNBOUNDED, TALLY_ACCOUNT_AMBIGUOUS.
  *   - tally_grant refuses a receiver never heard from (TALLY_REPLICA_UNKNOWN) and an unbounded
  *     account with TALLY_ACCOUNT_UNBOUNDED (was TALLY_FLAGS_INVALID); tally_grant_with takes a
@@ -56,7 +68,7 @@ extern "C" {
 #endif
 
 #define TALLY_VERSION_MAJOR 0
-#define TALLY_VERSION_MINOR 2
+#define TALLY_VERSION_MINOR 3
 #define TALLY_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------------

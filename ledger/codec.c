@@ -16,6 +16,11 @@
  * leaves the previous op's fields as they were. Only a decoder told to (block_dec.clocks)
  * accepts one.
  *
+ * A SIGN record (ledger/chain.c) is its header byte (the kind, no flag), an origin ref, the
+ * run's first and last seq (varints, 1 <= first <= last), 32 bytes (the origin's public key when
+ * first is 1, else the hash of the origin's statement before the run) and the 64-byte
+ * signature. It too has no dot and leaves the previous op's fields alone.
+ *
  * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
  * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
  * byte of bound flags, ledger (varint). An origin ref is the same with an 8-byte literal.
@@ -212,6 +217,19 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         return true;
     }
     bool ok = true;
+    if (o->kind == OP_SIGN) {
+        *start = OP_SIGN;
+        p = enc_origin(e, p, o->origin, &ok);
+        p = put_varint(p, o->u.sign.first);
+        p = put_varint(p, o->u.sign.last);
+        memcpy(p, o->u.sign.chain, 32);
+        memcpy(p + 32, o->u.sign.sig, 64);
+        p += 96;
+        assert(p - start <= CODEC_OP_MAX);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return ok;
+    }
     const tally_transfer *t = &o->u.transfer;
     uint16_t code = op_code(o);
     uint8_t h = o->kind;
@@ -292,6 +310,27 @@ void block_enc_rollback(block_enc *e, bytes *out, size_t len) {
     }
     e->ops--;
     out->len = len;
+}
+
+bool block_enc_rewind(block_enc *e, bytes *out, const block_mark *m) {
+    block_dict *d = &e->dict;
+    out->len = m->len;
+    e->ops = m->ops;
+    d->accounts.count = m->accounts;
+    d->origins.count = m->origins;
+    d->prev = m->prev;
+    /* The indexes again from the entries left, later entries of an id over earlier ones, as
+     * the encoder left them. */
+    idmap_clear(&e->account_index);
+    idmap_clear(&e->origin_index);
+    bool ok = true;
+    for (uint32_t i = 0; i < d->accounts.count; i++) {
+        ok = ok && idmap_put(&e->account_index, d->accounts.at[i].id, i);
+    }
+    for (uint32_t i = 0; i < d->origins.count; i++) {
+        ok = ok && idmap_put(&e->origin_index, d->origins.at[i], i);
+    }
+    return ok;
 }
 
 void block_enc_end(block_enc *e, bytes *out) {
@@ -489,6 +528,23 @@ int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]) {
     return TALLY_OK;
 }
 
+/* The rest of a SIGN record, after its header byte. */
+static int dec_sign(block_dec *d, op *o) {
+    int rc = dec_origin(d, &o->origin);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (!get_varint(d, &o->u.sign.first) || !get_varint(d, &o->u.sign.last) ||
+        o->u.sign.first == 0 || o->u.sign.last < o->u.sign.first || d->end - d->p < 96) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.sign.chain = d->p;
+    o->u.sign.sig = d->p + 32;
+    d->p += 96;
+    d->remaining--;
+    return TALLY_OK;
+}
+
 int block_dec_op(block_dec *d, op *o) {
     uint32_t entries[2];
     int rc = block_dec_next(d, o, entries);
@@ -509,6 +565,9 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
         return get_varint(d, &o->u.clock.steady_ms) && get_varint(d, &o->u.clock.wall_ms)
                    ? TALLY_OK
                    : TALLY_ECORRUPT;
+    }
+    if (h == OP_SIGN) {
+        return dec_sign(d, o);
     }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;

@@ -91,6 +91,20 @@ bool block_enc_begin(block_enc *e, bytes *out);
 bool block_enc_op(block_enc *e, bytes *out, const op *o);
 /* Takes back the op just encoded, truncating out to `len` (its length before the op). */
 void block_enc_rollback(block_enc *e, bytes *out, size_t len);
+/* Where the current block stands, to go back to with block_enc_rewind: for taking back
+ * several ops at once (block_enc_rollback takes back the last one). */
+typedef struct block_mark {
+    size_t len;
+    uint32_t ops, accounts, origins;
+    block_prev prev;
+} block_mark;
+static inline block_mark block_enc_mark(const block_enc *e, const bytes *out) {
+    block_mark m = {out->len, e->ops, e->dict.accounts.count, e->dict.origins.count, e->dict.prev};
+    return m;
+}
+/* Takes back every op encoded since the mark (in the current block). False when out of
+ * memory: the block must then be ended and nothing more added to it. */
+bool block_enc_rewind(block_enc *e, bytes *out, const block_mark *m);
 /* Writes the header of the block begun last. With no op in it, removes it instead. */
 void block_enc_end(block_enc *e, bytes *out);
 /* Payload bytes in the current block. */

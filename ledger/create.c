@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/chain.h"
 #include "ledger/replica.h"
 
 /* How many requests of a batch are looked up together (see tally_create_transfers). */
@@ -22,9 +23,12 @@
 
 static const op_refs no_refs = OP_REFS_NONE;
 
-/* Ends a write call: its ops to the journal (replica_commit), after the invariants are checked
- * in a build that asks for it (TALLY_CHECK_WRITES). */
+/* Ends a write call: its ops signed (in runs, ledger/chain.c) and, with their records, to the
+ * journal (replica_commit), after the invariants are checked in a build that asks for it
+ * (TALLY_CHECK_WRITES). Signing out of memory leaves the ops applied and unsigned, so unsent:
+ * the next write call signs them with its own, or opening does. */
 static int commit(tally_replica *r, int rc) {
+    (void)chain_seal(r);
     replica_debug_check(r);
     return replica_commit(r, rc);
 }

@@ -143,6 +143,51 @@ static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica, 
     return true;
 }
 
+/* --- the replica's key ---------------------------------------------------------------------- */
+
+#define KEY_FILE_BYTES 48
+static const char key_name[] = "key";
+static const uint8_t key_magic[4] = {'T', 'L', 'Y', 'K'};
+
+int journal_read_key(journal *j, uint8_t seed[CRYPTO_SEED], bool *found) {
+    *found = false;
+    int fd = openat(j->dir_fd, key_name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? TALLY_OK : TALLY_EIO;
+    }
+    uint8_t b[KEY_FILE_BYTES + 1];
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    if (n != KEY_FILE_BYTES || memcmp(b, key_magic, 4) != 0 || get_u32le(b + 4) != 1 ||
+        !CHECKSUM_OK(get_u64le(b + 40), XXH3_64bits(b, 40))) {
+        return TALLY_ECORRUPT;
+    }
+    memcpy(seed, b + 8, CRYPTO_SEED);
+    *found = true;
+    return TALLY_OK;
+}
+
+int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]) {
+    static const char tmp[] = "key.tmp";
+    uint8_t b[KEY_FILE_BYTES];
+    memcpy(b, key_magic, 4);
+    put_u32le(b + 4, 1);
+    memcpy(b + 8, seed, CRYPTO_SEED);
+    put_u64le(b + 40, XXH3_64bits(b, 40));
+    int fd = openat(j->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return TALLY_EIO;
+    }
+    /* synced whatever the sync mode: every op this replica signs depends on it */
+    bool ok = write_all(fd, b, sizeof b) && fsync(fd) == 0;
+    close(fd);
+    if (!ok || renameat(j->dir_fd, tmp, j->dir_fd, key_name) != 0 || fsync(j->dir_fd) != 0) {
+        (void)unlinkat(j->dir_fd, tmp, 0);
+        return TALLY_EIO;
+    }
+    return TALLY_OK;
+}
+
 /* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. It gets its name
  * only once its header is written (and synced): a crash part way leaves at most segment.tmp,
  * which nothing reads, never a segment without a header. */

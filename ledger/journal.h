@@ -6,6 +6,7 @@
  * checksum. docs/durability.md gives every byte.
  *
  *     dir/LOCK                        flock()ed while the journal is open
+ *     dir/key                         the replica's private key (its seed), mode 0600
  *     dir/journal-<16 hex digits>.tly segments, numbered from 1, in order
  *
  * Invariants:
@@ -26,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/crypto.h"
 #include "ledger/codec.h"
 #include "ledger/op.h"
 #include "tally.h"
@@ -86,6 +88,11 @@ void journal_unadd(journal *j);
 /* Writes the frame in progress (if any) and, under TALLY_SYNC_COMMIT, syncs it. TALLY_EIO on
  * failure, after which the journal is failed for good. */
 int journal_commit(journal *j);
+/* The replica's private key, as its 32-byte seed, in dir/key (mode 0600). journal_read_key sets
+ * *found false when there is no such file; TALLY_ECORRUPT for one that does not check.
+ * journal_write_key writes it atomically and durably, whatever the sync mode. */
+int journal_read_key(journal *j, uint8_t seed[CRYPTO_SEED], bool *found);
+int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]);
 /* Syncs whatever was written (closing), and closes and unlocks. */
 void journal_close(journal *j);
 

@@ -29,6 +29,7 @@ typedef enum op_kind {
     OP_VOID = 4, /* expired != 0: the origin's own timeout, with a zero transfer id */
     OP_GRANT = 5,
     OP_CLOCK = 6, /* in the journal only, with no dot: the steady clock (ledger/expiry.c) */
+    OP_SIGN = 7,  /* with no dot: the origin's signed statement of a run of its ops (chain.c) */
 } op_kind;
 
 /* The kinds that have a dot and travel between replicas. */
@@ -57,6 +58,13 @@ typedef struct op {
         struct {
             uint64_t steady_ms, wall_ms; /* the replica's steady clock, both its fields */
         } clock;                         /* OP_CLOCK */
+        struct {
+            uint64_t first, last; /* the run: seqs first..last of o->origin */
+            /* 32 bytes: the origin's public key when first is 1, else the hash of the
+             * statement before; then the 64-byte signature. Both point into the block the
+             * record was decoded from, or into the replica's tables when it is encoded. */
+            const uint8_t *chain, *sig;
+        } sign; /* OP_SIGN */
     } u;
 } op;
 

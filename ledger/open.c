@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
+#include "crdt/bytes.h"
+#include "ledger/chain.h"
 #include "ledger/journal.h"
 #include "ledger/replica.h"
 #include "ledger/snapshot.h"
@@ -66,6 +68,63 @@ static int replica_open_journal(tally_replica *r, const tally_options *opts) {
     return rc;
 }
 
+/* A new replica's key: a fresh one. A fuzzing build derives it from the id instead, so that
+ * runs in a corpus made by one process verify in another, and a fuzzed journal needs no key
+ * file beside it. */
+static int new_key(uint64_t id, uint8_t seed[CRYPTO_SEED]) {
+#ifdef TALLY_FUZZING
+    memset(seed, 0, CRYPTO_SEED);
+    put_u64le(seed, id);
+    seed[CRYPTO_SEED - 1] = 0xf2;
+    return TALLY_OK;
+#else
+    (void)id;
+    return crypto_seed_random(seed) ? TALLY_OK : TALLY_EIO;
+#endif
+}
+
+/* The key a durable replica signs with: dir/key, or a new one when the directory has none
+ * yet. A journal whose own runs were signed with a key that is not there (lost, or from
+ * another replica) cannot go on as that replica: what it signs next would not chain. */
+static int durable_key(tally_replica *r, const tally_options *opts) {
+    uint8_t seed[CRYPTO_SEED];
+    bool found;
+    int rc = journal_read_key(r->journal, seed, &found);
+    if (rc == TALLY_OK && !found) {
+#ifndef TALLY_FUZZING
+        if (r->origins.at[r->self].keyed) {
+            rc = TALLY_ECORRUPT;
+        }
+#endif
+        if (rc == TALLY_OK) {
+            rc = new_key(r->id, seed);
+        }
+        if (rc == TALLY_OK) {
+            rc = journal_write_key(r->journal, seed);
+        }
+    }
+    if (rc == TALLY_OK && !crypto_set_signer(&r->crypto, seed)) {
+        rc = TALLY_ENOMEM;
+    }
+    if (rc == TALLY_OK) {
+        rc = chain_own_key(r);
+    }
+    if (rc == TALLY_ECORRUPT && opts->error != NULL && opts->error_size > 0) {
+        snprintf(opts->error, opts->error_size,
+                 "%s: the key file is %s the key this replica signed its history with", opts->dir,
+                 found ? "not" : "missing:");
+    }
+    memset(seed, 0, sizeof seed);
+    return rc;
+}
+
+/* This replica's ops that no signed run holds (a journal from before 0.3, or a commit whose
+ * record was torn off): signed now, before any can be sent. */
+static int seal_opened(tally_replica *r) {
+    int rc = chain_seal(r);
+    return rc == TALLY_OK && r->journal != NULL ? journal_commit(r->journal) : rc;
+}
+
 static int snapshot_to(void *ctx, int fd, uint64_t segment, uint64_t offset) {
     return snapshot_write(ctx, fd, segment, offset);
 }
@@ -114,9 +173,12 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     replica_init(r, opts->clock_ms, opts->clock_ctx);
     expiry_clock_start(r); /* before the journal's pendings are replayed */
     r->learned = calloc(1, sizeof *r->learned);
-    int rc = r->learned == NULL ? TALLY_ENOMEM : TALLY_OK;
+    int rc = r->learned == NULL || !crypto_init(&r->crypto) ? TALLY_ENOMEM : TALLY_OK;
     if (rc == TALLY_OK && opts->dir != NULL) {
         rc = replica_open_journal(r, opts);
+        if (rc == TALLY_OK) {
+            rc = durable_key(r, opts);
+        }
         if (rc == TALLY_OK && !r->steady_journaled) {
             /* pendings from before 0.2: the clock their deadlines were set by, before it
              * moves on (ledger/expiry.c, invariant 6) */
@@ -125,10 +187,21 @@ int tally_open(const tally_options *opts, tally_replica **out) {
         (void)expiry_clock_read(r); /* the clock moves on from the journal's last record */
     } else if (rc == TALLY_OK) {
         uint64_t id = opts->replica_id;
+        uint8_t seed[CRYPTO_SEED];
         rc = id == 0 ? random_replica_id(&id) : TALLY_OK;
         if (rc == TALLY_OK) {
             rc = replica_set_id(r, id);
         }
+        if (rc == TALLY_OK) {
+            rc = new_key(id, seed);
+        }
+        if (rc == TALLY_OK) {
+            rc = crypto_set_signer(&r->crypto, seed) ? chain_own_key(r) : TALLY_ENOMEM;
+        }
+        memset(seed, 0, sizeof seed);
+    }
+    if (rc == TALLY_OK) {
+        rc = seal_opened(r);
     }
     if (rc != TALLY_OK) {
         if (rc == TALLY_ENOMEM || rc == TALLY_EIO) {
@@ -159,6 +232,7 @@ void tally_close(tally_replica *r) {
         free(r->journal);
     }
     free(r->learned);
+    crypto_free(&r->crypto);
     replica_free_tables(r);
     idmap_free(&r->account_map);
     idmap_free(&r->transfer_map);

@@ -337,3 +337,43 @@ int tally_get_stats(const tally_replica *r, tally_stats *out) {
     out->refused_rights = r->refused_rights;
     return TALLY_OK;
 }
+
+void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
+    const log_entry *j = &r->log.at[position];
+    op_clear(o);
+    o->kind = (uint8_t)j->kind;
+    switch (j->kind) {
+    case OP_OPEN: {
+        const open_rec *rec = &r->opens.at[j->index];
+        o->origin = r->origins.at[rec->origin].id;
+        o->seq = rec->seq;
+        o->hlc = rec->hlc;
+        o->u.account = rec->a;
+        break;
+    }
+    case OP_GRANT: {
+        const grant_rec *g = &r->grants.at[j->index];
+        const account_rec *a = &r->accounts.at[g->account];
+        o->origin = r->origins.at[g->origin].id;
+        o->seq = g->seq;
+        o->hlc = g->hlc;
+        o->u.grant.account = a->id;
+        o->u.grant.ledger = a->ledger;
+        o->u.grant.account_flags = (uint8_t)a->flags;
+        o->u.grant.to = r->origins.at[g->to].id;
+        o->u.grant.amount = g->amount;
+        break;
+    }
+    default: {
+        const transfer_rec *t = &r->transfers.at[j->index];
+        o->origin = r->origins.at[t->origin].id;
+        o->seq = t->seq;
+        o->hlc = t->hlc;
+        o->expired = t->expired;
+        o->debit_flags = (uint8_t)r->accounts.at[t->debit].flags;
+        o->credit_flags = (uint8_t)r->accounts.at[t->credit].flags;
+        transfer_view(r, t, &o->u.transfer);
+        break;
+    }
+    }
+}

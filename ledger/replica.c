@@ -120,6 +120,7 @@ void replica_free_tables(tally_replica *r) {
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
         array_free(o->position, o->capacity, sizeof *o->position);
+        ARRAY_FREE(o->runs);
     }
     ARRAY_FREE(r->opens);
     ARRAY_FREE(r->accounts);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "crdt/array.h"
+#include "crdt/crypto.h"
 #include "crdt/hlc.h"
 #include "crdt/idmap.h"
 #include "crdt/rights.h"
@@ -97,12 +98,26 @@ typedef struct log_entry {
     uint32_t index : 29; /* into opens[], transfers[] or grants[] by kind */
 } log_entry;
 
+/* One run of an origin's ops as the origin signed it (ledger/chain.c): seqs from the end of
+ * the run before it (0 for the first) + 1 to last. */
+typedef struct run_rec {
+    uint32_t last;
+    uint8_t hash[CRYPTO_HASH]; /* of its statement: what the next run's statement chains to */
+    uint8_t sig[CRYPTO_SIG];   /* the origin's signature of the statement */
+} run_rec;
+
 typedef struct origin_rec {
     uint64_t id;
     tally_id key;       /* {0, id}: the origin map's key */
     uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
     uint32_t *position; /* position[s - 1]: log index of seq s; an array (crdt/array.h) */
     uint32_t capacity;
+    bool keyed;                   /* pub is known: from its first run's record, or our own */
+    uint8_t pub[CRYPTO_KEY];      /* its public key */
+    uint8_t genesis[CRYPTO_HASH]; /* what its first run's statement chains to (chain.c) */
+    ARRAY(run_rec)
+    runs; /* its runs in seq order, each verified before it applied;
+             only the last may end past seq (a run that stopped) */
 } origin_rec;
 
 typedef struct expiry {
@@ -135,6 +150,8 @@ struct tally_replica {
     bool replaying; /* opening: ops come from the journal, not to it */
     uint64_t pending_open;
     uint64_t refused_rights;
+
+    crypto_ctx crypto; /* hashes runs, and signs this replica's with its key */
 
     struct journal *journal; /* NULL: in memory */
     /* Called at the end of a write call that applied ops (local or a peer's), so that a sync
@@ -212,6 +229,8 @@ static inline uint32_t transfer_ledger(const tally_replica *r, const transfer_re
 /* A transfer record as the API shows it (resolved: a post names its amount and accounts);
  * ledger/query.c. */
 void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out);
+/* Rebuilds the op at a journal position from the records it was applied into; query.c. */
+void replica_op_at(const tally_replica *r, uint32_t position, op *o);
 
 /* The spendable amount of a bounded incarnation (0 for an unbounded one). */
 u128 account_spendable(const account_rec *a);

@@ -20,13 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
 #include "ledger/snapshot.h"
 
 static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
-/* Version 2 added the journal's last CLOCK record; version 1 snapshots still load. */
-#define SNAPSHOT_VERSION 2
+/* Version 2 added the journal's last CLOCK record, version 3 each origin's key and signed runs
+ * (ledger/chain.c); versions 1 and 2 still load. */
+#define SNAPSHOT_VERSION 3
 #define SNAPSHOT_HEADER 48
 
 /* --- the records, each defined once -------------------------------------------------------- */
@@ -226,6 +228,16 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
         w64(w, o->seq);
         for (uint64_t s = 0; s < o->seq; s++) {
             w32(w, o->position[s]);
+        }
+        w8(w, o->keyed);
+        if (o->keyed) {
+            w_bytes(w, o->pub, CRYPTO_KEY);
+        }
+        w32(w, o->runs.count);
+        for (uint32_t k = 0; k < o->runs.count; k++) {
+            w32(w, o->runs.at[k].last);
+            w_bytes(w, o->runs.at[k].hash, CRYPTO_HASH);
+            w_bytes(w, o->runs.at[k].sig, CRYPTO_SIG);
         }
     }
     w32(w, r->opens.count);
@@ -436,7 +448,42 @@ static bool index_ok(uint32_t i, uint32_t count, bool none_ok) {
     return i < count || (none_ok && i == NONE);
 }
 
-static int load_origins(tally_replica *r, reader *c) {
+/* An origin's key and runs (version 3): runs in increasing order from seq 1, all but the last
+ * within the ops here (chain.h, invariant 2), and none without a key. */
+static int load_runs(tally_replica *r, reader *c, uint32_t i) {
+    origin_rec *o = &r->origins.at[i];
+    uint8_t keyed = r8(c);
+    if (keyed > 1 || (keyed && !r_need(c, CRYPTO_KEY))) {
+        return TALLY_ECORRUPT;
+    }
+    if (keyed) {
+        if (!crypto_key_valid(c->p) || !chain_set_key(r, i, c->p)) {
+            return crypto_key_valid(c->p) ? TALLY_ENOMEM : TALLY_ECORRUPT;
+        }
+        c->p += CRYPTO_KEY;
+    }
+    uint32_t n = r_count(c, 4 + CRYPTO_HASH + CRYPTO_SIG);
+    if (c->bad || (n > 0 && !keyed)) {
+        return TALLY_ECORRUPT;
+    }
+    if (!ARRAY_RESERVE(o->runs, n)) {
+        return TALLY_ENOMEM;
+    }
+    for (uint32_t k = 0; k < n && !c->bad; k++) {
+        run_rec *run = &o->runs.at[ARRAY_PUSH(o->runs)];
+        run->last = r32(c);
+        if (!r_need(c, CRYPTO_HASH + CRYPTO_SIG) || run->last < chain_run_first(o, k) ||
+            (k + 1 < n && run->last > o->seq)) {
+            return TALLY_ECORRUPT;
+        }
+        memcpy(run->hash, c->p, CRYPTO_HASH);
+        memcpy(run->sig, c->p + CRYPTO_HASH, CRYPTO_SIG);
+        c->p += CRYPTO_HASH + CRYPTO_SIG;
+    }
+    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
+static int load_origins(tally_replica *r, reader *c, uint32_t version) {
     uint32_t n = r_count(c, 16);
     if (n == 0 || n > REPLICA_ORIGINS_MAX) {
         return TALLY_ECORRUPT; /* at least this replica itself */
@@ -460,6 +507,10 @@ static int load_origins(tally_replica *r, reader *c) {
         orr->seq = seq;
         for (uint64_t s = 0; s < seq; s++) {
             orr->position[s] = r32(c);
+        }
+        int rc = version >= 3 ? load_runs(r, c, o) : TALLY_OK;
+        if (rc != TALLY_OK) {
+            return rc;
         }
     }
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
@@ -734,7 +785,7 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     r->pending_open = r64(&c);
     (void)r64(&c); /* refused_rights: counted since open, not kept (tally_stats) */
-    int rc = load_origins(r, &c);
+    int rc = load_origins(r, &c, version);
     if (rc == TALLY_OK) {
         rc = load_records(r, &c);
     }

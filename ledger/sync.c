@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
 #include "ledger/journal.h"
@@ -37,71 +38,23 @@
 
 static const uint8_t summary_magic[4] = {'T', 'L', 'Y', 'S'};
 static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
-#define SYNC_VERSION 1
+#define SYNC_VERSION 2 /* 1: before signed runs (0.2) */
 #define DELTA_HEADER 8
 /* Ops decoded ahead of applying, so their hash-table lookups overlap. */
 #define APPLY_AHEAD 16
 
-void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
-    const log_entry *j = &r->log.at[position];
-    op_clear(o);
-    o->kind = (uint8_t)j->kind;
-    switch (j->kind) {
-    case OP_OPEN: {
-        const open_rec *rec = &r->opens.at[j->index];
-        o->origin = r->origins.at[rec->origin].id;
-        o->seq = rec->seq;
-        o->hlc = rec->hlc;
-        o->u.account = rec->a;
-        break;
-    }
-    case OP_GRANT: {
-        const grant_rec *g = &r->grants.at[j->index];
-        const account_rec *a = &r->accounts.at[g->account];
-        o->origin = r->origins.at[g->origin].id;
-        o->seq = g->seq;
-        o->hlc = g->hlc;
-        o->u.grant.account = a->id;
-        o->u.grant.ledger = a->ledger;
-        o->u.grant.account_flags = (uint8_t)a->flags;
-        o->u.grant.to = r->origins.at[g->to].id;
-        o->u.grant.amount = g->amount;
-        break;
-    }
-    default: {
-        const transfer_rec *t = &r->transfers.at[j->index];
-        o->origin = r->origins.at[t->origin].id;
-        o->seq = t->seq;
-        o->hlc = t->hlc;
-        o->expired = t->expired;
-        o->debit_flags = (uint8_t)r->accounts.at[t->debit].flags;
-        o->credit_flags = (uint8_t)r->accounts.at[t->credit].flags;
-        transfer_view(r, t, &o->u.transfer);
-        break;
-    }
-    }
-}
-
 /* --- summary ------------------------------------------------------------------------------- */
 
-int sync_summary_encode(const vclock *v, uint8_t **buf, size_t *len) {
-    size_t n = 12 + 16 * (size_t)v->count + 8;
-    uint8_t *p = malloc(n);
-    if (p == NULL) {
-        return TALLY_ENOMEM;
+#define SUMMARY_HEADER 12
+#define SUMMARY_ENTRY (24 + CRYPTO_HASH)
+
+/* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
+static uint32_t head_run(const origin_rec *o) {
+    uint32_t k = o->runs.count;
+    while (k > 0 && o->runs.at[k - 1].last > o->seq) {
+        k--;
     }
-    memcpy(p, summary_magic, 4);
-    p[4] = SYNC_VERSION;
-    p[5] = p[6] = p[7] = 0;
-    put_u32le(p + 8, v->count);
-    for (uint32_t i = 0; i < v->count; i++) {
-        put_u64le(p + 12 + 16 * (size_t)i, v->entries[i].origin);
-        put_u64le(p + 20 + 16 * (size_t)i, v->entries[i].seq);
-    }
-    put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
-    *buf = p;
-    *len = n;
-    return TALLY_OK;
+    return k == 0 ? NONE : k - 1;
 }
 
 int replica_version_vector(const tally_replica *r, vclock *out) {
@@ -145,23 +98,63 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
     if (r == NULL || buf == NULL || len == NULL) {
         return TALLY_EINVAL;
     }
+    /* origins in increasing id order: the version vector has them so */
     vclock v;
     int rc = replica_version_vector(r, &v);
-    if (rc == TALLY_OK) {
-        rc = sync_summary_encode(&v, buf, len);
+    size_t n = SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)v.count + 8;
+    uint8_t *p = rc == TALLY_OK ? calloc(1, n) : NULL;
+    if (p == NULL) {
         vclock_free(&v);
+        return TALLY_ENOMEM;
     }
-    return rc;
+    memcpy(p, summary_magic, 4);
+    p[4] = SYNC_VERSION;
+    put_u32le(p + 8, v.count);
+    for (uint32_t i = 0; i < v.count; i++) {
+        uint8_t *e = p + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
+        const origin_rec *o = &r->origins.at[replica_origin_find(r, v.entries[i].origin)];
+        uint32_t head = head_run(o);
+        put_u64le(e, o->id);
+        put_u64le(e + 8, o->seq);
+        if (head != NONE) {
+            put_u64le(e + 16, o->runs.at[head].last);
+            memcpy(e + 24, o->runs.at[head].hash, CRYPTO_HASH);
+        }
+    }
+    put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
+    vclock_free(&v);
+    *buf = p;
+    *len = n;
+    return TALLY_OK;
 }
 
-int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
+/* What a peer that says it has origin o up to seq, with head (last, hash), has of the runs
+ * here: up to seq when its head is one of them; otherwise, when its head lies inside a run
+ * here that is not its head, only up to before that run, so that the run is sent and the
+ * peer meets it (two runs of one origin that overlap are a fork, chain.c). A peer with ops
+ * but no head (from before signing) is sent every run, to check them against its ops. */
+static uint64_t peer_has(const origin_rec *o, uint64_t seq, uint64_t last,
+                         const uint8_t hash[CRYPTO_HASH]) {
+    if (last == 0) {
+        return o->runs.count > 0 ? 0 : seq;
+    }
+    uint32_t k = chain_run_at(o, last);
+    if (k == o->runs.count ||
+        (o->runs.at[k].last == last && memcmp(o->runs.at[k].hash, hash, CRYPTO_HASH) == 0)) {
+        return seq;
+    }
+    uint64_t before = chain_run_first(o, k) - 1;
+    return before < seq ? before : seq;
+}
+
+int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out) {
     vclock_init(out);
-    if (buf == NULL || len < 20 || memcmp(buf, summary_magic, 4) != 0 || buf[4] != SYNC_VERSION ||
-        buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
+    if (buf == NULL || len < SUMMARY_HEADER + 8 || memcmp(buf, summary_magic, 4) != 0 ||
+        buf[4] != SYNC_VERSION || buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
         return TALLY_ECORRUPT;
     }
     uint32_t count = get_u32le(buf + 8);
-    if (count > REPLICA_ORIGINS_MAX || len != 12 + 16 * (size_t)count + 8 ||
+    if (count > REPLICA_ORIGINS_MAX || len != SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)count + 8 ||
         !CHECKSUM_OK(get_u64le(buf + len - 8), XXH3_64bits(buf, len - 8))) {
         return TALLY_ECORRUPT;
     }
@@ -170,29 +163,62 @@ int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out) {
         return TALLY_ENOMEM;
     }
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t origin = get_u64le(buf + 12 + 16 * (size_t)i);
-        uint64_t seq = get_u64le(buf + 20 + 16 * (size_t)i);
-        if (origin == 0 || seq == 0 || (i > 0 && origin <= out->entries[i - 1].origin)) {
+        const uint8_t *e = buf + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
+        uint64_t origin = get_u64le(e), seq = get_u64le(e + 8), last = get_u64le(e + 16);
+        if (origin == 0 || seq == 0 || last > seq ||
+            (i > 0 && origin <= out->entries[i - 1].origin)) {
             vclock_free(out);
             return TALLY_ECORRUPT;
         }
-        out->entries[i].origin = origin;
-        out->entries[i].seq = seq;
-        out->count++;
+        uint32_t here = replica_origin_find(r, origin);
+        if (here != NONE) {
+            seq = peer_has(&r->origins.at[here], seq, last, e + 24);
+        }
+        if (seq > 0) {
+            out->entries[out->count].origin = origin;
+            out->entries[out->count].seq = seq;
+            out->count++;
+        }
     }
     return TALLY_OK;
 }
 
 /* --- delta --------------------------------------------------------------------------------- */
 
-/* The journal position of the first op the peer lacks, and for each origin the seq it has. */
-static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t *has) {
+/* The origin (origins[] index) and seq of the op at a journal position. */
+static void log_dot(const tally_replica *r, uint32_t position, uint32_t *origin, uint64_t *seq) {
+    const log_entry *j = &r->log.at[position];
+    switch (j->kind) {
+    case OP_OPEN:
+        *origin = r->opens.at[j->index].origin;
+        *seq = r->opens.at[j->index].seq;
+        break;
+    case OP_GRANT:
+        *origin = r->grants.at[j->index].origin;
+        *seq = r->grants.at[j->index].seq;
+        break;
+    default:
+        *origin = r->transfers.at[j->index].origin;
+        *seq = r->transfers.at[j->index].seq;
+        break;
+    }
+}
+
+/* A run goes out whole, at the journal position of its last op: where its SIGN record would
+ * be, and after every op that its ops depend on. For each origin, has[] is set to what the
+ * peer has and next[] to the first run it lacks (the one holding its seq + 1: a run the peer
+ * applied part of goes out again whole). Returns the journal position of the first run end
+ * to send. Only runs whose ops are all here go out. */
+static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t *has,
+                            uint32_t *next) {
     uint32_t start = r->log.count;
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
         has[i] = vclock_get(peer, o->id);
-        if (has[i] < o->seq && o->position[has[i]] < start) {
-            start = o->position[has[i]];
+        next[i] = chain_run_at(o, has[i] + 1);
+        if (next[i] < o->runs.count && o->runs.at[next[i]].last <= o->seq &&
+            o->position[o->runs.at[next[i]].last - 1] < start) {
+            start = o->position[o->runs.at[next[i]].last - 1];
         }
     }
     return start;
@@ -208,44 +234,69 @@ static void learn_own_behind(const tally_replica *r, const vclock *peer) {
     }
 }
 
-/* Appends to out the ops the peer lacks, in log order and in blocks, stopping before the op
- * that would take out past max_bytes (0: no limit) unless it is the first. has[] (by origin
- * index) is filled with what the peer has, and ends as what the delta brings it to. */
+/* Appends run k of origins[origin], its ops and its SIGN record, to the block. */
+static bool emit_run(const tally_replica *r, block_enc *enc, bytes *out, uint32_t origin,
+                     uint32_t k) {
+    const origin_rec *o = &r->origins.at[origin];
+    for (uint64_t s = chain_run_first(o, k); s <= o->runs.at[k].last; s++) {
+        op x;
+        replica_op_at(r, o->position[s - 1], &x);
+        if (!block_enc_op(enc, out, &x)) {
+            return false;
+        }
+    }
+    op sign;
+    chain_sign_op(r, origin, k, &sign);
+    return block_enc_op(enc, out, &sign);
+}
+
+/* Whether the current block has room for a run of n ops and its record, however they
+ * encode. */
+static bool block_room(const block_enc *enc, const bytes *out, uint64_t n) {
+    return block_enc_payload(enc, out) + (n + 1) * CODEC_OP_MAX <= CODEC_BLOCK_PAYLOAD_MAX &&
+           enc->ops + n + 1 <= CODEC_BLOCK_OPS_MAX;
+}
+
+/* Appends to out the runs the peer lacks, each whole, in blocks, stopping before the run that
+ * would take out past max_bytes (0: no limit) unless it is the first. has[] (by origin index)
+ * is filled with what the peer has, and ends as what the delta brings it to. */
 static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_bytes, uint64_t *has,
-                     bytes *out) {
+                     uint32_t *next, bytes *out) {
     block_enc enc;
     block_enc_init(&enc);
     int rc = TALLY_OK;
     bool open = false, any = false;
-    for (uint32_t pos = delta_start(r, peer, has); pos < r->log.count; pos++) {
-        op o;
-        replica_op_at(r, pos, &o);
-        uint32_t origin = replica_origin_find(r, o.origin);
-        if (o.seq <= has[origin]) {
-            continue;
+    for (uint32_t pos = delta_start(r, peer, has, next); pos < r->log.count; pos++) {
+        uint32_t i;
+        uint64_t seq;
+        log_dot(r, pos, &i, &seq);
+        const origin_rec *o = &r->origins.at[i];
+        if (next[i] >= o->runs.count || o->runs.at[next[i]].last != seq) {
+            continue; /* not the end of a run to send */
         }
-        if (open && block_enc_full(&enc, out, CODEC_BLOCK_PAYLOAD_MAX)) {
+        uint32_t k = next[i]++;
+        uint64_t n = seq - chain_run_first(o, k) + 1;
+        if (open && !block_room(&enc, out, n)) {
             block_enc_end(&enc, out);
             open = false;
         }
-        size_t before = out->len;
         if (!open && !block_enc_begin(&enc, out)) {
             rc = TALLY_ENOMEM;
             break;
         }
         open = true;
-        if (!block_enc_op(&enc, out, &o)) {
-            rc = TALLY_ENOMEM;
-            break;
-        }
-        if (max_bytes != 0 && any && out->len > max_bytes) {
-            block_enc_rollback(&enc, out, before);
+        block_mark mark = block_enc_mark(&enc, out);
+        bool emitted = emit_run(r, &enc, out, i, k);
+        if (!emitted || (max_bytes != 0 && any && out->len > max_bytes)) {
+            if (!block_enc_rewind(&enc, out, &mark) || !emitted) {
+                rc = TALLY_ENOMEM;
+            }
             break;
         }
         any = true;
-        has[origin] = o.seq; /* ops of one origin go out in seq order */
+        has[i] = seq;
     }
-    if (open && rc == TALLY_OK) {
+    if (open) {
         block_enc_end(&enc, out);
     }
     block_enc_free(&enc);
@@ -276,14 +327,16 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
     *len = 0;
     learn_own_behind(r, peer);
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
+    uint32_t *next = malloc(((size_t)r->origins.count + 1) * sizeof *next);
     bytes out = {0};
-    int rc = has != NULL && bytes_reserve(&out, DELTA_HEADER) ? TALLY_OK : TALLY_ENOMEM;
+    int rc =
+        has != NULL && next != NULL && bytes_reserve(&out, DELTA_HEADER) ? TALLY_OK : TALLY_ENOMEM;
     if (rc == TALLY_OK) {
         memcpy(out.at, delta_magic, 4);
         out.at[4] = SYNC_VERSION;
         out.at[5] = out.at[6] = out.at[7] = 0;
         out.len = DELTA_HEADER;
-        rc = delta_ops(r, peer, max_bytes, has, &out);
+        rc = delta_ops(r, peer, max_bytes, has, next, &out);
     }
     if (rc == TALLY_OK && covered != NULL) {
         rc = delta_covered(r, peer, has, covered);
@@ -294,6 +347,7 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
         out.at = NULL;
     }
     bytes_free(&out);
+    free(next);
     free(has);
     return rc;
 }
@@ -313,7 +367,7 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
         return TALLY_EIO; /* ops in memory may not be on disk: none may leave */
     }
     vclock peer;
-    int rc = sync_summary_decode(peer_summary, peer_len, &peer);
+    int rc = sync_summary_decode(r, peer_summary, peer_len, &peer);
     if (rc == TALLY_OK) {
         rc = sync_delta(r, &peer, max_bytes, buf, len, NULL);
     }
@@ -395,6 +449,9 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
         /* only a journal's decoder lets one through */
         return expiry_clock_replay(r, o->u.clock.steady_ms, o->u.clock.wall_ms);
     }
+    if (o->kind == OP_SIGN) {
+        return chain_replay(r, o); /* a peer's runs are checked whole, before this (apply_run) */
+    }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
@@ -435,44 +492,47 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     return rc;
 }
 
-/* Applies the block at buf with the decoder dec (its memory serves every block of a delta):
- * *block_len is set to the block's size. Ops before an error stay applied. */
-static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
-                       size_t *block_len, op_refs *last, uint64_t now_ms) {
+/* Readies n decoded ops for applying: looks up where their ids and accounts are and starts
+ * loading them, so that the memory latency of many ops overlaps. */
+static void apply_ahead(tally_replica *r, block_dec *dec, decoded_op *batch, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        decoded_op *d = &batch[i];
+        d->id_hash = 0;
+        if (is_transfer_kind(&d->o)) {
+            d->id_hash = idmap_hash(d->o.u.transfer.id);
+            idmap_prefetch_hashed(&r->transfer_map, d->id_hash);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (is_transfer_kind(&batch[i].o)) {
+            account_ahead(r, dec, batch[i].entries[0]);
+            account_ahead(r, dec, batch[i].entries[1]);
+        }
+    }
+    replica_transfers_prefetch(r, n);
+}
+
+/* Replays a journal frame's block (the replica's own record: no run is checked again). Ops
+ * before an error stay applied. */
+static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
+                        size_t *block_len, op_refs *last, uint64_t now_ms) {
     int rc = block_dec_begin(dec, buf, len, block_len);
     while (rc == TALLY_OK && dec->remaining > 0) {
-        /* Decode a few ops ahead, prefetching their dictionary entries and where their ids
-         * will be looked up; then fill in their accounts, look those up and prefetch their
-         * records; then apply them in order. Each stage overlaps the memory latency of many
-         * ops. A decoding error still lets the ops before it apply. */
         decoded_op batch[APPLY_AHEAD];
-        int n = 0, decoded = TALLY_OK;
+        uint32_t n = 0;
+        int decoded = TALLY_OK;
         while (n < APPLY_AHEAD && dec->remaining > 0) {
-            decoded_op *d = &batch[n];
-            decoded = block_dec_next(dec, &d->o, d->entries);
+            decoded = block_dec_next(dec, &batch[n].o, batch[n].entries);
+            if (decoded == TALLY_OK) {
+                decoded = block_dec_accounts(dec, &batch[n].o, batch[n].entries);
+            }
             if (decoded != TALLY_OK) {
                 break;
             }
-            d->id_hash = 0;
-            if (is_transfer_kind(&d->o)) {
-                d->id_hash = idmap_hash(d->o.u.transfer.id);
-                idmap_prefetch_hashed(&r->transfer_map, d->id_hash);
-            }
             n++;
         }
-        for (int i = 0; i < n; i++) {
-            if (block_dec_accounts(dec, &batch[i].o, batch[i].entries) != TALLY_OK) {
-                n = i; /* the ops before it apply; decoding stops there */
-                decoded = TALLY_ECORRUPT;
-                break;
-            }
-            if (is_transfer_kind(&batch[i].o)) {
-                account_ahead(r, dec, batch[i].entries[0]);
-                account_ahead(r, dec, batch[i].entries[1]);
-            }
-        }
-        replica_transfers_prefetch(r, (uint32_t)n);
-        for (int i = 0; i < n && rc == TALLY_OK; i++) {
+        apply_ahead(r, dec, batch, n);
+        for (uint32_t i = 0; i < n && rc == TALLY_OK; i++) {
             rc = apply_one(r, &batch[i], dec, last, now_ms);
         }
         if (rc == TALLY_OK) {
@@ -483,6 +543,75 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         rc = TALLY_ECORRUPT;
     }
     return rc;
+}
+
+/* Applies a run a peer sent, once chain_accept has verified it: the ops this replica lacks, in
+ * order, and then, if that completed the run, its SIGN record to the journal. Ops this replica
+ * held before the run was signed (from before signing) must be the run's own. */
+static int apply_run(tally_replica *r, block_dec *dec, decoded_op *ops, uint32_t n, const op *sign,
+                     op_refs *last, uint64_t now_ms) {
+    chain_verdict verdict;
+    int rc = chain_accept(r, sign, &ops[0].o, sizeof *ops, n, &verdict);
+    if (rc != TALLY_OK || verdict == CHAIN_FORK) {
+        return rc != TALLY_OK ? rc : TALLY_ECORRUPT;
+    }
+    uint32_t origin = replica_origin_find(r, sign->origin);
+    uint64_t had = r->origins.at[origin].seq;
+    uint32_t i = 0;
+    for (; i < n && ops[i].o.seq <= had; i++) {
+        op mine;
+        replica_op_at(r, r->origins.at[origin].position[ops[i].o.seq - 1], &mine);
+        if (verdict == CHAIN_NEW && !chain_same_op(&mine, &ops[i].o)) {
+            return TALLY_ECORRUPT;
+        }
+    }
+    while (i < n && rc == TALLY_OK) {
+        uint32_t m = n - i < APPLY_AHEAD ? n - i : APPLY_AHEAD;
+        apply_ahead(r, dec, ops + i, m);
+        for (uint32_t j = i; j < i + m && rc == TALLY_OK; j++) {
+            rc = apply_one(r, &ops[j], dec, last, now_ms);
+        }
+        i += m;
+    }
+    const origin_rec *o = &r->origins.at[origin];
+    if (rc == TALLY_OK && o->seq > had && o->seq >= sign->u.sign.last) {
+        rc = replica_journal_add(r, sign);
+    }
+    return rc;
+}
+
+/* The ops of one run, decoded and waiting for its SIGN record. */
+typedef ARRAY(decoded_op) run_buffer;
+
+/* Applies the block of a delta at buf with the decoder dec (its memory serves every block of
+ * the delta): run after run, each checked whole before any of its ops applies. *block_len is
+ * set to the block's size. Runs before an error stay applied. */
+static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
+                       size_t *block_len, op_refs *last, uint64_t now_ms, run_buffer *run) {
+    int rc = block_dec_begin(dec, buf, len, block_len);
+    run->count = 0;
+    while (rc == TALLY_OK && dec->remaining > 0) {
+        if (run->count > CHAIN_RUN_OPS_MAX) {
+            return TALLY_ECORRUPT; /* more ops than any run holds */
+        }
+        if (!ARRAY_RESERVE_MAX(*run, 1, CHAIN_RUN_OPS_MAX + 1)) {
+            return TALLY_ENOMEM;
+        }
+        decoded_op *d = &run->at[run->count];
+        rc = block_dec_next(dec, &d->o, d->entries);
+        if (rc == TALLY_OK) {
+            rc = block_dec_accounts(dec, &d->o, d->entries);
+        }
+        if (rc == TALLY_OK && d->o.kind == OP_SIGN) {
+            op sign = d->o;
+            rc = apply_run(r, dec, run->at, run->count, &sign, last, now_ms);
+            run->count = 0;
+        } else if (rc == TALLY_OK) {
+            run->count++;
+        }
+    }
+    /* a run ends in its block */
+    return rc == TALLY_OK && (run->count > 0 || !block_dec_done(dec)) ? TALLY_ECORRUPT : rc;
 }
 
 int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
@@ -499,7 +628,7 @@ int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
     block_dec_init(&dec);
     dec.clocks = r->journal->replay_clocks;
     size_t block_len;
-    int rc = apply_block(r, &dec, frame, len, &block_len, &last, replica_now_ms(r));
+    int rc = replay_block(r, &dec, frame, len, &block_len, &last, replica_now_ms(r));
     block_dec_free(&dec);
     return rc == TALLY_OK && block_len != len ? TALLY_ECORRUPT : rc;
 }
@@ -521,11 +650,13 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     int rc = TALLY_OK;
     block_dec dec;
     block_dec_init(&dec);
+    run_buffer run = {0};
     while (at < len && rc == TALLY_OK) {
         size_t block_len;
-        rc = apply_block(r, &dec, delta + at, len - at, &block_len, &last, now_ms);
+        rc = apply_block(r, &dec, delta + at, len - at, &block_len, &last, now_ms, &run);
         at += block_len;
     }
+    ARRAY_FREE(run);
     block_dec_free(&dec);
     replica_debug_check(r);
     /* What was applied is journalled before the sender hears of it, even when the apply then

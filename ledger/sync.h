@@ -10,14 +10,10 @@
 #include "ledger/op.h"
 #include "tally.h"
 
-/* Rebuilds the op at a journal position from the records it was applied into. */
-void replica_op_at(const tally_replica *r, uint32_t position, op *o);
 /* Applies one journal frame while opening (a journal_replay_fn; ctx is the replica). */
 int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len);
 /* This replica's version vector (the caller frees it with vclock_free). TALLY_ENOMEM. */
 int replica_version_vector(const tally_replica *r, vclock *out);
-/* Encodes a version vector as a summary (the caller frees *buf). TALLY_ENOMEM. */
-int sync_summary_encode(const vclock *v, uint8_t **buf, size_t *len);
 /* The ops a peer whose version vector is `peer` lacks, as a delta of at most max_bytes (see
  * tally_delta). covered (may be NULL) is set to peer plus what the delta holds: the peer's
  * version vector once it has applied it. Records what the peer's vector says about this
@@ -26,9 +22,12 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
                size_t *len, vclock *covered);
 /* Raises covered to include every op in a delta (one that tally_apply accepted). */
 int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered);
-/* Decodes a summary into a version vector (which the caller frees with vclock_free, also on
- * error). TALLY_ECORRUPT for anything that does not check; TALLY_ENOMEM. */
-int sync_summary_decode(const uint8_t *buf, size_t len, vclock *out);
+/* Decodes a peer's summary into what it has of the ops here, as a version vector (which the
+ * caller frees with vclock_free, also on error): its seqs, except that where its head of an
+ * origin is not one of this replica's runs, only up to before the run here that holds it, so
+ * that a delta sends that run and the peer meets the fork (ledger/chain.c). TALLY_ECORRUPT for
+ * anything that does not check; TALLY_ENOMEM. */
+int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out);
 
 /* Calls fn(ctx) at the end of every write call that applied ops, the replica's own or a peer's,
  * once they are durable (so a peer may be sent them). One watcher at a time: TALLY_EINVAL when

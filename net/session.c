@@ -189,7 +189,7 @@ static void on_refuse(session *s, const uint8_t *p, size_t len) {
 
 static void on_summary(session *s, const uint8_t *p, size_t len) {
     vclock v;
-    int rc = sync_summary_decode(p, len, &v);
+    int rc = sync_summary_decode(s->r, p, len, &v);
     if (rc != TALLY_OK) {
         vclock_free(&v);
         session_close(s, "a summary that does not decode");

@@ -42,7 +42,7 @@
 #include "tally.h"
 
 /* 2: RIGHTS_ANSWER carries the seq of the GRANT it announces. */
-#define SESSION_PROTOCOL_VERSION 2
+#define SESSION_PROTOCOL_VERSION 3
 /* request id u64, result u8, granted u64, the GRANT's seq at the holder u64 (0: none) */
 #define RIGHTS_ANSWER_BYTES 25
 

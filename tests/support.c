@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include "ledger/chain.h"
+
 void assert_result_at(int actual, int expected, const char *expr, const char *file, int line) {
     if (actual != expected) {
         print_error("%s is %s (%d), expected %s (%d)\n", expr, tally_result_name(actual), actual,
@@ -15,6 +17,7 @@ uint64_t test_clock_ms(void *ctx) {
 }
 
 tally_replica *replica_new(uint64_t id, test_clock *clock) {
+    test_chains_reset(); /* a new replica: hand-made histories start afresh */
     tally_options o;
     memset(&o, 0, sizeof o);
     o.replica_id = id;
@@ -116,9 +119,85 @@ void encode_block(const op *ops, size_t n, bytes *out) {
     block_enc_free(&e);
 }
 
+/* Where each origin's hand-made history stands: its last run's end and statement hash, in an
+ * open-addressed table by origin (origin 0: an empty slot). */
+#define CHAIN_SLOTS (1u << 17)
+static struct {
+    uint64_t origin, last;
+    uint8_t hash[CRYPTO_HASH];
+} chains[CHAIN_SLOTS];
+
+void test_chains_reset(void) {
+    memset(chains, 0, sizeof chains);
+}
+
+void test_key_of(uint64_t origin, crypto_ctx *c) {
+    uint8_t seed[CRYPTO_SEED] = {0};
+    put_u64le(seed, origin);
+    seed[31] = 0x5a; /* not any replica's own: those are random */
+    assert_true(crypto_set_signer(c, seed));
+}
+
+/* The chain entry of an origin, new at its genesis if need be. */
+static size_t chain_of(crypto_ctx *c, uint64_t origin) {
+    size_t i = (size_t)(origin * 0x9e3779b97f4a7c15u >> 40) % CHAIN_SLOTS;
+    while (chains[i].origin != 0 && chains[i].origin != origin) {
+        i = (i + 1) % CHAIN_SLOTS;
+    }
+    if (chains[i].origin == 0) {
+        chains[i].origin = origin;
+        assert_true(chain_genesis(c, origin, c->public_key, chains[i].hash));
+    }
+    return i;
+}
+
+void sign_run(const op *ops, size_t n, op *sign, uint8_t chain[CRYPTO_HASH],
+              uint8_t sig[CRYPTO_SIG]) {
+    crypto_ctx c;
+    assert_true(crypto_init(&c));
+    test_key_of(ops[0].origin, &c);
+    size_t k = chain_of(&c, ops[0].origin);
+    uint8_t digest[CRYPTO_HASH];
+    assert_true(chain_digest_ops(&c, ops, sizeof *ops, (uint32_t)n, digest));
+    memcpy(chain, ops[0].seq == 1 ? c.public_key : chains[k].hash, CRYPTO_HASH);
+    assert_true(chain_sign_run(&c, ops[0].origin, ops[0].seq, ops[n - 1].seq, chains[k].hash,
+                               digest, chains[k].hash, sig));
+    chains[k].last = ops[n - 1].seq;
+    memset(sign, 0, sizeof *sign);
+    sign->kind = OP_SIGN;
+    sign->origin = ops[0].origin;
+    sign->u.sign.first = ops[0].seq;
+    sign->u.sign.last = ops[n - 1].seq;
+    sign->u.sign.chain = chain;
+    sign->u.sign.sig = sig;
+    crypto_free(&c);
+}
+
 void make_delta(const op *ops, size_t n, bytes *out) {
     assert_true(bytes_reserve(out, 8));
-    memcpy(out->at, "TLYD\1\0\0\0", 8);
+    memcpy(out->at, "TLYD\2\0\0\0", 8);
     out->len = 8;
-    encode_block(ops, n, out);
+    block_enc e;
+    block_enc_init(&e);
+    assert_true(block_enc_begin(&e, out));
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && ops[j].origin == ops[i].origin && ops[j].seq == ops[j - 1].seq + 1) {
+            j++;
+        }
+        op sign;
+        uint8_t chain[CRYPTO_HASH], sig[CRYPTO_SIG];
+        sign_run(ops + i, j - i, &sign, chain, sig);
+        if (block_enc_payload(&e, out) + (j - i + 1) * CODEC_OP_MAX > CODEC_BLOCK_PAYLOAD_MAX) {
+            block_enc_end(&e, out); /* a run never spans blocks */
+            assert_true(block_enc_begin(&e, out));
+        }
+        for (size_t k = i; k < j; k++) {
+            assert_true(block_enc_op(&e, out, &ops[k]));
+        }
+        assert_true(block_enc_op(&e, out, &sign));
+        i = j;
+    }
+    block_enc_end(&e, out);
+    block_enc_free(&e);
 }

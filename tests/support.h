@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "crdt/crypto.h"
 #include "ledger/codec.h"
 #include "ledger/op.h"
 #include "tally.h"
@@ -53,8 +54,17 @@ tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t 
 
 /* Encodes ops into one block at the end of out (which may be empty). */
 void encode_block(const op *ops, size_t n, bytes *out);
-/* A delta holding ops in one block: the way to hand a replica hand-made ops. */
+/* A delta holding ops in blocks: the way to hand a replica hand-made ops. Each run of
+ * consecutive ops of one origin is signed as that origin (test_key_of), chained to the runs
+ * made before for it since the last replica_new or test_chains_reset. */
 void make_delta(const op *ops, size_t n, bytes *out);
+void test_chains_reset(void);
+/* The key a hand-made origin signs with (a fixed seed made from its id). */
+void test_key_of(uint64_t origin, crypto_ctx *c);
+/* Signs ops[0..n), consecutive ops of one origin, as a run: *sign is its record, pointing into
+ * chain and sig. */
+void sign_run(const op *ops, size_t n, op *sign, uint8_t chain[CRYPTO_HASH],
+              uint8_t sig[CRYPTO_SIG]);
 
 /* A small deterministic PRNG for property tests. */
 uint64_t test_rand(uint64_t *state);

@@ -200,6 +200,22 @@ static size_t read_segment(const fixture *f, uint8_t *buf, size_t size) {
     return len;
 }
 
+/* Copies file `name` from one directory to another. */
+static void copy_file(const char *from, const char *to, const char *name) {
+    char path[256];
+    uint8_t buf[4096];
+    snprintf(path, sizeof path, "%s/%s", from, name);
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    snprintf(path, sizeof path, "%s/%s", to, name);
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(out);
+}
+
 /* Opens a directory whose journal is the image given; returns the result, and in *frames how
  * many commits survived (-1 if the state is none of the prefixes). */
 static int open_image(fixture *f, const uint8_t *image, size_t len,
@@ -207,6 +223,7 @@ static int open_image(fixture *f, const uint8_t *image, size_t len,
     fixture copy = *f;
     snprintf(copy.dir, sizeof copy.dir, "%.100s-copy", f->dir);
     mkdir(copy.dir, 0755);
+    copy_file(f->dir, copy.dir, "key"); /* the image's replica signs with it */
     char path[192];
     segment_path(&copy, 1, path, sizeof path);
     FILE *out = fopen(path, "wb");
@@ -547,7 +564,8 @@ static void restarts_more_often_than_a_timeout_do_not_keep_a_pending_open(void *
         test_clock clock = {1700000000000u}, fast = {clock.now_ms + 59 * 60 * 1000};
         f->opts.clock_ms = test_clock_ms;
         f->opts.clock_ctx = &clock;
-        tally_replica *r = open_ok(f), *peer = replica_new(22, &fast);
+        /* a peer of its own each time: one id with another key is another replica, refused */
+        tally_replica *r = open_ok(f), *peer = replica_new(22 + (uint64_t)with_snapshot, &fast);
         if (!with_snapshot) {
             seed_accounts(r);
             tally_transfer t = transfer(700, 1, 2, 100);
@@ -992,12 +1010,23 @@ static void a_version_1_segment_is_read_and_never_appended_to(void **state) {
 }
 
 /* Rewrites f's newest snapshot as 0.1 wrote it: version 1, with no CLOCK record after the HLC
- * (a flag and two 8-byte fields). */
+ * (a flag and two 8-byte fields), and no origin's key or runs. */
 static void snapshot_to_version_1(fixture *f) {
     char path[256];
     static uint8_t buf[1 << 20];
     long size = read_snapshot(f, path, buf, sizeof buf);
-    enum { HEADER = 48, HLC = 8, RECORD = 17 };
+    enum { HEADER = 48, HLC = 8, RECORD = 17, COUNTERS = 16 };
+    /* no keys or runs after each origin's positions (version 3) */
+    uint8_t *p = buf + HEADER + HLC + RECORD + COUNTERS;
+    uint32_t origins = get_u32le(p);
+    p += 4;
+    for (uint32_t i = 0; i < origins; i++) {
+        p += 16 + 4 * get_u64le(p + 8);
+        size_t keyed = p[0], runs = get_u32le(p + 1 + 32 * keyed);
+        size_t cut = 1 + 32 * keyed + 4 + runs * (4 + 32 + 64);
+        memmove(p, p + cut, (size_t)(buf + size - (p + cut)));
+        size -= (long)cut;
+    }
     memmove(buf + HEADER + HLC, buf + HEADER + HLC + RECORD,
             (size_t)(size - HEADER - HLC - RECORD));
     size -= RECORD;

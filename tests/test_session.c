@@ -218,16 +218,21 @@ static void an_unsupported_protocol_version_is_refused(void **state) {
     session_config cfg = config("test");
     tally_replica *r = replica_new(1, NULL);
     session s;
-    assert_true(session_init(&s, r, &cfg, 0));
-    /* version 1 (before RIGHTS_ANSWER carried its GRANT's seq) is refused with a reason */
-    uint8_t hello[2 + 8 + 1 + 4] = {1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
-    bytes in = {0};
-    assert_true(frame_put(&in, FRAME_HELLO, hello, sizeof hello));
-    session_receive(&s, in.at, in.len, 1);
-    assert_int_equal(s.state, SESSION_CLOSED);
-    assert_non_null(strstr(s.reason, "version 1"));
-    bytes_free(&in);
-    session_free(&s);
+    /* version 1 (before RIGHTS_ANSWER carried its GRANT's seq) and version 2 (0.2's, before
+     * signed runs) are refused with a reason */
+    for (uint8_t version = 1; version <= 2; version++) {
+        assert_true(session_init(&s, r, &cfg, 0));
+        uint8_t hello[2 + 8 + 1 + 4] = {version, 0, 9, 0, 0, 0, 0, 0, 0, 0, 4, 't', 'e', 's', 't'};
+        bytes in = {0};
+        assert_true(frame_put(&in, FRAME_HELLO, hello, sizeof hello));
+        session_receive(&s, in.at, in.len, 1);
+        assert_int_equal(s.state, SESSION_CLOSED);
+        char want[16];
+        snprintf(want, sizeof want, "version %u", version);
+        assert_non_null(strstr(s.reason, want));
+        bytes_free(&in);
+        session_free(&s);
+    }
     tally_close(r);
 }
 

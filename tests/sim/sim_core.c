@@ -124,7 +124,7 @@ typedef struct sim {
 
 typedef struct totals {
     uint64_t debits_tried, refused_rights, refused_funds, requests, granted, ops, conflicts;
-    uint64_t deltas, corrupt_rejected, steps;
+    uint64_t deltas, corrupt_rejected, forgeries_refused, steps;
 } totals;
 
 static totals total;
@@ -565,6 +565,54 @@ static void act_deliver(sim *s) {
     }
 }
 
+/* A forger: a replica of its own that takes a victim's id (and, having no access to the
+ * victim's key, a key of its own) writes ops as the victim from seq 1 and pushes them to a
+ * replica that knows the victim, or to the victim itself. Nothing of it may apply. (A replica
+ * that has never heard of the victim would take the forger's key: first come, until keys are
+ * bound by an authority; docs/design.md, "Whose ops these are".) */
+static void act_forge(sim *s) {
+    int victim = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
+    uint64_t id = (uint64_t)victim + 1;
+    if (tally_seen(s->r[to], id) == 0) {
+        return;
+    }
+    tally_options o = {.replica_id = id, .clock_ms = sim_clock, .clock_ctx = &s->clocks[victim]};
+    tally_replica *forger = NULL;
+    uint8_t *summary = NULL, *delta = NULL;
+    size_t summary_len = 0, delta_len = 0;
+    if (tally_open(&o, &forger) != TALLY_OK ||
+        tally_summary(forger, &summary, &summary_len) != TALLY_OK) {
+        fail(s, "the forger's replica", 0);
+    }
+    tally_account mine = {fresh_id(s), 0, 1, 1, 0};
+    const account_info *outside = pick_account(s, 1, 0);
+    tally_account theirs = {outside->id, 0, 1, 1, 0};
+    tally_transfer t = {.id = fresh_id(s),
+                        .debit_account_id = outside->id,
+                        .credit_account_id = mine.id,
+                        .amount = 1 + below(&s->g, 1000),
+                        .ledger = 1,
+                        .code = 1};
+    if (tally_create_account(forger, &mine) != TALLY_OK ||
+        tally_create_account(forger, &theirs) != TALLY_OK ||
+        tally_create_transfer(forger, &t) != TALLY_OK ||
+        tally_delta(forger, summary, summary_len, 0, &delta, &delta_len) != TALLY_OK) {
+        fail(s, "the forger's writes", 0);
+    }
+    uint8_t before[16], after[16];
+    tally_digest(s->r[to], before);
+    int rc = tally_apply(s->r[to], delta, delta_len);
+    tally_digest(s->r[to], after);
+    trace(s, "a forger as r%d pushes to r%d: %s", victim + 1, to + 1, tally_result_name(rc));
+    if (rc != TALLY_ECORRUPT || memcmp(before, after, 16) != 0) {
+        fail_replica(s, "a forged op was taken", to);
+    }
+    total.forgeries_refused++;
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(forger);
+}
+
 static void act_partition(sim *s) {
     if (chance(&s->g, 40)) {
         memset(s->group, 0, sizeof s->group); /* heal */
@@ -822,6 +870,8 @@ void sim_run(const sim_config *cfg) {
             act_partition(s);
         } else if (roll < 95) {
             act_crash(s, at);
+        } else if (roll < 96) {
+            act_forge(s);
         } else {
             s->now_ms += below(&s->g, 2000);
             if (chance(&s->g, 10)) {
@@ -863,9 +913,10 @@ void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
            "no violation\n",
            seeds, first, first + seeds - 1, cfg->replicas, cfg->durable ? "durable" : "in-memory",
            cfg->steps);
-    printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
-           " tampered ones rejected), %" PRIu64 " conflicts listed\n",
-           total.ops, total.deltas, total.corrupt_rejected, total.conflicts);
+    printf(
+        "sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
+        " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64 " forgeries refused\n",
+        total.ops, total.deltas, total.corrupt_rejected, total.conflicts, total.forgeries_refused);
     printf("sim: debits attempted %" PRIu64 ": refused for lack of local rights while the "
            "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
            "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",

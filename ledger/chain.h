@@ -1,0 +1,89 @@
+/*
+ * ledger/chain.h — authentic, hash-linked histories: each origin signs its ops in runs, and each
+ * run's statement names the one before it (docs/design.md, "Authentic histories").
+ *
+ * A run is ops first..last of one origin. Its statement, the bytes the origin signs, is
+ *
+ *     offset size field
+ *     0      16   tag "tally run v1", zero-padded (its first byte is neither 0x20, TLS 1.3's
+ *                 CertificateVerify padding, nor 0x30, DER's: a signature over a statement is
+ *                 never one over either)
+ *     16     8    origin            24  8  first          32  8  last
+ *     40     32   prev: the hash of the origin's statement of the run ending at first - 1, or
+ *                 for the first run its genesis, SHA-256("tally genesis v1", zero-padded to 16
+ *                 bytes | origin | public key)
+ *     72     32   digest: SHA-256 of the run's ops, each in its canonical bytes (chain.c)
+ *
+ * with integers little-endian. A statement's hash is SHA-256 of its 104 bytes.
+ *
+ * Invariants:
+ *   1. An op of a peer's is applied only inside a run whose statement verified under its
+ *      origin's key and chains onto that origin's runs here (or is one of them already).
+ *   2. An origin's runs here are consecutive from seq 1, each chaining to the one before; all
+ *      but the last end at or below the origin's seq, and the last ends past it only when its
+ *      apply stopped part way (its ops are then never sent on).
+ *   3. Every run this replica signs covers ops it has committed and no other run of its own
+ *      covers: it seals each of its write calls' ops once, in runs of at most CHAIN_RUN_OPS_MAX.
+ */
+#ifndef TALLY_LEDGER_CHAIN_H
+#define TALLY_LEDGER_CHAIN_H
+
+#include "ledger/replica.h"
+
+#define CHAIN_STATEMENT 104
+/* A run's ops, at most: one run always fits one delta block, and one network frame (1 MiB)
+ * even at the largest encoding of every op. */
+#define CHAIN_RUN_OPS_MAX 4096
+
+/* What a run a peer sent is to this replica. */
+typedef enum chain_verdict {
+    CHAIN_NEW,   /* verified, and it continues the origin's runs here: recorded */
+    CHAIN_KNOWN, /* one of the runs here already */
+    CHAIN_FORK,  /* verified, and it overlaps a different run of the origin here */
+} chain_verdict;
+
+/* The first seq of run k of origin o. */
+static inline uint64_t chain_run_first(const origin_rec *o, uint32_t k) {
+    return k == 0 ? 1 : (uint64_t)o->runs.at[k - 1].last + 1;
+}
+/* The index of the run of o that holds seq (the first run ending at or past it), or
+ * o->runs.count when none does. */
+uint32_t chain_run_at(const origin_rec *o, uint64_t seq);
+
+/* The pieces of a run's statement, for this file and for tests that make runs by hand: the
+ * digest of n ops (each `stride` bytes after the one before), an origin's genesis, and a
+ * statement's hash and its signature with c's signer. False when out of memory. */
+bool chain_digest_ops(crypto_ctx *c, const op *ops, size_t stride, uint32_t n,
+                      uint8_t out[CRYPTO_HASH]);
+bool chain_genesis(crypto_ctx *c, uint64_t origin, const uint8_t key[CRYPTO_KEY],
+                   uint8_t out[CRYPTO_HASH]);
+bool chain_sign_run(crypto_ctx *c, uint64_t origin, uint64_t first, uint64_t last,
+                    const uint8_t prev[CRYPTO_HASH], const uint8_t ops[CRYPTO_HASH],
+                    uint8_t hash[CRYPTO_HASH], uint8_t sig[CRYPTO_SIG]);
+
+/* Whether two ops of one dot are the same op (their canonical bytes are equal). */
+bool chain_same_op(const op *a, const op *b);
+
+/* Gives origins[origin] its public key (which must be valid) and the genesis it makes. */
+bool chain_set_key(tally_replica *r, uint32_t origin, const uint8_t key[CRYPTO_KEY]);
+
+/* Gives this replica's own origin the key it signs with (r->crypto's), or checks that its
+ * runs were signed with it: TALLY_ECORRUPT when they were not (a key file and a journal that
+ * belong to different replicas). */
+int chain_own_key(tally_replica *r);
+/* Signs this replica's ops that no run holds yet, in runs, and adds their SIGN records to the
+ * commit in progress. TALLY_ENOMEM (nothing recorded for the run that failed). */
+int chain_seal(tally_replica *r);
+
+/* Checks the run a peer sent: its SIGN record s and its ops, n of them at ops, each `stride`
+ * bytes after the one before (the caller's decoding buffer). *verdict says what it is; a run
+ * that does not verify, or does not fit the origin's runs here, is TALLY_ECORRUPT. */
+int chain_accept(tally_replica *r, const op *s, const op *ops, size_t stride, uint32_t n,
+                 chain_verdict *verdict);
+/* Replays a SIGN record from the journal, after the ops it covers (its signature was checked
+ * before it was written). TALLY_ECORRUPT when it does not fit. */
+int chain_replay(tally_replica *r, const op *s);
+/* The SIGN record of run k of origins[origin] (pointing into the replica's tables). */
+void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out);
+
+#endif

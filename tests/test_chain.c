@@ -1,0 +1,411 @@
+/*
+ * test_chain.c — authentic histories (ledger/chain.c): every op a replica takes from a peer was
+ * signed, in a run, by its origin's key; forgeries, tampering and degenerate keys are refused,
+ * and a restored replica that writes over its own past meets the fork.
+ */
+#include "support.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "ledger/chain.h"
+#include "ledger/replica.h"
+
+enum { BANK = 1, WALLET = 2, SHOP = 3, THIEF = 4 };
+#define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+
+/* A bank, a bounded wallet holding 100 (its rights at r), a shop and a thief's account. */
+static void fund_wallet(tally_replica *r) {
+    tally_account a[4] = {account(BANK, 1, 0), account(WALLET, 1, DEBITS_BOUND),
+                          account(SHOP, 1, 0), account(THIEF, 1, 0)};
+    for (int i = 0; i < 4; i++) {
+        assert_result(tally_create_account(r, &a[i]), TALLY_OK);
+    }
+    tally_transfer t = transfer(10, BANK, WALLET, 100);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+}
+
+static uint8_t *delta_for(tally_replica *from, tally_replica *to, size_t *len) {
+    uint8_t *summary, *delta;
+    size_t summary_len;
+    assert_result(tally_summary(to, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(from, summary, summary_len, 0, &delta, len), TALLY_OK);
+    tally_free(summary);
+    return delta;
+}
+
+static uint64_t wallet_debits(tally_replica *r) {
+    tally_balance b;
+    assert_result(tally_lookup_balance(r, tid(WALLET), &b), TALLY_OK);
+    return b.debits_posted;
+}
+
+/* The attack of the issue: anyone who reaches a sync port pulls the state, opens a replica
+ * with the holder's id, spends the holder's rights to an account of theirs, and pushes the
+ * delta, to the holder itself and to a replica that knows the holder. Both refuse it: the
+ * forger cannot sign as the holder. */
+static void a_forged_spend_is_refused_by_its_origin_and_by_others(void **state) {
+    (void)state;
+    tally_replica *holder = replica_new(7, NULL), *other = replica_new(8, NULL);
+    fund_wallet(holder);
+    sync_pair(holder, other);
+    tally_replica *forger = replica_new(7, NULL); /* the holder's id, a key of its own */
+    size_t len;
+    uint8_t *state_of_holder = delta_for(holder, forger, &len);
+    /* the forger's replica takes the pulled ops: its own origin's, under another key */
+    assert_result(tally_apply(forger, state_of_holder, len), TALLY_ECORRUPT);
+    tally_free(state_of_holder);
+    /* so it writes its own history as replica 7 from seq 1, spending the wallet */
+    tally_account a[4] = {account(BANK, 1, 0), account(WALLET, 1, DEBITS_BOUND),
+                          account(SHOP, 1, 0), account(THIEF, 1, 0)};
+    for (int i = 0; i < 4; i++) {
+        assert_result(tally_create_account(forger, &a[i]), TALLY_OK);
+    }
+    tally_transfer fund = transfer(10, BANK, WALLET, 100);
+    tally_transfer steal = transfer(11, WALLET, THIEF, 100);
+    assert_result(tally_create_transfer(forger, &fund), TALLY_OK);
+    assert_result(tally_create_transfer(forger, &steal), TALLY_OK);
+    tally_replica *fresh = replica_new(9, NULL);
+    uint8_t *theft = delta_for(forger, fresh, &len);
+    tally_close(fresh);
+    uint8_t before_holder[16], before_other[16], d[16];
+    digest_of(holder, before_holder);
+    digest_of(other, before_other);
+    assert_result(tally_apply(holder, theft, len), TALLY_ECORRUPT);
+    assert_result(tally_apply(other, theft, len), TALLY_ECORRUPT);
+    digest_of(holder, d);
+    assert_memory_equal(d, before_holder, 16);
+    digest_of(other, d);
+    assert_memory_equal(d, before_other, 16);
+    assert_int_equal(wallet_debits(holder), 0);
+    assert_int_equal(wallet_debits(other), 0);
+    /* and the forger's ops, sent as they are, never become the holder's */
+    assert_int_equal(tally_seen(holder, 7), 5);
+    tally_free(theft);
+    tally_close(forger);
+    tally_close(holder);
+    tally_close(other);
+}
+
+/* Returns the delta of replica 7's whole history as `other` sends it to a fresh replica. */
+static uint8_t *history_of_7(tally_replica **from, size_t *len) {
+    *from = replica_new(7, NULL);
+    fund_wallet(*from);
+    tally_replica *fresh = replica_new(9, NULL);
+    uint8_t *d = delta_for(*from, fresh, len);
+    tally_close(fresh);
+    return d;
+}
+
+/* Re-encodes a delta's single block after fn changed its ops (the block checksum is made
+ * afresh, so only the signature can tell). */
+static void reencode(uint8_t *delta, size_t *len, void (*fn)(op *ops, size_t n)) {
+    block_dec dec;
+    block_dec_init(&dec);
+    size_t block_len;
+    assert_result(block_dec_begin(&dec, delta + 8, *len - 8, &block_len), TALLY_OK);
+    op ops[64];
+    uint8_t keep[64][96];
+    size_t n = 0;
+    while (dec.remaining > 0) {
+        assert_true(n < 64);
+        assert_result(block_dec_op(&dec, &ops[n]), TALLY_OK);
+        if (ops[n].kind == OP_SIGN) {
+            memcpy(keep[n], ops[n].u.sign.chain, 96);
+            ops[n].u.sign.chain = keep[n];
+            ops[n].u.sign.sig = keep[n] + 32;
+        }
+        n++;
+    }
+    block_dec_free(&dec);
+    fn(ops, n);
+    bytes out = {0};
+    assert_true(bytes_reserve(&out, 8));
+    memcpy(out.at, delta, 8);
+    out.len = 8;
+    encode_block(ops, n, &out);
+    memcpy(delta, out.at, out.len);
+    *len = out.len;
+    bytes_free(&out);
+}
+
+static void raise_the_deposit(op *ops, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].kind == OP_TRANSFER) {
+            ops[i].u.transfer.amount = 1000000;
+        }
+    }
+}
+
+static void hide_an_op(op *ops, size_t n) {
+    /* the last run without its last op, under the same record */
+    for (size_t i = n - 1; i > 0; i--) {
+        if (ops[i].kind == OP_SIGN && ops[i - 1].kind != OP_SIGN) {
+            memmove(&ops[i - 1], &ops[i], sizeof *ops);
+            ops[i - 1].u.sign.last--;
+            return;
+        }
+    }
+}
+
+static void another_signature(op *ops, size_t n) {
+    ((uint8_t *)ops[n - 1].u.sign.sig)[5] ^= 1;
+}
+
+/* A relay (or the network) that changes a signed op, drops one, or changes a signature, gets
+ * nothing of the run applied, even with every checksum made good (here the last run of five:
+ * the deposit; the four before it apply). */
+static void a_changed_run_applies_nothing(void **state) {
+    (void)state;
+    void (*tamper[])(op *, size_t) = {raise_the_deposit, hide_an_op, another_signature};
+    for (size_t k = 0; k < sizeof tamper / sizeof tamper[0]; k++) {
+        tally_replica *src, *dst = replica_new(9, NULL);
+        size_t len;
+        uint8_t *d = history_of_7(&src, &len);
+        uint8_t *copy = malloc(len + 4096);
+        memcpy(copy, d, len);
+        size_t copy_len = len;
+        reencode(copy, &copy_len, tamper[k]);
+        assert_result(tally_apply(dst, copy, copy_len), TALLY_ECORRUPT);
+        assert_int_equal(tally_seen(dst, 7), 4);
+        tally_transfer t;
+        assert_result(tally_lookup_transfer(dst, tid(10), &t), TALLY_NOT_FOUND);
+        /* the untouched delta still applies */
+        assert_result(tally_apply(dst, d, len), TALLY_OK);
+        assert_converged(src, dst);
+        free(copy);
+        tally_free(d);
+        tally_close(src);
+        tally_close(dst);
+    }
+}
+
+/* Whether OpenSSL alone takes sig as a signature of msg under key. */
+static bool openssl_accepts(const uint8_t key[32], const uint8_t *msg, size_t len,
+                            const uint8_t sig[64]) {
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, 32);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = pkey != NULL && md != NULL &&
+              EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, pkey, NULL) == 1 &&
+              EVP_DigestVerify(md, sig, 64, msg, len) == 1;
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(pkey);
+    return ok;
+}
+
+/* The degenerate-key forgery, played against a replica: a made-up origin whose "public key" is
+ * the point of order 2 opens an unbounded account and pays itself, with the signature R = the
+ * identity, S = 0, for a run that OpenSSL on its own would accept. The replica refuses it. */
+static void a_run_signed_under_a_small_order_key_is_refused(void **state) {
+    (void)state;
+    uint8_t key[32], sig[64] = {1};
+    memset(key, 0xff, sizeof key);
+    key[0] = 0xec;
+    key[31] = 0x7f;
+    crypto_ctx c;
+    assert_true(crypto_init(&c));
+    uint8_t genesis[32];
+    assert_true(chain_genesis(&c, 66, key, genesis));
+    int forged = 0;
+    for (uint64_t amount = 1; amount <= 64; amount++) {
+        op ops[3];
+        memset(ops, 0, sizeof ops);
+        ops[0].kind = ops[1].kind = OP_OPEN;
+        ops[0].u.account = account(60, 1, 0);
+        ops[1].u.account = account(61, 1, 0);
+        ops[2].kind = OP_TRANSFER;
+        ops[2].u.transfer = transfer(62, 60, 61, amount);
+        for (int i = 0; i < 3; i++) {
+            ops[i].origin = 66;
+            ops[i].seq = (uint64_t)i + 1;
+        }
+        uint8_t digest[32], st[CHAIN_STATEMENT];
+        assert_true(chain_digest_ops(&c, ops, sizeof *ops, 3, digest));
+        memcpy(st, "tally run v1\0\0\0\0", 16);
+        put_u64le(st + 16, 66);
+        put_u64le(st + 24, 1);
+        put_u64le(st + 32, 3);
+        memcpy(st + 40, genesis, 32);
+        memcpy(st + 72, digest, 32);
+        if (!openssl_accepts(key, st, sizeof st, sig)) {
+            continue;
+        }
+        forged++;
+        op all[4] = {ops[0], ops[1], ops[2]};
+        memset(&all[3], 0, sizeof all[3]);
+        all[3].kind = OP_SIGN;
+        all[3].origin = 66;
+        all[3].u.sign.first = 1;
+        all[3].u.sign.last = 3;
+        all[3].u.sign.chain = key;
+        all[3].u.sign.sig = sig;
+        bytes d = {0};
+        assert_true(bytes_reserve(&d, 8));
+        memcpy(d.at, "TLYD\2\0\0\0", 8);
+        d.len = 8;
+        encode_block(all, 4, &d);
+        tally_replica *r = replica_new(1, NULL);
+        assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
+        assert_int_equal(tally_seen(r, 66), 0);
+        tally_close(r);
+        bytes_free(&d);
+    }
+    assert_true(forged > 0); /* the attack was real: OpenSSL took some of these */
+    crypto_free(&c);
+}
+
+/* A run goes out whole: a delta cut by max_bytes ends at a run's end, and the runs it holds
+ * apply; the rest follows in the next delta. */
+static void max_bytes_never_splits_a_run(void **state) {
+    (void)state;
+    tally_replica *src = replica_new(1, NULL), *dst = replica_new(2, NULL);
+    fund_wallet(src);
+    tally_transfer batch[40];
+    int results[40];
+    for (int i = 0; i < 40; i++) {
+        batch[i] = transfer(100 + (uint64_t)i, BANK, SHOP, 1);
+    }
+    assert_result(tally_create_transfers(src, batch, 40, results), TALLY_OK);
+    for (size_t cap = 60; cap < 4000; cap += 97) {
+        tally_replica *to = replica_new(3, NULL);
+        uint64_t last_seen = 0;
+        for (int round = 0; round < 100 && tally_seen(to, 1) < tally_seen(src, 1); round++) {
+            uint8_t *summary, *delta;
+            size_t summary_len, len;
+            assert_result(tally_summary(to, &summary, &summary_len), TALLY_OK);
+            assert_result(tally_delta(src, summary, summary_len, cap, &delta, &len), TALLY_OK);
+            assert_result(tally_apply(to, delta, len), TALLY_OK);
+            /* every seq it reaches is a run's end at the source */
+            const origin_rec *o = &src->origins.at[src->self];
+            uint64_t seen = tally_seen(to, 1);
+            assert_true(seen > last_seen);
+            assert_true(chain_run_at(o, seen) < o->runs.count &&
+                        o->runs.at[chain_run_at(o, seen)].last == seen);
+            last_seen = seen;
+            tally_free(summary);
+            tally_free(delta);
+        }
+        assert_converged(src, to);
+        tally_close(to);
+    }
+    (void)dst;
+    tally_close(src);
+    tally_close(dst);
+}
+
+/* Runs relayed by a replica that is not their origin verify at a third: the relay sends the
+ * origin's own records, never its own signature. */
+static void runs_relayed_through_a_third_replica_verify(void **state) {
+    (void)state;
+    tally_replica *a = replica_new(1, NULL), *b = replica_new(2, NULL), *c = replica_new(3, NULL);
+    fund_wallet(a);
+    sync_pair(a, b);
+    tally_account mine = account(20, 1, 0);
+    assert_result(tally_create_account(b, &mine), TALLY_OK);
+    sync_pair(b, c); /* a's runs and b's, all from b */
+    assert_converged(b, c);
+    assert_int_equal(tally_seen(c, 1), tally_seen(a, 1));
+    const origin_rec *at_c = &c->origins.at[replica_origin_find(c, 1)];
+    const origin_rec *at_a = &a->origins.at[a->self];
+    assert_int_equal(at_c->runs.count, at_a->runs.count);
+    assert_memory_equal(at_c->pub, at_a->pub, 32);
+    tally_close(a);
+    tally_close(b);
+    tally_close(c);
+}
+
+/* --- restore ------------------------------------------------------------------------------ */
+
+static char *temp_dir(void) {
+    char *dir = strdup("/tmp/tally-chain-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+static void shell(const char *fmt, const char *a, const char *b) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    assert_int_equal(system(cmd), 0);
+}
+
+static tally_replica *open_dir(const char *dir) {
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    tally_replica *r = NULL;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    return r;
+}
+
+/* A replica restored from a backup writes again over seqs it had already signed and shared:
+ * its old runs, coming back from a peer, overlap its new ones, and it refuses them rather than
+ * taking two histories for one origin. Without signatures both were "seq 6" and nobody saw. */
+static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
+    (void)state;
+    char *dir = temp_dir(), backup[64];
+    snprintf(backup, sizeof backup, "%s-backup", dir);
+    tally_replica *r = open_dir(dir), *peer = replica_new(2, NULL);
+    fund_wallet(r);
+    tally_close(r);
+    shell("cp -a %s %s", dir, backup);
+    r = open_dir(dir);
+    tally_transfer pay = transfer(20, WALLET, SHOP, 60);
+    assert_result(tally_create_transfer(r, &pay), TALLY_OK);
+    sync_pair(r, peer);
+    tally_close(r);
+    shell("rm -rf %s%s", dir, "");
+    shell("mv %s %s", backup, dir);
+    r = open_dir(dir); /* restored: knows nothing of the payment */
+    tally_transfer again = transfer(21, WALLET, THIEF, 60);
+    assert_result(tally_create_transfer(r, &again), TALLY_OK);
+    uint64_t seq = tally_seen(r, tally_replica_id(r));
+    size_t len;
+    uint8_t *d = delta_for(peer, r, &len);
+    assert_result(tally_apply(r, d, len), TALLY_ECORRUPT);
+    assert_int_equal(tally_seen(r, tally_replica_id(r)), seq); /* nothing of the other branch */
+    tally_free(d);
+    tally_close(r);
+    tally_close(peer);
+    shell("rm -rf %s%s", dir, "");
+    free(dir);
+}
+
+/* A journal whose key file is gone cannot go on signing as its replica. */
+static void a_directory_without_its_key_does_not_open(void **state) {
+    (void)state;
+    char *dir = temp_dir();
+    tally_replica *r = open_dir(dir);
+    fund_wallet(r);
+    tally_close(r);
+    char path[128];
+    snprintf(path, sizeof path, "%s/key", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600); /* the key is its owner's alone */
+    assert_int_equal(remove(path), 0);
+    char error[256];
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.error = error;
+    o.error_size = sizeof error;
+    assert_result(tally_open(&o, &r), TALLY_ECORRUPT);
+    assert_non_null(strstr(error, "key"));
+    shell("rm -rf %s%s", dir, "");
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_forged_spend_is_refused_by_its_origin_and_by_others),
+        cmocka_unit_test(a_changed_run_applies_nothing),
+        cmocka_unit_test(a_run_signed_under_a_small_order_key_is_refused),
+        cmocka_unit_test(max_bytes_never_splits_a_run),
+        cmocka_unit_test(runs_relayed_through_a_third_replica_verify),
+        cmocka_unit_test(a_restored_replica_meets_its_own_past_as_a_fork),
+        cmocka_unit_test(a_directory_without_its_key_does_not_open),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
