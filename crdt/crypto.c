@@ -21,9 +21,8 @@ static bool done(bool ok) {
 bool crypto_init(crypto_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    ctx->md = EVP_MD_CTX_new();
     ctx->sign = EVP_MD_CTX_new();
-    if (ctx->sha256 == NULL || ctx->md == NULL || ctx->sign == NULL) {
+    if (ctx->sha256 == NULL || ctx->sign == NULL || !crypto_sha_init(ctx, &ctx->sha)) {
         crypto_free(ctx);
         return done(false);
     }
@@ -33,27 +32,38 @@ bool crypto_init(crypto_ctx *ctx) {
 void crypto_free(crypto_ctx *ctx) {
     EVP_PKEY_free(ctx->signer);
     EVP_MD_CTX_free(ctx->sign);
-    EVP_MD_CTX_free(ctx->md);
+    crypto_sha_free(&ctx->sha);
     EVP_MD_free(ctx->sha256);
     memset(ctx, 0, sizeof *ctx);
 }
 
 bool crypto_sha256(crypto_ctx *ctx, const void *data, size_t len, uint8_t out[CRYPTO_HASH]) {
-    return crypto_sha256_begin(ctx) && crypto_sha256_add(ctx, data, len) &&
-           crypto_sha256_end(ctx, out);
+    return crypto_sha_begin(&ctx->sha) && crypto_sha_add(&ctx->sha, data, len) &&
+           crypto_sha_end(&ctx->sha, out);
 }
 
-bool crypto_sha256_begin(crypto_ctx *ctx) {
-    return done(EVP_DigestInit_ex2(ctx->md, ctx->sha256, NULL) == 1);
+bool crypto_sha_init(const crypto_ctx *ctx, crypto_sha *s) {
+    s->alg = ctx->sha256;
+    s->md = EVP_MD_CTX_new();
+    return done(s->md != NULL);
 }
 
-bool crypto_sha256_add(crypto_ctx *ctx, const void *data, size_t len) {
-    return done(EVP_DigestUpdate(ctx->md, data, len) == 1);
+void crypto_sha_free(crypto_sha *s) {
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
 }
 
-bool crypto_sha256_end(crypto_ctx *ctx, uint8_t out[CRYPTO_HASH]) {
+bool crypto_sha_begin(crypto_sha *s) {
+    return done(EVP_DigestInit_ex2(s->md, s->alg, NULL) == 1);
+}
+
+bool crypto_sha_add(crypto_sha *s, const void *data, size_t len) {
+    return done(EVP_DigestUpdate(s->md, data, len) == 1);
+}
+
+bool crypto_sha_end(crypto_sha *s, uint8_t out[CRYPTO_HASH]) {
     unsigned int n = 0;
-    return done(EVP_DigestFinal_ex(ctx->md, out, &n) == 1 && n == CRYPTO_HASH);
+    return done(EVP_DigestFinal_ex(s->md, out, &n) == 1 && n == CRYPTO_HASH);
 }
 
 bool crypto_seed_random(uint8_t seed[CRYPTO_SEED]) {

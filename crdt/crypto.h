@@ -29,12 +29,19 @@
 #define CRYPTO_SIG 64
 #define CRYPTO_HASH 32
 
+/* A SHA-256 computation in steps. */
+typedef struct crypto_sha {
+    const struct evp_md_st *alg;
+    struct evp_md_ctx_st *md;
+} crypto_sha;
+
 /* What signing and hashing keep between calls: the fetched SHA-256 (fetching it once is twice
- * as fast as fetching it at every call), a context for hashing and one for signing, and the
- * signing key if one is set. One per replica; not shared between threads. */
+ * as fast as fetching it at every call), a hash in steps for one-shot hashes, a context for
+ * signing, and the signing key if one is set. One per replica; not shared between threads. */
 typedef struct crypto_ctx {
     struct evp_md_st *sha256;
-    struct evp_md_ctx_st *md, *sign;
+    crypto_sha sha;
+    struct evp_md_ctx_st *sign;
     struct evp_pkey_st *signer;
     uint8_t public_key[CRYPTO_KEY]; /* the signing key's, once set */
 } crypto_ctx;
@@ -46,10 +53,13 @@ void crypto_free(crypto_ctx *ctx);
 
 /* SHA-256 of len bytes. */
 bool crypto_sha256(crypto_ctx *ctx, const void *data, size_t len, uint8_t out[CRYPTO_HASH]);
-/* The same in steps: begin, add any number of times, end. */
-bool crypto_sha256_begin(crypto_ctx *ctx);
-bool crypto_sha256_add(crypto_ctx *ctx, const void *data, size_t len);
-bool crypto_sha256_end(crypto_ctx *ctx, uint8_t out[CRYPTO_HASH]);
+/* SHA-256 in steps, with ctx's algorithm: init once (zeroed before), then begin, add any number
+ * of times, end, as often as needed; free at the end. */
+bool crypto_sha_init(const crypto_ctx *ctx, crypto_sha *s);
+void crypto_sha_free(crypto_sha *s);
+bool crypto_sha_begin(crypto_sha *s);
+bool crypto_sha_add(crypto_sha *s, const void *data, size_t len);
+bool crypto_sha_end(crypto_sha *s, uint8_t out[CRYPTO_HASH]);
 
 /* A fresh random seed, from the kernel. */
 bool crypto_seed_random(uint8_t seed[CRYPTO_SEED]);

@@ -2,20 +2,24 @@
  * ledger/chain.c — signed, hash-linked runs of each origin's ops (chain.h).
  *
  * An op's canonical bytes, which a run's digest hashes, are the fields the codec carries (so a
- * run relayed by any replica hashes the same): kind, the X bit (a pending TRANSFER, a VOID by
- * timeout), the HLC, then by kind
+ * run relayed by any replica hashes the same), ids at 16 bytes and numbers as LEB128 varints:
+ * kind, the X bit (a pending TRANSFER, a VOID by timeout), the HLC as the zigzag difference from
+ * the run's previous op's (from 0 for its first), then by kind
  *
  *     OPEN      id, bound flags (1 byte), ledger, code, user_data
  *     TRANSFER  id, debit id and bound flags, credit id and bound flags, ledger, amount, code,
  *               user_data, timeout_ms
- *     POST/VOID id, pending id, debit and credit as above, ledger, amount, code, user_data
- *     GRANT     account id, its bound flags, ledger, to, amount
+ *     POST/VOID id (zeros for a VOID by timeout), pending id, debit and credit as above, ledger,
+ *               amount, code, user_data
+ *     GRANT     account id, its bound flags, ledger, to (8 bytes), amount
  *
- * little-endian, at fixed sizes. The seq is not in them: op i of a run is seq first + i, and
- * the statement names first and the origin.
+ * The seq is not in them: op i of a run is seq first + i, and the statement names first and the
+ * origin. Varints keep a transfer near 60 bytes, one SHA-256 block: hashing is most of what
+ * signing costs per op.
  */
 #include "ledger/chain.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "crdt/bytes.h"
@@ -24,16 +28,8 @@
 static const char run_tag[16] = "tally run v1";
 static const char genesis_tag[16] = "tally genesis v1";
 
-/* Ops are hashed a buffer at a time: one digest update per op would cost more than the op. */
-#define DIGEST_BUFFER 8192
-#define CANONICAL_MAX 120
-
-typedef struct digest {
-    crypto_ctx *c;
-    bool ok;
-    size_t len;
-    uint8_t buf[DIGEST_BUFFER];
-} digest;
+/* The most an op's canonical bytes take. */
+#define CANONICAL_MAX 128
 
 static uint8_t *put_id(uint8_t *p, tally_id id) {
     put_u64le(p, id.hi);
@@ -41,42 +37,37 @@ static uint8_t *put_id(uint8_t *p, tally_id id) {
     return p + 16;
 }
 
-static uint8_t *put_u64(uint8_t *p, uint64_t v) {
-    put_u64le(p, v);
-    return p + 8;
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-static uint8_t *put_u32(uint8_t *p, uint32_t v) {
-    put_u32le(p, v);
-    return p + 4;
-}
-
-static uint8_t *put_u16(uint8_t *p, uint16_t v) {
-    put_u16le(p, v);
-    return p + 2;
-}
-
-static size_t canonical(const op *o, uint8_t *out) {
+static size_t canonical(const op *o, uint64_t prev_hlc, uint8_t *out) {
     uint8_t *p = out;
     const tally_transfer *t = &o->u.transfer;
+    int64_t step = (int64_t)(o->hlc - prev_hlc);
     *p++ = o->kind;
     *p++ = (o->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING)) ||
            (o->kind == OP_VOID && o->expired);
-    p = put_u64(p, o->hlc);
+    p = put_varint(p, ((uint64_t)step << 1) ^ (uint64_t)(step >> 63));
     switch (o->kind) {
     case OP_OPEN:
         p = put_id(p, o->u.account.id);
         *p++ = (uint8_t)o->u.account.flags;
-        p = put_u32(p, o->u.account.ledger);
-        p = put_u16(p, o->u.account.code);
-        p = put_u64(p, o->u.account.user_data);
+        p = put_varint(p, o->u.account.ledger);
+        p = put_varint(p, o->u.account.code);
+        p = put_varint(p, o->u.account.user_data);
         break;
     case OP_GRANT:
         p = put_id(p, o->u.grant.account);
         *p++ = o->u.grant.account_flags;
-        p = put_u32(p, o->u.grant.ledger);
-        p = put_u64(p, o->u.grant.to);
-        p = put_u64(p, o->u.grant.amount);
+        p = put_varint(p, o->u.grant.ledger);
+        put_u64le(p, o->u.grant.to);
+        p = put_varint(p + 8, o->u.grant.amount);
         break;
     default:
         p = put_id(p, o->kind == OP_VOID && o->expired ? (tally_id){0, 0} : t->id);
@@ -87,34 +78,39 @@ static size_t canonical(const op *o, uint8_t *out) {
         *p++ = o->debit_flags;
         p = put_id(p, t->credit_account_id);
         *p++ = o->credit_flags;
-        p = put_u32(p, t->ledger);
-        p = put_u64(p, t->amount);
-        p = put_u16(p, t->code);
-        p = put_u64(p, t->user_data);
+        p = put_varint(p, t->ledger);
+        p = put_varint(p, t->amount);
+        p = put_varint(p, t->code);
+        p = put_varint(p, t->user_data);
         if (o->kind == OP_TRANSFER) {
-            p = put_u32(p, t->timeout_ms);
+            p = put_varint(p, t->timeout_ms);
         }
         break;
     }
+    assert(p - out <= CANONICAL_MAX);
     return (size_t)(p - out);
 }
 
-static void digest_begin(digest *d, crypto_ctx *c) {
-    d->c = c;
+void chain_digest_begin(chain_digest *d, crypto_sha *sha) {
+    d->sha = sha;
     d->len = 0;
-    d->ok = crypto_sha256_begin(c);
+    d->ops = 0;
+    d->prev_hlc = 0;
+    d->ok = crypto_sha_begin(sha);
 }
 
-static void digest_op(digest *d, const op *o) {
-    if (d->len + CANONICAL_MAX > DIGEST_BUFFER) {
-        d->ok = d->ok && crypto_sha256_add(d->c, d->buf, d->len);
+void chain_digest_op(chain_digest *d, const op *o) {
+    if (d->len + CANONICAL_MAX > sizeof d->buf) {
+        d->ok = d->ok && crypto_sha_add(d->sha, d->buf, d->len);
         d->len = 0;
     }
-    d->len += canonical(o, d->buf + d->len);
+    d->len += canonical(o, d->prev_hlc, d->buf + d->len);
+    d->prev_hlc = o->hlc;
+    d->ops++;
 }
 
-static bool digest_end(digest *d, uint8_t out[CRYPTO_HASH]) {
-    return d->ok && crypto_sha256_add(d->c, d->buf, d->len) && crypto_sha256_end(d->c, out);
+bool chain_digest_end(chain_digest *d, uint8_t out[CRYPTO_HASH]) {
+    return d->ok && crypto_sha_add(d->sha, d->buf, d->len) && crypto_sha_end(d->sha, out);
 }
 
 static void statement(uint8_t out[CHAIN_STATEMENT], uint64_t origin, uint64_t first, uint64_t last,
@@ -129,12 +125,12 @@ static void statement(uint8_t out[CHAIN_STATEMENT], uint64_t origin, uint64_t fi
 
 bool chain_digest_ops(crypto_ctx *c, const op *ops, size_t stride, uint32_t n,
                       uint8_t out[CRYPTO_HASH]) {
-    digest d;
-    digest_begin(&d, c);
+    chain_digest d;
+    chain_digest_begin(&d, &c->sha);
     for (uint32_t i = 0; i < n; i++) {
-        digest_op(&d, (const op *)(const void *)((const char *)ops + (size_t)i * stride));
+        chain_digest_op(&d, (const op *)(const void *)((const char *)ops + (size_t)i * stride));
     }
-    return digest_end(&d, out);
+    return chain_digest_end(&d, out);
 }
 
 bool chain_sign_run(crypto_ctx *c, uint64_t origin, uint64_t first, uint64_t last,
@@ -147,8 +143,8 @@ bool chain_sign_run(crypto_ctx *c, uint64_t origin, uint64_t first, uint64_t las
 
 bool chain_same_op(const op *a, const op *b) {
     uint8_t x[CANONICAL_MAX], y[CANONICAL_MAX];
-    size_t n = canonical(a, x);
-    return n == canonical(b, y) && memcmp(x, y, n) == 0;
+    size_t n = canonical(a, 0, x);
+    return a->hlc == b->hlc && n == canonical(b, 0, y) && memcmp(x, y, n) == 0;
 }
 
 uint32_t chain_run_at(const origin_rec *o, uint64_t seq) {
@@ -199,14 +195,14 @@ int chain_own_key(tally_replica *r) {
 /* The digest of ops first..last of origins[origin], all applied here. */
 static bool digest_applied(tally_replica *r, const origin_rec *o, uint64_t first, uint64_t last,
                            uint8_t out[CRYPTO_HASH]) {
-    digest d;
-    digest_begin(&d, &r->crypto);
+    chain_digest d;
+    chain_digest_begin(&d, &r->crypto.sha);
     for (uint64_t s = first; s <= last; s++) {
         op x;
         replica_op_at(r, o->position[s - 1], &x);
-        digest_op(&d, &x);
+        chain_digest_op(&d, &x);
     }
-    return digest_end(&d, out);
+    return chain_digest_end(&d, out);
 }
 
 void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out) {
@@ -220,35 +216,110 @@ void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out)
     out->u.sign.sig = o->runs.at[k].sig;
 }
 
+/* The run of its own a replica is making: the digests of its full runs, and of the one still
+ * open, of ops from seq `from` on, in the order they were made. */
+typedef struct own_digest {
+    uint8_t at[CRYPTO_HASH];
+} own_digest;
+struct chain_own {
+    crypto_sha sha;
+    chain_digest run;
+    uint64_t from;
+    bool broken; /* something failed: the next seal reads the ops back instead */
+    ARRAY(own_digest) done;
+};
+
+void chain_own_free(tally_replica *r) {
+    if (r->own != NULL) {
+        crypto_sha_free(&r->own->sha);
+        ARRAY_FREE(r->own->done);
+        free(r->own);
+        r->own = NULL;
+    }
+}
+
+void chain_own_op(tally_replica *r, const op *o) {
+    struct chain_own *own = r->own;
+    if (own == NULL) {
+        own = calloc(1, sizeof *own);
+        if (own == NULL || !crypto_sha_init(&r->crypto, &own->sha)) {
+            free(own);
+            return; /* the seal reads the ops back */
+        }
+        r->own = own;
+    }
+    if (own->broken) {
+        return;
+    }
+    if (own->run.ops == 0 && own->done.count == 0) {
+        own->from = o->seq;
+    }
+    if (own->run.ops == 0) {
+        chain_digest_begin(&own->run, &own->sha);
+    }
+    chain_digest_op(&own->run, o);
+    if (own->run.ops == CHAIN_RUN_OPS_MAX) {
+        own->broken = !ARRAY_RESERVE(own->done, 1) ||
+                      !chain_digest_end(&own->run, own->done.at[own->done.count].at);
+        own->done.count += !own->broken;
+        own->run.ops = 0;
+    }
+}
+
+/* The digest of run [first, last] of this replica's, the k-th of this seal: from what
+ * chain_own_op hashed when it is all there, else read back from the records. */
+static bool own_digest_of(tally_replica *r, uint32_t k, uint64_t first, uint64_t last,
+                          uint8_t out[CRYPTO_HASH]) {
+    struct chain_own *own = r->own;
+    const origin_rec *self = &r->origins.at[r->self];
+    uint64_t made = own == NULL ? 0 : (uint64_t)own->done.count * CHAIN_RUN_OPS_MAX + own->run.ops;
+    bool hashed = own != NULL && !own->broken &&
+                  own->from + (uint64_t)k * CHAIN_RUN_OPS_MAX == first &&
+                  own->from + made - 1 == self->seq;
+    bool ok = !hashed               ? digest_applied(r, self, first, last, out)
+              : k < own->done.count ? (memcpy(out, own->done.at[k].at, CRYPTO_HASH), true)
+                                    : chain_digest_end(&own->run, out);
+#ifdef TALLY_CHECK_WRITES
+    uint8_t again[CRYPTO_HASH];
+    assert(!ok || !hashed ||
+           (digest_applied(r, self, first, last, again) && memcmp(again, out, CRYPTO_HASH) == 0));
+#endif
+    return ok;
+}
+
 int chain_seal(tally_replica *r) {
     origin_rec *self = &r->origins.at[r->self];
     assert(self->keyed && "a replica has its key from the moment it has an id");
-    for (;;) {
+    int rc = TALLY_OK;
+    for (uint32_t k = 0; rc == TALLY_OK; k++) {
         uint64_t first = chain_run_first(self, self->runs.count);
         if (first > self->seq) {
-            return TALLY_OK;
+            break;
         }
         uint64_t last =
             self->seq - first < CHAIN_RUN_OPS_MAX ? self->seq : first + CHAIN_RUN_OPS_MAX - 1;
-        if (!ARRAY_RESERVE(self->runs, 1)) {
-            return TALLY_ENOMEM;
-        }
         uint8_t ops[CRYPTO_HASH];
         run_rec run = {.last = (uint32_t)last};
-        if (!digest_applied(r, self, first, last, ops) ||
+        if (!ARRAY_RESERVE(self->runs, 1) || !own_digest_of(r, k, first, last, ops) ||
             !chain_sign_run(&r->crypto, self->id, first, last, run_prev(self, self->runs.count),
                             ops, run.hash, run.sig)) {
-            return TALLY_ENOMEM;
+            rc = TALLY_ENOMEM;
+            break;
         }
         self->runs.at[ARRAY_PUSH(self->runs)] = run;
         op s;
         chain_sign_op(r, r->self, self->runs.count - 1, &s);
-        int rc = replica_journal_add(r, &s);
+        rc = replica_journal_add(r, &s);
         if (rc != TALLY_OK) {
             self->runs.count--;
-            return rc;
         }
     }
+    if (r->own != NULL) { /* what is left unsigned is read back next time */
+        r->own->done.count = 0;
+        r->own->run.ops = 0;
+        r->own->broken = false;
+    }
+    return rc;
 }
 
 /* Where run [first, last] of o would go among its runs here, given its statement's hash: a
@@ -273,22 +344,13 @@ static int place(const origin_rec *o, uint64_t first, uint64_t last,
     return TALLY_OK;
 }
 
-int chain_accept(tally_replica *r, const op *s, const op *ops, size_t stride, uint32_t n,
+int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYPTO_HASH],
                  chain_verdict *verdict) {
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
-    if (n == 0 || last - first + 1 != n || n > CHAIN_RUN_OPS_MAX) {
+    if (last - first >= CHAIN_RUN_OPS_MAX) {
         return TALLY_ECORRUPT;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        const op *o = (const op *)(const void *)((const char *)ops + (size_t)i * stride);
-        if (o->origin != s->origin || o->seq != first + i) {
-            return TALLY_ECORRUPT;
-        }
-    }
-    uint8_t digest_of_ops[CRYPTO_HASH], st[CHAIN_STATEMENT], hash[CRYPTO_HASH];
-    if (!chain_digest_ops(&r->crypto, ops, stride, n, digest_of_ops)) {
-        return TALLY_ENOMEM;
-    }
+    uint8_t st[CHAIN_STATEMENT], hash[CRYPTO_HASH];
     uint32_t i = replica_origin_find(r, s->origin);
     const origin_rec *o = i != NONE ? &r->origins.at[i] : NULL;
     const uint8_t *key = o != NULL && o->keyed ? o->pub : s->u.sign.chain;

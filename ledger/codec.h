@@ -141,6 +141,25 @@ int block_dec_op(block_dec *d, op *out);
  * block begins. */
 int block_dec_next(block_dec *d, op *out, uint32_t entries[2]);
 int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]);
+/* Where a decoder stands in its block, to decode the same ops again from there: the
+ * dictionaries only grow, and decoding the same bytes adds the same entries again. */
+typedef struct block_dec_mark {
+    const uint8_t *p;
+    uint32_t remaining, accounts, origins;
+    block_prev prev;
+} block_dec_mark;
+static inline block_dec_mark block_dec_save(const block_dec *d) {
+    block_dec_mark m = {d->p, d->remaining, d->dict.accounts.count, d->dict.origins.count,
+                        d->dict.prev};
+    return m;
+}
+static inline void block_dec_restore(block_dec *d, const block_dec_mark *m) {
+    d->p = m->p;
+    d->remaining = m->remaining;
+    d->dict.accounts.count = m->accounts;
+    d->dict.origins.count = m->origins;
+    d->dict.prev = m->prev;
+}
 /* True when every op was read and every payload byte consumed. */
 bool block_dec_done(const block_dec *d);
 /* Releases the decoder's memory; it is empty again, as after block_dec_init. */

@@ -55,6 +55,8 @@ static int local_commit(tally_replica *r, op *o, uint64_t now_ms, op_refs refs) 
     rc = op_apply(r, o, &refs, now_ms);
     if (rc != TALLY_OK) {
         replica_journal_unadd(r);
+    } else {
+        chain_own_op(r, o); /* hashed for its run now, while it is at hand */
     }
     return rc;
 }

@@ -38,6 +38,7 @@ static int hook_load(void *ctx, const uint8_t *buf, size_t len, uint64_t *segmen
 static void hook_reset(void *ctx) {
     tally_replica *r = ctx;
     replica_free_tables(r);
+    chain_own_free(r);
     r->id = 0;
     r->self = NONE;
     expiry_clock_start(r);
@@ -232,6 +233,7 @@ void tally_close(tally_replica *r) {
         free(r->journal);
     }
     free(r->learned);
+    chain_own_free(r);
     crypto_free(&r->crypto);
     replica_free_tables(r);
     idmap_free(&r->account_map);

@@ -151,7 +151,8 @@ struct tally_replica {
     uint64_t pending_open;
     uint64_t refused_rights;
 
-    crypto_ctx crypto; /* hashes runs, and signs this replica's with its key */
+    crypto_ctx crypto;     /* hashes runs, and signs this replica's with its key */
+    struct chain_own *own; /* the run of its own being made (ledger/chain.c); NULL: none */
 
     struct journal *journal; /* NULL: in memory */
     /* Called at the end of a write call that applied ops (local or a peer's), so that a sync

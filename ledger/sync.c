@@ -250,11 +250,9 @@ static bool emit_run(const tally_replica *r, block_enc *enc, bytes *out, uint32_
     return block_enc_op(enc, out, &sign);
 }
 
-/* Whether the current block has room for a run of n ops and its record, however they
- * encode. */
-static bool block_room(const block_enc *enc, const bytes *out, uint64_t n) {
-    return block_enc_payload(enc, out) + (n + 1) * CODEC_OP_MAX <= CODEC_BLOCK_PAYLOAD_MAX &&
-           enc->ops + n + 1 <= CODEC_BLOCK_OPS_MAX;
+/* Whether the block begun last holds more than a block may. */
+static bool block_over(const block_enc *enc, const bytes *out) {
+    return block_enc_payload(enc, out) > CODEC_BLOCK_PAYLOAD_MAX || enc->ops > CODEC_BLOCK_OPS_MAX;
 }
 
 /* Appends to out the runs the peer lacks, each whole, in blocks, stopping before the run that
@@ -275,11 +273,6 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
             continue; /* not the end of a run to send */
         }
         uint32_t k = next[i]++;
-        uint64_t n = seq - chain_run_first(o, k) + 1;
-        if (open && !block_room(&enc, out, n)) {
-            block_enc_end(&enc, out);
-            open = false;
-        }
         if (!open && !block_enc_begin(&enc, out)) {
             rc = TALLY_ENOMEM;
             break;
@@ -287,6 +280,14 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
         open = true;
         block_mark mark = block_enc_mark(&enc, out);
         bool emitted = emit_run(r, &enc, out, i, k);
+        if (emitted && mark.ops > 0 && block_over(&enc, out)) {
+            /* a run never spans blocks: this one starts the next (it fits an empty one) */
+            emitted = block_enc_rewind(&enc, out, &mark);
+            block_enc_end(&enc, out);
+            emitted = emitted && block_enc_begin(&enc, out);
+            mark = block_enc_mark(&enc, out);
+            emitted = emitted && emit_run(r, &enc, out, i, k);
+        }
         if (!emitted || (max_bytes != 0 && any && out->len > max_bytes)) {
             if (!block_enc_rewind(&enc, out, &mark) || !emitted) {
                 rc = TALLY_ENOMEM;
@@ -545,73 +546,110 @@ static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, si
     return rc;
 }
 
-/* Applies a run a peer sent, once chain_accept has verified it: the ops this replica lacks, in
- * order, and then, if that completed the run, its SIGN record to the journal. Ops this replica
- * held before the run was signed (from before signing) must be the run's own. */
-static int apply_run(tally_replica *r, block_dec *dec, decoded_op *ops, uint32_t n, const op *sign,
-                     op_refs *last, uint64_t now_ms) {
-    chain_verdict verdict;
-    int rc = chain_accept(r, sign, &ops[0].o, sizeof *ops, n, &verdict);
-    if (rc != TALLY_OK || verdict == CHAIN_FORK) {
-        return rc != TALLY_OK ? rc : TALLY_ECORRUPT;
-    }
-    uint32_t origin = replica_origin_find(r, sign->origin);
-    uint64_t had = r->origins.at[origin].seq;
-    uint32_t i = 0;
-    for (; i < n && ops[i].o.seq <= had; i++) {
-        op mine;
-        replica_op_at(r, r->origins.at[origin].position[ops[i].o.seq - 1], &mine);
-        if (verdict == CHAIN_NEW && !chain_same_op(&mine, &ops[i].o)) {
+/* Reads the next run of the block, ops and SIGN record, hashing its ops: *sign is its record,
+ * *n how many ops it has. TALLY_ECORRUPT when the ops are not one origin's in seq order from
+ * the record's first to its last, or more than a run holds, or the block ends first. */
+static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
+                    uint8_t digest[CRYPTO_HASH]) {
+    chain_digest d;
+    chain_digest_begin(&d, &r->crypto.sha);
+    uint64_t origin = 0, first = 0;
+    for (*n = 0;; (*n)++) {
+        op o;
+        int rc = dec->remaining > 0 ? block_dec_op(dec, &o) : TALLY_ECORRUPT;
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+        if (o.kind == OP_SIGN) {
+            if (*n == 0 || o.origin != origin || o.u.sign.first != first ||
+                o.u.sign.last != first + *n - 1) {
+                return TALLY_ECORRUPT;
+            }
+            *sign = o;
+            return chain_digest_end(&d, digest) ? TALLY_OK : TALLY_ENOMEM;
+        }
+        if (*n == CHAIN_RUN_OPS_MAX) {
             return TALLY_ECORRUPT;
         }
+        if (*n == 0) {
+            origin = o.origin;
+            first = o.seq;
+        } else if (o.origin != origin || o.seq != first + *n) {
+            return TALLY_ECORRUPT;
+        }
+        chain_digest_op(&d, &o);
     }
-    while (i < n && rc == TALLY_OK) {
-        uint32_t m = n - i < APPLY_AHEAD ? n - i : APPLY_AHEAD;
-        apply_ahead(r, dec, ops + i, m);
-        for (uint32_t j = i; j < i + m && rc == TALLY_OK; j++) {
-            rc = apply_one(r, &ops[j], dec, last, now_ms);
+}
+
+/* Applies the n ops of a verified run, decoding them again from where the run begins: the
+ * ones this replica lacks, in order; the ones it holds from before signing must be the run's. */
+static int apply_run_ops(tally_replica *r, block_dec *dec, uint32_t n, chain_verdict verdict,
+                         uint32_t origin, op_refs *last, uint64_t now_ms) {
+    uint64_t had = r->origins.at[origin].seq;
+    int rc = TALLY_OK;
+    for (uint32_t i = 0; i < n && rc == TALLY_OK;) {
+        decoded_op batch[APPLY_AHEAD];
+        uint32_t m = 0;
+        for (; m < APPLY_AHEAD && i + m < n && rc == TALLY_OK; m++) {
+            rc = block_dec_next(dec, &batch[m].o, batch[m].entries);
+            if (rc == TALLY_OK) {
+                rc = block_dec_accounts(dec, &batch[m].o, batch[m].entries);
+            }
+        }
+        if (rc != TALLY_OK) {
+            return TALLY_ECORRUPT; /* it decoded the first time */
+        }
+        apply_ahead(r, dec, batch, m);
+        for (uint32_t j = 0; j < m && rc == TALLY_OK; j++) {
+            const op *o = &batch[j].o;
+            if (o->seq <= had && verdict == CHAIN_NEW) {
+                op mine;
+                replica_op_at(r, r->origins.at[origin].position[o->seq - 1], &mine);
+                rc = chain_same_op(&mine, o) ? TALLY_OK : TALLY_ECORRUPT;
+            } else {
+                rc = apply_one(r, &batch[j], dec, last, now_ms);
+            }
         }
         i += m;
-    }
-    const origin_rec *o = &r->origins.at[origin];
-    if (rc == TALLY_OK && o->seq > had && o->seq >= sign->u.sign.last) {
-        rc = replica_journal_add(r, sign);
     }
     return rc;
 }
 
-/* The ops of one run, decoded and waiting for its SIGN record. */
-typedef ARRAY(decoded_op) run_buffer;
-
 /* Applies the block of a delta at buf with the decoder dec (its memory serves every block of
- * the delta): run after run, each checked whole before any of its ops applies. *block_len is
- * set to the block's size. Runs before an error stay applied. */
+ * the delta), run after run: each is read and hashed, verified (chain_accept), and only then
+ * decoded again and applied; then, if that completed it, its SIGN record goes to the journal.
+ * *block_len is set to the block's size. Runs before an error stay applied. */
 static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, size_t len,
-                       size_t *block_len, op_refs *last, uint64_t now_ms, run_buffer *run) {
+                       size_t *block_len, op_refs *last, uint64_t now_ms) {
     int rc = block_dec_begin(dec, buf, len, block_len);
-    run->count = 0;
     while (rc == TALLY_OK && dec->remaining > 0) {
-        if (run->count > CHAIN_RUN_OPS_MAX) {
-            return TALLY_ECORRUPT; /* more ops than any run holds */
-        }
-        if (!ARRAY_RESERVE_MAX(*run, 1, CHAIN_RUN_OPS_MAX + 1)) {
-            return TALLY_ENOMEM;
-        }
-        decoded_op *d = &run->at[run->count];
-        rc = block_dec_next(dec, &d->o, d->entries);
+        block_dec_mark start = block_dec_save(dec);
+        op sign;
+        uint32_t n;
+        uint8_t digest[CRYPTO_HASH];
+        chain_verdict verdict;
+        rc = read_run(r, dec, &sign, &n, digest);
         if (rc == TALLY_OK) {
-            rc = block_dec_accounts(dec, &d->o, d->entries);
+            rc = chain_accept(r, &sign, digest, &verdict);
         }
-        if (rc == TALLY_OK && d->o.kind == OP_SIGN) {
-            op sign = d->o;
-            rc = apply_run(r, dec, run->at, run->count, &sign, last, now_ms);
-            run->count = 0;
-        } else if (rc == TALLY_OK) {
-            run->count++;
+        if (rc == TALLY_OK && verdict == CHAIN_FORK) {
+            rc = TALLY_ECORRUPT; /* a second history of the origin: not taken */
+        }
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+        block_dec_mark end = block_dec_save(dec);
+        uint32_t origin = replica_origin_find(r, sign.origin);
+        uint64_t had = r->origins.at[origin].seq;
+        block_dec_restore(dec, &start);
+        rc = apply_run_ops(r, dec, n, verdict, origin, last, now_ms);
+        block_dec_restore(dec, &end);
+        if (rc == TALLY_OK && r->origins.at[origin].seq > had &&
+            r->origins.at[origin].seq >= sign.u.sign.last) {
+            rc = replica_journal_add(r, &sign);
         }
     }
-    /* a run ends in its block */
-    return rc == TALLY_OK && (run->count > 0 || !block_dec_done(dec)) ? TALLY_ECORRUPT : rc;
+    return rc == TALLY_OK && !block_dec_done(dec) ? TALLY_ECORRUPT : rc;
 }
 
 int replica_replay_frame(void *ctx, const uint8_t *frame, size_t len) {
@@ -650,13 +688,11 @@ int tally_apply(tally_replica *r, const uint8_t *delta, size_t len) {
     int rc = TALLY_OK;
     block_dec dec;
     block_dec_init(&dec);
-    run_buffer run = {0};
     while (at < len && rc == TALLY_OK) {
         size_t block_len;
-        rc = apply_block(r, &dec, delta + at, len - at, &block_len, &last, now_ms, &run);
+        rc = apply_block(r, &dec, delta + at, len - at, &block_len, &last, now_ms);
         at += block_len;
     }
-    ARRAY_FREE(run);
     block_dec_free(&dec);
     replica_debug_check(r);
     /* What was applied is journalled before the sender hears of it, even when the apply then
