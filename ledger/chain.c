@@ -404,6 +404,13 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
     return TALLY_OK;
 }
 
+void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed) {
+    origin_rec *o = &r->origins.at[origin];
+    assert(o->runs.count > 0);
+    o->runs.count--;
+    o->keyed = was_keyed;
+}
+
 int chain_replay(tally_replica *r, const op *s) {
     uint32_t i = replica_origin_find(r, s->origin);
     uint64_t first = s->u.sign.first, last = s->u.sign.last;

@@ -21,7 +21,8 @@
  *      origin's key and chains onto that origin's runs here (or is one of them already).
  *   2. An origin's runs here are consecutive from seq 1, each chaining to the one before; all
  *      but the last end at or below the origin's seq, and the last ends past it only when its
- *      apply stopped part way (its ops are then never sent on).
+ *      apply stopped part way (its ops are then never sent on); a run none of whose ops
+ *      applied is not kept.
  *   3. Every run this replica signs covers ops it has committed and no other run of its own
  *      covers: it seals each of its write calls' ops once, in runs of at most CHAIN_RUN_OPS_MAX.
  */
@@ -99,6 +100,9 @@ int chain_seal(tally_replica *r);
  * does not verify, or does not fit the origin's runs here, is TALLY_ECORRUPT. */
 int chain_accept(tally_replica *r, const op *s, const uint8_t digest[CRYPTO_HASH],
                  chain_verdict *verdict);
+/* Takes back the run chain_accept recorded last for origins[origin] (CHAIN_NEW), when none of
+ * its ops could be applied; the origin's key too, if that run brought it. */
+void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed);
 /* Replays a SIGN record from the journal, after the ops it covers (its signature was checked
  * before it was written). TALLY_ECORRUPT when it does not fit. */
 int chain_replay(tally_replica *r, const op *s);

@@ -629,6 +629,8 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         uint8_t digest[CRYPTO_HASH];
         chain_verdict verdict;
         rc = read_run(r, dec, &sign, &n, digest);
+        uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;
+        bool was_keyed = known != NONE && r->origins.at[known].keyed;
         if (rc == TALLY_OK) {
             rc = chain_accept(r, &sign, digest, &verdict);
         }
@@ -644,6 +646,11 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         block_dec_restore(dec, &start);
         rc = apply_run_ops(r, dec, n, verdict, origin, last, now_ms);
         block_dec_restore(dec, &end);
+        if (rc != TALLY_OK && verdict == CHAIN_NEW && r->origins.at[origin].seq == had) {
+            /* none of it applied (its first new op invalid here, or ops from before signing
+             * that are not the run's): it is not one of this replica's runs */
+            chain_unaccept(r, origin, was_keyed);
+        }
         if (rc == TALLY_OK && r->origins.at[origin].seq > had &&
             r->origins.at[origin].seq >= sign.u.sign.last) {
             rc = replica_journal_add(r, &sign);

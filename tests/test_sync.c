@@ -693,6 +693,10 @@ static void an_op_spending_rights_its_origin_lacks_is_rejected(void **state) {
     assert_result(tally_apply(r, d.at, d.len), TALLY_ECORRUPT);
     assert_int_equal(tally_seen(r, 9), 3);
     assert_int_equal(tally_seen(r, 8), 0);
+    /* and a run none of whose ops applied is not kept as one of 8's, nor its key */
+    uint32_t eight = replica_origin_find(r, 8);
+    assert_true(eight == NONE ||
+                (r->origins.at[eight].runs.count == 0 && !r->origins.at[eight].keyed));
     tally_balance b;
     assert_result(tally_lookup_balance(r, tid(A), &b), TALLY_OK);
     assert_int_equal(b.debits_posted, 0);
