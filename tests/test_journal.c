@@ -1056,6 +1056,51 @@ static void a_version_1_snapshot_loads_and_estimates_deadlines(void **state) {
     tally_close(r);
 }
 
+/* A replica upgraded from 0.2 holds another replica's ops with no signature: it sends them on
+ * only once their origin's signed runs have come and matched its copies, and refuses signed
+ * runs that say otherwise (another key for the same id, other ops). */
+static void ops_from_before_signing_are_sent_on_once_their_origin_signed_them(void **state) {
+    fixture *f = *state;
+    tally_replica *r = open_ok(f), *x = replica_new(30, NULL), *impostor = replica_new(30, NULL);
+    tally_account a = account(300, 1, 0), b = account(301, 1, 0);
+    assert_result(tally_create_account(x, &a), TALLY_OK);
+    assert_result(tally_create_account(impostor, &b), TALLY_OK);
+    sync_pair(x, r);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    tally_close(r);
+    snapshot_to_version_1(f); /* as 0.2 kept it: 30's op, and no run or key of 30's */
+    r = open_ok(f);
+    uint32_t at = replica_origin_find(r, 30);
+    assert_int_equal(r->origins.at[at].runs.count, 0);
+    assert_false(r->origins.at[at].keyed);
+    tally_replica *fresh = replica_new(31, NULL);
+    sync_pair(r, fresh);
+    assert_int_equal(tally_seen(fresh, 30), 0); /* nothing it could vouch for */
+    /* another key for 30, and another op as its seq 1: refused, and nothing kept of it */
+    size_t len;
+    uint8_t *summary, *d;
+    assert_result(tally_summary(r, &summary, &len), TALLY_OK);
+    size_t d_len;
+    assert_result(tally_delta(impostor, summary, len, 0, &d, &d_len), TALLY_OK);
+    tally_free(summary);
+    assert_result(tally_apply(r, d, d_len), TALLY_ECORRUPT);
+    tally_free(d);
+    at = replica_origin_find(r, 30);
+    assert_int_equal(r->origins.at[at].runs.count, 0);
+    assert_false(r->origins.at[at].keyed);
+    /* 30's own runs match what r holds: r takes them as 30's, and sends them on */
+    sync_pair(x, r);
+    assert_true(r->origins.at[at].keyed);
+    sync_pair(r, fresh);
+    assert_int_equal(tally_seen(fresh, 30), 1);
+    tally_account got;
+    assert_result(tally_lookup_account(fresh, tid(300), &got), TALLY_OK);
+    tally_close(fresh);
+    tally_close(impostor);
+    tally_close(x);
+    tally_close(r);
+}
+
 /* A deadline estimated when a snapshot written before 0.2 is loaded stays where it was put
  * across restarts, though the wall clock stepped back since (which puts the steady clock of
  * the CLOCK records written after it ahead of the wall clock). Each open used to estimate it
@@ -1371,6 +1416,7 @@ int main(void) {
         T(a_version_1_snapshot_loads_and_estimates_deadlines),
         T(a_pending_made_in_a_glitch_expires_across_restarts),
         T(a_deadline_estimated_at_an_upgrade_stays_across_restarts),
+        T(ops_from_before_signing_are_sent_on_once_their_origin_signed_them),
         T(a_pending_brought_back_by_a_peer_keeps_its_deadline),
         T(a_clock_record_only_ever_moves_the_clock_forward),
         T(a_clock_that_ran_half_way_round_still_opens),
