@@ -291,6 +291,11 @@ int chain_seal(tally_replica *r) {
     origin_rec *self = &r->origins.at[r->self];
     assert(self->keyed && "a replica has its key from the moment it has an id");
     int rc = TALLY_OK;
+    if (r->learned->own_behind > self->seq) {
+        /* its ops past its runs are part of a run of its own it has only some of: signing
+         * them again would fork its history (and it makes none while behind) */
+        return TALLY_OK;
+    }
     for (uint32_t k = 0; rc == TALLY_OK; k++) {
         uint64_t first = chain_run_first(self, self->runs.count);
         if (first > self->seq) {
@@ -411,10 +416,16 @@ void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed) {
     o->keyed = was_keyed;
 }
 
+void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last) {
+    if (origin == r->self && last > r->learned->own_behind) {
+        r->learned->own_behind = last;
+    }
+}
+
 int chain_replay(tally_replica *r, const op *s) {
     uint32_t i = replica_origin_find(r, s->origin);
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
-    if (i == NONE || last > r->origins.at[i].seq || last > UINT32_MAX) {
+    if (i == NONE || first > r->origins.at[i].seq || last > UINT32_MAX) {
         return TALLY_ECORRUPT;
     }
     origin_rec *o = &r->origins.at[i];
@@ -427,6 +438,13 @@ int chain_replay(tally_replica *r, const op *s) {
     }
     if (!o->keyed) {
         return TALLY_ECORRUPT;
+    }
+    if (last > o->seq) {
+        /* a run whose apply stopped part way: its ops are not all here to hash, so it is not
+         * one of the runs here; its key stays (no other key may take its origin), and if it
+         * is this replica's own, so does knowing that its history goes further */
+        chain_partly_applied(r, i, last);
+        return TALLY_OK;
     }
     uint8_t ops[CRYPTO_HASH], st[CHAIN_STATEMENT];
     run_rec run = {.last = (uint32_t)last};

@@ -24,7 +24,10 @@
  *      apply stopped part way (its ops are then never sent on); a run none of whose ops
  *      applied is not kept.
  *   3. Every run this replica signs covers ops it has committed and no other run of its own
- *      covers: it seals each of its write calls' ops once, in runs of at most CHAIN_RUN_OPS_MAX.
+ *      covers: it seals each of its write calls' ops once, in runs of at most CHAIN_RUN_OPS_MAX,
+ *      and nothing while it holds part of a run of its own (it takes no writes then).
+ *   4. A run some of whose ops applied has its SIGN record journalled, whole or not: replaying
+ *      it keeps the origin's key across a restart, so no other key can take the origin.
  */
 #ifndef TALLY_LEDGER_CHAIN_H
 #define TALLY_LEDGER_CHAIN_H
@@ -103,6 +106,9 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest[CRYPTO_HASH
 /* Takes back the run chain_accept recorded last for origins[origin] (CHAIN_NEW), when none of
  * its ops could be applied; the origin's key too, if that run brought it. */
 void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed);
+/* Notes that a run of origins[origin] ending at last applied only part way here: when it is
+ * this replica's own, it is behind its own history (TALLY_ORIGIN_BEHIND) until it has it. */
+void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last);
 /* Replays a SIGN record from the journal, after the ops it covers (its signature was checked
  * before it was written). TALLY_ECORRUPT when it does not fit. */
 int chain_replay(tally_replica *r, const op *s);

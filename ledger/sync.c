@@ -651,10 +651,11 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
              * that are not the run's): it is not one of this replica's runs */
             chain_unaccept(r, origin, was_keyed);
         }
-        if (rc == TALLY_OK && r->origins.at[origin].seq > had &&
-            r->origins.at[origin].seq >= sign.u.sign.last) {
-            rc = replica_journal_add(r, &sign);
+        int applied = r->origins.at[origin].seq > had ? replica_journal_add(r, &sign) : TALLY_OK;
+        if (r->origins.at[origin].seq < sign.u.sign.last) {
+            chain_partly_applied(r, origin, sign.u.sign.last);
         }
+        rc = rc != TALLY_OK ? rc : applied;
     }
     return rc == TALLY_OK && !block_dec_done(dec) ? TALLY_ECORRUPT : rc;
 }

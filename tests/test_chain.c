@@ -397,6 +397,169 @@ static void a_directory_without_its_key_does_not_open(void **state) {
     free(dir);
 }
 
+/* --- runs that apply part way ------------------------------------------------------------ */
+
+static op open_op(uint64_t origin, uint64_t seq, uint64_t id) {
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_OPEN;
+    o.origin = origin;
+    o.seq = seq;
+    o.hlc = 1000 + seq;
+    o.u.account = account(id, 1, 0);
+    return o;
+}
+
+/* A delta of ops[0..n), origin ops[0].origin from seq 1, signed with a key that is not the
+ * origin's. */
+static void signed_by_another(const op *ops, size_t n, bytes *out) {
+    crypto_ctx c;
+    assert_true(crypto_init(&c));
+    uint8_t seed[CRYPTO_SEED], genesis[CRYPTO_HASH], digest[CRYPTO_HASH], hash[CRYPTO_HASH];
+    uint8_t sig[CRYPTO_SIG], key[CRYPTO_KEY];
+    memset(seed, 0x77, sizeof seed);
+    assert_true(crypto_set_signer(&c, seed));
+    memcpy(key, c.public_key, CRYPTO_KEY);
+    assert_true(chain_genesis(&c, ops[0].origin, key, genesis));
+    assert_true(chain_digest_ops(&c, ops, sizeof *ops, (uint32_t)n, digest));
+    assert_true(chain_sign_run(&c, ops[0].origin, 1, n, genesis, digest, hash, sig));
+    op all[8];
+    memcpy(all, ops, n * sizeof *ops);
+    memset(&all[n], 0, sizeof all[n]);
+    all[n].kind = OP_SIGN;
+    all[n].origin = ops[0].origin;
+    all[n].u.sign.first = 1;
+    all[n].u.sign.last = n;
+    all[n].u.sign.chain = key;
+    all[n].u.sign.sig = sig;
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\2\0\0\0", 8);
+    out->len = 8;
+    encode_block(all, n + 1, out);
+    crypto_free(&c);
+}
+
+static tally_replica *open_dir_as(const char *dir, uint64_t id) {
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.replica_id = id;
+    tally_replica *r = NULL;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    return r;
+}
+
+/* Found by an adversary: an origin's first run that applied only part way (a relay left out
+ * what its second op needs) had no SIGN record in the journal, so after a restart the origin
+ * had ops but no key, and anyone could claim it with a key of their own, copying the op that
+ * applied and adding ops the origin never made. The record is journalled now, and keeps the
+ * key. */
+static void a_run_applied_part_way_keeps_its_origins_key_across_a_restart(void **state) {
+    (void)state;
+    char *dir = temp_dir();
+    tally_replica *r = open_dir_as(dir, 5);
+    test_chains_reset();
+    op y_ops[1] = {open_op(200, 1, 999)};
+    op x_ops[2] = {open_op(100, 1, 50), open_op(100, 2, 51)};
+    x_ops[1].kind = OP_TRANSFER;
+    x_ops[1].u.transfer = transfer(60, 999, 50, 10); /* needs 200's account */
+    bytes yd = {0}, xd = {0}, forged = {0};
+    make_delta(y_ops, 1, &yd);
+    make_delta(x_ops, 2, &xd);
+    assert_result(tally_apply(r, xd.at, xd.len), TALLY_ECORRUPT); /* op 1 applies, op 2 not */
+    assert_int_equal(tally_seen(r, 100), 1);
+    tally_close(r);
+    r = open_dir_as(dir, 5);
+    assert_true(r->origins.at[replica_origin_find(r, 100)].keyed);
+    op claim[2] = {open_op(100, 1, 50), open_op(100, 2, 4242)};
+    signed_by_another(claim, 2, &forged);
+    assert_result(tally_apply(r, forged.at, forged.len), TALLY_ECORRUPT);
+    tally_account a;
+    assert_result(tally_lookup_account(r, tid(4242), &a), TALLY_NOT_FOUND);
+    /* the origin's own run completes once what it needs is here */
+    assert_result(tally_apply(r, yd.at, yd.len), TALLY_OK);
+    assert_result(tally_apply(r, xd.at, xd.len), TALLY_OK);
+    assert_int_equal(tally_seen(r, 100), 2);
+    assert_true(replica_check(r));
+    tally_close(r);
+    r = open_dir_as(dir, 5);
+    assert_int_equal(tally_seen(r, 100), 2);
+    tally_close(r);
+    bytes_free(&forged);
+    bytes_free(&xd);
+    bytes_free(&yd);
+    shell("rm -rf %s%s", dir, "");
+    free(dir);
+}
+
+static int apply_from(tally_replica *from, tally_replica *to) {
+    size_t len;
+    uint8_t *d = delta_for(from, to, &len);
+    int rc = tally_apply(to, d, len);
+    tally_free(d);
+    return rc;
+}
+
+/* Found by an adversary: a replica restored from a backup is handed a run of its own that
+ * applies only part way (a relay left out what its second op needs). It then took a write at a
+ * seq inside that signed run, and never converged again. Holding part of a run of its own, it
+ * is behind its own history now: it refuses writes (also after a restart) and signs nothing
+ * until it has the run whole. */
+static void a_replica_holding_part_of_its_own_run_takes_no_write(void **state) {
+    (void)state;
+    for (int restart = 0; restart < 2; restart++) {
+        char *dir = temp_dir(), backup[64];
+        snprintf(backup, sizeof backup, "%s-backup", dir);
+        tally_replica *a = open_dir_as(dir, 5);
+        tally_account acc[2] = {account(1, 1, 0), account(3, 1, 0)};
+        assert_result(tally_create_account(a, &acc[0]), TALLY_OK);
+        assert_result(tally_create_account(a, &acc[1]), TALLY_OK);
+        tally_close(a);
+        shell("cp -a %s %s", dir, backup);
+        a = open_dir_as(dir, 5);
+        tally_replica *y = replica_new(200, NULL);
+        tally_account y999 = account(999, 1, 0);
+        assert_result(tally_create_account(y, &y999), TALLY_OK);
+        assert_result(apply_from(y, a), TALLY_OK);
+        int res[2];
+        tally_transfer t[2] = {transfer(10, 1, 3, 5), transfer(11, 999, 3, 7)};
+        assert_result(tally_create_transfers(a, t, 2, res), TALLY_OK); /* run [3..4] */
+        /* a's delta for a replica that holds 200's account, handed to the restored b */
+        tally_replica *b = open_dir_as(backup, 5), *has_y = replica_new(78, NULL);
+        assert_result(apply_from(y, has_y), TALLY_OK);
+        uint8_t *summary, *d;
+        size_t summary_len, len;
+        assert_result(tally_summary(has_y, &summary, &summary_len), TALLY_OK);
+        assert_result(tally_delta(a, summary, summary_len, 0, &d, &len), TALLY_OK);
+        assert_result(tally_apply(b, d, len), TALLY_ECORRUPT); /* transfer 10 only */
+        tally_free(summary);
+        tally_free(d);
+        assert_int_equal(tally_seen(b, 5), 3);
+        if (restart) {
+            tally_close(b);
+            b = open_dir_as(backup, 5);
+            assert_int_equal(tally_seen(b, 5), 3);
+        }
+        tally_account mine = account(555, 1, 0);
+        assert_result(tally_create_account(b, &mine), TALLY_ORIGIN_BEHIND);
+        assert_result(apply_from(y, b), TALLY_OK);
+        assert_result(apply_from(a, b), TALLY_OK);
+        assert_int_equal(tally_seen(b, 5), 4);
+        assert_result(tally_create_account(b, &mine), TALLY_OK); /* whole again */
+        tally_replica *fresh = replica_new(90, NULL);
+        assert_result(apply_from(y, fresh), TALLY_OK);
+        assert_result(apply_from(b, fresh), TALLY_OK);
+        assert_converged(b, fresh);
+        tally_close(fresh);
+        tally_close(has_y);
+        tally_close(y);
+        tally_close(b);
+        tally_close(a);
+        shell("rm -rf %s %s", dir, backup);
+        free(dir);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_forged_spend_is_refused_by_its_origin_and_by_others),
@@ -406,6 +569,8 @@ int main(void) {
         cmocka_unit_test(runs_relayed_through_a_third_replica_verify),
         cmocka_unit_test(a_restored_replica_meets_its_own_past_as_a_fork),
         cmocka_unit_test(a_directory_without_its_key_does_not_open),
+        cmocka_unit_test(a_run_applied_part_way_keeps_its_origins_key_across_a_restart),
+        cmocka_unit_test(a_replica_holding_part_of_its_own_run_takes_no_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
