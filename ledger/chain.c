@@ -425,8 +425,17 @@ void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last) {
 int chain_replay(tally_replica *r, const op *s) {
     uint32_t i = replica_origin_find(r, s->origin);
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
-    if (i == NONE || first > r->origins.at[i].seq || last > UINT32_MAX) {
+    if (i == NONE || last > UINT32_MAX) {
         return TALLY_ECORRUPT;
+    }
+    if (first > r->origins.at[i].seq) {
+        /* only a run of this replica's own none of whose ops it could apply is journalled
+         * so: it is behind its own history */
+        if (i != r->self || first != r->origins.at[i].seq + 1) {
+            return TALLY_ECORRUPT;
+        }
+        chain_partly_applied(r, i, last);
+        return TALLY_OK;
     }
     origin_rec *o = &r->origins.at[i];
     if (first == 1 && o->keyed && memcmp(o->pub, s->u.sign.chain, CRYPTO_KEY) != 0) {

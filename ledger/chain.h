@@ -27,7 +27,9 @@
  *      covers: it seals each of its write calls' ops once, in runs of at most CHAIN_RUN_OPS_MAX,
  *      and nothing while it holds part of a run of its own (it takes no writes then).
  *   4. A run some of whose ops applied has its SIGN record journalled, whole or not: replaying
- *      it keeps the origin's key across a restart, so no other key can take the origin.
+ *      it keeps the origin's key across a restart, so no other key can take the origin. So
+ *      does a run of this replica's own that it lacks some of, even if none of it applied:
+ *      replaying it leaves the replica behind its own history, as it was.
  */
 #ifndef TALLY_LEDGER_CHAIN_H
 #define TALLY_LEDGER_CHAIN_H

@@ -651,8 +651,13 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
              * that are not the run's): it is not one of this replica's runs */
             chain_unaccept(r, origin, was_keyed);
         }
-        int applied = r->origins.at[origin].seq > had ? replica_journal_add(r, &sign) : TALLY_OK;
-        if (r->origins.at[origin].seq < sign.u.sign.last) {
+        /* the record goes to the journal when any op of the run applied, and when the run is
+         * this replica's own and it lacks some of it: either way a restart must remember */
+        bool behind = r->origins.at[origin].seq < sign.u.sign.last;
+        int applied = r->origins.at[origin].seq > had || (behind && origin == r->self)
+                          ? replica_journal_add(r, &sign)
+                          : TALLY_OK;
+        if (behind) {
             chain_partly_applied(r, origin, sign.u.sign.last);
         }
         rc = rc != TALLY_OK ? rc : applied;
