@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include <openssl/evp.h>
+
 #include "ledger/chain.h"
 
 void assert_result_at(int actual, int expected, const char *expr, const char *file, int line) {
@@ -126,6 +128,18 @@ static struct {
     uint64_t origin, last;
     uint8_t hash[CRYPTO_HASH];
 } chains[CHAIN_SLOTS];
+
+bool openssl_accepts(const uint8_t key[CRYPTO_KEY], const void *msg, size_t len,
+                     const uint8_t sig[CRYPTO_SIG]) {
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, CRYPTO_KEY);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = pkey != NULL && md != NULL &&
+              EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, pkey, NULL) == 1 &&
+              EVP_DigestVerify(md, sig, CRYPTO_SIG, msg, len) == 1;
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(pkey);
+    return ok;
+}
 
 void test_chains_reset(void) {
     memset(chains, 0, sizeof chains);

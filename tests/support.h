@@ -59,6 +59,11 @@ void encode_block(const op *ops, size_t n, bytes *out);
  * made before for it since the last replica_new or test_chains_reset. */
 void make_delta(const op *ops, size_t n, bytes *out);
 void test_chains_reset(void);
+/* Whether OpenSSL itself, asked directly (not through crypto_verify, which refuses degenerate
+ * keys first), takes sig as an Ed25519 signature of msg under key: how tests show an attack
+ * is real. */
+bool openssl_accepts(const uint8_t key[CRYPTO_KEY], const void *msg, size_t len,
+                     const uint8_t sig[CRYPTO_SIG]);
 /* The key a hand-made origin signs with (a fixed seed made from its id). */
 void test_key_of(uint64_t origin, crypto_ctx *c);
 /* Signs ops[0..n), consecutive ops of one origin, as a run: *sign is its record, pointing into

@@ -5,7 +5,6 @@
  */
 #include "support.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -182,19 +181,6 @@ static void a_changed_run_applies_nothing(void **state) {
     }
 }
 
-/* Whether OpenSSL alone takes sig as a signature of msg under key. */
-static bool openssl_accepts(const uint8_t key[32], const uint8_t *msg, size_t len,
-                            const uint8_t sig[64]) {
-    EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, 32);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = pkey != NULL && md != NULL &&
-              EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, pkey, NULL) == 1 &&
-              EVP_DigestVerify(md, sig, 64, msg, len) == 1;
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(pkey);
-    return ok;
-}
-
 /* The degenerate-key forgery, played against a replica: a made-up origin whose "public key" is
  * the point of order 2 opens an unbounded account and pays itself, with the signature R = the
  * identity, S = 0, for a run that OpenSSL on its own would accept. The replica refuses it. */
@@ -330,10 +316,12 @@ static void shell(const char *fmt, const char *a, const char *b) {
     assert_int_equal(system(cmd), 0);
 }
 
-static tally_replica *open_dir(const char *dir) {
+/* A durable replica in dir, with the id asked for (0: the directory's, or a new one). */
+static tally_replica *open_dir_as(const char *dir, uint64_t id) {
     tally_options o;
     memset(&o, 0, sizeof o);
     o.dir = dir;
+    o.replica_id = id;
     tally_replica *r = NULL;
     assert_result(tally_open(&o, &r), TALLY_OK);
     return r;
@@ -346,18 +334,18 @@ static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     (void)state;
     char *dir = temp_dir(), backup[64];
     snprintf(backup, sizeof backup, "%s-backup", dir);
-    tally_replica *r = open_dir(dir), *peer = replica_new(2, NULL);
+    tally_replica *r = open_dir_as(dir, 0), *peer = replica_new(2, NULL);
     fund_wallet(r);
     tally_close(r);
     shell("cp -a %s %s", dir, backup);
-    r = open_dir(dir);
+    r = open_dir_as(dir, 0);
     tally_transfer pay = transfer(20, WALLET, SHOP, 60);
     assert_result(tally_create_transfer(r, &pay), TALLY_OK);
     sync_pair(r, peer);
     tally_close(r);
     shell("rm -rf %s%s", dir, "");
     shell("mv %s %s", backup, dir);
-    r = open_dir(dir); /* restored: knows nothing of the payment */
+    r = open_dir_as(dir, 0); /* restored: knows nothing of the payment */
     tally_transfer again = transfer(21, WALLET, THIEF, 60);
     assert_result(tally_create_transfer(r, &again), TALLY_OK);
     uint64_t seq = tally_seen(r, tally_replica_id(r));
@@ -376,7 +364,7 @@ static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
 static void a_directory_without_its_key_does_not_open(void **state) {
     (void)state;
     char *dir = temp_dir();
-    tally_replica *r = open_dir(dir);
+    tally_replica *r = open_dir_as(dir, 0);
     fund_wallet(r);
     tally_close(r);
     char path[128];
@@ -437,16 +425,6 @@ static void signed_by_another(const op *ops, size_t n, bytes *out) {
     out->len = 8;
     encode_block(all, n + 1, out);
     crypto_free(&c);
-}
-
-static tally_replica *open_dir_as(const char *dir, uint64_t id) {
-    tally_options o;
-    memset(&o, 0, sizeof o);
-    o.dir = dir;
-    o.replica_id = id;
-    tally_replica *r = NULL;
-    assert_result(tally_open(&o, &r), TALLY_OK);
-    return r;
 }
 
 /* Found by an adversary: an origin's first run that applied only part way (a relay left out

@@ -4,7 +4,7 @@
  */
 #include "support.h"
 
-#include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "crdt/crypto.h"
@@ -106,19 +106,6 @@ static void a_signature_with_a_non_canonical_s_is_refused(void **state) {
     assert_int_equal(carry, 0);
     assert_false(crypto_verify(c.public_key, "run", 3, sig));
     crypto_free(&c);
-}
-
-/* Whether OpenSSL itself, asked directly, accepts sig under key. */
-static bool openssl_accepts(const uint8_t key[CRYPTO_KEY], const void *msg, size_t len,
-                            const uint8_t sig[CRYPTO_SIG]) {
-    EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, CRYPTO_KEY);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = pkey != NULL && md != NULL &&
-              EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, pkey, NULL) == 1 &&
-              EVP_DigestVerify(md, sig, CRYPTO_SIG, msg, len) == 1;
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(pkey);
-    return ok;
 }
 
 /* The attack: choose as "your" public key a point of small order A, and sign anything with
