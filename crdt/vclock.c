@@ -38,10 +38,37 @@ uint64_t vclock_get(const vclock *v, uint64_t origin) {
     return i < v->count && v->entries[i].origin == origin ? v->entries[i].seq : 0;
 }
 
+uint32_t vclock_flags(const vclock *v, uint64_t origin) {
+    uint32_t i = vclock_find(v, origin);
+    return i < v->count && v->entries[i].origin == origin ? v->entries[i].flags : 0;
+}
+
+/* Makes room for origin's entry at i, where vclock_find put it. */
+static bool vclock_insert(vclock *v, uint32_t i, uint64_t origin) {
+    if (!array_reserve((void **)&v->entries, &v->capacity, v->count, 1, sizeof *v->entries,
+                       VCLOCK_ENTRIES_MAX)) {
+        return false;
+    }
+    memmove(&v->entries[i + 1], &v->entries[i], (v->count - i) * sizeof *v->entries);
+    v->entries[i] = (vclock_entry){.origin = origin};
+    v->count++;
+    return true;
+}
+
+bool vclock_add_flags(vclock *v, uint64_t origin, uint32_t flags) {
+    uint32_t i = vclock_find(v, origin);
+    bool here = i < v->count && v->entries[i].origin == origin;
+    if (flags == 0 || (!here && !vclock_insert(v, i, origin))) {
+        return flags == 0;
+    }
+    v->entries[i].flags |= flags;
+    return true;
+}
+
 bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
     uint32_t i = vclock_find(v, origin);
     if (i < v->count && v->entries[i].origin == origin) {
-        if (seq == 0) {
+        if (seq == 0 && v->entries[i].flags == 0) {
             memmove(&v->entries[i], &v->entries[i + 1], (v->count - i - 1) * sizeof *v->entries);
             v->count--;
         } else {
@@ -52,21 +79,18 @@ bool vclock_set(vclock *v, uint64_t origin, uint64_t seq) {
     if (seq == 0) {
         return true;
     }
-    if (!array_reserve((void **)&v->entries, &v->capacity, v->count, 1, sizeof *v->entries,
-                       VCLOCK_ENTRIES_MAX)) {
+    if (!vclock_insert(v, i, origin)) {
         return false;
     }
-    memmove(&v->entries[i + 1], &v->entries[i], (v->count - i) * sizeof *v->entries);
-    v->entries[i].origin = origin;
     v->entries[i].seq = seq;
-    v->count++;
     return true;
 }
 
 bool vclock_merge(vclock *a, const vclock *b) {
     for (uint32_t i = 0; i < b->count; i++) {
-        if (vclock_get(a, b->entries[i].origin) < b->entries[i].seq &&
-            !vclock_set(a, b->entries[i].origin, b->entries[i].seq)) {
+        const vclock_entry *e = &b->entries[i];
+        if ((vclock_get(a, e->origin) < e->seq && !vclock_set(a, e->origin, e->seq)) ||
+            !vclock_add_flags(a, e->origin, e->flags)) {
             return false;
         }
     }

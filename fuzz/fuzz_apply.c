@@ -4,7 +4,8 @@
  * Properties: no crash, leak or undefined behaviour; the result is TALLY_OK or TALLY_ECORRUPT
  * (or a limit); nothing applies that its origin did not sign: every op the replica holds after
  * it is the source's op of that dot, byte for byte (the fuzzer knows no key, and the source's
- * replicas sign only their own ops); every invariant holds after it (replica_check: no account
+ * replicas sign only their own ops), and no proof of a fork is taken (none of them forked);
+ * every invariant holds after it (replica_check: no account
  * below its bound, Σ rights = spendable, balances equal to their ops); if it returned TALLY_OK,
  * applying the same bytes again changes nothing; the replica stays usable (it can sync to a fresh
  * peer, which then has the same digest). This build accepts any checksum, so mutations reach the
@@ -42,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = tally_apply(r, data, size);
     FUZZ_CHECK(rc == TALLY_OK || rc == TALLY_ECORRUPT || rc == TALLY_ETOOBIG);
     FUZZ_CHECK(replica_check(r));
+    FUZZ_CHECK(r->forks.count == 0); /* no one signed two histories: no proof can hold */
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
         uint32_t at_source = replica_origin_find(source, o->id);

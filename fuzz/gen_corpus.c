@@ -72,6 +72,33 @@ int main(int argc, char **argv) {
         }
         tally_free(delta);
     }
+    /* a fork's record whose statements do not verify (the fuzzer knows no key to make one
+     * that does: fuzz_apply checks that no proof is ever taken) */
+    {
+        uint8_t side[2][CODEC_FORK_SIDE];
+        memset(side, 0x5a, sizeof side);
+        op f;
+        op_clear(&f);
+        f.kind = OP_FORK;
+        f.origin = 1;
+        f.u.fork.first[0] = 1;
+        f.u.fork.last[0] = 2;
+        f.u.fork.first[1] = 2;
+        f.u.fork.last[1] = 3;
+        f.u.fork.side[0] = side[0];
+        f.u.fork.side[1] = side[1];
+        bytes d = {0};
+        FUZZ_CHECK(bytes_reserve(&d, 8));
+        memcpy(d.at, "TLYD\3\0\0\0", 8);
+        d.len = 8;
+        block_enc e;
+        block_enc_init(&e);
+        FUZZ_CHECK(block_enc_begin(&e, &d) && block_enc_op(&e, &d, &f));
+        block_enc_end(&e, &d);
+        block_enc_free(&e);
+        emit("fuzz_apply", "fork-proof", d.at, d.len);
+        bytes_free(&d);
+    }
     /* summaries */
     emit_prefixed("fuzz_delta", "summary-empty", 0, summary, summary_len);
     tally_free(summary);

@@ -24,12 +24,15 @@
  *   - Every replica has an Ed25519 key and signs its ops in runs; tally_apply takes a peer's
  *     ops only in runs signed by their origin's key and chained onto its history, and refuses
  *     anything else with TALLY_ECORRUPT, its own origin's ops included (docs/design.md, 4).
- *   - tally_summary and tally_delta speak format version 2 (heads in summaries, signed runs in
- *     deltas); version 1 is refused. A delta never splits a run (max_bytes is exceeded only by
- *     a first run longer than it).
+ *   - tally_summary and tally_delta speak format version 3 (heads and flags in summaries,
+ *     signed runs and proofs of forks in deltas); versions 1 and 2 are refused. A delta never
+ *     splits a run (max_bytes is exceeded only by a first run longer than it).
+ *   - Results appended: TALLY_FORKED, TALLY_REPLICA_FORKED, TALLY_ORIGIN_FORKED. A replica id
+ *     that signed two histories is proven forked where they meet; tally_forks lists the proofs
+ *     (see "Forks" below).
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
- *     format version 3; versions 1 and 2 and 0.2's journals still open, and the ops this
+ *     format version 4; versions 1 to 3 and 0.2's journals still open, and the ops this
  *     replica made before are signed when it opens.
  *
  * Changes in 0.2:
@@ -109,12 +112,15 @@ extern "C" {
     XX(EXCEEDS_PENDING_AMOUNT, "the post exceeds the pending amount")                              \
     XX(TIMEOUT_NOT_PENDING, "a timeout is only allowed on a pending transfer")                     \
     XX(PENDING_ID_INVALID, "pending_id must be zero, or differ from id on a post or void")         \
-    XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")                    \
+    XX(ETOOBIG, "a limit was reached (replicas, ops per origin, buffer size)")                     \
     XX(ORIGIN_BEHIND, "a peer holds ops of this replica newer than its journal: apply them first") \
     XX(ETIMEDOUT, "no answer in time")                                                             \
     XX(REPLICA_UNKNOWN, "the receiving replica has never been heard from here")                    \
     XX(ACCOUNT_UNBOUNDED, "the account is unbounded: it has no rights to spend, grant or ask for") \
-    XX(ACCOUNT_AMBIGUOUS, "the account id has incarnations with different bounds: name one")
+    XX(ACCOUNT_AMBIGUOUS, "the account id has incarnations with different bounds: name one")       \
+    XX(FORKED, "an origin signed two histories: the proof is kept (tally_forks)")                  \
+    XX(REPLICA_FORKED, "the receiving replica signed two histories: it is given nothing")          \
+    XX(ORIGIN_FORKED, "this replica's history forked (a restore, a copy): start a new replica")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -390,6 +396,31 @@ typedef struct tally_conflict {
  * Results: TALLY_OK; TALLY_EINVAL (out NULL with cap > 0). */
 TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_conflict *out, size_t cap,
                               size_t *count);
+
+/* ---------------------------------------------------------------------------------------------
+ * Forks. An honest replica signs each of its ops once, in runs (docs/design.md, "Whose ops
+ * these are"). Two of its signed statements whose runs overlap and differ prove that it did
+ * not: its directory was restored from a backup or copied, or its key taken. A replica keeps
+ * the first such proof it finds or is sent for each replica id, durably, and sends it on to
+ * every peer. It then refuses the other history (tally_apply: TALLY_FORKED), gives the forked
+ * replica nothing (tally_grant: TALLY_REPLICA_FORKED), and, when the forked replica is itself,
+ * takes no writes (TALLY_ORIGIN_FORKED).
+ * ------------------------------------------------------------------------------------------- */
+#define TALLY_STATEMENT_BYTES 104
+typedef struct tally_fork {
+    uint64_t replica_id;        /* the replica that signed two histories */
+    uint8_t public_key[32];     /* its Ed25519 key: both signatures verify under it */
+    uint64_t first[2], last[2]; /* the two runs the statements sign: its seqs first..last */
+    /* The two statements, each as it was signed (its layout: docs/design.md), in the order of
+     * their bytes, and their Ed25519 signatures: anyone can check the proof with the key. */
+    uint8_t statement[2][TALLY_STATEMENT_BYTES];
+    uint8_t signature[2][64];
+} tally_fork;
+/* Lists the forks proven here, in the order they were learned. Writes entries
+ * [first, first + cap) of the list; *count is set to the total number. Results: TALLY_OK;
+ * TALLY_EINVAL (out NULL with cap > 0). */
+TALLY_API int tally_forks(const tally_replica *r, size_t first, tally_fork *out, size_t cap,
+                          size_t *count);
 
 /* ---------------------------------------------------------------------------------------------
  * Incarnations. Two replicas that could not talk may open one account id with different

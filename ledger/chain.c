@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "crdt/bytes.h"
+#include "ledger/codec.h"
 #include "ledger/journal.h"
 
 static const char run_tag[16] = "tally run v1";
@@ -349,6 +350,146 @@ static int place(const origin_rec *o, uint64_t first, uint64_t last,
     return TALLY_OK;
 }
 
+/* --- forks ---------------------------------------------------------------------------------- */
+
+_Static_assert(FORK_SIDE == CODEC_FORK_SIDE, "a fork's side is stored as its record carries it");
+
+static void side_statement(uint8_t st[CHAIN_STATEMENT], uint64_t origin, const fork_side *s) {
+    statement(st, origin, s->first, s->last, s->rest, s->rest + CRYPTO_HASH);
+}
+
+static fork_side side_of(uint64_t first, uint64_t last, const uint8_t prev[CRYPTO_HASH],
+                         const uint8_t digest[CRYPTO_HASH], const uint8_t sig[CRYPTO_SIG]) {
+    fork_side s = {.first = first, .last = last};
+    memcpy(s.rest, prev, CRYPTO_HASH);
+    memcpy(s.rest + CRYPTO_HASH, digest, CRYPTO_HASH);
+    memcpy(s.rest + 2 * CRYPTO_HASH, sig, CRYPTO_SIG);
+    return s;
+}
+
+void chain_fork_op(const tally_replica *r, const fork_rec *f, op *out) {
+    op_clear(out);
+    out->kind = OP_FORK;
+    out->origin = r->origins.at[f->origin].id;
+    for (int i = 0; i < 2; i++) {
+        out->u.fork.first[i] = f->side[i].first;
+        out->u.fork.last[i] = f->side[i].last;
+        out->u.fork.side[i] = f->side[i].rest;
+    }
+}
+
+/* Keeps the proof that origins[origin] signed the statements of a and b (both verified, their
+ * runs overlapping, their hashes different), the first one for that origin only, and adds its
+ * record to the journal. */
+static int fork_keep(tally_replica *r, uint32_t origin, const fork_side *a, const fork_side *b) {
+    origin_rec *o = &r->origins.at[origin];
+    if (o->forked) {
+        return TALLY_OK;
+    }
+    if (!ARRAY_RESERVE(r->forks, 1)) {
+        return TALLY_ENOMEM;
+    }
+    uint8_t sa[CHAIN_STATEMENT], sb[CHAIN_STATEMENT];
+    side_statement(sa, o->id, a);
+    side_statement(sb, o->id, b);
+    bool swap = memcmp(sa, sb, CHAIN_STATEMENT) > 0;
+    fork_rec *f = &r->forks.at[r->forks.count];
+    f->origin = origin;
+    f->side[0] = swap ? *b : *a;
+    f->side[1] = swap ? *a : *b;
+    op rec;
+    chain_fork_op(r, f, &rec);
+    int rc = replica_journal_add(r, &rec);
+    if (rc == TALLY_OK) {
+        (void)ARRAY_PUSH(r->forks);
+        o->forked = true;
+    }
+    return rc;
+}
+
+/* A run a peer sent, verified, overlaps a different run of origins[origin] here: the two
+ * statements are the proof. It is kept unless the run here stopped part way (its ops are not
+ * all here to rebuild its statement from), which leaves the fork refused but unproven here. */
+static int fork_found(tally_replica *r, uint32_t origin, uint64_t first, uint64_t last,
+                      const uint8_t prev[CRYPTO_HASH], const uint8_t digest[CRYPTO_HASH],
+                      const uint8_t sig[CRYPTO_SIG]) {
+    const origin_rec *o = &r->origins.at[origin];
+    uint32_t k = chain_run_at(o, first);
+    assert(k < o->runs.count && chain_run_first(o, k) <= first);
+    const run_rec *mine = &o->runs.at[k];
+    uint8_t ops[CRYPTO_HASH];
+    if (o->forked || mine->last > o->seq) {
+        return TALLY_OK;
+    }
+    if (!digest_applied(r, o, chain_run_first(o, k), mine->last, ops)) {
+        return TALLY_ENOMEM;
+    }
+    fork_side here = side_of(chain_run_first(o, k), mine->last, run_prev(o, k), ops, mine->sig);
+    fork_side theirs = side_of(first, last, prev, digest, sig);
+    return fork_keep(r, origin, &here, &theirs);
+}
+
+int chain_fork_accept(tally_replica *r, const op *f) {
+    uint32_t i = replica_origin_find(r, f->origin);
+    if (i == NONE || !r->origins.at[i].keyed) {
+        return TALLY_OK; /* it cannot be checked here yet: it comes again after the origin's key */
+    }
+    if (r->origins.at[i].forked) {
+        return TALLY_OK;
+    }
+    fork_side sides[2];
+    uint8_t st[2][CHAIN_STATEMENT], hash[2][CRYPTO_HASH];
+    for (int k = 0; k < 2; k++) {
+        sides[k].first = f->u.fork.first[k];
+        sides[k].last = f->u.fork.last[k];
+        memcpy(sides[k].rest, f->u.fork.side[k], FORK_SIDE);
+        if (sides[k].last - sides[k].first >= CHAIN_RUN_OPS_MAX) {
+            return TALLY_ECORRUPT;
+        }
+        side_statement(st[k], f->origin, &sides[k]);
+        if (!crypto_sha256(&r->crypto, st[k], CHAIN_STATEMENT, hash[k])) {
+            return TALLY_ENOMEM;
+        }
+    }
+    bool overlap = sides[0].first <= sides[1].last && sides[1].first <= sides[0].last;
+    if (!overlap || memcmp(hash[0], hash[1], CRYPTO_HASH) == 0) {
+        return TALLY_ECORRUPT; /* an honest origin may sign both */
+    }
+    for (int k = 0; k < 2; k++) {
+        if (!crypto_verify(r->origins.at[i].pub, st[k], CHAIN_STATEMENT,
+                           sides[k].rest + 2 * CRYPTO_HASH)) {
+            return TALLY_ECORRUPT;
+        }
+    }
+    return fork_keep(r, i, &sides[0], &sides[1]);
+}
+
+int tally_forks(const tally_replica *r, size_t first, tally_fork *out, size_t cap, size_t *count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (r == NULL || count == NULL || (out == NULL && cap > 0)) {
+        return TALLY_EINVAL;
+    }
+    for (size_t k = first; k < r->forks.count && k - first < cap; k++) {
+        const fork_rec *f = &r->forks.at[k];
+        tally_fork *x = &out[k - first];
+        memset(x, 0, sizeof *x);
+        x->replica_id = r->origins.at[f->origin].id;
+        memcpy(x->public_key, r->origins.at[f->origin].pub, sizeof x->public_key);
+        for (int side = 0; side < 2; side++) {
+            x->first[side] = f->side[side].first;
+            x->last[side] = f->side[side].last;
+            side_statement(x->statement[side], x->replica_id, &f->side[side]);
+            memcpy(x->signature[side], f->side[side].rest + 2 * CRYPTO_HASH, CRYPTO_SIG);
+        }
+    }
+    *count = r->forks.count;
+    return TALLY_OK;
+}
+
+/* --- runs from peers ------------------------------------------------------------------------ */
+
 int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYPTO_HASH],
                  chain_verdict *verdict) {
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
@@ -389,7 +530,7 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
         return TALLY_ECORRUPT;
     }
     if (*verdict == CHAIN_FORK) {
-        return TALLY_OK;
+        return fork_found(r, i, first, last, prev, digest_of_ops, s->u.sign.sig);
     }
     /* Verified and new: only now may the origin take a place in the table. */
     if (i == NONE && (i = replica_origin_get(r, s->origin)) == NONE) {

@@ -37,6 +37,7 @@
 #include "ledger/replica.h"
 
 #define CHAIN_STATEMENT 104
+_Static_assert(CHAIN_STATEMENT == TALLY_STATEMENT_BYTES, "the statement tally_forks shows");
 /* A run's ops, at most: a batch of TigerBeetle's size signs as one run, and one run always
  * fits a delta block (4 MiB) and a network frame (8 MiB) even at the largest encoding of every
  * op (1.3 MB). Verifying a run costs about 80 us here: 10 ns an op at this size. */
@@ -105,6 +106,16 @@ int chain_seal(tally_replica *r);
  * does not verify, or does not fit the origin's runs here, is TALLY_ECORRUPT. */
 int chain_accept(tally_replica *r, const op *s, const uint8_t digest[CRYPTO_HASH],
                  chain_verdict *verdict);
+/* A run that forks (CHAIN_FORK) leaves with chain_accept the proof that its origin signed two
+ * histories, kept in r->forks (once per origin) and added to the journal, unless the run here
+ * it overlaps stopped part way. The proof's record (OP_FORK), from a peer's delta or the
+ * journal, is checked and kept by chain_fork_accept: TALLY_OK also when its origin is forked
+ * here already, or has no key here yet (it cannot be checked, and comes again); TALLY_ECORRUPT
+ * when its statements do not overlap, are one, or do not both verify under the origin's key. */
+int chain_fork_accept(tally_replica *r, const op *f);
+/* A fork's record, pointing into r's tables. */
+void chain_fork_op(const tally_replica *r, const fork_rec *f, op *out);
+
 /* Takes back the run chain_accept recorded last for origins[origin] (CHAIN_NEW), when none of
  * its ops could be applied; the origin's key too, if that run brought it. */
 void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed);

@@ -199,7 +199,7 @@ static uint64_t unzigzag(uint64_t v) {
 }
 
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
-    if (!bytes_reserve(out, CODEC_OP_MAX)) {
+    if (!bytes_reserve(out, o->kind == OP_FORK ? CODEC_FORK_MAX : CODEC_OP_MAX)) {
         return false;
     }
     block_dict *d = &e->dict;
@@ -226,6 +226,20 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         memcpy(p + 32, o->u.sign.sig, 64);
         p += 96;
         assert(p - start <= CODEC_OP_MAX);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return ok;
+    }
+    if (o->kind == OP_FORK) {
+        *start = OP_FORK;
+        p = enc_origin(e, p, o->origin, &ok);
+        for (int i = 0; i < 2; i++) {
+            p = put_varint(p, o->u.fork.first[i]);
+            p = put_varint(p, o->u.fork.last[i]);
+            memcpy(p, o->u.fork.side[i], CODEC_FORK_SIDE);
+            p += CODEC_FORK_SIDE;
+        }
+        assert(p - start <= CODEC_FORK_MAX);
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -529,6 +543,25 @@ int block_dec_accounts(const block_dec *d, op *o, const uint32_t entries[2]) {
 }
 
 /* The rest of a SIGN record, after its header byte. */
+/* A fork's record: the origin, then each side's first, last and 128 bytes. */
+static int dec_fork(block_dec *d, op *o) {
+    o->kind = OP_FORK;
+    int rc = dec_origin(d, &o->origin);
+    for (int i = 0; i < 2 && rc == TALLY_OK; i++) {
+        if (!get_varint(d, &o->u.fork.first[i]) || !get_varint(d, &o->u.fork.last[i]) ||
+            o->u.fork.first[i] == 0 || o->u.fork.last[i] < o->u.fork.first[i] ||
+            d->end - d->p < CODEC_FORK_SIDE) {
+            return TALLY_ECORRUPT;
+        }
+        o->u.fork.side[i] = d->p;
+        d->p += CODEC_FORK_SIDE;
+    }
+    if (rc == TALLY_OK) {
+        d->remaining--;
+    }
+    return rc;
+}
+
 static int dec_sign(block_dec *d, op *o) {
     int rc = dec_origin(d, &o->origin);
     if (rc != TALLY_OK) {
@@ -568,6 +601,9 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     }
     if (h == OP_SIGN) {
         return dec_sign(d, o);
+    }
+    if (h == OP_FORK) {
+        return dec_fork(d, o);
     }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;

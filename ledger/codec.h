@@ -40,6 +40,10 @@
 #define CODEC_BLOCK_OPS_MAX (UINT32_C(1) << 20)
 /* No op encodes to more than this (an upper bound, checked by a static assertion). */
 #define CODEC_OP_MAX 160
+/* Nor does a fork's record (OP_FORK: two statements in full), the one record longer than an op. */
+#define CODEC_FORK_MAX 320
+/* The bytes of one side of a fork's record after its first and last: prev, digest, signature. */
+#define CODEC_FORK_SIDE 128
 
 #define CODEC_NO_HINT UINT32_MAX
 

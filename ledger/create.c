@@ -426,7 +426,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
         return batch_answer(results, n, TALLY_EINVAL);
     }
     int rc = replica_writable(r);
-    if (rc == TALLY_ORIGIN_BEHIND) {
+    if (rc == TALLY_ORIGIN_BEHIND || rc == TALLY_ORIGIN_FORKED) {
         batch_answer(results, n, rc); /* each transfer is refused, as by the rules */
         return TALLY_OK;
     }
@@ -509,8 +509,11 @@ static int grant(tally_replica *r, const tally_grant_request *g) {
     if (g->to_replica == 0 || g->to_replica == r->id) {
         return TALLY_EINVAL;
     }
+    uint32_t to = replica_origin_find(r, g->to_replica);
+    if (to != NONE && r->origins.at[to].forked) {
+        return TALLY_REPLICA_FORKED; /* what it is given, either of its histories may spend */
+    }
     if (!(g->flags & TALLY_GRANT_TO_UNKNOWN)) {
-        uint32_t to = replica_origin_find(r, g->to_replica);
         if (to == NONE || r->origins.at[to].seq == 0) {
             return TALLY_REPLICA_UNKNOWN; /* never heard from: a typo would strand the rights */
         }

@@ -3,15 +3,16 @@
  * compare to know that two replicas have converged.
  *
  * The digest is XXH3-128 over a canonical encoding of the version vector and the derived
- * state. Each record (an origin's seq, an account incarnation with its balances, each holder's
- * rights, each OPEN, transfer and grant) is encoded canonically and hashed on its own; the
- * record hashes of a kind are added together modulo 2^128. Addition is commutative, so the
- * digest does not depend on the order in which a replica happened to apply ops, allocate
- * indices or lay out its hash tables, and it needs no sorting and no memory.
+ * state. Each record (an origin's seq and whether it is known to have forked, an account
+ * incarnation with its balances, each holder's rights, each OPEN, transfer and grant) is encoded
+ * canonically and hashed on its own; the record hashes of a kind are added together modulo 2^128.
+ * Addition is commutative, so the digest does not depend on the order in which a replica happened
+ * to apply ops, allocate indices or lay out its hash tables, and it needs no sorting and no memory.
  *
  * 1. Equal op sets give equal digests (everything hashed is a function of the op set).
  * 2. Any difference in a balance, a holder's rights, a pending state, a winner or the version
- *    vector changes the digest, barring a 128-bit hash collision.
+ *    vector, or in which origins are known to have forked, changes the digest, barring a
+ *    128-bit hash collision.
  */
 #include <string.h>
 
@@ -74,6 +75,9 @@ static void sum_origins(const tally_replica *r, u128 sums[SUMS]) {
             e.n = 0;
             e64(&e, r->origins.at[i].id);
             e64(&e, r->origins.at[i].seq);
+            if (r->origins.at[i].forked) {
+                e64(&e, 1); /* known here to have forked its history (chain.c) */
+            }
             sum_add(&sums[SUM_ORIGINS], &e);
         }
     }

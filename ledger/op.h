@@ -30,6 +30,7 @@ typedef enum op_kind {
     OP_GRANT = 5,
     OP_CLOCK = 6, /* in the journal only, with no dot: the steady clock (ledger/expiry.c) */
     OP_SIGN = 7,  /* with no dot: the origin's signed statement of a run of its ops (chain.c) */
+    OP_FORK = 8,  /* with no dot: two signed statements of the origin's that overlap and differ */
 } op_kind;
 
 /* The kinds that have a dot and travel between replicas. */
@@ -65,6 +66,13 @@ typedef struct op {
              * record was decoded from, or into the replica's tables when it is encoded. */
             const uint8_t *chain, *sig;
         } sign; /* OP_SIGN */
+        struct {
+            uint64_t first[2], last[2]; /* the two runs: seqs first..last of o->origin */
+            /* each statement's other fields, 128 bytes: the hash of the statement before it
+             * (or the origin's genesis), the digest of its ops, and the signature. They point
+             * where sign's do. */
+            const uint8_t *side[2];
+        } fork; /* OP_FORK */
     } u;
 } op;
 

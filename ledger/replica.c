@@ -107,6 +107,9 @@ int replica_writable(const tally_replica *r) {
     if (r->journal != NULL && r->journal->failed) {
         return TALLY_EIO;
     }
+    if (r->origins.at[r->self].forked) {
+        return TALLY_ORIGIN_FORKED;
+    }
     if (r->learned->own_behind > r->origins.at[r->self].seq) {
         return TALLY_ORIGIN_BEHIND;
     }
@@ -131,6 +134,7 @@ void replica_free_tables(tally_replica *r) {
     ARRAY_FREE(r->expiries);
     ARRAY_FREE(r->conflicted_accounts);
     ARRAY_FREE(r->conflicted_transfers);
+    ARRAY_FREE(r->forks);
     idmap_free(&r->account_map);
     idmap_free(&r->transfer_map);
     idmap_free(&r->origin_map);
@@ -143,6 +147,7 @@ void replica_free_tables(tally_replica *r) {
     memset(&r->expiries, 0, sizeof r->expiries);
     memset(&r->conflicted_accounts, 0, sizeof r->conflicted_accounts);
     memset(&r->conflicted_transfers, 0, sizeof r->conflicted_transfers);
+    memset(&r->forks, 0, sizeof r->forks);
     idmap_init(&r->account_map, account_key, r);
     idmap_init(&r->transfer_map, transfer_key, r);
     idmap_init(&r->origin_map, origin_map_key, r);

@@ -116,9 +116,26 @@ typedef struct origin_rec {
     uint8_t pub[CRYPTO_KEY];      /* its public key */
     uint8_t genesis[CRYPTO_HASH]; /* what its first run's statement chains to (chain.c) */
     ARRAY(run_rec)
-    runs; /* its runs in seq order, each verified before it applied;
-             only the last may end past seq (a run that stopped) */
+    runs;        /* its runs in seq order, each verified before it applied;
+                    only the last may end past seq (a run that stopped) */
+    bool forked; /* forks[] holds a proof that it signed two histories */
 } origin_rec;
+
+/* One of the two statements of a fork's proof: run first..last of the origin, and the rest of
+ * its statement and its signature, as a fork's record carries them (ledger/codec.h). */
+#define FORK_SIDE (2 * CRYPTO_HASH + CRYPTO_SIG)
+typedef struct fork_side {
+    uint64_t first, last;
+    uint8_t rest[FORK_SIDE]; /* prev, digest of the ops, signature */
+} fork_side;
+
+/* Proof that an origin signed two histories (ledger/chain.c): two statements of its, both
+ * verified under its key, whose runs overlap and whose hashes differ. The sides are in the
+ * order of their statements' bytes, so a fork found from either side reads the same. */
+typedef struct fork_rec {
+    uint32_t origin; /* origins[] index */
+    fork_side side[2];
+} fork_rec;
 
 typedef struct expiry {
     uint64_t deadline_ms;
@@ -145,6 +162,7 @@ struct tally_replica {
     ARRAY(expiry) expiries; /* min-heap by deadline: local pendings with a timeout */
     ARRAY(tally_id) conflicted_accounts;
     ARRAY(tally_id) conflicted_transfers;
+    ARRAY(fork_rec) forks; /* at most one per origin, in the order they were learned */
     idmap account_map, transfer_map, origin_map;
 
     bool replaying; /* opening: ops come from the journal, not to it */

@@ -27,8 +27,8 @@
 
 static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
 /* Version 2 added the journal's last CLOCK record, version 3 each origin's key and signed runs
- * (ledger/chain.c); versions 1 and 2 still load. */
-#define SNAPSHOT_VERSION 3
+ * (ledger/chain.c), version 4 the proofs of forks; versions 1 to 3 still load. */
+#define SNAPSHOT_VERSION 4
 #define SNAPSHOT_HEADER 48
 
 /* --- the records, each defined once -------------------------------------------------------- */
@@ -289,6 +289,16 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
     w32(w, r->conflicted_transfers.count);
     for (uint32_t i = 0; i < r->conflicted_transfers.count; i++) {
         wid(w, r->conflicted_transfers.at[i]);
+    }
+    w32(w, r->forks.count);
+    for (uint32_t i = 0; i < r->forks.count; i++) {
+        const fork_rec *f = &r->forks.at[i];
+        w32(w, f->origin);
+        for (int side = 0; side < 2; side++) {
+            w64(w, f->side[side].first);
+            w64(w, f->side[side].last);
+            w_bytes(w, f->side[side].rest, FORK_SIDE);
+        }
     }
 }
 
@@ -606,6 +616,39 @@ static int load_records(tally_replica *r, reader *c) {
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
 
+/* The proofs of forks (version 4), each checked again as if it came from a peer: a snapshot
+ * cannot make an honest origin look forked. */
+static int load_forks(tally_replica *r, reader *c) {
+    uint32_t n = r_count(c, 4 + 2 * (16 + FORK_SIDE));
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        uint32_t origin = r32(c);
+        if (origin >= r->origins.count) {
+            return TALLY_ECORRUPT;
+        }
+        op f;
+        op_clear(&f);
+        f.kind = OP_FORK;
+        f.origin = r->origins.at[origin].id;
+        for (int side = 0; side < 2; side++) {
+            f.u.fork.first[side] = r64(c);
+            f.u.fork.last[side] = r64(c);
+            if (!r_need(c, FORK_SIDE)) {
+                return TALLY_ECORRUPT;
+            }
+            f.u.fork.side[side] = c->p;
+            c->p += FORK_SIDE;
+        }
+        int rc = chain_fork_accept(r, &f);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+        if (r->forks.count != i + 1) {
+            return TALLY_ECORRUPT; /* one per origin, each of an origin with a key */
+        }
+    }
+    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
 static int load_rest(tally_replica *r, reader *c) {
     uint32_t n = r_count(c, 4);
     if (!ARRAY_LOAD(r->log, n)) {
@@ -791,6 +834,9 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     if (rc == TALLY_OK) {
         rc = load_rest(r, &c);
+    }
+    if (rc == TALLY_OK && version >= 4) {
+        rc = load_forks(r, &c);
     }
     if (rc != TALLY_OK) {
         return rc;

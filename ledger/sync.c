@@ -1,17 +1,18 @@
 /*
  * ledger/sync.c — the transport-agnostic sync core: summary, delta, apply, digest.
  *
- * A summary is this replica's version vector:
+ * A summary is this replica's version vector, with each origin's head and flags:
  *
  *     offset size     field
  *     0      4        magic "TLYS"
- *     4      1        format version (1)
+ *     4      1        format version (SYNC_VERSION)
  *     5      3        zero
  *     8      4        count (little-endian; <= REPLICA_ORIGINS_MAX)
- *     12     16*count (origin, seq) pairs, little-endian, origins strictly increasing, none 0
+ *     12     64*count (origin, seq, head's last seq, flags, head's hash), little-endian, origins
+ *                     strictly increasing, none 0 (docs/design.md, "Summary")
  *     ...    8        XXH3-64 of every byte before it
  *
- * A delta is an 8-byte header ("TLYD", version 1, three zero bytes) and zero or more blocks
+ * A delta is an 8-byte header ("TLYD", SYNC_VERSION, three zero bytes) and zero or more blocks
  * (codec.h). The ops in it are the sender's journal order restricted to what the summary
  * lacked, a linear extension of causality: every prefix of a delta leaves the receiver causally
  * closed, which is why a delta cut short by max_bytes, or cut anywhere by the network, is still
@@ -38,7 +39,7 @@
 
 static const uint8_t summary_magic[4] = {'T', 'L', 'Y', 'S'};
 static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
-#define SYNC_VERSION 2 /* 1: before signed runs (0.2) */
+#define SYNC_VERSION 3 /* 1: before signed runs (0.2); 2: before forks' proofs */
 #define DELTA_HEADER 8
 /* Ops decoded ahead of applying, so their hash-table lookups overlap. */
 #define APPLY_AHEAD 16
@@ -46,7 +47,9 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 /* --- summary ------------------------------------------------------------------------------- */
 
 #define SUMMARY_HEADER 12
-#define SUMMARY_ENTRY (24 + CRYPTO_HASH)
+#define SUMMARY_ENTRY (32 + CRYPTO_HASH)
+/* An entry's flags: the summary's sender holds proof that the origin forked its history. */
+#define SUMMARY_FORKED 1u
 
 /* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
 static uint32_t head_run(const origin_rec *o) {
@@ -118,8 +121,9 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
         put_u64le(e + 8, o->seq);
         if (head != NONE) {
             put_u64le(e + 16, o->runs.at[head].last);
-            memcpy(e + 24, o->runs.at[head].hash, CRYPTO_HASH);
+            memcpy(e + 32, o->runs.at[head].hash, CRYPTO_HASH);
         }
+        put_u64le(e + 24, o->forked ? SUMMARY_FORKED : 0);
     }
     put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
     vclock_free(&v);
@@ -165,18 +169,23 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *e = buf + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
         uint64_t origin = get_u64le(e), seq = get_u64le(e + 8), last = get_u64le(e + 16);
-        if (origin == 0 || seq == 0 || last > seq ||
+        uint64_t flags = get_u64le(e + 24);
+        if (origin == 0 || seq == 0 || last > seq || (flags & ~(uint64_t)SUMMARY_FORKED) != 0 ||
             (i > 0 && origin <= out->entries[i - 1].origin)) {
             vclock_free(out);
             return TALLY_ECORRUPT;
         }
         uint32_t here = replica_origin_find(r, origin);
         if (here != NONE) {
-            seq = peer_has(&r->origins.at[here], seq, last, e + 24);
+            const origin_rec *o = &r->origins.at[here];
+            uint64_t has = peer_has(o, seq, last, e + 32);
+            /* A peer on the other side of a fork proven here is sent the proof (delta_forks),
+             * not this side's history, which it would only refuse. */
+            seq = has < seq && o->forked ? (seq > o->seq ? seq : o->seq) : has;
         }
-        if (seq > 0) {
-            out->entries[out->count].origin = origin;
-            out->entries[out->count].seq = seq;
+        if (seq > 0 || flags != 0) {
+            out->entries[out->count] =
+                (vclock_entry){.origin = origin, .seq = seq, .flags = flags ? VCLOCK_FORKED : 0};
             out->count++;
         }
     }
@@ -259,12 +268,14 @@ static bool block_over(const block_enc *enc, const bytes *out) {
  * would take out past max_bytes (0: no limit) unless it is the first. has[] (by origin index)
  * is filled with what the peer has, and ends as what the delta brings it to. */
 static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_bytes, uint64_t *has,
-                     uint32_t *next, bytes *out) {
+                     uint32_t *next, bytes *out, bool *complete) {
     block_enc enc;
     block_enc_init(&enc);
     int rc = TALLY_OK;
     bool open = false, any = false;
-    for (uint32_t pos = delta_start(r, peer, has, next); pos < r->log.count; pos++) {
+    *complete = false;
+    uint32_t pos = delta_start(r, peer, has, next);
+    for (; pos < r->log.count; pos++) {
         uint32_t i;
         uint64_t seq;
         log_dot(r, pos, &i, &seq);
@@ -296,6 +307,48 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
         }
         any = true;
         has[i] = seq;
+    }
+    *complete = rc == TALLY_OK && pos == r->log.count;
+    if (open) {
+        block_enc_end(&enc, out);
+    }
+    block_enc_free(&enc);
+    return rc;
+}
+
+/* Appends, in a block after the runs, the proofs of the forks here that the peer holds none of
+ * (its summary says which it holds), as many as fit in max_bytes (0: no limit) and a block, or
+ * one if the delta holds nothing else. Each goes after the runs that bring its origin's key.
+ * covered (may be NULL) is marked with each one sent. */
+static int delta_forks(const tally_replica *r, const vclock *peer, size_t max_bytes, bytes *out,
+                       vclock *covered) {
+    block_enc enc;
+    block_enc_init(&enc);
+    bool open = false;
+    int rc = TALLY_OK;
+    for (uint32_t k = 0; k < r->forks.count && rc == TALLY_OK; k++) {
+        uint64_t origin = r->origins.at[r->forks.at[k].origin].id;
+        if (vclock_flags(peer, origin) & VCLOCK_FORKED) {
+            continue;
+        }
+        if (!open && !block_enc_begin(&enc, out)) {
+            rc = TALLY_ENOMEM;
+            break;
+        }
+        open = true;
+        block_mark mark = block_enc_mark(&enc, out);
+        op rec;
+        chain_fork_op(r, &r->forks.at[k], &rec);
+        bool first = out->len == DELTA_HEADER + CODEC_BLOCK_HEADER;
+        bool encoded = block_enc_op(&enc, out, &rec);
+        if (!encoded ||
+            (!first && ((max_bytes != 0 && out->len > max_bytes) || block_over(&enc, out)))) {
+            rc = block_enc_rewind(&enc, out, &mark) && encoded ? TALLY_OK : TALLY_ENOMEM;
+            break;
+        }
+        if (covered != NULL && !vclock_add_flags(covered, origin, VCLOCK_FORKED)) {
+            rc = TALLY_ENOMEM;
+        }
     }
     if (open) {
         block_enc_end(&enc, out);
@@ -330,6 +383,7 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
     uint32_t *next = malloc(((size_t)r->origins.count + 1) * sizeof *next);
     bytes out = {0};
+    bool complete = false;
     int rc =
         has != NULL && next != NULL && bytes_reserve(&out, DELTA_HEADER) ? TALLY_OK : TALLY_ENOMEM;
     if (rc == TALLY_OK) {
@@ -337,10 +391,13 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
         out.at[4] = SYNC_VERSION;
         out.at[5] = out.at[6] = out.at[7] = 0;
         out.len = DELTA_HEADER;
-        rc = delta_ops(r, peer, max_bytes, has, next, &out);
+        rc = delta_ops(r, peer, max_bytes, has, next, &out, &complete);
     }
     if (rc == TALLY_OK && covered != NULL) {
         rc = delta_covered(r, peer, has, covered);
+    }
+    if (rc == TALLY_OK && complete && r->forks.count > 0) {
+        rc = delta_forks(r, peer, max_bytes, &out, covered);
     }
     if (rc == TALLY_OK) {
         *buf = out.at;
@@ -392,6 +449,10 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
             rc = block_dec_op(&dec, &o);
             if (rc == TALLY_OK && o.seq > vclock_get(covered, o.origin) &&
                 !vclock_set(covered, o.origin, o.seq)) {
+                rc = TALLY_ENOMEM;
+            }
+            if (rc == TALLY_OK && o.kind == OP_FORK &&
+                !vclock_add_flags(covered, o.origin, VCLOCK_FORKED)) {
                 rc = TALLY_ENOMEM;
             }
         }
@@ -452,6 +513,9 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     }
     if (o->kind == OP_SIGN) {
         return chain_replay(r, o); /* a peer's runs are checked whole, before this (apply_run) */
+    }
+    if (o->kind == OP_FORK) {
+        return chain_fork_accept(r, o);
     }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
@@ -547,7 +611,8 @@ static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, si
 }
 
 /* Reads the next run of the block, ops and SIGN record, hashing its ops: *sign is its record,
- * *n how many ops it has. TALLY_ECORRUPT when the ops are not one origin's in seq order from
+ * *n how many ops it has. A fork's record where a run would begin is read alone, with *n 0.
+ * TALLY_ECORRUPT when the ops are not one origin's in seq order from
  * the record's first to its last, or more than a run holds, or the block ends first. */
 static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
                     uint8_t digest[CRYPTO_HASH]) {
@@ -559,6 +624,10 @@ static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
         int rc = dec->remaining > 0 ? block_dec_op(dec, &o) : TALLY_ECORRUPT;
         if (rc != TALLY_OK) {
             return rc;
+        }
+        if (o.kind == OP_FORK && *n == 0) {
+            *sign = o;
+            return TALLY_OK;
         }
         if (o.kind == OP_SIGN) {
             if (*n == 0 || o.origin != origin || o.u.sign.first != first ||
@@ -629,13 +698,19 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         uint8_t digest[CRYPTO_HASH];
         chain_verdict verdict;
         rc = read_run(r, dec, &sign, &n, digest);
+        if (rc == TALLY_OK && sign.kind == OP_FORK) {
+            rc = chain_fork_accept(r, &sign);
+            continue;
+        }
         uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;
         bool was_keyed = known != NONE && r->origins.at[known].keyed;
         if (rc == TALLY_OK) {
             rc = chain_accept(r, &sign, digest, &verdict);
         }
         if (rc == TALLY_OK && verdict == CHAIN_FORK) {
-            rc = TALLY_ECORRUPT; /* a second history of the origin: not taken */
+            /* a second history of the origin: not taken, and proven (chain.c) */
+            rc = r->origins.at[replica_origin_find(r, sign.origin)].forked ? TALLY_FORKED
+                                                                           : TALLY_ECORRUPT;
         }
         if (rc != TALLY_OK) {
             return rc;

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include "ledger/chain.h"
+#include "ledger/replica.h"
 
 void assert_result_at(int actual, int expected, const char *expr, const char *file, int line) {
     if (actual != expected) {
@@ -33,14 +34,31 @@ tally_replica *replica_new(uint64_t id, test_clock *clock) {
     return r;
 }
 
-void sync_pair(tally_replica *from, tally_replica *to) {
+tally_replica *replica_clone(const tally_replica *src) {
+    uint8_t seed[CRYPTO_SEED];
+    size_t n = sizeof seed;
+    assert_int_equal(EVP_PKEY_get_raw_private_key(src->crypto.signer, seed, &n), 1);
+    tally_replica *c = replica_new(src->id, NULL);
+    assert_true(crypto_set_signer(&c->crypto, seed));
+    c->origins.at[c->self].keyed = false; /* it has signed nothing yet: it takes src's key */
+    assert_result(chain_own_key(c), TALLY_OK);
+    sync_pair((tally_replica *)src, c);
+    return c;
+}
+
+int apply_from(tally_replica *from, tally_replica *to) {
     uint8_t *summary, *delta;
     size_t summary_len, delta_len;
     assert_result(tally_summary(to, &summary, &summary_len), TALLY_OK);
     assert_result(tally_delta(from, summary, summary_len, 0, &delta, &delta_len), TALLY_OK);
-    assert_result(tally_apply(to, delta, delta_len), TALLY_OK);
+    int rc = tally_apply(to, delta, delta_len);
     tally_free(summary);
     tally_free(delta);
+    return rc;
+}
+
+void sync_pair(tally_replica *from, tally_replica *to) {
+    assert_result(apply_from(from, to), TALLY_OK);
 }
 
 void sync_all(tally_replica **r, int n) {
@@ -189,7 +207,7 @@ void sign_run(const op *ops, size_t n, op *sign, uint8_t chain[CRYPTO_HASH],
 
 void make_delta(const op *ops, size_t n, bytes *out) {
     assert_true(bytes_reserve(out, 8));
-    memcpy(out->at, "TLYD\2\0\0\0", 8);
+    memcpy(out->at, "TLYD\3\0\0\0", 8);
     out->len = 8;
     block_enc e;
     block_enc_init(&e);

@@ -37,6 +37,11 @@ uint64_t test_clock_ms(void *ctx);
 tally_replica *replica_new(uint64_t id, test_clock *clock);
 
 /* Carries everything `to` lacks from `from`, asserting each step succeeds. */
+/* An in-memory replica with src's id, key and history: a copy of its directory, as restoring
+ * a backup or cloning a machine makes one. What each of the two writes next forks the id. */
+tally_replica *replica_clone(const tally_replica *src);
+/* Applies the delta from's makes for to's summary there: tally_apply's result. */
+int apply_from(tally_replica *from, tally_replica *to);
 void sync_pair(tally_replica *from, tally_replica *to);
 void sync_all(tally_replica **r, int n);
 void assert_converged(tally_replica *a, tally_replica *b);

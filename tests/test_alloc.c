@@ -550,6 +550,22 @@ static void every_result_is_reachable(void **state) {
     tally_free(peer_summary);
     tally_free(delta);
     tally_close(reborn);
+    /* A replica copied: each copy writes, and the two histories meet. */
+    tally_replica *original = replica_new(41, NULL), *onlooker = replica_new(42, NULL);
+    tally_account wallet = account(50, 1, TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
+    assert_result(tally_create_account(original, &wallet), TALLY_OK);
+    tally_replica *copy = replica_clone(original);
+    tally_account mine = account(51, 1, 0), theirs = account(52, 1, 0);
+    assert_result(tally_create_account(original, &mine), TALLY_OK);
+    assert_result(tally_create_account(copy, &theirs), TALLY_OK);
+    sync_pair(original, onlooker);
+    assert_result(seen(apply_from(original, copy)), TALLY_FORKED);
+    assert_result(seen(tally_create_account(copy, &bank)), TALLY_ORIGIN_FORKED);
+    sync_pair(copy, onlooker); /* the proof, to a replica holding the other history */
+    assert_result(seen(grant_to(onlooker, wallet.id, 41, 1)), TALLY_REPLICA_FORKED);
+    tally_close(original);
+    tally_close(copy);
+    tally_close(onlooker);
     for (int k = 0; k < TALLY_RESULT_COUNT_; k++) {
         if (k == TALLY_ETIMEDOUT) {
             continue; /* only a rights request over the network gives it: test_node.c */

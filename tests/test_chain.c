@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "ledger/chain.h"
+#include "ledger/journal.h"
 #include "ledger/replica.h"
 
 enum { BANK = 1, WALLET = 2, SHOP = 3, THIEF = 4 };
@@ -229,7 +230,7 @@ static void a_run_signed_under_a_small_order_key_is_refused(void **state) {
         all[3].u.sign.sig = sig;
         bytes d = {0};
         assert_true(bytes_reserve(&d, 8));
-        memcpy(d.at, "TLYD\2\0\0\0", 8);
+        memcpy(d.at, "TLYD\3\0\0\0", 8);
         d.len = 8;
         encode_block(all, 4, &d);
         tally_replica *r = replica_new(1, NULL);
@@ -327,18 +328,46 @@ static tally_replica *open_dir_as(const char *dir, uint64_t id) {
     return r;
 }
 
+/* A fork's proof, as tally_forks lists it, holds by itself: two statements of the replica's,
+ * each verifying under its key (checked with OpenSSL directly), whose runs overlap. */
+static void assert_proof_of(const tally_replica *r, uint64_t forked) {
+    size_t n;
+    tally_fork f;
+    assert_result(tally_forks(r, 0, &f, 1, &n), TALLY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f.replica_id, forked);
+    assert_true(f.first[0] <= f.last[1] && f.first[1] <= f.last[0]);
+    assert_memory_not_equal(f.statement[0], f.statement[1], TALLY_STATEMENT_BYTES);
+    assert_true(memcmp(f.statement[0], f.statement[1], TALLY_STATEMENT_BYTES) < 0);
+    for (int side = 0; side < 2; side++) {
+        uint64_t origin, first, last;
+        memcpy(&origin, f.statement[side] + 16, 8);
+        memcpy(&first, f.statement[side] + 24, 8);
+        memcpy(&last, f.statement[side] + 32, 8);
+        assert_true(origin == forked && first == f.first[side] && last == f.last[side]);
+        assert_true(openssl_accepts(f.public_key, f.statement[side], TALLY_STATEMENT_BYTES,
+                                    f.signature[side]));
+    }
+}
+
 /* A replica restored from a backup writes again over seqs it had already signed and shared:
- * its old runs, coming back from a peer, overlap its new ones, and it refuses them rather than
- * taking two histories for one origin. Without signatures both were "seq 6" and nobody saw. */
+ * its old runs, coming back from a peer, overlap its new ones. It refuses them rather than
+ * take two histories for one origin, keeps the proof (its two statements) across a restart,
+ * takes no more writes, and the proof spreads: a peer that holds either history, or neither,
+ * learns of the fork and gives the forked replica no rights. Without signatures both were
+ * "seq 6" and nobody saw. */
 static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     (void)state;
     char *dir = temp_dir(), backup[64];
     snprintf(backup, sizeof backup, "%s-backup", dir);
     tally_replica *r = open_dir_as(dir, 0), *peer = replica_new(2, NULL);
+    tally_replica *bystander = replica_new(3, NULL);
     fund_wallet(r);
+    sync_pair(r, bystander);
     tally_close(r);
     shell("cp -a %s %s", dir, backup);
     r = open_dir_as(dir, 0);
+    uint64_t id = tally_replica_id(r);
     tally_transfer pay = transfer(20, WALLET, SHOP, 60);
     assert_result(tally_create_transfer(r, &pay), TALLY_OK);
     sync_pair(r, peer);
@@ -348,14 +377,48 @@ static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     r = open_dir_as(dir, 0); /* restored: knows nothing of the payment */
     tally_transfer again = transfer(21, WALLET, THIEF, 60);
     assert_result(tally_create_transfer(r, &again), TALLY_OK);
-    uint64_t seq = tally_seen(r, tally_replica_id(r));
-    size_t len;
-    uint8_t *d = delta_for(peer, r, &len);
-    assert_result(tally_apply(r, d, len), TALLY_ECORRUPT);
-    assert_int_equal(tally_seen(r, tally_replica_id(r)), seq); /* nothing of the other branch */
-    tally_free(d);
+    uint64_t seq = tally_seen(r, id);
+    size_t n;
+    assert_result(tally_forks(r, 0, NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 0);
+    assert_result(apply_from(peer, r), TALLY_FORKED);
+    assert_int_equal(tally_seen(r, id), seq); /* nothing of the other branch */
+    assert_proof_of(r, id);
+    tally_transfer more = transfer(22, WALLET, THIEF, 1);
+    assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
+    tally_close(r);
+    r = open_dir_as(dir, 0); /* the proof is in the journal */
+    assert_proof_of(r, id);
+    assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
+    assert_result(tally_snapshot(r), TALLY_OK);
+    tally_close(r);
+    r = open_dir_as(dir, 0); /* and in the snapshot */
+    assert_int_not_equal(r->journal->snapshot_segment, 0);
+    assert_proof_of(r, id);
+    assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
+    /* the peer holds the other history: it is sent the proof, not the history it would
+     * refuse, and stops giving; neither sends its history to the other again */
+    assert_result(apply_from(r, peer), TALLY_OK);
+    assert_proof_of(peer, id);
+    assert_result(apply_from(peer, r), TALLY_OK);
+    assert_int_equal(tally_seen(peer, id), seq); /* still its own branch only */
+    assert_result(grant_to(peer, tid(WALLET), id, 1), TALLY_REPLICA_FORKED);
+    /* and a bystander that saw neither new history learns it from the peer */
+    assert_result(apply_from(peer, bystander), TALLY_OK);
+    assert_proof_of(bystander, id);
+    assert_result(tally_forks(bystander, 1, NULL, 0, &n), TALLY_OK);
+    assert_int_equal(n, 1);
+    /* once every replica has it, no delta carries it again */
+    uint8_t *summary, *delta;
+    size_t summary_len, len;
+    assert_result(tally_summary(bystander, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_delta(peer, summary, summary_len, 0, &delta, &len), TALLY_OK);
+    assert_int_equal(len, 8);
+    tally_free(delta);
+    tally_free(summary);
     tally_close(r);
     tally_close(peer);
+    tally_close(bystander);
     shell("rm -rf %s%s", dir, "");
     free(dir);
 }
@@ -421,10 +484,97 @@ static void signed_by_another(const op *ops, size_t n, bytes *out) {
     all[n].u.sign.chain = key;
     all[n].u.sign.sig = sig;
     assert_true(bytes_reserve(out, 8));
-    memcpy(out->at, "TLYD\2\0\0\0", 8);
+    memcpy(out->at, "TLYD\3\0\0\0", 8);
     out->len = 8;
     encode_block(all, n + 1, out);
     crypto_free(&c);
+}
+
+/* One side of a fork's record for origin, signed with signer's key: run first..last, with
+ * made-up prev and digest (a proof needs no ops: only two signed statements). */
+static void proof_side(crypto_ctx *signer, uint64_t origin, op *f, int side, uint64_t first,
+                       uint64_t last, uint8_t rest[128], uint8_t tag) {
+    memset(rest, tag, 64);
+    uint8_t hash[CRYPTO_HASH];
+    assert_true(chain_sign_run(signer, origin, first, last, rest, rest + 32, hash, rest + 64));
+    f->u.fork.first[side] = first;
+    f->u.fork.last[side] = last;
+    f->u.fork.side[side] = rest;
+}
+
+/* A delta holding only a fork's record. */
+static void proof_delta(const op *f, bytes *out) {
+    out->len = 0;
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\3\0\0\0", 8);
+    out->len = 8;
+    encode_block(f, 1, out);
+}
+
+/* A proof of a fork is taken only when it holds: both statements verify under the key the
+ * origin's runs brought here, their runs overlap, and they differ. Anything else is refused
+ * with nothing kept, so no one can make an honest replica look forked. A proof for an origin
+ * whose key is not known here yet cannot be checked: it is set aside, and comes again. */
+static void a_proof_of_a_fork_that_does_not_hold_is_refused(void **state) {
+    (void)state;
+    enum { X = 100 };
+    crypto_ctx xk, other;
+    assert_true(crypto_init(&xk) && crypto_init(&other));
+    test_key_of(X, &xk);
+    test_key_of(X + 1, &other);
+    uint8_t a[128], b[128];
+    bytes d = {0}, runs = {0};
+    op f;
+    memset(&f, 0, sizeof f);
+    f.kind = OP_FORK;
+    f.origin = X;
+    struct {
+        const char *what;
+        uint64_t first[2], last[2];
+        bool other_key, flip, same;
+        int result;
+    } cases[] = {
+        {"a fork", {1, 2}, {3, 2}, false, false, false, TALLY_OK},
+        {"runs that do not overlap", {1, 3}, {2, 3}, false, false, false, TALLY_ECORRUPT},
+        {"one statement twice", {1, 1}, {3, 3}, false, false, true, TALLY_ECORRUPT},
+        {"a side signed by another key", {1, 2}, {3, 2}, true, false, false, TALLY_ECORRUPT},
+        {"a signature changed", {1, 2}, {3, 2}, false, true, false, TALLY_ECORRUPT},
+        {"a run past the longest",
+         {1, 1},
+         {1, CHAIN_RUN_OPS_MAX + 1},
+         false,
+         false,
+         false,
+         TALLY_ECORRUPT},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tally_replica *r = replica_new(9, NULL);
+        op x_ops[1] = {open_op(X, 1, 50)};
+        runs.len = 0;
+        make_delta(x_ops, 1, &runs); /* X's key, here */
+        proof_side(&xk, X, &f, 0, cases[k].first[0], cases[k].last[0], a, 1);
+        proof_side(cases[k].other_key ? &other : &xk, X, &f, 1, cases[k].first[1], cases[k].last[1],
+                   b, cases[k].same ? 1 : 2);
+        b[100] ^= cases[k].flip ? 1 : 0;
+        proof_delta(&f, &d);
+        /* before X's key is here, it cannot be checked: set aside */
+        assert_result(tally_apply(r, d.at, d.len), TALLY_OK);
+        size_t n;
+        assert_result(tally_forks(r, 0, NULL, 0, &n), TALLY_OK);
+        assert_int_equal(n, 0);
+        assert_result(tally_apply(r, runs.at, runs.len), TALLY_OK);
+        if (tally_apply(r, d.at, d.len) != cases[k].result) {
+            fail_msg("%s: not %s", cases[k].what, tally_result_name(cases[k].result));
+        }
+        assert_result(tally_forks(r, 0, NULL, 0, &n), TALLY_OK);
+        assert_int_equal(n, cases[k].result == TALLY_OK ? 1 : 0);
+        assert_int_equal(tally_seen(r, X), 1); /* a proof takes nothing away */
+        tally_close(r);
+    }
+    bytes_free(&d);
+    bytes_free(&runs);
+    crypto_free(&xk);
+    crypto_free(&other);
 }
 
 /* Found by an adversary: an origin's first run that applied only part way (a relay left out
@@ -468,14 +618,6 @@ static void a_run_applied_part_way_keeps_its_origins_key_across_a_restart(void *
     bytes_free(&yd);
     shell("rm -rf %s%s", dir, "");
     free(dir);
-}
-
-static int apply_from(tally_replica *from, tally_replica *to) {
-    size_t len;
-    uint8_t *d = delta_for(from, to, &len);
-    int rc = tally_apply(to, d, len);
-    tally_free(d);
-    return rc;
 }
 
 /* Found by an adversary: a replica restored from a backup is handed a run of its own that
@@ -554,6 +696,7 @@ int main(void) {
         cmocka_unit_test(max_bytes_never_splits_a_run),
         cmocka_unit_test(runs_relayed_through_a_third_replica_verify),
         cmocka_unit_test(a_restored_replica_meets_its_own_past_as_a_fork),
+        cmocka_unit_test(a_proof_of_a_fork_that_does_not_hold_is_refused),
         cmocka_unit_test(a_directory_without_its_key_does_not_open),
         cmocka_unit_test(a_run_applied_part_way_keeps_its_origins_key_across_a_restart),
         cmocka_unit_test(a_replica_holding_part_of_its_own_run_takes_no_write),

@@ -588,7 +588,7 @@ static void random_bytes_never_break_a_replica(void **state) {
             junk[i] = (uint8_t)test_rand(&seed);
         }
         if (trial % 2 && len >= 8) {
-            memcpy(junk, "TLYD\2\0\0\0", 8); /* get past the header */
+            memcpy(junk, "TLYD\3\0\0\0", 8); /* get past the header */
         }
         assert_result(tally_apply(p.dst, junk, len),
                       len == 8 && trial % 2 ? TALLY_OK : TALLY_ECORRUPT);
@@ -614,7 +614,7 @@ static void every_bit_flip_of_a_summary_is_rejected(void **state) {
     uint8_t *summary, *delta = (uint8_t *)&delta;
     size_t len, delta_len;
     assert_result(tally_summary(c, &summary, &len), TALLY_OK);
-    assert_int_equal(len, 12 + 2 * 56 + 8);
+    assert_int_equal(len, 12 + 2 * 64 + 8);
     vclock v;
     assert_result(sync_summary_decode(c, summary, len, &v), TALLY_OK);
     assert_int_equal(vclock_get(&v, 1), 4);
@@ -811,7 +811,7 @@ static void a_transfer_whose_accounts_disagree_on_the_ledger_is_refused(void **s
         memcpy(payload + n + CRYPTO_HASH, sig, CRYPTO_SIG);
         n += CRYPTO_HASH + CRYPTO_SIG;
         uint8_t delta[8 + CODEC_BLOCK_HEADER + sizeof payload];
-        memcpy(delta, "TLYD\2\0\0\0", 8);
+        memcpy(delta, "TLYD\3\0\0\0", 8);
         put_u32le(delta + 8, (uint32_t)n);
         put_u32le(delta + 12, 4);
         put_u64le(delta + 16, XXH3_64bits_withSeed(payload, n, (uint64_t)n << 32 | 4));

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger/chain.h"
 #include "ledger/journal.h"
 #include "ledger/replica.h"
 #include "sim.h"
@@ -580,7 +581,16 @@ static void act_forge(sim *s) {
     tally_replica *forger = NULL;
     uint8_t *summary = NULL, *delta = NULL;
     size_t summary_len = 0, delta_len = 0;
-    if (tally_open(&o, &forger) != TALLY_OK ||
+    if (tally_open(&o, &forger) != TALLY_OK) {
+        fail(s, "the forger's replica", 0);
+    }
+    /* a key of its own, also where keys are made from ids (a fuzzing build): one that could
+     * sign as the victim would not forge but fork, which is proven rather than refused */
+    uint8_t seed[CRYPTO_SEED];
+    memset(seed, 0x46, sizeof seed);
+    put_u64le(seed, id);
+    forger->origins.at[forger->self].keyed = false;
+    if (!crypto_set_signer(&forger->crypto, seed) || chain_own_key(forger) != TALLY_OK ||
         tally_summary(forger, &summary, &summary_len) != TALLY_OK) {
         fail(s, "the forger's replica", 0);
     }
