@@ -140,6 +140,7 @@ struct tally_node {
     uint64_t bytes_in, bytes_out, ops_in, ops_out; /* of connections already closed, too */
     uint32_t rights_timeout_ms;
     home *homes;
+    size_t forks_logged; /* the proofs of forks told to the log so far */
 };
 
 static void node_log(tally_node *n, int level, const char *fmt, ...)
@@ -557,6 +558,32 @@ static void on_change(void *ctx) {
     }
 }
 
+/* Tells the log of each proof of a fork the replica holds that it has not told of yet: each is
+ * an error an operator must act on (docs/operations.md, "A fork"). */
+static void log_forks(void *ctx) {
+    tally_node *n = ctx;
+    size_t count;
+    tally_fork f;
+    if (tally_forks(n->r, 0, NULL, 0, &count) != TALLY_OK) {
+        return;
+    }
+    for (; n->forks_logged < count; n->forks_logged++) {
+        size_t one;
+        if (tally_forks(n->r, n->forks_logged, &f, 1, &one) != TALLY_OK) {
+            return;
+        }
+        bool self = f.replica_id == tally_replica_id(n->r);
+        node_log(n, TALLY_LOG_ERROR,
+                 "replica %llu signed two histories (its ops %llu..%llu and %llu..%llu): the "
+                 "proof is kept, %s",
+                 (unsigned long long)f.replica_id, (unsigned long long)f.first[0],
+                 (unsigned long long)f.last[0], (unsigned long long)f.first[1],
+                 (unsigned long long)f.last[1],
+                 self ? "and this replica takes no writes: start it as a new replica"
+                      : "and it is given no rights");
+    }
+}
+
 /* --- rights on request ---------------------------------------------------------------------- */
 
 static conn *ready_session_with(tally_node *n, uint64_t replica) {
@@ -709,6 +736,8 @@ static void node_configure(tally_node *n, const tally_node_options *opts) {
     n->cfg.rights_throttle_ms = RIGHTS_THROTTLE_MS;
     n->cfg.on_rights_answer = on_rights_answer;
     n->cfg.rights_ctx = n;
+    n->cfg.on_applied = log_forks;
+    n->cfg.applied_ctx = n;
     n->rights_timeout_ms = or_default(opts->rights_timeout_ms, RIGHTS_TIMEOUT_MS_DEFAULT);
 }
 
@@ -779,6 +808,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     }
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
     expiry_schedule(n); /* pendings made before the node started */
+    log_forks(n);       /* and forks proven before */
     *out = n;
     return TALLY_OK;
 }

@@ -42,7 +42,7 @@
 #include "tally.h"
 
 /* 2: RIGHTS_ANSWER carries the seq of the GRANT it announces. */
-#define SESSION_PROTOCOL_VERSION 3
+#define SESSION_PROTOCOL_VERSION 4
 /* request id u64, result u8, granted u64, the GRANT's seq at the holder u64 (0: none) */
 #define RIGHTS_ANSWER_BYTES 25
 
@@ -76,6 +76,9 @@ typedef struct session_config {
     void (*on_rights_answer)(void *ctx, uint64_t peer, uint64_t request, int result,
                              uint64_t granted, uint64_t grant_seq);
     void *rights_ctx;
+    /* A delta was applied, whole or in part (the node looks for new proofs of forks). */
+    void (*on_applied)(void *ctx);
+    void *applied_ctx;
 } session_config;
 
 #define SESSION_THROTTLE_SLOTS 16

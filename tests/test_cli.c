@@ -472,6 +472,7 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
         {"grant", "  grant ACCOUNT --to REPLICA --amount N [--to-unknown]\n", "Gives an amount"},
         {"rights request", "  rights request ACCOUNT --amount N", "Asks the peers"},
         {"conflicts", "  conflicts\n", "Lists what concurrent writes produced"},
+        {"forks", "  forks\n", "Lists the replicas proven"},
         {"peer add", "  peer add HOST:PORT", "Keeps a connection"},
         {"peer remove", "  peer remove HOST:PORT", "Closes the session"},
     };
@@ -506,6 +507,46 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
     assert_null(strstr(out, "Moves an amount"));
 }
 
+/* A directory copied, each copy written to, and the two histories met: `forks` shows the
+ * proof, `status` counts it, and the copy takes no more writes. */
+static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state) {
+    (void)state;
+    char a[32], ta[64], b[48], cmd[128];
+    fresh_target(a, ta);
+    assert_int_equal(tally("%s forks", ta), 0);
+    assert_output_has("no forks");
+    assert_int_equal(tally("%s account create 1 --ledger 1", ta), 0);
+    snprintf(b, sizeof b, "%s-copy", a);
+    snprintf(cmd, sizeof cmd, "cp -a %s %s", a, b);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tally("%s account create 2 --ledger 1", ta), 0);
+    assert_int_equal(tally("--data %s account create 3 --ledger 1", b), 0);
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    tally_replica *ra = NULL, *rb = NULL;
+    o.dir = a;
+    assert_result(tally_open(&o, &ra), TALLY_OK);
+    o.dir = b;
+    assert_result(tally_open(&o, &rb), TALLY_OK);
+    assert_result(apply_from(ra, rb), TALLY_FORKED);
+    tally_close(ra);
+    tally_close(rb);
+    assert_int_equal(tally("--data %s forks", b), 0);
+    assert_output_has("signed two histories: its ops 2..2 and 2..2 (this replica: it takes no "
+                      "writes; start it as a new replica)");
+    assert_output_has("  statement  74616c6c792072756e207631"); /* "tally run v1" */
+    assert_int_equal(tally("--data %s status", b), 0);
+    assert_output_has("forks        1 (see: tally forks)");
+    assert_int_equal(tally("--data %s account create 4 --ledger 1", b), 1);
+    assert_output_has("ORIGIN_FORKED");
+    assert_int_equal(tally("--data %s --json forks", b), 0);
+    assert_output_has("\"self\":true");
+    assert_int_equal(tally("%s forks", ta), 0); /* the original has not met the copy */
+    assert_output_has("no forks");
+    remove_dir(a);
+    remove_dir(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_command_works_on_a_local_directory),
@@ -517,6 +558,7 @@ int main(void) {
         cmocka_unit_test(a_reply_is_read_up_to_its_limit_and_no_further),
         cmocka_unit_test(a_server_that_never_answers_is_given_up_on),
         cmocka_unit_test(each_command_has_its_own_help_which_needs_no_server),
+        cmocka_unit_test(a_forked_directory_shows_its_proof_and_takes_no_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -301,6 +301,55 @@ static void a_node_of_another_cluster_is_refused_and_logged(void **state) {
     cluster_free(&c);
 }
 
+static void run_for(cluster *c, uint64_t ms) {
+    uv_timer_start(&c->deadline, on_deadline, ms, 0);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&c->deadline);
+}
+
+static size_t forks_held(const tally_replica *r) {
+    size_t n;
+    assert_result(tally_forks(r, 0, NULL, 0, &n), TALLY_OK);
+    return n;
+}
+
+/* A replica's copy joins the cluster under its id (a restored backup, a cloned machine), and
+ * both write. The fork is found where the two histories meet, its proof spreads to the honest
+ * node too, every node logs it as an error, and neither copy takes another write. */
+static void a_cloned_replica_is_found_out_and_logged_by_every_node(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 3, false);
+    tally_node_stop(c.node[2], on_stopped, &c);
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.stopped--;
+    tally_close(c.r[2]);
+    c.r[2] = replica_clone(c.r[0]); /* replica 1, twice */
+    node_start(&c, 2, "test");
+    tally_account mine = account(10, 1, 0), theirs = account(11, 1, 0);
+    assert_result(tally_create_account(c.r[0], &mine), TALLY_OK);
+    assert_result(tally_create_account(c.r[2], &theirs), TALLY_OK);
+    connect_all(&c);
+    for (int waited = 0; waited < 100; waited++) {
+        if (forks_held(c.r[0]) + forks_held(c.r[1]) + forks_held(c.r[2]) == 3) {
+            break;
+        }
+        run_for(&c, 100);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(forks_held(c.r[i]), 1);
+    }
+    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 6..6 and 6..6): "
+                                  "the proof is kept, and this replica takes no writes"));
+    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 6..6 and 6..6): "
+                                  "the proof is kept, and it is given no rights"));
+    tally_account more = account(12, 1, 0);
+    assert_result(tally_create_account(c.r[0], &more), TALLY_ORIGIN_FORKED);
+    assert_result(tally_create_account(c.r[2], &more), TALLY_ORIGIN_FORKED);
+    assert_result(tally_create_account(c.r[1], &more), TALLY_OK); /* the honest one goes on */
+    cluster_free(&c);
+}
+
 /* The state tally_node_peers shows for an outgoing peer, or -1 if it is not listed. */
 static int peer_state(tally_node *n, const char *addr) {
     tally_node_peer list[8];
@@ -470,12 +519,6 @@ static void a_request_completes_by_what_its_grants_brought_whatever_was_spent(vo
 }
 
 /* Runs the loop for ms whatever happens. */
-static void run_for(cluster *c, uint64_t ms) {
-    uv_timer_start(&c->deadline, on_deadline, ms, 0);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    uv_timer_stop(&c->deadline);
-}
-
 /* A pending with a 300 ms timeout on a node that writes nothing more: the node voids it on
  * time by itself, and the void reaches the peer. */
 static void an_idle_node_voids_pendings_when_their_timeout_passes(void **state) {
@@ -690,6 +733,7 @@ int main(void) {
         cmocka_unit_test(a_partition_made_by_removing_peers_heals_when_they_are_back),
         cmocka_unit_test(a_stopped_node_restarts_from_its_journal_and_catches_up),
         cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
+        cmocka_unit_test(a_cloned_replica_is_found_out_and_logged_by_every_node),
         cmocka_unit_test(peers_given_by_name_are_looked_up_and_bad_names_refused),
         cmocka_unit_test(a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds),
         cmocka_unit_test(a_request_completes_by_what_its_grants_brought_whatever_was_spent),

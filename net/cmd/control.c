@@ -3,6 +3,7 @@
  */
 #include "net/cmd/control.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -151,6 +152,17 @@ static json_t *u64_json(uint64_t v) {
 }
 
 /* An op's dot: [origin, seq], the origin a replica id. */
+/* Bytes as lowercase hex (a digest, a key, a statement, a signature). */
+static json_t *hex_json(const uint8_t *p, size_t n) {
+    char hex[2 * TALLY_STATEMENT_BYTES + 1];
+    assert(n <= TALLY_STATEMENT_BYTES);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", p[i]);
+    }
+    hex[2 * n] = 0;
+    return json_string(hex);
+}
+
 static json_t *dot_json(tally_dot d) {
     return json_pack("[o,o]", decimal_json(d.origin), u64_json(d.seq));
 }
@@ -364,13 +376,11 @@ static json_t *op_status(control *c, req *q, int *rc) {
     *rc = tally_get_stats(c->r, &st);
     uint8_t d[16];
     tally_digest(c->r, d);
-    char hex[33];
-    for (int i = 0; i < 16; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    }
-    json_t *o = json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "replica_id",
-                          decimal_json(tally_replica_id(c->r)),
-                          "digest", hex, "ops", u64_json(st.ops), "accounts",
+    size_t forks = 0;
+    (void)tally_forks(c->r, 0, NULL, 0, &forks);
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "replica_id",
+                          decimal_json(tally_replica_id(c->r)), "digest", hex_json(d, sizeof d),
+                          "forks", u64_json(forks), "ops", u64_json(st.ops), "accounts",
                           u64_json(st.accounts), "transfers", u64_json(st.transfers), "pending",
                           u64_json(st.pending), "conflicts", u64_json(st.conflicts), "origins",
                           u64_json(st.origins), "refused_for_rights", u64_json(st.refused_rights));
@@ -594,6 +604,41 @@ static json_t *op_conflicts(control *c, req *q, int *rc) {
     return json_pack("{s:o}", "conflicts", arr);
 }
 
+/* Each proof of a fork held here, whole: anyone can check it with the key (docs/design.md). */
+static json_t *op_forks(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", NULL};
+    if (!only_keys(q, q->body, keys)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    size_t n = 0;
+    tally_forks(c->r, 0, NULL, 0, &n);
+    tally_fork *list = calloc(n + 1, sizeof *list);
+    if (list == NULL) {
+        *rc = TALLY_ENOMEM;
+        return NULL;
+    }
+    *rc = tally_forks(c->r, 0, list, n, &n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const tally_fork *f = &list[i];
+        json_t *sides = json_array();
+        for (int k = 0; k < 2; k++) {
+            json_array_append_new(
+                sides, json_pack("{s:o, s:o, s:o, s:o}", "first", u64_json(f->first[k]), "last",
+                                 u64_json(f->last[k]), "statement",
+                                 hex_json(f->statement[k], TALLY_STATEMENT_BYTES), "signature",
+                                 hex_json(f->signature[k], sizeof f->signature[k])));
+        }
+        json_array_append_new(
+            arr, json_pack("{s:o, s:b, s:o, s:o}", "replica", decimal_json(f->replica_id), "self",
+                           f->replica_id == tally_replica_id(c->r), "public_key",
+                           hex_json(f->public_key, sizeof f->public_key), "statements", sides));
+    }
+    free(list);
+    return json_pack("{s:o}", "forks", arr);
+}
+
 static json_t *op_peer(control *c, req *q, int *rc, bool add) {
     static const char *const keys[] = {"op", "id", "address", NULL};
     const char *addr = json_string_value(json_object_get(q->body, "address"));
@@ -714,6 +759,7 @@ void control_request(control *c, const char *line, size_t len, control_reply_fn 
         {"transfer", op_lookup_transfer},
         {"grant", op_grant},
         {"conflicts", op_conflicts},
+        {"forks", op_forks},
         {"add_peer", op_add_peer},
         {"remove_peer", op_remove_peer},
     };

@@ -314,6 +314,12 @@ static const command commands[] = {
      .what = "Lists what concurrent writes produced: an account or transfer id made differently\n"
              "on two replicas, with the op lookups show (the winner) and the other, which stays.",
      .request = op_only},
+    {.words = "forks",
+     .lines = "  forks\n",
+     .what = "Lists the replicas proven to have signed two histories (a directory restored from a\n"
+             "backup or copied), each with its proof: two overlapping statements it signed, and\n"
+             "its key. Such a replica is given no rights, and takes no writes itself.",
+     .request = op_only},
     {.words = "peer add",
      .lines = "  peer add HOST:PORT                       (with --server)\n",
      .what = "Keeps a connection to a peer's sync port, reconnecting until the peer is removed.",
@@ -636,6 +642,9 @@ static void show(const char *op, json_t *j) {
                "transfers    %s (%s pending open)\nconflicts    %s\n",
                s_(j, "replica_id"), s_(j, "digest"), s_(j, "ops"), s_(j, "accounts"),
                s_(j, "transfers"), s_(j, "pending"), s_(j, "conflicts"));
+        if (strcmp(s_(j, "forks"), "0") != 0) {
+            printf("forks        %s (see: tally forks)\n", s_(j, "forks"));
+        }
         json_t *node = json_object_get(j, "node");
         if (node != NULL) {
             printf("peers        %s configured, %s sessions ready\nwire         %s bytes in, "
@@ -700,6 +709,27 @@ static void show(const char *op, json_t *j) {
                                             ? "unbounded"
                                             : at_(json_object_get(c, "flags"), 0),
                        s_(c, "credits_posted"), s_(c, "debits_posted"));
+            }
+        }
+    } else if (strcmp(op, "forks") == 0) {
+        size_t i;
+        json_t *f;
+        if (json_array_size(json_object_get(j, "forks")) == 0) {
+            printf("no forks\n");
+        }
+        json_array_foreach(json_object_get(j, "forks"), i, f) {
+            json_t *st = json_object_get(f, "statements");
+            json_t *a = json_array_get(st, 0), *b = json_array_get(st, 1);
+            printf("replica %s signed two histories: its ops %s..%s and %s..%s%s\n",
+                   s_(f, "replica"), s_(a, "first"), s_(a, "last"), s_(b, "first"), s_(b, "last"),
+                   json_is_true(json_object_get(f, "self"))
+                       ? " (this replica: it takes no writes; start it as a new replica)"
+                       : "");
+            printf("  key        %s\n", s_(f, "public_key"));
+            for (size_t k = 0; k < 2; k++) {
+                json_t *side = json_array_get(st, k);
+                printf("  statement  %s\n  signature  %s\n", s_(side, "statement"),
+                       s_(side, "signature"));
             }
         }
     } else if (strcmp(op, "request_rights") == 0) {
