@@ -30,6 +30,13 @@
  *   - Results appended: TALLY_FORKED, TALLY_REPLICA_FORKED, TALLY_ORIGIN_FORKED. A replica id
  *     that signed two histories is proven forked where they meet; tally_forks lists the proofs
  *     (see "Forks" below).
+ *   - Holds (see "Holds"): tally_open holds the writes of a replica whose directory was
+ *     restored, copied or damaged, or that is opened with the new flag TALLY_OPEN_RESTORED,
+ *     durably (dir/MARK; journal segment version 3), until a peer's summary confirms its head
+ *     or tally_lift_hold; result appended: TALLY_ORIGIN_HELD. tally_held, tally_hold_name,
+ *     tally_hold_reason, tally_lift_hold, tally_node_lift_hold are new. A summary no longer
+ *     makes a replica refuse writes with TALLY_ORIGIN_BEHIND (anyone could send one claiming
+ *     any seq); only its own signed runs, brought back in part, do.
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
  *     format version 4; versions 1 to 3 and 0.2's journals still open, and the ops this
@@ -120,7 +127,9 @@ extern "C" {
     XX(ACCOUNT_AMBIGUOUS, "the account id has incarnations with different bounds: name one")       \
     XX(FORKED, "an origin signed two histories: the proof is kept (tally_forks)")                  \
     XX(REPLICA_FORKED, "the receiving replica signed two histories: it is given nothing")          \
-    XX(ORIGIN_FORKED, "this replica's history forked (a restore, a copy): start a new replica")
+    XX(ORIGIN_FORKED, "this replica's history forked (a restore, a copy): start a new replica")    \
+    XX(ORIGIN_HELD, "this replica may have been restored or copied: a peer must confirm its "      \
+                    "history first (tally_held)")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -152,6 +161,9 @@ enum {
     /* Open a journal that has a corrupt frame in the middle by keeping what comes before it
      * (and dropping everything after). Without it, such a journal is refused. */
     TALLY_OPEN_REPAIR = 1u << 0,
+    /* The directory was restored from a backup (or the replica's state otherwise brought
+     * back): hold its writes until a peer confirms its history (see "Holds" below). */
+    TALLY_OPEN_RESTORED = 1u << 1,
 };
 
 typedef struct tally_options {
@@ -171,6 +183,7 @@ typedef struct tally_options {
  *
  * With opts->dir, the replica is durable: the directory (created if missing) holds its journal,
  * and opening replays it. A torn write at the journal's tail (a crash mid-write) is cut off;
+ * anything dropped that may have been shared holds the replica's writes (see "Holds");
  * a corrupt frame followed by valid ones is refused with TALLY_ECORRUPT, and opts->error
  * names the file and offset, unless opts->flags has TALLY_OPEN_REPAIR. The replica id is kept
  * in the journal; a non-zero opts->replica_id must match it.
@@ -191,6 +204,47 @@ TALLY_API void tally_close(tally_replica *r);
 TALLY_API int tally_snapshot(tally_replica *r);
 /* This replica's non-zero id; 0 for NULL. */
 TALLY_API uint64_t tally_replica_id(const tally_replica *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Holds: a replica that may not be where its history is.
+ *
+ * A replica that writes an op with a seq it already used, and shared, has signed two histories
+ * (a fork, see "Forks"). That happens when it lost what it wrote: restored from a backup,
+ * copied, or a journal that lost frames. tally_open looks for the signs and, when it finds one,
+ * holds the replica's writes: every write answers TALLY_ORIGIN_HELD, and its deltas carry none
+ * of its own ops, until one of:
+ *   - a peer's summary (read by tally_delta) shows this replica's head as its own: the peer held
+ *     this replica's history up to where the replica stands, and it did not learn it from the
+ *     replica since the hold, which sends none of its own ops. Any ops of its own the peer holds
+ *     beyond that come back first, in the peer's deltas. The next write lifts the hold, durably.
+ *   - tally_lift_hold: an operator's word that no other copy of this replica wrote.
+ * A hold outlives restarts (dir/MARK). What it cannot see: a restore that keeps the files'
+ * inodes (a file-system or VM snapshot rolled back) looks like no restore; open it with
+ * TALLY_OPEN_RESTORED. A copy started while the original is quiet, and confirmed by a peer
+ * before the original writes again, is found only as a fork when the two histories meet.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum tally_hold {
+    TALLY_HOLD_NONE = 0,
+    TALLY_HOLD_RESTORED = 1, /* opened with TALLY_OPEN_RESTORED */
+    TALLY_HOLD_MOVED = 2,    /* the directory is not the one it was written in (restored from a
+                                backup, copied, or moved to another file system) */
+    TALLY_HOLD_DAMAGED = 3,  /* opening dropped a journal frame that may have been shared, or the
+                                directory's mark is damaged or missing */
+    TALLY_HOLD_MISSING = 4,  /* a journal segment the directory had is missing */
+    TALLY_HOLD_UNCLEAN = 5,  /* it stopped without closing while it did not sync
+                                (TALLY_SYNC_NONE): what it wrote last, and shared, may be lost */
+} tally_hold;
+
+/* Why r's writes are held; TALLY_HOLD_NONE when they are not (or once a peer confirmed it). */
+TALLY_API tally_hold tally_held(const tally_replica *r);
+/* The enum's name without its prefix ("MOVED"), or a sentence saying why; "UNKNOWN" and
+ * "unknown hold" outside the enum. Never NULL. */
+TALLY_API const char *tally_hold_name(int hold);
+TALLY_API const char *tally_hold_reason(int hold);
+/* Lifts r's hold, durably: the caller vouches that no other copy of this replica wrote after
+ * the state it holds (a node logs it). TALLY_OK also when nothing is held; TALLY_EINVAL
+ * (NULL); TALLY_EIO. */
+TALLY_API int tally_lift_hold(tally_replica *r);
 
 /* ---------------------------------------------------------------------------------------------
  * Accounts and transfers (TigerBeetle's vocabulary).
@@ -261,16 +315,16 @@ TALLY_API int tally_create_account(tally_replica *r, const tally_account *a);
  * TALLY_PENDING_ALREADY_POSTED; TALLY_PENDING_ALREADY_VOIDED; TALLY_PENDING_EXPIRED;
  * TALLY_PENDING_NOT_HERE; TALLY_PENDING_MISMATCH; TALLY_EXCEEDS_PENDING_AMOUNT;
  * TALLY_TIMEOUT_NOT_PENDING; TALLY_PENDING_ID_INVALID; TALLY_EINVAL; TALLY_ENOMEM;
- * TALLY_ETOOBIG; TALLY_EIO; TALLY_ORIGIN_BEHIND. */
+ * TALLY_ETOOBIG; TALLY_EIO; TALLY_ORIGIN_BEHIND; TALLY_ORIGIN_FORKED; TALLY_ORIGIN_HELD. */
 TALLY_API int tally_create_transfer(tally_replica *r, const tally_transfer *t);
 
 /* One durable write for the whole batch; results[i] is t[i]'s tally_result. Returns TALLY_OK
  * unless the batch as a whole failed (TALLY_EIO, TALLY_ENOMEM, TALLY_EINVAL): then every
  * results[i] holds that same result (when results is not NULL), and no transfer of the batch
  * can be counted on (after TALLY_EIO, what was applied in memory is not durable). A replica
- * that refuses local writes (TALLY_ORIGIN_BEHIND) answers TALLY_OK with that result for each
- * transfer. Transfers are applied in order, so t[i] sees the effect of t[0..i-1]. n == 0 is
- * TALLY_OK. */
+ * that refuses local writes (TALLY_ORIGIN_BEHIND, _FORKED, _HELD) answers TALLY_OK with that
+ * result for each transfer. Transfers are applied in order, so t[i] sees the effect of t[0..i-1]. n
+ * == 0 is TALLY_OK. */
 TALLY_API int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n,
                                      int *results);
 
@@ -455,9 +509,9 @@ TALLY_API int tally_incarnations(const tally_replica *r, tally_id account_id,
 TALLY_API int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len);
 /* The ops the peer's summary lacks, in this replica's journal order, at most max_bytes long
  * unless the first op alone is longer (an op is never split; 0: no limit). An empty delta (no
- * op) is a valid delta. If the summary shows that the peer holds ops of this replica's own
- * origin beyond what this replica has (it lost acknowledged writes), local writes are refused
- * with TALLY_ORIGIN_BEHIND until a delta from a peer brings them back.
+ * op) is a valid delta. A summary is only the peer's word: it changes nothing here, but that a
+ * summary naming this replica's own head as the peer's confirms a held replica (tally_held).
+ * A held replica's delta holds none of its own ops (and nothing after the first of them).
  * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ECORRUPT (the summary does not decode);
  * TALLY_EIO (a durable replica whose journal failed: nothing leaves it). */
 TALLY_API int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,
@@ -569,6 +623,9 @@ TALLY_API int tally_node_add_peer(tally_node *n, const char *addr);
 /* Closes the session with a peer and stops reconnecting to it.
  * Results: TALLY_OK; TALLY_NOT_FOUND (unknown); TALLY_EINVAL. */
 TALLY_API int tally_node_remove_peer(tally_node *n, const char *addr);
+/* tally_lift_hold on the node's replica, logged as a warning with the hold it lifts: the
+ * operator's word that no other copy of this replica wrote. Results as tally_lift_hold's. */
+TALLY_API int tally_node_lift_hold(tally_node *n);
 /* Asks reachable peers for `amount` of rights on a bounded account: the holders this replica
  * knows of, richest first, one after another until the amount is reached. A holder grants what
  * it holds above its rights_reserve (a GRANT op, which replicates like any op) or refuses; a

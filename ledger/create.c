@@ -426,7 +426,7 @@ int tally_create_transfers(tally_replica *r, const tally_transfer *t, size_t n, 
         return batch_answer(results, n, TALLY_EINVAL);
     }
     int rc = replica_writable(r);
-    if (rc == TALLY_ORIGIN_BEHIND || rc == TALLY_ORIGIN_FORKED) {
+    if (rc == TALLY_ORIGIN_BEHIND || rc == TALLY_ORIGIN_FORKED || rc == TALLY_ORIGIN_HELD) {
         batch_answer(results, n, rc); /* each transfer is refused, as by the rules */
         return TALLY_OK;
     }

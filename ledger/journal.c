@@ -32,9 +32,9 @@
 #include "crdt/array.h"
 
 static const uint8_t segment_magic[4] = {'T', 'L', 'Y', 'J'};
-/* Version 2 frames may hold CLOCK records (ledger/codec.c); version 1 segments are still read,
- * and never appended to. */
-#define JOURNAL_VERSION 2
+/* Version 2 frames may hold CLOCK records (ledger/codec.c); a version 3 segment's directory has
+ * a MARK. Older segments are still read, and never appended to. */
+#define JOURNAL_VERSION 3
 #define SEGMENTS_MAX (UINT32_C(1) << 20)
 
 static int say(char *error, size_t size, int rc, const char *fmt, ...)
@@ -149,22 +149,34 @@ static bool header_valid(const uint8_t *h, uint64_t segment, uint64_t *replica, 
 static const char key_name[] = "key";
 static const uint8_t key_magic[4] = {'T', 'L', 'Y', 'K'};
 
-int journal_read_key(journal *j, uint8_t seed[CRYPTO_SEED], bool *found) {
+/* Reads a small file of the directory whose `size` bytes are magic, version (u32), fields and
+ * XXH3-64 of all before it. *found false: there is none. TALLY_ECORRUPT: one that does not
+ * check. */
+static int small_file_read(journal *j, const char *name, const uint8_t magic[4],
+                           uint32_t version, uint8_t *b, size_t size, bool *found) {
     *found = false;
-    int fd = openat(j->dir_fd, key_name, O_RDONLY | O_CLOEXEC);
+    int fd = openat(j->dir_fd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? TALLY_OK : TALLY_EIO;
     }
-    uint8_t b[KEY_FILE_BYTES + 1];
-    ssize_t n = read(fd, b, sizeof b);
+    ssize_t n = read(fd, b, size + 1); /* b has room for one byte more: a longer file */
     close(fd);
-    if (n != KEY_FILE_BYTES || memcmp(b, key_magic, 4) != 0 || get_u32le(b + 4) != 1 ||
-        !CHECKSUM_OK(get_u64le(b + 40), XXH3_64bits(b, 40))) {
+    *found = true;
+    if (n != (ssize_t)size || memcmp(b, magic, 4) != 0 || get_u32le(b + 4) != version ||
+        !CHECKSUM_OK(get_u64le(b + size - 8), XXH3_64bits(b, size - 8))) {
         return TALLY_ECORRUPT;
     }
-    memcpy(seed, b + 8, CRYPTO_SEED);
-    *found = true;
     return TALLY_OK;
+}
+
+int journal_read_key(journal *j, uint8_t seed[CRYPTO_SEED], bool *found) {
+    uint8_t b[KEY_FILE_BYTES + 1];
+    int rc = small_file_read(j, key_name, key_magic, 1, b, KEY_FILE_BYTES, found);
+    if (rc == TALLY_OK && *found) {
+        memcpy(seed, b + 8, CRYPTO_SEED);
+    }
+    *found = *found && rc == TALLY_OK;
+    return rc;
 }
 
 int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]) {
@@ -186,6 +198,133 @@ int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]) {
         return TALLY_EIO;
     }
     return TALLY_OK;
+}
+
+/* --- the directory's mark ------------------------------------------------------------------ */
+
+#define MARK_BYTES 64
+static const char mark_name[] = "MARK";
+static const uint8_t mark_magic[4] = {'T', 'L', 'Y', 'M'};
+#define MARK_VERSION 1
+#define MARK_OPEN 1u
+
+/* dir/MARK (little-endian): magic "TLYM", version (4), replica id, the directory's inode, the
+ * mark file's own inode, the newest segment, the hold (4), flags (4: MARK_OPEN), 8 zero
+ * bytes, XXH3-64 of the bytes before. *found false: there is none. TALLY_ECORRUPT: one that
+ * does not check. */
+static int mark_read(journal *j, journal_mark *m, bool *found) {
+    memset(m, 0, sizeof *m);
+    uint8_t b[MARK_BYTES + 1];
+    int rc = small_file_read(j, mark_name, mark_magic, MARK_VERSION, b, MARK_BYTES, found);
+    if (rc != TALLY_OK || !*found) {
+        return rc;
+    }
+    if (get_u32le(b + 40) > TALLY_HOLD_UNCLEAN || (get_u32le(b + 44) & ~MARK_OPEN) != 0) {
+        return TALLY_ECORRUPT;
+    }
+    m->replica = get_u64le(b + 8);
+    m->dir_ino = get_u64le(b + 16);
+    m->mark_ino = get_u64le(b + 24);
+    m->newest = get_u64le(b + 32);
+    m->hold = get_u32le(b + 40);
+    m->open = (get_u32le(b + 44) & MARK_OPEN) != 0;
+    return TALLY_OK;
+}
+
+/* Writes j->mark atomically, with the inodes it lands in: a temporary file, renamed (a rename
+ * keeps the inode). Synced when the journal syncs, and always when it holds the writes or says
+ * the directory is open unsynced: each must outlive a crash whatever the sync mode. */
+static int mark_write(journal *j) {
+    static const char tmp[] = "MARK.tmp";
+    struct stat dir_st, st;
+    int fd = openat(j->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || fstat(fd, &st) != 0 || fstat(j->dir_fd, &dir_st) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return TALLY_EIO;
+    }
+    j->mark.dir_ino = (uint64_t)dir_st.st_ino;
+    j->mark.mark_ino = (uint64_t)st.st_ino;
+    uint8_t b[MARK_BYTES] = {0};
+    memcpy(b, mark_magic, 4);
+    put_u32le(b + 4, MARK_VERSION);
+    put_u64le(b + 8, j->mark.replica);
+    put_u64le(b + 16, j->mark.dir_ino);
+    put_u64le(b + 24, j->mark.mark_ino);
+    put_u64le(b + 32, j->mark.newest);
+    put_u32le(b + 40, j->mark.hold);
+    put_u32le(b + 44, j->mark.open ? MARK_OPEN : 0);
+    put_u64le(b + 56, XXH3_64bits(b, 56));
+    bool sync = j->mode == TALLY_SYNC_COMMIT || j->mark.hold != 0 || j->mark.open;
+    bool ok = write_all(fd, b, sizeof b) && (!sync || fsync(fd) == 0);
+    close(fd);
+    if (!ok || renameat(j->dir_fd, tmp, j->dir_fd, mark_name) != 0 ||
+        (sync && fsync(j->dir_fd) != 0)) {
+        (void)unlinkat(j->dir_fd, tmp, 0);
+        return TALLY_EIO;
+    }
+    return TALLY_OK;
+}
+
+int journal_hold(journal *j, uint32_t reason) {
+    if (j->mark.hold != 0) {
+        return TALLY_OK;
+    }
+    j->mark.hold = reason;
+    return mark_write(j);
+}
+
+int journal_lift(journal *j) {
+    if (j->mark.hold == 0) {
+        return TALLY_OK;
+    }
+    uint32_t was = j->mark.hold;
+    j->mark.hold = 0;
+    int rc = mark_write(j);
+    if (rc != TALLY_OK) {
+        j->mark.hold = was;
+    }
+    return rc;
+}
+
+/* After replay: checks the directory against the mark read before it (found: there was one;
+ * rc: how reading it went), sets the hold, and writes the mark as it now stands. A directory
+ * with no segment before this opening is new, and has nothing to hold. */
+static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
+    struct stat dir_st, st;
+    if (rc == TALLY_EIO || fstat(j->dir_fd, &dir_st) != 0) {
+        return TALLY_EIO;
+    }
+    uint32_t hold = 0;
+    if (rc == TALLY_ECORRUPT) {
+        hold = TALLY_HOLD_DAMAGED; /* the mark does not check */
+    } else if (!found) {
+        /* a journal written since marks exist always has one: it was lost */
+        hold = had_journal && j->segment_version >= 3 ? TALLY_HOLD_DAMAGED : 0;
+    } else if (fstatat(j->dir_fd, mark_name, &st, 0) != 0) {
+        return TALLY_EIO;
+    } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
+               (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id) {
+        hold = TALLY_HOLD_MOVED;
+    } else if (j->mark.newest > j->segment) {
+        hold = TALLY_HOLD_MISSING;
+    } else if (j->mark.open) {
+        hold = TALLY_HOLD_UNCLEAN;
+    }
+    if (rc == TALLY_ECORRUPT || !found) {
+        uint32_t kept = j->mark.hold; /* a hold set while replaying */
+        memset(&j->mark, 0, sizeof j->mark);
+        j->mark.hold = kept;
+    }
+    if (j->mark.hold == 0) {
+        j->mark.hold = hold;
+    }
+    j->mark.replica = j->replica_id;
+    j->mark.newest = j->segment;
+    j->mark.open = j->mode != TALLY_SYNC_COMMIT;
+    j->mark_live = true;
+    return mark_write(j);
 }
 
 /* Creates segment n holding only its header, durable under TALLY_SYNC_COMMIT. It gets its name
@@ -214,6 +353,10 @@ static int segment_create(journal *j, uint64_t n) {
     j->segment_fd = fd;
     j->segment = n;
     j->segment_bytes = JOURNAL_SEGMENT_HEADER;
+    if (j->mark_live && n > j->mark.newest) {
+        j->mark.newest = n;
+        return mark_write(j); /* so that losing this segment will be noticed */
+    }
     return TALLY_OK;
 }
 
@@ -323,6 +466,22 @@ static bool valid_frame_after(const uint8_t *buf, size_t len, size_t from) {
     }
     block_dec_free(&d);
     return ok;
+}
+
+/* Whether the bytes after the last valid frame are what a torn write leaves: less than a
+ * frame header, a header whose frame runs past the end of the file, or zeros (blocks the file
+ * system allotted and the crash left unwritten). Anything else, a frame whose bytes are all
+ * there but do not check, may be one that was synced and shared, and rotted since. */
+static bool cut_short(const uint8_t *buf, size_t len) {
+    if (len < CODEC_BLOCK_HEADER || get_u32le(buf) > len - CODEC_BLOCK_HEADER) {
+        return true;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != 0) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Cuts segment n down to `size` bytes, and deletes every segment after it. */
@@ -492,7 +651,13 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
         if (rc == TALLY_OK && damaged) {
             bool torn = last && !valid_frame_after(buf, len, end + 1);
             if (torn || s->repair) {
-                rc = truncate_at(j, segments, *count, i, end);
+                /* invariant 5: held before anything that may have been shared is dropped */
+                if (!torn || !cut_short(buf + end, len - end)) {
+                    rc = journal_hold(j, TALLY_HOLD_DAMAGED);
+                }
+                if (rc == TALLY_OK) {
+                    rc = truncate_at(j, segments, *count, i, end);
+                }
                 *count = i + 1;
                 last = true;
             } else {
@@ -588,6 +753,7 @@ static int journal_replay_once(journal *j, replay_state *s) {
     }
     if (count == 0) {
         j->replica_id = s->fresh_id;
+        j->created = true;
         return segment_create(j, 1);
     }
     if (j->segment_version < JOURNAL_VERSION) {
@@ -668,8 +834,16 @@ int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
             return say(error, error_size, TALLY_EIO, "cannot draw a random replica id");
         }
     }
+    bool found;
+    int marked = mark_read(j, &j->mark, &found);
     replay_state s = {fresh_id, hooks, repair, error, error_size, {0, 0}, false};
     rc = journal_replay(j, &s);
+    if (rc == TALLY_OK) {
+        rc = mark_settle(j, marked, found, !j->created);
+        if (rc != TALLY_OK) {
+            rc = say(error, error_size, rc, "%s/%s: cannot write it", dir, mark_name);
+        }
+    }
     if (rc == TALLY_OK && *replica_id != 0 && *replica_id != j->replica_id) {
         rc = say(error, error_size, TALLY_EINVAL,
                  "%s: the journal belongs to replica %" PRIu64 ", not %" PRIu64, dir,
@@ -795,6 +969,11 @@ int journal_snapshot(journal *j, int (*write)(void *ctx, int fd, uint64_t segmen
 }
 
 void journal_close(journal *j) {
+    if (j->mark_live && j->mark.open && !j->failed) {
+        j->mark.open = false; /* closed cleanly: what it wrote is all there */
+        (void)fdatasync(j->segment_fd);
+        (void)mark_write(j);
+    }
     if (j->segment_fd >= 0) {
         if (!j->failed) {
             (void)fdatasync(j->segment_fd);

@@ -7,6 +7,7 @@
  *
  *     dir/LOCK                        flock()ed while the journal is open
  *     dir/key                         the replica's private key (its seed), mode 0600
+ *     dir/MARK                        where the directory is, and why its writes are held
  *     dir/journal-<16 hex digits>.tly segments, numbered from 1, in order
  *
  * Invariants:
@@ -19,6 +20,11 @@
  *   4. After a failed write or sync the journal refuses everything with TALLY_EIO: a failed
  *      fsync may have dropped dirty pages the kernel then marks clean, so retrying it could
  *      report success for data that is gone (the "fsyncgate" lesson).
+ *   5. Opening never drops a frame that may have been shared without first holding the
+ *      replica's writes in dir/MARK (synced): a frame whose bytes were all written but do not
+ *      check (bit rot, or a torn write the file system padded), one that does not replay, or
+ *      any dropped by repair. Only a frame cut short by the end of the file is dropped freely:
+ *      it was never acknowledged. A hold stays until journal_lift.
  */
 #ifndef TALLY_LEDGER_JOURNAL_H
 #define TALLY_LEDGER_JOURNAL_H
@@ -34,6 +40,16 @@
 
 #define JOURNAL_SEGMENT_HEADER 32
 #define JOURNAL_SEGMENT_BYTES_MAX (UINT64_C(64) << 20)
+
+/* dir/MARK: the directory's identity (its inode and the mark file's own, which a restore, a
+ * copy or a move to another file system changes), the newest segment written, and the hold. */
+typedef struct journal_mark {
+    uint64_t replica;
+    uint64_t dir_ino, mark_ino;
+    uint64_t newest; /* the newest segment this directory has had */
+    uint32_t hold;   /* tally_hold: why the replica's writes are held (0: they are not) */
+    bool open;       /* a replica has it open without syncing (TALLY_SYNC_NONE) */
+} journal_mark;
 
 typedef struct journal {
     char *dir;
@@ -52,6 +68,9 @@ typedef struct journal {
     uint64_t replayed_frames;                   /* frames replayed by opening */
     uint32_t segment_version;                   /* of the segment last replayed */
     bool replay_clocks;                         /* its frames may hold CLOCK records (codec.h) */
+    journal_mark mark; /* dir/MARK as it is on disk (once opening has written it) */
+    bool mark_live;    /* opening is done: a new segment updates the mark */
+    bool created;      /* opening found no segment, and made the first */
 } journal;
 
 /* What opening a journal calls back into (ctx is the replica):
@@ -68,7 +87,11 @@ typedef struct journal_hooks {
 } journal_hooks;
 
 /* Opens (creating if need be) and locks the journal in dir, loads the newest snapshot that
- * loads, replays the frames after it, and cuts off a torn tail. *replica_id: in, the id asked
+ * loads, replays the frames after it, and cuts off a torn tail. Then reads dir/MARK and holds
+ * the replica's writes (j->mark.hold) when the directory is not the one the mark was written
+ * in, a segment the mark names is missing, a frame was dropped that may have been shared
+ * (invariant 5), the mark is damaged, or missing beside a journal that should have one, or a
+ * replica that did not sync had it open and did not close it. *replica_id: in, the id asked
  * for (0: any); out, the journal's (for a new journal, the one asked for or a new random one).
  * error: a sentence on failure. */
 int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
@@ -93,6 +116,11 @@ int journal_commit(journal *j);
  * journal_write_key writes it atomically and durably, whatever the sync mode. */
 int journal_read_key(journal *j, uint8_t seed[CRYPTO_SEED], bool *found);
 int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]);
+/* Holds the replica's writes for `reason` (a tally_hold), durably, unless they are held
+ * already (the first reason stays). TALLY_EIO when the mark cannot be written. */
+int journal_hold(journal *j, uint32_t reason);
+/* Lifts the hold, durably. */
+int journal_lift(journal *j);
 /* Syncs whatever was written (closing), and closes and unlocks. */
 void journal_close(journal *j);
 

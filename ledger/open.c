@@ -161,7 +161,7 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     }
     if (opts == NULL || out == NULL ||
         (opts->sync_mode != TALLY_SYNC_NONE && opts->sync_mode != TALLY_SYNC_COMMIT) ||
-        (opts->flags & ~(uint32_t)TALLY_OPEN_REPAIR) != 0) {
+        (opts->flags & ~(uint32_t)(TALLY_OPEN_REPAIR | TALLY_OPEN_RESTORED)) != 0) {
         return TALLY_EINVAL;
     }
     if (opts->error != NULL && opts->error_size > 0) {
@@ -201,6 +201,13 @@ int tally_open(const tally_options *opts, tally_replica **out) {
         }
         memset(seed, 0, sizeof seed);
     }
+    if (rc == TALLY_OK && (opts->flags & TALLY_OPEN_RESTORED) != 0) {
+        rc = r->journal != NULL ? journal_hold(r->journal, TALLY_HOLD_RESTORED) : TALLY_OK;
+        r->hold = r->hold != 0 ? r->hold : TALLY_HOLD_RESTORED;
+    }
+    if (rc == TALLY_OK && r->journal != NULL) {
+        r->hold = r->journal->mark.hold;
+    }
     if (rc == TALLY_OK) {
         rc = seal_opened(r);
     }
@@ -221,6 +228,44 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     replica_debug_check(r);
     *out = r;
     return TALLY_OK;
+}
+
+#define TALLY_HOLD_MAP(XX)                                                                         \
+    XX(NONE, "its writes are not held")                                                            \
+    XX(RESTORED, "it was opened as restored from a backup")                                        \
+    XX(MOVED, "its directory is not the one it was written in (restored, copied or moved)")        \
+    XX(DAMAGED,                                                                                    \
+       "opening dropped journal frames that may have been shared, or its mark is damaged "         \
+       "or missing")                                                                               \
+    XX(MISSING, "a journal segment it had written is missing")                                     \
+    XX(UNCLEAN, "it stopped without closing while it did not sync: what it wrote last may be "     \
+                "lost")
+
+#define HOLD_COUNT_(name, reason) +1
+_Static_assert(0 TALLY_HOLD_MAP(HOLD_COUNT_) == TALLY_HOLD_UNCLEAN + 1, "a name for every hold");
+#undef HOLD_COUNT_
+
+tally_hold tally_held(const tally_replica *r) {
+    return r != NULL && replica_held(r) ? (tally_hold)r->hold : TALLY_HOLD_NONE;
+}
+
+const char *tally_hold_name(int hold) {
+#define HOLD_NAME_(name, reason) #name,
+    static const char *const names[] = {TALLY_HOLD_MAP(HOLD_NAME_)};
+#undef HOLD_NAME_
+    return hold >= 0 && hold < (int)(sizeof names / sizeof *names) ? names[hold] : "UNKNOWN";
+}
+
+const char *tally_hold_reason(int hold) {
+#define HOLD_REASON_(name, reason) reason,
+    static const char *const reasons[] = {TALLY_HOLD_MAP(HOLD_REASON_)};
+#undef HOLD_REASON_
+    return hold >= 0 && hold < (int)(sizeof reasons / sizeof *reasons) ? reasons[hold]
+                                                                       : "unknown hold";
+}
+
+int tally_lift_hold(tally_replica *r) {
+    return r == NULL ? TALLY_EINVAL : replica_lift_hold(r);
 }
 
 void tally_close(tally_replica *r) {

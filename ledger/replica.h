@@ -183,7 +183,9 @@ struct tally_replica {
      * (the API is fixed) and still must record it, so it lives behind a pointer. */
     struct replica_learned {
         uint64_t own_behind; /* a peer holds our own ops up to this seq: refuse local writes */
+        bool confirmed;      /* a peer's summary showed our own head: the hold can go */
     } *learned;
+    uint32_t hold; /* tally_hold: why local writes are held (a durable one is in dir/MARK) */
 };
 
 /* Grows a replica's ARRAY so that `more` further elements fit. False when out of memory or
@@ -294,8 +296,16 @@ int replica_journal_add(tally_replica *r, const op *o);
 void replica_journal_unadd(tally_replica *r);
 /* Ends a write call: commits the journal (a failure turns rc into TALLY_EIO) and returns rc. */
 int replica_commit(tally_replica *r, int rc);
-/* Refuses local writes on a replica whose journal failed or that is behind its own origin. */
-int replica_writable(const tally_replica *r);
+/* Refuses local writes on a replica whose journal failed, whose own origin forked, that is
+ * behind its own origin, or whose writes are held (a hold a peer confirmed is lifted here,
+ * durably). */
+int replica_writable(tally_replica *r);
+/* Lifts r's hold (tally_lift_hold). */
+int replica_lift_hold(tally_replica *r);
+/* Whether r's writes are held (tally_held), and so its own ops not sent. */
+static inline bool replica_held(const tally_replica *r) {
+    return r->hold != 0 && !r->learned->confirmed;
+}
 
 /* --- ledger/apply.c --- */
 /* What op_validate found, so that op_apply need not look it up again. The caller sets every

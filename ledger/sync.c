@@ -151,6 +151,20 @@ static uint64_t peer_has(const origin_rec *o, uint64_t seq, uint64_t last,
     return before < seq ? before : seq;
 }
 
+/* A held replica (tally_held) is confirmed by a peer whose summary names, as this replica's
+ * head, the head it has: the peer held its history up to here. It cannot have learned it from
+ * this replica since the hold (delta_ops sends none of its own runs then), so the replica was
+ * there before whatever brought it back, and nothing of its own that was shared is missing
+ * here. A replica with no signed run of its own has no head to confirm. */
+static void confirm_hold(const tally_replica *r, const origin_rec *self, uint64_t seq,
+                         uint64_t last, const uint8_t hash[CRYPTO_HASH]) {
+    uint32_t head = head_run(self);
+    if (head != NONE && seq == self->seq && last == self->runs.at[head].last && last == self->seq &&
+        memcmp(hash, self->runs.at[head].hash, CRYPTO_HASH) == 0) {
+        r->learned->confirmed = true;
+    }
+}
+
 int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out) {
     vclock_init(out);
     if (buf == NULL || len < SUMMARY_HEADER + 8 || memcmp(buf, summary_magic, 4) != 0 ||
@@ -176,6 +190,9 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
             return TALLY_ECORRUPT;
         }
         uint32_t here = replica_origin_find(r, origin);
+        if (here == r->self && r->hold != 0) {
+            confirm_hold(r, &r->origins.at[here], seq, last, e + 32);
+        }
         if (here != NONE) {
             const origin_rec *o = &r->origins.at[here];
             uint64_t has = peer_has(o, seq, last, e + 32);
@@ -233,16 +250,6 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
     return start;
 }
 
-/* A peer holding ops of this replica's own origin beyond its journal means this replica lost
- * acknowledged writes (a restored backup, a lost disk): until it has them back, a new local op
- * would reuse their seqs. */
-static void learn_own_behind(const tally_replica *r, const vclock *peer) {
-    uint64_t peer_has_mine = vclock_get(peer, r->id);
-    if (peer_has_mine > r->origins.at[r->self].seq && peer_has_mine > r->learned->own_behind) {
-        r->learned->own_behind = peer_has_mine;
-    }
-}
-
 /* Appends run k of origins[origin], its ops and its SIGN record, to the block. */
 static bool emit_run(const tally_replica *r, block_enc *enc, bytes *out, uint32_t origin,
                      uint32_t k) {
@@ -272,7 +279,7 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
     block_enc enc;
     block_enc_init(&enc);
     int rc = TALLY_OK;
-    bool open = false, any = false;
+    bool open = false, any = false, held = false;
     *complete = false;
     uint32_t pos = delta_start(r, peer, has, next);
     for (; pos < r->log.count; pos++) {
@@ -282,6 +289,10 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
         const origin_rec *o = &r->origins.at[i];
         if (next[i] >= o->runs.count || o->runs.at[next[i]].last != seq) {
             continue; /* not the end of a run to send */
+        }
+        if (i == r->self && replica_held(r)) {
+            held = true; /* none of its own while held (tally_held): the rest waits behind */
+            break;
         }
         uint32_t k = next[i]++;
         if (!open && !block_enc_begin(&enc, out)) {
@@ -308,7 +319,7 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
         any = true;
         has[i] = seq;
     }
-    *complete = rc == TALLY_OK && pos == r->log.count;
+    *complete = rc == TALLY_OK && (pos == r->log.count || held);
     if (open) {
         block_enc_end(&enc, out);
     }
@@ -379,7 +390,6 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
                size_t *len, vclock *covered) {
     *buf = NULL;
     *len = 0;
-    learn_own_behind(r, peer);
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
     uint32_t *next = malloc(((size_t)r->origins.count + 1) * sizeof *next);
     bytes out = {0};

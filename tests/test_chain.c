@@ -376,6 +376,11 @@ static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     shell("mv %s %s", backup, dir);
     r = open_dir_as(dir, 0); /* restored: knows nothing of the payment */
     tally_transfer again = transfer(21, WALLET, THIEF, 60);
+    /* it sees it is not where it was, and holds its writes; an operator lifts the hold without
+     * asking a peer, and it writes over its past */
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    assert_result(tally_create_transfer(r, &again), TALLY_ORIGIN_HELD);
+    assert_result(tally_lift_hold(r), TALLY_OK);
     assert_result(tally_create_transfer(r, &again), TALLY_OK);
     uint64_t seq = tally_seen(r, id);
     size_t n;
@@ -654,6 +659,10 @@ static void a_replica_holding_part_of_its_own_run_takes_no_write(void **state) {
         assert_result(tally_create_transfers(a, t, 2, res), TALLY_OK); /* run [3..4] */
         /* a's delta for a replica that holds 200's account, handed to the restored b */
         tally_replica *b = open_dir_as(backup, 5), *has_y = replica_new(78, NULL);
+        /* a copy, so held; an operator lifts that, and being behind its own history still
+         * holds its writes */
+        assert_int_equal(tally_held(b), TALLY_HOLD_MOVED);
+        assert_result(tally_lift_hold(b), TALLY_OK);
         assert_result(apply_from(y, has_y), TALLY_OK);
         uint8_t *summary, *d;
         size_t summary_len, len;
