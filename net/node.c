@@ -141,6 +141,7 @@ struct tally_node {
     uint32_t rights_timeout_ms;
     home *homes;
     size_t forks_logged; /* the proofs of forks told to the log so far */
+    tally_hold held;     /* the replica's hold as last told to the log */
 };
 
 static void node_log(tally_node *n, int level, const char *fmt, ...)
@@ -558,10 +559,46 @@ static void on_change(void *ctx) {
     }
 }
 
+/* Tells the log when the replica's writes are held, and when a peer's summary confirmed its
+ * history: then the hold is lifted, durably, now rather than at its next write, so that a
+ * restart does not hold it again. */
+static void log_hold(tally_node *n) {
+    tally_hold held = tally_held(n->r);
+    if (held != TALLY_HOLD_NONE && n->held == TALLY_HOLD_NONE) {
+        node_log(n, TALLY_LOG_WARN,
+                 "this replica's writes are held (%s): %s. A peer that holds its history up to "
+                 "here lifts the hold when it syncs; if no other copy of it can have written "
+                 "since, an operator can lift it (tally hold lift)",
+                 tally_hold_name((int)held), tally_hold_reason((int)held));
+    } else if (held == TALLY_HOLD_NONE && n->held != TALLY_HOLD_NONE) {
+        int rc = tally_lift_hold(n->r);
+        node_log(n, rc == TALLY_OK ? TALLY_LOG_INFO : TALLY_LOG_ERROR,
+                 "a peer confirmed this replica's history: its writes are no longer held%s%s",
+                 rc == TALLY_OK ? "" : ", but the lift could not be written: ",
+                 rc == TALLY_OK ? "" : tally_strerror(rc));
+    }
+    n->held = held;
+}
+
+int tally_node_lift_hold(tally_node *n) {
+    if (n == NULL) {
+        return TALLY_EINVAL;
+    }
+    tally_hold was = tally_held(n->r);
+    int rc = tally_lift_hold(n->r);
+    if (was != TALLY_HOLD_NONE) {
+        node_log(n, rc == TALLY_OK ? TALLY_LOG_WARN : TALLY_LOG_ERROR,
+                 "the hold on this replica's writes (%s) %s by an operator, who vouches that no "
+                 "other copy of it wrote",
+                 tally_hold_name((int)was), rc == TALLY_OK ? "was lifted" : "could not be lifted");
+    }
+    n->held = tally_held(n->r);
+    return rc;
+}
+
 /* Tells the log of each proof of a fork the replica holds that it has not told of yet: each is
  * an error an operator must act on (docs/operations.md, "A fork"). */
-static void log_forks(void *ctx) {
-    tally_node *n = ctx;
+static void log_forks(tally_node *n) {
     size_t count;
     tally_fork f;
     if (tally_forks(n->r, 0, NULL, 0, &count) != TALLY_OK) {
@@ -582,6 +619,13 @@ static void log_forks(void *ctx) {
                  self ? "and this replica takes no writes: start it as a new replica"
                       : "and it is given no rights");
     }
+}
+
+/* After every delta applied and summary read: what the log must hear of (forks, the hold). */
+static void after_learning(void *ctx) {
+    tally_node *n = ctx;
+    log_hold(n);
+    log_forks(n);
 }
 
 /* --- rights on request ---------------------------------------------------------------------- */
@@ -736,8 +780,8 @@ static void node_configure(tally_node *n, const tally_node_options *opts) {
     n->cfg.rights_throttle_ms = RIGHTS_THROTTLE_MS;
     n->cfg.on_rights_answer = on_rights_answer;
     n->cfg.rights_ctx = n;
-    n->cfg.on_applied = log_forks;
-    n->cfg.applied_ctx = n;
+    n->cfg.on_learned = after_learning;
+    n->cfg.learned_ctx = n;
     n->rights_timeout_ms = or_default(opts->rights_timeout_ms, RIGHTS_TIMEOUT_MS_DEFAULT);
 }
 
@@ -809,6 +853,7 @@ int tally_node_start(struct uv_loop_s *loop, tally_replica *r, const tally_node_
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
     expiry_schedule(n); /* pendings made before the node started */
     log_forks(n);       /* and forks proven before */
+    log_hold(n);
     *out = n;
     return TALLY_OK;
 }

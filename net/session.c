@@ -207,6 +207,9 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
     }
     s->have_summary = true;
     s->streaming = true;
+    if (s->cfg->on_learned != NULL) {
+        s->cfg->on_learned(s->cfg->learned_ctx);
+    }
     fill(s);
 }
 
@@ -214,8 +217,8 @@ static void on_delta(session *s, const uint8_t *p, size_t len) {
     uint64_t before = sync_op_count(s->r);
     int rc = tally_apply(s->r, p, len);
     s->ops_in += sync_op_count(s->r) - before;
-    if (s->cfg->on_applied != NULL) {
-        s->cfg->on_applied(s->cfg->applied_ctx);
+    if (s->cfg->on_learned != NULL) {
+        s->cfg->on_learned(s->cfg->learned_ctx);
     }
     if (rc != TALLY_OK) {
         session_close(s, "a delta that does not apply: %s", tally_result_name(rc));

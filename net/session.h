@@ -76,9 +76,10 @@ typedef struct session_config {
     void (*on_rights_answer)(void *ctx, uint64_t peer, uint64_t request, int result,
                              uint64_t granted, uint64_t grant_seq);
     void *rights_ctx;
-    /* A delta was applied, whole or in part (the node looks for new proofs of forks). */
-    void (*on_applied)(void *ctx);
-    void *applied_ctx;
+    /* A delta was applied, whole or in part, or a summary read: the node looks at what they
+     * taught the replica (a new proof of a fork; a hold a peer's summary confirmed). */
+    void (*on_learned)(void *ctx);
+    void *learned_ctx;
 } session_config;
 
 #define SESSION_THROTTLE_SLOTS 16

@@ -473,6 +473,7 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
         {"rights request", "  rights request ACCOUNT --amount N", "Asks the peers"},
         {"conflicts", "  conflicts\n", "Lists what concurrent writes produced"},
         {"forks", "  forks\n", "Lists the replicas proven"},
+        {"hold lift", "  hold lift\n", "Lifts the hold"},
         {"peer add", "  peer add HOST:PORT", "Keeps a connection"},
         {"peer remove", "  peer remove HOST:PORT", "Closes the session"},
     };
@@ -520,6 +521,18 @@ static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state)
     snprintf(cmd, sizeof cmd, "cp -a %s %s", a, b);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(tally("%s account create 2 --ledger 1", ta), 0);
+    /* the copy sees it is not where it was written, and holds its writes */
+    assert_int_equal(tally("--data %s account create 3 --ledger 1", b), 1);
+    assert_output_has("ORIGIN_HELD");
+    assert_int_equal(tally("--data %s status", b), 0);
+    assert_output_has("held         MOVED: its directory is not the one it was written in");
+    assert_int_equal(tally("--data %s --json status", b), 0);
+    assert_output_has("\"hold\":\"MOVED\"");
+    /* an operator vouches for it, wrongly: the original still writes */
+    assert_int_equal(tally("--data %s hold lift", b), 0);
+    assert_output_has("OK: the hold (MOVED) is lifted");
+    assert_int_equal(tally("--data %s hold lift", b), 0);
+    assert_output_has("OK: nothing was held");
     assert_int_equal(tally("--data %s account create 3 --ledger 1", b), 0);
     tally_options o;
     memset(&o, 0, sizeof o);

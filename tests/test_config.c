@@ -114,9 +114,9 @@ static bool take(const char *flag, const char *key, const char *text, const char
     if (!ok) {
         assert_non_null(strstr(why, by_flag ? flag : key)); /* the message names it */
     }
-    snprintf(got, got_size, "%s|%s|%s|%s|%d|%s|%d|%llu|%llu|%llu|%llu", s.data ? s.data : "",
+    snprintf(got, got_size, "%s|%s|%s|%s|%d|%s|%d|%d|%llu|%llu|%llu|%llu", s.data ? s.data : "",
              s.listen ? s.listen : "", s.control ? s.control : "", s.cluster ? s.cluster : "",
-             s.n_peers, s.n_peers > 0 ? s.peers[0] : "", (int)s.sync,
+             s.n_peers, s.n_peers > 0 ? s.peers[0] : "", (int)s.sync, (int)s.restored,
              (unsigned long long)s.anti_entropy_ms, (unsigned long long)s.rights_reserve,
              (unsigned long long)s.capacity_accounts, (unsigned long long)s.capacity_transfers);
     config_free(&s);
@@ -139,6 +139,9 @@ static void a_flag_and_its_config_key_take_the_same_values(void **state) {
         {"--peer", "peers", "10.0.0.2:7400", "[\"10.0.0.2:7400\"]", true},
         {"--sync", "sync", "none", "\"none\"", true},
         {"--sync", "sync", "sometimes", "\"sometimes\"", false},
+        {"--restored", "restored", "yes", "true", true},
+        {"--restored", "restored", "no", "false", true},
+        {"--restored", "restored", "maybe", "\"yes\"", false},
         {"--anti-entropy-ms", "anti_entropy_ms", "1", "1", true},
         {"--anti-entropy-ms", "anti_entropy_ms", "3600000", "3600000", true},
         {"--anti-entropy-ms", "anti_entropy_ms", "0", "0", false},

@@ -350,6 +350,45 @@ static void a_cloned_replica_is_found_out_and_logged_by_every_node(void **state)
     cluster_free(&c);
 }
 
+/* A phone restored from a backup starts with its writes held: refused at once, with no peer
+ * in reach; its node says so in the log. When a peer that holds its history syncs with it,
+ * its own later ops come back, the peer's summary confirms its head, the node logs it and
+ * lifts the hold, and it writes again, with no fork. */
+static void a_restored_replica_waits_for_a_peer_to_confirm_it(void **state) {
+    (void)state;
+    cluster c;
+    cluster_init(&c, 2, false);
+    tally_replica *backup = replica_clone(c.r[0]); /* replica 1, as the backup has it */
+    tally_account later = account(10, 1, 0);
+    assert_result(tally_create_account(c.r[0], &later), TALLY_OK);
+    connect_all(&c);
+    assert_true(run_until_converged(&c, 0, 20000)); /* replica 2 has it */
+    tally_node_stop(c.node[0], on_stopped, &c);     /* the phone is lost */
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.stopped--;
+    tally_close(c.r[0]);
+    c.r[0] = backup;
+    c.r[0]->hold = TALLY_HOLD_RESTORED; /* as tally_open sets it with TALLY_OPEN_RESTORED */
+    node_start(&c, 0, "test");
+    assert_non_null(strstr(c.log, "this replica's writes are held (RESTORED)"));
+    tally_account mine = account(11, 1, 0);
+    assert_result(tally_create_account(c.r[0], &mine), TALLY_ORIGIN_HELD);
+    connect_all(&c);
+    for (int waited = 0; waited < 100 && tally_held(c.r[0]) != TALLY_HOLD_NONE; waited++) {
+        run_for(&c, 100);
+    }
+    assert_int_equal(tally_held(c.r[0]), TALLY_HOLD_NONE);
+    assert_non_null(strstr(c.log, "a peer confirmed this replica's history"));
+    tally_account got;
+    assert_result(tally_lookup_account(c.r[0], tid(10), &got), TALLY_OK); /* its own, back */
+    assert_result(tally_create_account(c.r[0], &mine), TALLY_OK);
+    assert_true(run_until_converged(&c, 0, 20000));
+    size_t forks;
+    assert_result(tally_forks(c.r[1], 0, NULL, 0, &forks), TALLY_OK);
+    assert_int_equal(forks, 0);
+    cluster_free(&c);
+}
+
 /* The state tally_node_peers shows for an outgoing peer, or -1 if it is not listed. */
 static int peer_state(tally_node *n, const char *addr) {
     tally_node_peer list[8];
@@ -734,6 +773,7 @@ int main(void) {
         cmocka_unit_test(a_stopped_node_restarts_from_its_journal_and_catches_up),
         cmocka_unit_test(a_node_of_another_cluster_is_refused_and_logged),
         cmocka_unit_test(a_cloned_replica_is_found_out_and_logged_by_every_node),
+        cmocka_unit_test(a_restored_replica_waits_for_a_peer_to_confirm_it),
         cmocka_unit_test(peers_given_by_name_are_looked_up_and_bad_names_refused),
         cmocka_unit_test(a_rights_request_ends_in_a_grant_and_the_transfer_then_succeeds),
         cmocka_unit_test(a_request_completes_by_what_its_grants_brought_whatever_was_spent),

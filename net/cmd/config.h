@@ -23,6 +23,7 @@ typedef struct settings {
     char *peers[PEERS_MAX];
     int n_peers;
     tally_sync_mode sync;
+    bool restored; /* open the data directory as restored from a backup (TALLY_OPEN_RESTORED) */
     uint64_t anti_entropy_ms; /* 0: the node's default */
     uint64_t rights_reserve;
     uint64_t capacity_accounts, capacity_transfers; /* tally_reserve at start; 0: grow */

@@ -398,6 +398,12 @@ static json_t *op_status(control *c, req *q, int *rc) {
     }
     free(versions);
     json_object_set_new(o, "version_vector", vv);
+    tally_hold held = tally_held(c->r);
+    if (held != TALLY_HOLD_NONE) {
+        json_object_set_new(o, "held",
+                            json_pack("{s:s, s:s}", "hold", tally_hold_name((int)held), "reason",
+                                      tally_hold_reason((int)held)));
+    }
     if (c->node != NULL) {
         tally_node_stats ns;
         tally_node_get_stats(c->node, &ns);
@@ -639,6 +645,21 @@ static json_t *op_forks(control *c, req *q, int *rc) {
     return json_pack("{s:o}", "forks", arr);
 }
 
+/* An operator's word that no other copy of this replica wrote: lifts the hold on its writes
+ * (a node logs it, with the hold it lifted). */
+static json_t *op_lift_hold(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", NULL};
+    if (!only_keys(q, q->body, keys)) {
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    tally_hold was = tally_held(c->r);
+    *rc = TALLY_OK;
+    int lifted = c->node != NULL ? tally_node_lift_hold(c->node) : tally_lift_hold(c->r);
+    return json_pack("{s:s, s:s}", "result", tally_result_name(lifted), "was",
+                     tally_hold_name((int)was));
+}
+
 static json_t *op_peer(control *c, req *q, int *rc, bool add) {
     static const char *const keys[] = {"op", "id", "address", NULL};
     const char *addr = json_string_value(json_object_get(q->body, "address"));
@@ -760,6 +781,7 @@ void control_request(control *c, const char *line, size_t len, control_reply_fn 
         {"grant", op_grant},
         {"conflicts", op_conflicts},
         {"forks", op_forks},
+        {"lift_hold", op_lift_hold},
         {"add_peer", op_add_peer},
         {"remove_peer", op_remove_peer},
     };

@@ -178,6 +178,11 @@ static json_t *op_only(const command *cmd, const args *a, char *why, size_t why_
     return json_pack("{s:s}", "op", cmd->words);
 }
 
+static json_t *lift_hold(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)cmd, (void)a, (void)why, (void)why_size;
+    return json_pack("{s:s}", "op", "lift_hold");
+}
+
 static json_t *create_account(const command *cmd, const args *a, char *why, size_t why_size) {
     json_t *flags = NULL;
     const char *csv = value_of(cmd, a, "--flags");
@@ -320,6 +325,13 @@ static const command commands[] = {
              "backup or copied), each with its proof: two overlapping statements it signed, and\n"
              "its key. Such a replica is given no rights, and takes no writes itself.",
      .request = op_only},
+    {.words = "hold lift",
+     .lines = "  hold lift\n",
+     .what = "Lifts the hold on a replica's writes (status shows it: a directory restored, copied\n"
+             "or damaged). You vouch that no other copy of this replica has written since the\n"
+             "state it holds: if one has, the two histories are a fork. Without it, a peer that\n"
+             "holds this replica's history up to where it stands lifts the hold when they sync.",
+     .request = lift_hold},
     {.words = "peer add",
      .lines = "  peer add HOST:PORT                       (with --server)\n",
      .what = "Keeps a connection to a peer's sync port, reconnecting until the peer is removed.",
@@ -645,6 +657,11 @@ static void show(const char *op, json_t *j) {
         if (strcmp(s_(j, "forks"), "0") != 0) {
             printf("forks        %s (see: tally forks)\n", s_(j, "forks"));
         }
+        json_t *held = json_object_get(j, "held");
+        if (held != NULL) {
+            printf("held         %s: %s (see: tally help hold lift)\n", s_(held, "hold"),
+                   s_(held, "reason"));
+        }
         json_t *node = json_object_get(j, "node");
         if (node != NULL) {
             printf("peers        %s configured, %s sessions ready\nwire         %s bytes in, "
@@ -730,6 +747,16 @@ static void show(const char *op, json_t *j) {
                 json_t *side = json_array_get(st, k);
                 printf("  statement  %s\n  signature  %s\n", s_(side, "statement"),
                        s_(side, "signature"));
+            }
+        }
+    } else if (strcmp(op, "lift_hold") == 0) {
+        if (strcmp(s_(j, "result"), "OK") != 0) {
+            printf("%s\n", s_(j, "result"));
+        } else {
+            if (strcmp(s_(j, "was"), "NONE") == 0) {
+                printf("OK: nothing was held\n");
+            } else {
+                printf("OK: the hold (%s) is lifted\n", s_(j, "was"));
             }
         }
     } else if (strcmp(op, "request_rights") == 0) {

@@ -93,14 +93,14 @@ static void node_log(void *ctx, int level, const char *message) {
 /* --- settings -------------------------------------------------------------------------------- */
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
-            "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
-            "              [--anti-entropy-ms N] [--rights-reserve N]\n"
-            "              [--capacity-accounts N] [--capacity-transfers N]\n"
-            "       tallyd --config FILE\n"
-            "The control port (default: the listen port plus one, on 127.0.0.1) speaks\n"
-            "newline-delimited JSON; see docs/operations.md.\n");
+    fprintf(out, "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
+                 "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
+                 "              [--restored yes|no]\n"
+                 "              [--anti-entropy-ms N] [--rights-reserve N]\n"
+                 "              [--capacity-accounts N] [--capacity-transfers N]\n"
+                 "       tallyd --config FILE\n"
+                 "The control port (default: the listen port plus one, on 127.0.0.1) speaks\n"
+                 "newline-delimited JSON; see docs/operations.md.\n");
 }
 
 /* Returns 0 to run, or the exit status. */
@@ -314,6 +314,7 @@ static bool open_replica(daemon_ *d) {
     memset(&o, 0, sizeof o);
     o.dir = d->s.data;
     o.sync_mode = d->s.sync;
+    o.flags = d->s.restored ? TALLY_OPEN_RESTORED : 0;
     o.error = error;
     o.error_size = sizeof error;
     int rc = tally_open(&o, &d->r);
