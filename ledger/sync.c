@@ -48,8 +48,11 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 
 #define SUMMARY_HEADER 12
 #define SUMMARY_ENTRY (32 + CRYPTO_HASH)
-/* An entry's flags: the summary's sender holds proof that the origin forked its history. */
+/* An entry's flags: the summary's sender holds proof that the origin forked its history; the
+ * entry is the sender's own, held (tally_held), and withholds its head, so that no peer can
+ * learn it from the held replica and name it back as a confirmation. */
 #define SUMMARY_FORKED 1u
+#define SUMMARY_HIDDEN 2u
 
 /* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
 static uint32_t head_run(const origin_rec *o) {
@@ -117,13 +120,14 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
         uint8_t *e = p + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
         const origin_rec *o = &r->origins.at[replica_origin_find(r, v.entries[i].origin)];
         uint32_t head = head_run(o);
+        bool hidden = o == &r->origins.at[r->self] && replica_held(r);
         put_u64le(e, o->id);
         put_u64le(e + 8, o->seq);
-        if (head != NONE) {
+        if (head != NONE && !hidden) {
             put_u64le(e + 16, o->runs.at[head].last);
             memcpy(e + 32, o->runs.at[head].hash, CRYPTO_HASH);
         }
-        put_u64le(e + 24, o->forked ? SUMMARY_FORKED : 0);
+        put_u64le(e + 24, (o->forked ? SUMMARY_FORKED : 0) | (hidden ? SUMMARY_HIDDEN : 0));
     }
     put_u64le(p + n - 8, XXH3_64bits(p, n - 8));
     vclock_free(&v);
@@ -184,7 +188,9 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
         const uint8_t *e = buf + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
         uint64_t origin = get_u64le(e), seq = get_u64le(e + 8), last = get_u64le(e + 16);
         uint64_t flags = get_u64le(e + 24);
-        if (origin == 0 || seq == 0 || last > seq || (flags & ~(uint64_t)SUMMARY_FORKED) != 0 ||
+        if (origin == 0 || seq == 0 || last > seq ||
+            (flags & ~(uint64_t)(SUMMARY_FORKED | SUMMARY_HIDDEN)) != 0 ||
+            ((flags & SUMMARY_HIDDEN) != 0 && last != 0) ||
             (i > 0 && origin <= out->entries[i - 1].origin)) {
             vclock_free(out);
             return TALLY_ECORRUPT;
@@ -193,16 +199,16 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
         if (here == r->self && r->hold != 0) {
             confirm_hold(r, &r->origins.at[here], seq, last, e + 32);
         }
-        if (here != NONE) {
+        if (here != NONE && (flags & SUMMARY_HIDDEN) == 0) {
             const origin_rec *o = &r->origins.at[here];
             uint64_t has = peer_has(o, seq, last, e + 32);
             /* A peer on the other side of a fork proven here is sent the proof (delta_forks),
              * not this side's history, which it would only refuse. */
             seq = has < seq && o->forked ? (seq > o->seq ? seq : o->seq) : has;
         }
-        if (seq > 0 || flags != 0) {
-            out->entries[out->count] =
-                (vclock_entry){.origin = origin, .seq = seq, .flags = flags ? VCLOCK_FORKED : 0};
+        if (seq > 0 || (flags & SUMMARY_FORKED) != 0) {
+            out->entries[out->count] = (vclock_entry){
+                .origin = origin, .seq = seq, .flags = flags & SUMMARY_FORKED ? VCLOCK_FORKED : 0};
             out->count++;
         }
     }
