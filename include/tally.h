@@ -221,7 +221,10 @@ TALLY_API uint64_t tally_replica_id(const tally_replica *r);
  * A hold outlives restarts (dir/MARK). What it cannot see: a restore that keeps the files'
  * inodes (a file-system or VM snapshot rolled back) looks like no restore; open it with
  * TALLY_OPEN_RESTORED. A copy started while the original is quiet, and confirmed by a peer
- * before the original writes again, is found only as a fork when the two histories meet.
+ * before the original writes again, is found only as a fork when the two histories meet. And
+ * a confirmation is not yet bound to the hold: a summary the replica sent before its backup,
+ * replayed, confirms it too. So a hold stops an honest mistake, not an attacker, who gains a
+ * fork that is then proven (docs/design.md, "Holds").
  * ------------------------------------------------------------------------------------------- */
 typedef enum tally_hold {
     TALLY_HOLD_NONE = 0,

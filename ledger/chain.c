@@ -292,9 +292,10 @@ int chain_seal(tally_replica *r) {
     origin_rec *self = &r->origins.at[r->self];
     assert(self->keyed && "a replica has its key from the moment it has an id");
     int rc = TALLY_OK;
-    if (r->learned->own_behind > self->seq) {
-        /* its ops past its runs are part of a run of its own it has only some of: signing
-         * them again would fork its history (and it makes none while behind) */
+    if (r->learned->own_behind > self->seq || r->hold != 0) {
+        /* its ops past its runs are part of a run of its own it has only some of, or, held,
+         * may be (a frame that held the run's record was dropped): signing them again would
+         * fork its history. It makes none while behind or held; lifting the hold seals them. */
         return TALLY_OK;
     }
     for (uint32_t k = 0; rc == TALLY_OK; k++) {
@@ -616,4 +617,14 @@ int chain_replay(tally_replica *r, const op *s) {
         o->runs.at[ARRAY_PUSH(o->runs)] = run;
     }
     return TALLY_OK;
+}
+
+int chain_lift_hold(tally_replica *r) {
+    int rc = r->journal != NULL ? journal_lift(r->journal) : TALLY_OK;
+    if (rc == TALLY_OK && r->hold != 0) {
+        r->hold = 0;
+        r->learned->confirmed = false;
+        rc = chain_seal(r); /* what opening left unsigned while held */
+    }
+    return rc;
 }

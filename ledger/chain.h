@@ -128,4 +128,8 @@ int chain_replay(tally_replica *r, const op *s);
 /* The SIGN record of run k of origins[origin] (pointing into the replica's tables). */
 void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out);
 
+/* Lifts r's hold (tally_lift_hold), durably, and signs the ops of its own that opening left
+ * unsigned while it was held. */
+int chain_lift_hold(tally_replica *r);
+
 #endif

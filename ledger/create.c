@@ -16,10 +16,33 @@
 
 #include "crdt/id.h"
 #include "ledger/chain.h"
+#include "ledger/journal.h"
 #include "ledger/replica.h"
 
 /* How many requests of a batch are looked up together (see tally_create_transfers). */
 #define BATCH_CHUNK 32
+
+int replica_writable(tally_replica *r) {
+    if (r->journal != NULL && r->journal->failed) {
+        return TALLY_EIO;
+    }
+    if (r->origins.at[r->self].forked) {
+        return TALLY_ORIGIN_FORKED;
+    }
+    if (replica_held(r)) {
+        return TALLY_ORIGIN_HELD;
+    }
+    if (r->hold != 0) { /* confirmed by a peer: lifted before the first write it allows */
+        int rc = chain_lift_hold(r);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+    }
+    if (r->learned->own_behind > r->origins.at[r->self].seq) {
+        return TALLY_ORIGIN_BEHIND;
+    }
+    return TALLY_OK;
+}
 
 static const op_refs no_refs = OP_REFS_NONE;
 

@@ -307,7 +307,7 @@ static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
     } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
                (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id) {
         hold = TALLY_HOLD_MOVED;
-    } else if (j->mark.newest > j->segment) {
+    } else if (j->mark.newest > j->segment || (j->created && j->mark.newest != 0)) {
         hold = TALLY_HOLD_MISSING;
     } else if (j->mark.open) {
         hold = TALLY_HOLD_UNCLEAN;
@@ -468,20 +468,24 @@ static bool valid_frame_after(const uint8_t *buf, size_t len, size_t from) {
     return ok;
 }
 
-/* Whether the bytes after the last valid frame are what a torn write leaves: less than a
- * frame header, a header whose frame runs past the end of the file, or zeros (blocks the file
- * system allotted and the crash left unwritten). Anything else, a frame whose bytes are all
- * there but do not check, may be one that was synced and shared, and rotted since. */
-static bool cut_short(const uint8_t *buf, size_t len) {
-    if (len < CODEC_BLOCK_HEADER || get_u32le(buf) > len - CODEC_BLOCK_HEADER) {
+/* Whether the bytes of the last segment after its last valid frame (buf[from, len)) are what
+ * a torn write leaves: less than a frame header, a header whose frame runs past the end of the
+ * file, or a frame whose bytes are zeros from a sector boundary on (the blocks of the write that
+ * did not land, which the file system gives as zeros: a disk writes a 512-byte sector whole or
+ * not at all, and a frame ends in a signature, not in zeros). Anything else, a frame whose
+ * bytes are all there but do not check, may be one that was synced and shared, and rotted. */
+#define SECTOR_BYTES 512
+static bool cut_short(const uint8_t *buf, size_t len, size_t from) {
+    if (len - from < CODEC_BLOCK_HEADER ||
+        get_u32le(buf + from) > len - from - CODEC_BLOCK_HEADER) {
         return true;
     }
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] != 0) {
-            return false;
-        }
+    size_t zeros = len; /* where the zeros at the end begin */
+    while (zeros > from && buf[zeros - 1] == 0) {
+        zeros--;
     }
-    return true;
+    size_t boundary = (zeros + SECTOR_BYTES - 1) / SECTOR_BYTES * SECTOR_BYTES;
+    return zeros == from || boundary < len;
 }
 
 /* Cuts segment n down to `size` bytes, and deletes every segment after it. */
@@ -652,7 +656,7 @@ static int segments_replay(journal *j, replay_state *s, const uint64_t *segments
             bool torn = last && !valid_frame_after(buf, len, end + 1);
             if (torn || s->repair) {
                 /* invariant 5: held before anything that may have been shared is dropped */
-                if (!torn || !cut_short(buf + end, len - end)) {
+                if (!torn || !cut_short(buf, len, end)) {
                     rc = journal_hold(j, TALLY_HOLD_DAMAGED);
                 }
                 if (rc == TALLY_OK) {

@@ -23,8 +23,9 @@
  *   5. Opening never drops a frame that may have been shared without first holding the
  *      replica's writes in dir/MARK (synced): a frame whose bytes were all written but do not
  *      check (bit rot, or a torn write the file system padded), one that does not replay, or
- *      any dropped by repair. Only a frame cut short by the end of the file is dropped freely:
- *      it was never acknowledged. A hold stays until journal_lift.
+ *      any dropped by repair. Only a frame cut short by the end of the file, or zeros from a
+ *      sector boundary on, is dropped freely: it was never acknowledged. A hold stays until
+ * journal_lift.
  */
 #ifndef TALLY_LEDGER_JOURNAL_H
 #define TALLY_LEDGER_JOURNAL_H

@@ -265,7 +265,7 @@ const char *tally_hold_reason(int hold) {
 }
 
 int tally_lift_hold(tally_replica *r) {
-    return r == NULL ? TALLY_EINVAL : replica_lift_hold(r);
+    return r == NULL ? TALLY_EINVAL : replica_commit(r, chain_lift_hold(r));
 }
 
 void tally_close(tally_replica *r) {

@@ -103,37 +103,6 @@ int replica_commit(tally_replica *r, int rc) {
     return written != TALLY_OK ? written : rc;
 }
 
-int replica_writable(tally_replica *r) {
-    if (r->journal != NULL && r->journal->failed) {
-        return TALLY_EIO;
-    }
-    if (r->origins.at[r->self].forked) {
-        return TALLY_ORIGIN_FORKED;
-    }
-    if (replica_held(r)) {
-        return TALLY_ORIGIN_HELD;
-    }
-    if (r->hold != 0) { /* confirmed by a peer: lifted before the first write it allows */
-        int rc = replica_lift_hold(r);
-        if (rc != TALLY_OK) {
-            return rc;
-        }
-    }
-    if (r->learned->own_behind > r->origins.at[r->self].seq) {
-        return TALLY_ORIGIN_BEHIND;
-    }
-    return TALLY_OK;
-}
-
-int replica_lift_hold(tally_replica *r) {
-    int rc = r->journal != NULL ? journal_lift(r->journal) : TALLY_OK;
-    if (rc == TALLY_OK) {
-        r->hold = 0;
-        r->learned->confirmed = false;
-    }
-    return rc;
-}
-
 void replica_free_tables(tally_replica *r) {
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         rights_free(&r->accounts.at[i].rights);

@@ -298,10 +298,8 @@ void replica_journal_unadd(tally_replica *r);
 int replica_commit(tally_replica *r, int rc);
 /* Refuses local writes on a replica whose journal failed, whose own origin forked, that is
  * behind its own origin, or whose writes are held (a hold a peer confirmed is lifted here,
- * durably). */
+ * durably). In ledger/create.c. */
 int replica_writable(tally_replica *r);
-/* Lifts r's hold (tally_lift_hold). */
-int replica_lift_hold(tally_replica *r);
 /* Whether r's writes are held (tally_held), and so its own ops not sent. */
 static inline bool replica_held(const tally_replica *r) {
     return r->hold != 0 && !r->learned->confirmed;

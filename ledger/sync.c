@@ -122,7 +122,8 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
         uint32_t head = head_run(o);
         bool hidden = o == &r->origins.at[r->self] && replica_held(r);
         put_u64le(e, o->id);
-        put_u64le(e + 8, o->seq);
+        /* held, it names no op it has not signed: the peer sends what follows its last run */
+        put_u64le(e + 8, hidden && head != NONE ? o->runs.at[head].last : o->seq);
         if (head != NONE && !hidden) {
             put_u64le(e + 16, o->runs.at[head].last);
             memcpy(e + 32, o->runs.at[head].hash, CRYPTO_HASH);

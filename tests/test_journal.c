@@ -5,12 +5,15 @@
 #include "support.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/journal.h"
 #include "ledger/replica.h"
@@ -660,6 +663,304 @@ static void a_bogus_summary_does_not_stop_a_replica_writing(void **state) {
     assert_result(tally_create_transfer(r, &t), TALLY_OK);
     assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
     tally_close(liar);
+    tally_close(r);
+}
+
+/* --- an adversary's findings on holds ------------------------------------------------------ */
+
+/* A file's bytes (the caller frees them). */
+static uint8_t *slurp(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Rewrites a file in place (same inode): bytes b[0..n) then `zeros` zero bytes. */
+static void rewrite(const char *path, const uint8_t *b, size_t n, size_t zeros) {
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b, n), (ssize_t)n);
+    if (zeros > 0) {
+        uint8_t *z = calloc(1, zeros);
+        assert_int_equal(write(fd, z, zeros), (ssize_t)zeros);
+        free(z);
+    }
+    close(fd);
+}
+
+/* A replica whose write call's last page never landed (the file's size covers the frame, its
+ * later blocks read as zeros) had its call interrupted before it returned: nothing of it was
+ * shared, and nothing is held. */
+static void a_frame_whose_last_page_did_not_land_holds_nothing(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 45;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    uint64_t before = r->journal->segment_bytes;
+    size_t n = 1000;
+    tally_transfer *ts = calloc(n, sizeof *ts);
+    int *results = calloc(n, sizeof *results);
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = transfer(10000 + i, 1, 2, 1);
+    }
+    assert_result(tally_create_transfers(r, ts, n, results), TALLY_OK);
+    uint64_t after = r->journal->segment_bytes;
+    free(ts);
+    free(results);
+    tally_close(r);
+    uint64_t page = (before / 4096 + 1) * 4096;
+    print_message("the frame runs from %llu to %llu; zeros from %llu\n", (unsigned long long)before,
+                  (unsigned long long)after, (unsigned long long)page);
+    assert_true(page < after);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    rewrite(path, b, page, len - page);
+    free(b);
+    r = open_ok(f);
+    print_message("held: %s; seen %llu\n", tally_hold_name(tally_held(r)),
+                  (unsigned long long)tally_seen(r, 45));
+    assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
+    tally_close(r);
+}
+
+/* A held replica signs nothing at opening: a write call's ops over two frames, all shared,
+ * the second frame (with every SIGN record of the call) rotted. Signing the ops left unsigned
+ * made a new run overlapping the one its peer holds: it proved itself forked. */
+static void a_held_replica_signs_no_new_run_when_it_opens(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 51;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    /* one write call of more than a frame holds: its ops span two frames, and every SIGN record
+     * of the call is in the second */
+    size_t n = 400000;
+    tally_transfer *ts = calloc(n, sizeof *ts);
+    int *results = calloc(n, sizeof *results);
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = transfer(10000 + i, 1, 2, 1);
+    }
+    assert_result(tally_create_transfers(r, ts, n, results), TALLY_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_result(results[i], TALLY_OK);
+    }
+    free(ts);
+    free(results);
+    uint64_t seq = tally_seen(r, 51);
+    uint64_t frames_end = r->journal->segment_bytes;
+    tally_replica *peer = replica_new(52, NULL);
+    sync_pair(r, peer); /* acknowledged, synced, and shared */
+    assert_int_equal(tally_seen(peer, 51), seq);
+    tally_close(r);
+    /* the last frame rots: one bit in its payload, near its end */
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    int fd = open(path, O_RDWR);
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, (off_t)frames_end - 50), 1);
+    byte ^= 1;
+    assert_int_equal(pwrite(fd, &byte, 1, (off_t)frames_end - 50), 1);
+    close(fd);
+    r = open_ok(f);
+    assert_int_equal(tally_held(r), TALLY_HOLD_DAMAGED);
+    uint64_t kept = tally_seen(r, 51);
+    const origin_rec *self = &r->origins.at[r->self];
+    uint64_t signed_to = self->runs.count ? self->runs.at[self->runs.count - 1].last : 0;
+    print_message("kept %llu of %llu ops; its runs end at %llu\n", (unsigned long long)kept,
+                  (unsigned long long)seq, (unsigned long long)signed_to);
+    /* the peer brings back what was lost; the replica must not have forked itself */
+    int rc = apply_from(peer, r);
+    size_t forks = 0;
+    assert_result(tally_forks(r, 0, NULL, 0, &forks), TALLY_OK);
+    print_message("apply of the peer's delta: %s; forks here: %zu; seen %llu\n",
+                  tally_result_name(rc), forks, (unsigned long long)tally_seen(r, 51));
+    assert_int_equal(forks, 0);
+    assert_int_equal(signed_to <= 3 || signed_to % CHAIN_RUN_OPS_MAX == 3, true);
+    assert_result(rc, TALLY_OK);
+    tally_close(peer);
+    tally_close(r);
+}
+
+/* Mutated summaries from a peer never stop a replica writing, nor hold it. */
+static void random_summaries_neither_stop_nor_confirm(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 61;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_replica *peer = replica_new(62, NULL);
+    sync_pair(r, peer);
+    tally_account x = account(700, 1, 0);
+    assert_result(tally_create_account(peer, &x), TALLY_OK);
+    sync_pair(peer, r);
+    uint8_t *base;
+    size_t base_len;
+    assert_result(tally_summary(peer, &base, &base_len), TALLY_OK);
+    uint64_t rng = 7;
+    uint64_t id = 800;
+    for (int it = 0; it < 3000; it++) {
+        uint8_t *s = malloc(base_len);
+        memcpy(s, base, base_len);
+        int edits = 1 + (int)(test_rand(&rng) % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = 12 + (size_t)(test_rand(&rng) % (base_len - 20));
+            switch (test_rand(&rng) % 4) {
+            case 0:
+                s[at] ^= (uint8_t)(1u << (test_rand(&rng) % 8));
+                break;
+            case 1:
+                put_u64le(s + 12 + 64 * (test_rand(&rng) % 2) + 8,
+                          test_rand(&rng) >> (test_rand(&rng) % 64));
+                break;
+            case 2:
+                put_u64le(s + 12 + 64 * (test_rand(&rng) % 2) + 24, test_rand(&rng) % 4);
+                break;
+            default:
+                put_u64le(s + 12 + 64 * (test_rand(&rng) % 2) + 16, test_rand(&rng) % 8);
+                break;
+            }
+        }
+        put_u64le(s + base_len - 8, XXH3_64bits(s, base_len - 8));
+        uint8_t *delta;
+        size_t delta_len;
+        int rc = tally_delta(r, s, base_len, 0, &delta, &delta_len);
+        assert_true(rc == TALLY_OK || rc == TALLY_ECORRUPT);
+        tally_free(delta);
+        free(s);
+        tally_account a = account(id++, 1, 0);
+        assert_result(tally_create_account(r, &a), TALLY_OK);
+        assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
+    }
+    assert_true(replica_check(r));
+    tally_free(base);
+    tally_close(peer);
+    tally_close(r);
+}
+
+#define KILL_ROUNDS 100
+/* Writes dir/MARK in place (keeping its inode): not held, closed, newest segment 1. */
+static void reset_mark(const fixture *f, uint64_t replica) {
+    char path[192];
+    snprintf(path, sizeof path, "%s/MARK", f->dir);
+    struct stat dst, mst;
+    assert_int_equal(stat(f->dir, &dst), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &mst), 0);
+    uint8_t b[64] = {'T', 'L', 'Y', 'M'};
+    put_u32le(b + 4, 1);
+    put_u64le(b + 8, replica);
+    put_u64le(b + 16, (uint64_t)dst.st_ino);
+    put_u64le(b + 24, (uint64_t)mst.st_ino);
+    put_u64le(b + 32, 1);
+    put_u64le(b + 56, XXH3_64bits(b, 56));
+    assert_int_equal(write(fd, b, 64), 64);
+    close(fd);
+}
+
+static void a_hold_outlives_a_kill_during_opening(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 71;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    for (int i = 0; i < 2000; i++) {
+        tally_transfer t = transfer(1000 + (uint64_t)i, 1, 2, 1);
+        assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    }
+    uint64_t end = r->journal->segment_bytes;
+    tally_close(r);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    size_t len;
+    uint8_t *seg = slurp(path, &len);
+    assert_int_equal(len, end);
+    seg[end - 5] ^= 1; /* the last frame rots */
+    rewrite(path, seg, len, 0);
+    reset_mark(f, 71);
+    r = open_ok(f);
+    assert_int_equal(tally_held(r), TALLY_HOLD_DAMAGED); /* the setting is sound */
+    tally_close(r);
+    struct timespec seed;
+    clock_gettime(CLOCK_MONOTONIC, &seed);
+    uint64_t rng = (uint64_t)seed.tv_nsec;
+    int killed_mid = 0;
+    for (int it = 0; it < KILL_ROUNDS; it++) {
+        rewrite(path, seg, len, 0);
+        reset_mark(f, 71);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            tally_replica *c = NULL;
+            _exit(tally_open(&f->opts, &c) == TALLY_OK ? 0 : 1);
+        }
+        struct timespec ts = {0, (long)(test_rand(&rng) % 30000000)};
+        nanosleep(&ts, NULL);
+        kill(child, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        killed_mid += WIFSIGNALED(status);
+        tally_replica *probe = NULL;
+        int rc = tally_open(&f->opts, &probe);
+        if (rc != TALLY_OK) {
+            print_error("reopen: %s %s\n", tally_result_name(rc), f->error);
+        }
+        assert_result(rc, TALLY_OK);
+        if (tally_held(probe) != TALLY_HOLD_DAMAGED) {
+            print_message("round %d: child %s %d; probe held %d\n", it,
+                          WIFSIGNALED(status) ? "killed" : "exited",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                          (int)tally_held(probe));
+            tally_close(probe);
+            run("ls -li %s; od -A d -t x1 %s/MARK", f->dir, f->dir);
+            fail();
+        }
+        tally_close(probe);
+    }
+    free(seg);
+    print_message("killed mid-open %d times of %d\n", killed_mid, KILL_ROUNDS);
+}
+
+/* The only segment lost, the mark and key kept: opening made segment 1 again, and took it for
+ * the newest the mark names. */
+static void losing_the_only_segment_holds_the_replica(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 81;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_replica *peer = replica_new(82, NULL);
+    sync_pair(r, peer); /* ops 1..3 of 81 shared */
+    assert_int_equal(r->journal->segment, 1);
+    tally_close(r);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    assert_int_equal(unlink(path), 0); /* the newest (and only) segment is lost */
+    r = open_ok(f);
+    print_message("reopened: id %llu, seen %llu, held %s\n",
+                  (unsigned long long)tally_replica_id(r), (unsigned long long)tally_seen(r, 81),
+                  tally_hold_name(tally_held(r)));
+    tally_account a = account(99, 1, 0);
+    int rc = tally_create_account(r, &a);
+    for (uint64_t k = 100; rc == TALLY_OK && k < 103; k++) {
+        tally_account b = account(k, 1, 0);
+        assert_result(tally_create_account(r, &b), TALLY_OK); /* seqs 2..4 */
+    }
+    if (rc == TALLY_OK) {
+        rc = apply_from(r, peer); /* seq 1 of 81 signed twice */
+        size_t forks = 0;
+        assert_result(tally_forks(peer, 0, NULL, 0, &forks), TALLY_OK);
+        print_message("the peer applies its delta: %s; forks proven at the peer: %zu\n",
+                      tally_result_name(rc), forks);
+        rc = TALLY_OK;
+    }
+    assert_result(rc, TALLY_ORIGIN_HELD);
+    tally_close(peer);
     tally_close(r);
 }
 
@@ -1638,6 +1939,11 @@ int main(void) {
         T(every_sign_of_lost_writes_holds_the_replica),
         T(a_crash_holds_a_replica_only_if_it_did_not_sync),
         T(a_bogus_summary_does_not_stop_a_replica_writing),
+        T(a_frame_whose_last_page_did_not_land_holds_nothing),
+        T(a_held_replica_signs_no_new_run_when_it_opens),
+        T(random_summaries_neither_stop_nor_confirm),
+        T(a_hold_outlives_a_kill_during_opening),
+        T(losing_the_only_segment_holds_the_replica),
         T(a_segment_cut_short_at_its_creation_is_let_go),
         T(the_clock_and_timeouts_survive_a_glitch_and_a_restart),
         T(restarts_more_often_than_a_timeout_do_not_keep_a_pending_open),
