@@ -209,9 +209,9 @@ static const uint8_t mark_magic[4] = {'T', 'L', 'Y', 'M'};
 #define MARK_OPEN 1u
 
 /* dir/MARK (little-endian): magic "TLYM", version (4), replica id, the directory's inode, the
- * mark file's own inode, the newest segment, the hold (4), flags (4: MARK_OPEN), 8 zero
- * bytes, XXH3-64 of the bytes before. *found false: there is none. TALLY_ECORRUPT: one that
- * does not check. */
+ * mark file's own inode, the newest segment, the hold (4), flags (4: MARK_OPEN), how long the
+ * newest segment was when the mark was written (8; it only grows until opening cuts it), XXH3-64 of
+ * the bytes before. *found false: there is none. TALLY_ECORRUPT: one that does not check. */
 static int mark_read(journal *j, journal_mark *m, bool *found) {
     memset(m, 0, sizeof *m);
     uint8_t b[MARK_BYTES + 1];
@@ -226,6 +226,7 @@ static int mark_read(journal *j, journal_mark *m, bool *found) {
     m->dir_ino = get_u64le(b + 16);
     m->mark_ino = get_u64le(b + 24);
     m->newest = get_u64le(b + 32);
+    m->newest_bytes = get_u64le(b + 48);
     m->hold = get_u32le(b + 40);
     m->open = (get_u32le(b + 44) & MARK_OPEN) != 0;
     return TALLY_OK;
@@ -253,6 +254,7 @@ static int mark_write(journal *j) {
     put_u64le(b + 16, j->mark.dir_ino);
     put_u64le(b + 24, j->mark.mark_ino);
     put_u64le(b + 32, j->mark.newest);
+    put_u64le(b + 48, j->mark.newest_bytes);
     put_u32le(b + 40, j->mark.hold);
     put_u32le(b + 44, j->mark.open ? MARK_OPEN : 0);
     put_u64le(b + 56, XXH3_64bits(b, 56));
@@ -307,7 +309,9 @@ static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
     } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
                (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id) {
         hold = TALLY_HOLD_MOVED;
-    } else if (j->mark.newest > j->segment || (j->created && j->mark.newest != 0)) {
+    } else if (j->mark.newest > j->segment || (j->created && j->mark.newest != 0) ||
+               (j->mark.newest == j->segment && j->mark.newest_bytes > j->segment_bytes)) {
+        /* a segment lost, or the newest shorter than it was: an older copy put back */
         hold = TALLY_HOLD_MISSING;
     } else if (j->mark.open) {
         hold = TALLY_HOLD_UNCLEAN;
@@ -322,6 +326,7 @@ static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
     }
     j->mark.replica = j->replica_id;
     j->mark.newest = j->segment;
+    j->mark.newest_bytes = j->segment_bytes;
     j->mark.open = j->mode != TALLY_SYNC_COMMIT;
     j->mark_live = true;
     return mark_write(j);
@@ -355,6 +360,7 @@ static int segment_create(journal *j, uint64_t n) {
     j->segment_bytes = JOURNAL_SEGMENT_HEADER;
     if (j->mark_live && n > j->mark.newest) {
         j->mark.newest = n;
+        j->mark.newest_bytes = j->segment_bytes;
         return mark_write(j); /* so that losing this segment will be noticed */
     }
     return TALLY_OK;
@@ -973,8 +979,9 @@ int journal_snapshot(journal *j, int (*write)(void *ctx, int fd, uint64_t segmen
 }
 
 void journal_close(journal *j) {
-    if (j->mark_live && j->mark.open && !j->failed) {
+    if (j->mark_live && !j->failed && (j->mark.open || j->mark.newest_bytes != j->segment_bytes)) {
         j->mark.open = false; /* closed cleanly: what it wrote is all there */
+        j->mark.newest_bytes = j->segment_bytes;
         (void)fdatasync(j->segment_fd);
         (void)mark_write(j);
     }

@@ -47,7 +47,8 @@
 typedef struct journal_mark {
     uint64_t replica;
     uint64_t dir_ino, mark_ino;
-    uint64_t newest; /* the newest segment this directory has had */
+    uint64_t newest;       /* the newest segment this directory has had */
+    uint64_t newest_bytes; /* its length when the mark was written: it only grows until opening */
     uint32_t hold;   /* tally_hold: why the replica's writes are held (0: they are not) */
     bool open;       /* a replica has it open without syncing (TALLY_SYNC_NONE) */
 } journal_mark;

@@ -220,6 +220,27 @@ static void copy_file(const char *from, const char *to, const char *name) {
     fclose(out);
 }
 
+/* Writes dir/MARK in place (keeping its inode), as the format says: not held, closed, newest
+ * segment 1 of a length it does not know (0). */
+static void reset_mark(const fixture *f, uint64_t replica) {
+    char path[192];
+    snprintf(path, sizeof path, "%s/MARK", f->dir);
+    struct stat dst, mst;
+    assert_int_equal(stat(f->dir, &dst), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &mst), 0);
+    uint8_t b[64] = {'T', 'L', 'Y', 'M'};
+    put_u32le(b + 4, 1);
+    put_u64le(b + 8, replica);
+    put_u64le(b + 16, (uint64_t)dst.st_ino);
+    put_u64le(b + 24, (uint64_t)mst.st_ino);
+    put_u64le(b + 32, 1);
+    put_u64le(b + 56, XXH3_64bits(b, 56));
+    assert_int_equal(write(fd, b, 64), 64);
+    close(fd);
+}
+
 /* Where open_image builds its directories: in memory (/dev/shm) where there is one, since the
  * bit-flip test builds one per bit of a journal, and each opening syncs the directory's mark
  * (a disk takes milliseconds a sync); else beside f's directory. */
@@ -237,8 +258,7 @@ static void copy_dir(const fixture *f, char *out, size_t size) {
  * commits survived (-1 if the state is none of the prefixes), and in *held the replica's hold.
  * The directory is one the image's replica made and closed, its segment then overwritten: so
  * its mark is in order, and a hold comes only from what opening finds in the image. It is made
- * once a test (remove_copy ends it) and used again: every opening here ends in a clean close,
- * with the mark naming it and nothing held. */
+ * once a test (remove_copy ends it) and used again, its mark reset for each image. */
 static int open_image(fixture *f, const uint8_t *image, size_t len,
                       const uint8_t digests[FRAMES + 1][16], int *frames, uint32_t flags,
                       tally_hold *held) {
@@ -255,6 +275,7 @@ static int open_image(fixture *f, const uint8_t *image, size_t len,
         tally_close(r);
         copy_file(f->dir, copy.dir, "key"); /* the image's replica signs with it */
     }
+    reset_mark(&copy, copy.opts.replica_id); /* as if the image were all it had written */
     segment_path(&copy, 1, path, sizeof path);
     FILE *out = fopen(path, "wb");
     assert_non_null(out);
@@ -703,24 +724,33 @@ static void a_frame_whose_last_page_did_not_land_holds_nothing(void **state) {
     f->opts.replica_id = 45;
     tally_replica *r = open_ok(f);
     seed_accounts(r);
-    uint64_t before = r->journal->segment_bytes;
-    size_t n = 1000;
-    tally_transfer *ts = calloc(n, sizeof *ts);
-    int *results = calloc(n, sizeof *results);
-    for (size_t i = 0; i < n; i++) {
-        ts[i] = transfer(10000 + i, 1, 2, 1);
-    }
-    assert_result(tally_create_transfers(r, ts, n, results), TALLY_OK);
-    uint64_t after = r->journal->segment_bytes;
-    free(ts);
-    free(results);
     tally_close(r);
+    char path[192];
+    segment_path(f, 1, path, sizeof path);
+    uint64_t before = (uint64_t)file_size(path);
+    pid_t child = fork(); /* writes one large call, and dies without closing */
+    assert_true(child >= 0);
+    if (child == 0) {
+        tally_replica *c = NULL;
+        size_t n = 1000;
+        tally_transfer *ts = calloc(n, sizeof *ts);
+        int *results = calloc(n, sizeof *results);
+        for (size_t i = 0; ts != NULL && results != NULL && i < n; i++) {
+            ts[i] = transfer(10000 + i, 1, 2, 1);
+        }
+        _exit(ts != NULL && results != NULL && tally_open(&f->opts, &c) == TALLY_OK &&
+                      tally_create_transfers(c, ts, n, results) == TALLY_OK
+                  ? 0
+                  : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    uint64_t after = (uint64_t)file_size(path);
     uint64_t page = (before / 4096 + 1) * 4096;
     print_message("the frame runs from %llu to %llu; zeros from %llu\n", (unsigned long long)before,
                   (unsigned long long)after, (unsigned long long)page);
     assert_true(page < after);
-    char path[192];
-    segment_path(f, 1, path, sizeof path);
     size_t len;
     uint8_t *b = slurp(path, &len);
     rewrite(path, b, page, len - page);
@@ -845,26 +875,6 @@ static void random_summaries_neither_stop_nor_confirm(void **state) {
 }
 
 #define KILL_ROUNDS 100
-/* Writes dir/MARK in place (keeping its inode): not held, closed, newest segment 1. */
-static void reset_mark(const fixture *f, uint64_t replica) {
-    char path[192];
-    snprintf(path, sizeof path, "%s/MARK", f->dir);
-    struct stat dst, mst;
-    assert_int_equal(stat(f->dir, &dst), 0);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(fstat(fd, &mst), 0);
-    uint8_t b[64] = {'T', 'L', 'Y', 'M'};
-    put_u32le(b + 4, 1);
-    put_u64le(b + 8, replica);
-    put_u64le(b + 16, (uint64_t)dst.st_ino);
-    put_u64le(b + 24, (uint64_t)mst.st_ino);
-    put_u64le(b + 32, 1);
-    put_u64le(b + 56, XXH3_64bits(b, 56));
-    assert_int_equal(write(fd, b, 64), 64);
-    close(fd);
-}
-
 static void a_hold_outlives_a_kill_during_opening(void **state) {
     fixture *f = *state;
     f->opts.replica_id = 71;
@@ -962,6 +972,29 @@ static void losing_the_only_segment_holds_the_replica(void **state) {
     assert_result(rc, TALLY_ORIGIN_HELD);
     tally_close(peer);
     tally_close(r);
+}
+
+/* An older copy of the segments put back over the live ones, the live mark left (so every
+ * inode is as it was): the newest segment is shorter than the mark saw it at the last close. */
+static void segments_restored_in_place_hold_the_replica(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 91;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_close(r);
+    char path[192], backup[256];
+    segment_path(f, 1, path, sizeof path);
+    snprintf(backup, sizeof backup, "%s.segment", f->dir);
+    run("cp %s %s", path, backup);
+    r = open_ok(f);
+    tally_transfer t = transfer(500, 1, 2, 70);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK); /* op 4, then shared */
+    tally_close(r);
+    run("cp %s %s", backup, path); /* cp writes into the existing file: the same inode */
+    r = open_held(f, TALLY_HOLD_MISSING);
+    assert_int_equal(tally_seen(r, 91), 3);
+    tally_close(r);
+    run("rm %s%s", backup, "");
 }
 
 /* --- the clock across restarts ------------------------------------------------------------ */
@@ -1944,6 +1977,7 @@ int main(void) {
         T(random_summaries_neither_stop_nor_confirm),
         T(a_hold_outlives_a_kill_during_opening),
         T(losing_the_only_segment_holds_the_replica),
+        T(segments_restored_in_place_hold_the_replica),
         T(a_segment_cut_short_at_its_creation_is_let_go),
         T(the_clock_and_timeouts_survive_a_glitch_and_a_restart),
         T(restarts_more_often_than_a_timeout_do_not_keep_a_pending_open),
