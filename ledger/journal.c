@@ -292,8 +292,8 @@ int journal_lift(journal *j) {
 
 /* After replay: checks the directory against the mark read before it (found: there was one;
  * rc: how reading it went), sets the hold, and writes the mark as it now stands. A directory
- * with no segment before this opening is new, and has nothing to hold. */
-static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
+ * with no segment before this opening (j->created) is new, and has nothing to hold. */
+static int mark_settle(journal *j, int rc, bool found) {
     struct stat dir_st, st;
     if (rc == TALLY_EIO || fstat(j->dir_fd, &dir_st) != 0) {
         return TALLY_EIO;
@@ -303,7 +303,7 @@ static int mark_settle(journal *j, int rc, bool found, bool had_journal) {
         hold = TALLY_HOLD_DAMAGED; /* the mark does not check */
     } else if (!found) {
         /* a journal written since marks exist always has one: it was lost */
-        hold = had_journal && j->segment_version >= 3 ? TALLY_HOLD_DAMAGED : 0;
+        hold = !j->created && j->segment_version >= 3 ? TALLY_HOLD_DAMAGED : 0;
     } else if (fstatat(j->dir_fd, mark_name, &st, 0) != 0) {
         return TALLY_EIO;
     } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
@@ -849,7 +849,7 @@ int journal_open(journal *j, const char *dir, tally_sync_mode mode, bool repair,
     replay_state s = {fresh_id, hooks, repair, error, error_size, {0, 0}, false};
     rc = journal_replay(j, &s);
     if (rc == TALLY_OK) {
-        rc = mark_settle(j, marked, found, !j->created);
+        rc = mark_settle(j, marked, found);
         if (rc != TALLY_OK) {
             rc = say(error, error_size, rc, "%s/%s: cannot write it", dir, mark_name);
         }
@@ -979,16 +979,13 @@ int journal_snapshot(journal *j, int (*write)(void *ctx, int fd, uint64_t segmen
 }
 
 void journal_close(journal *j) {
-    if (j->mark_live && !j->failed && (j->mark.open || j->mark.newest_bytes != j->segment_bytes)) {
+    bool synced = j->segment_fd >= 0 && !j->failed && fdatasync(j->segment_fd) == 0;
+    if (synced && j->mark_live && (j->mark.open || j->mark.newest_bytes != j->segment_bytes)) {
         j->mark.open = false; /* closed cleanly: what it wrote is all there */
         j->mark.newest_bytes = j->segment_bytes;
-        (void)fdatasync(j->segment_fd);
         (void)mark_write(j);
     }
     if (j->segment_fd >= 0) {
-        if (!j->failed) {
-            (void)fdatasync(j->segment_fd);
-        }
         close(j->segment_fd);
     }
     if (j->lock_fd >= 0) {

@@ -201,12 +201,12 @@ int tally_open(const tally_options *opts, tally_replica **out) {
         }
         memset(seed, 0, sizeof seed);
     }
-    if (rc == TALLY_OK && (opts->flags & TALLY_OPEN_RESTORED) != 0) {
-        rc = r->journal != NULL ? journal_hold(r->journal, TALLY_HOLD_RESTORED) : TALLY_OK;
-        r->hold = r->hold != 0 ? r->hold : TALLY_HOLD_RESTORED;
-    }
+    bool restored = (opts->flags & TALLY_OPEN_RESTORED) != 0;
     if (rc == TALLY_OK && r->journal != NULL) {
-        r->hold = r->journal->mark.hold;
+        rc = restored ? journal_hold(r->journal, TALLY_HOLD_RESTORED) : TALLY_OK;
+        r->hold = r->journal->mark.hold; /* the first reason stays */
+    } else if (rc == TALLY_OK && restored) {
+        r->hold = TALLY_HOLD_RESTORED;
     }
     if (rc == TALLY_OK) {
         rc = seal_opened(r);
