@@ -32,11 +32,11 @@
  *     (see "Forks" below).
  *   - Holds (see "Holds"): tally_open holds the writes of a replica whose directory was
  *     restored, copied or damaged, or that is opened with the new flag TALLY_OPEN_RESTORED,
- *     durably (dir/MARK; journal segment version 3), until a peer's summary confirms its head
- *     or tally_lift_hold; result appended: TALLY_ORIGIN_HELD. tally_held, tally_hold_name,
- *     tally_hold_reason, tally_lift_hold, tally_node_lift_hold are new. A summary no longer
- *     makes a replica refuse writes with TALLY_ORIGIN_BEHIND (anyone could send one claiming
- *     any seq); only its own signed runs, brought back in part, do.
+ *     durably (dir/MARK; journal segment version 3), until a peer that holds its history
+ *     answers the challenge in its summary, or tally_lift_hold; result appended: TALLY_ORIGIN_HELD.
+ * tally_held, tally_hold_name, tally_hold_reason, tally_lift_hold, tally_node_lift_hold are new. A
+ * summary no longer makes a replica refuse writes with TALLY_ORIGIN_BEHIND (anyone could send one
+ * claiming any seq); only its own signed runs, brought back in part, do.
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
  *     format version 4; versions 1 to 3 and 0.2's journals still open, and the ops this
@@ -213,18 +213,21 @@ TALLY_API uint64_t tally_replica_id(const tally_replica *r);
  * copied, or a journal that lost frames. tally_open looks for the signs and, when it finds one,
  * holds the replica's writes: every write answers TALLY_ORIGIN_HELD, and its deltas carry none
  * of its own ops, until one of:
- *   - a peer's summary (read by tally_delta) shows this replica's head as its own: the peer held
- *     this replica's history up to where the replica stands, and it did not learn it from the
- *     replica since the hold, which sends none of its own ops. Any ops of its own the peer holds
- *     beyond that come back first, in the peer's deltas. The next write lifts the hold, durably.
+ *   - a peer answers its challenge: a held replica's summary carries a nonce drawn at each
+ *     opening, and a peer's tally_delta for it ends with the answer, a hash over the nonce and
+ *     the peer's head run of this replica, which only a holder of that run's ops can make.
+ *     tally_apply takes it: right, and about the head the replica is at, it confirms that the
+ *     peer held this replica's history up to here, which it did not learn from the replica
+ *     since the hold (it sends none of its own ops). Any ops of its own the peer holds beyond
+ *     that come back first, in the same delta. The next write lifts the hold, durably.
  *   - tally_lift_hold: an operator's word that no other copy of this replica wrote.
  * A hold outlives restarts (dir/MARK). What it cannot see: a restore that keeps the files'
  * inodes (a file-system or VM snapshot rolled back) looks like no restore; open it with
  * TALLY_OPEN_RESTORED. A copy started while the original is quiet, and confirmed by a peer
- * before the original writes again, is found only as a fork when the two histories meet. And
- * a confirmation is not yet bound to the hold: a summary the replica sent before its backup,
- * replayed, confirms it too. So a hold stops an honest mistake, not an attacker, who gains a
- * fork that is then proven (docs/design.md, "Holds").
+ * before the original writes again, is found only as a fork when the two histories meet. Any
+ * replica that holds its runs can answer, wrongly on purpose too: a hold stops an honest
+ * mistake and an attacker who holds none of its history; a dishonest holder gains a fork that
+ * is then proven (docs/design.md, "Holds").
  * ------------------------------------------------------------------------------------------- */
 typedef enum tally_hold {
     TALLY_HOLD_NONE = 0,
@@ -512,9 +515,10 @@ TALLY_API int tally_incarnations(const tally_replica *r, tally_id account_id,
 TALLY_API int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len);
 /* The ops the peer's summary lacks, in this replica's journal order, at most max_bytes long
  * unless the first op alone is longer (an op is never split; 0: no limit). An empty delta (no
- * op) is a valid delta. A summary is only the peer's word: it changes nothing here, but that a
- * summary naming this replica's own head as the peer's confirms a held replica (tally_held).
- * A held replica's delta holds none of its own ops (and nothing after the first of them).
+ * op) is a valid delta. A summary is only the peer's word: it changes nothing here. A held
+ * peer's summary carries a challenge (tally_held), which a delta that brings the peer all it
+ * lacks answers at its end; tally_apply takes the answer. A held replica's delta holds none of
+ * its own ops (and nothing after the first of them).
  * Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_ECORRUPT (the summary does not decode);
  * TALLY_EIO (a durable replica whose journal failed: nothing leaves it). */
 TALLY_API int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer_len,

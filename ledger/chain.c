@@ -193,17 +193,22 @@ int chain_own_key(tally_replica *r) {
     return memcmp(self->pub, r->crypto.public_key, CRYPTO_KEY) == 0 ? TALLY_OK : TALLY_ECORRUPT;
 }
 
-/* The digest of ops first..last of origins[origin], all applied here. */
-static bool digest_applied(tally_replica *r, const origin_rec *o, uint64_t first, uint64_t last,
-                           uint8_t out[CRYPTO_HASH]) {
+/* The digest of ops first..last of o, all applied here, hashed with sha. */
+static bool digest_with(const tally_replica *r, crypto_sha *sha, const origin_rec *o,
+                        uint64_t first, uint64_t last, uint8_t out[CRYPTO_HASH]) {
     chain_digest d;
-    chain_digest_begin(&d, &r->crypto.sha);
+    chain_digest_begin(&d, sha);
     for (uint64_t s = first; s <= last; s++) {
         op x;
         replica_op_at(r, o->position[s - 1], &x);
         chain_digest_op(&d, &x);
     }
     return chain_digest_end(&d, out);
+}
+
+static bool digest_applied(tally_replica *r, const origin_rec *o, uint64_t first, uint64_t last,
+                           uint8_t out[CRYPTO_HASH]) {
+    return digest_with(r, &r->crypto.sha, o, first, last, out);
 }
 
 void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out) {
@@ -615,6 +620,68 @@ int chain_replay(tally_replica *r, const op *s) {
     if (verdict == CHAIN_NEW) {
         memcpy(run.sig, s->u.sign.sig, CRYPTO_SIG);
         o->runs.at[ARRAY_PUSH(o->runs)] = run;
+    }
+    return TALLY_OK;
+}
+
+/* --- confirmations of a held replica's head ------------------------------------------------ */
+
+static const char confirm_tag[16] = "tally confirm v1";
+
+/* The answer to nonce about run k of o (all of its ops here): SHA-256 of a tag, the nonce and
+ * the run's statement, with the hashes of c. */
+static bool confirm_answer(const tally_replica *r, crypto_ctx *c, const origin_rec *o, uint32_t k,
+                           const uint8_t nonce[CRYPTO_HASH], uint8_t out[CRYPTO_HASH]) {
+    uint8_t ops[CRYPTO_HASH], m[16 + CRYPTO_HASH + CHAIN_STATEMENT];
+    if (!digest_with(r, &c->sha, o, chain_run_first(o, k), o->runs.at[k].last, ops)) {
+        return false;
+    }
+    memcpy(m, confirm_tag, 16);
+    memcpy(m + 16, nonce, CRYPTO_HASH);
+    statement(m + 16 + CRYPTO_HASH, o->id, chain_run_first(o, k), o->runs.at[k].last,
+              run_prev(o, k), ops);
+    return crypto_sha256(c, m, sizeof m, out);
+}
+
+int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonce[CRYPTO_HASH],
+                     uint8_t answer[CRYPTO_HASH], op *out) {
+    uint32_t i = replica_origin_find(r, origin);
+    if (i == NONE || i == r->self || r->origins.at[i].forked) {
+        return TALLY_NOT_FOUND;
+    }
+    const origin_rec *o = &r->origins.at[i];
+    uint32_t k = chain_head(o);
+    if (k == NONE) {
+        return TALLY_NOT_FOUND;
+    }
+    /* tally_delta's replica is const: this hashes with a context of its own */
+    crypto_ctx c = {0};
+    bool ok = crypto_init(&c) && confirm_answer(r, &c, o, k, nonce, answer);
+    crypto_free(&c);
+    if (!ok) {
+        return TALLY_ENOMEM;
+    }
+    op_clear(out);
+    out->kind = OP_CONFIRM;
+    out->origin = origin;
+    out->u.confirm.last = o->runs.at[k].last;
+    out->u.confirm.answer = answer;
+    return TALLY_OK;
+}
+
+int chain_confirm_accept(tally_replica *r, const op *c) {
+    const origin_rec *self = &r->origins.at[r->self];
+    uint32_t k = chain_head(self);
+    if (c->origin != self->id || r->hold == 0 || r->learned->confirmed || k == NONE ||
+        self->runs.at[k].last != self->seq || c->u.confirm.last != self->seq) {
+        return TALLY_OK; /* not for this replica, or not about the head it is at */
+    }
+    uint8_t want[CRYPTO_HASH];
+    if (!confirm_answer(r, &r->crypto, self, k, r->learned->nonce, want)) {
+        return TALLY_ENOMEM;
+    }
+    if (memcmp(want, c->u.confirm.answer, CRYPTO_HASH) == 0) {
+        r->learned->confirmed = true;
     }
     return TALLY_OK;
 }

@@ -68,6 +68,14 @@ typedef enum chain_verdict {
 static inline uint64_t chain_run_first(const origin_rec *o, uint32_t k) {
     return k == 0 ? 1 : (uint64_t)o->runs.at[k - 1].last + 1;
 }
+/* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
+static inline uint32_t chain_head(const origin_rec *o) {
+    uint32_t k = o->runs.count;
+    while (k > 0 && o->runs.at[k - 1].last > o->seq) {
+        k--;
+    }
+    return k == 0 ? NONE : k - 1;
+}
 /* The index of the run of o that holds seq (the first run ending at or past it), or
  * o->runs.count when none does. */
 uint32_t chain_run_at(const origin_rec *o, uint64_t seq);
@@ -127,6 +135,22 @@ void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last);
 int chain_replay(tally_replica *r, const op *s);
 /* The SIGN record of run k of origins[origin] (pointing into the replica's tables). */
 void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out);
+
+/* A held replica is confirmed by a challenge (docs/design.md, "Holds"): its summary carries a
+ * nonce, drawn at each opening, in place of its head, and a peer answers, at the end of its
+ * delta, with an OP_CONFIRM record: its head of that origin (the last seq of the run there) and
+ * SHA-256("tally confirm v1" | nonce | the head run's 104-byte statement). A summary carries a
+ * statement's hash, never the statement: only a holder of the run's ops can answer.
+ *
+ * chain_confirm_op makes the answer about origin (into answer[], which *out points to):
+ * TALLY_NOT_FOUND when there is none to give (the origin is not known here, is this replica's
+ * own, which only a copy of it would ask about, is forked here, or has no run whole here);
+ * TALLY_ENOMEM. chain_confirm_accept takes one from a peer's delta: when it is about this
+ * replica, held, at the head it names, and the answer is right, the hold is confirmed
+ * (replica_held; the next write or the node lifts it). Any other answer changes nothing. */
+int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonce[CRYPTO_HASH],
+                     uint8_t answer[CRYPTO_HASH], op *out);
+int chain_confirm_accept(tally_replica *r, const op *c);
 
 /* Lifts r's hold (tally_lift_hold), durably, and signs the ops of its own that opening left
  * unsigned while it was held. */

@@ -19,7 +19,10 @@
  * A SIGN record (ledger/chain.c) is its header byte (the kind, no flag), an origin ref, the
  * run's first and last seq (varints, 1 <= first <= last), 32 bytes (the origin's public key when
  * first is 1, else the hash of the origin's statement before the run) and the 64-byte
- * signature. It too has no dot and leaves the previous op's fields alone.
+ * signature. It too has no dot and leaves the previous op's fields alone. So do a FORK record
+ * (header byte 8: an origin ref, then each statement's first, last and 128 bytes) and a
+ * CONFIRM record (header byte 0x10, a delta's only: an origin ref, a varint last seq and a
+ * 32-byte answer, ledger/chain.c).
  *
  * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
  * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
@@ -41,6 +44,9 @@ enum {
     H_USER_DATA = 1u << 5,
     H_X = 1u << 6,
     H_TIMEOUT = 1u << 7,
+    /* The header of a confirmation (OP_CONFIRM): kind bits 0, which no op with a dot has, and
+     * a bit other than OP_FORK's (whose header is OP_FORK itself, kind 0 with H_DOT_NEXT). */
+    H_CONFIRM = H_SAME_CODE,
 };
 
 /* --- the dictionary, shared by both directions --------------------------------------------- */
@@ -226,6 +232,16 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         memcpy(p + 32, o->u.sign.sig, 64);
         p += 96;
         assert(p - start <= CODEC_OP_MAX);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return ok;
+    }
+    if (o->kind == OP_CONFIRM) {
+        *start = H_CONFIRM;
+        p = enc_origin(e, p, o->origin, &ok);
+        p = put_varint(p, o->u.confirm.last);
+        memcpy(p, o->u.confirm.answer, 32);
+        p += 32;
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -562,6 +578,22 @@ static int dec_fork(block_dec *d, op *o) {
     return rc;
 }
 
+/* A held origin's challenge answered: the origin, the answering replica's head's last seq,
+ * and 32 bytes. */
+static int dec_confirm(block_dec *d, op *o) {
+    int rc = dec_origin(d, &o->origin);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (!get_varint(d, &o->u.confirm.last) || o->u.confirm.last == 0 || d->end - d->p < 32) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.confirm.answer = d->p;
+    d->p += 32;
+    d->remaining--;
+    return TALLY_OK;
+}
+
 static int dec_sign(block_dec *d, op *o) {
     int rc = dec_origin(d, &o->origin);
     if (rc != TALLY_OK) {
@@ -604,6 +636,10 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     }
     if (h == OP_FORK) {
         return dec_fork(d, o);
+    }
+    if (h == H_CONFIRM) {
+        o->kind = OP_CONFIRM;
+        return dec_confirm(d, o);
     }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;

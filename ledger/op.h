@@ -28,9 +28,10 @@ typedef enum op_kind {
     OP_POST = 3,
     OP_VOID = 4, /* expired != 0: the origin's own timeout, with a zero transfer id */
     OP_GRANT = 5,
-    OP_CLOCK = 6, /* in the journal only, with no dot: the steady clock (ledger/expiry.c) */
-    OP_SIGN = 7,  /* with no dot: the origin's signed statement of a run of its ops (chain.c) */
-    OP_FORK = 8,  /* with no dot: two signed statements of the origin's that overlap and differ */
+    OP_CLOCK = 6,   /* in the journal only, with no dot: the steady clock (ledger/expiry.c) */
+    OP_SIGN = 7,    /* with no dot: the origin's signed statement of a run of its ops (chain.c) */
+    OP_FORK = 8,    /* with no dot: two signed statements of the origin's that overlap and differ */
+    OP_CONFIRM = 9, /* in a delta only, with no dot: a held origin's challenge, answered */
 } op_kind;
 
 /* The kinds that have a dot and travel between replicas. */
@@ -73,6 +74,10 @@ typedef struct op {
              * where sign's do. */
             const uint8_t *side[2];
         } fork; /* OP_FORK */
+        struct {
+            uint64_t last;         /* the answering replica's head of o->origin: its last seq */
+            const uint8_t *answer; /* 32 bytes (chain_confirm_answer); points where sign's do */
+        } confirm;                 /* OP_CONFIRM */
     } u;
 } op;
 

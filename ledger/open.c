@@ -175,6 +175,10 @@ int tally_open(const tally_options *opts, tally_replica **out) {
     expiry_clock_start(r); /* before the journal's pendings are replayed */
     r->learned = calloc(1, sizeof *r->learned);
     int rc = r->learned == NULL || !crypto_init(&r->crypto) ? TALLY_ENOMEM : TALLY_OK;
+    _Static_assert(CRYPTO_SEED == sizeof r->learned->nonce, "a nonce is drawn as a seed is");
+    if (rc == TALLY_OK) {
+        rc = new_key(0, r->learned->nonce); /* the challenge of a hold (chain.h): fresh each time */
+    }
     if (rc == TALLY_OK && opts->dir != NULL) {
         rc = replica_open_journal(r, opts);
         if (rc == TALLY_OK) {

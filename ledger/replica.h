@@ -183,7 +183,8 @@ struct tally_replica {
      * (the API is fixed) and still must record it, so it lives behind a pointer. */
     struct replica_learned {
         uint64_t own_behind; /* a peer holds our own ops up to this seq: refuse local writes */
-        bool confirmed;      /* a peer's summary showed our own head: the hold can go */
+        bool confirmed;      /* a peer answered the challenge about our head: the hold can go */
+        uint8_t nonce[CRYPTO_HASH]; /* the challenge a held replica's summary carries (chain.h) */
     } *learned;
     uint32_t hold; /* tally_hold: why local writes are held (a durable one is in dir/MARK) */
 };

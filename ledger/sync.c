@@ -49,19 +49,11 @@ static const uint8_t delta_magic[4] = {'T', 'L', 'Y', 'D'};
 #define SUMMARY_HEADER 12
 #define SUMMARY_ENTRY (32 + CRYPTO_HASH)
 /* An entry's flags: the summary's sender holds proof that the origin forked its history; the
- * entry is the sender's own, held (tally_held), and withholds its head, so that no peer can
- * learn it from the held replica and name it back as a confirmation. */
+ * entry is the sender's own, held (tally_held): it withholds its head and carries, in the
+ * head hash's place, the challenge a peer answers to confirm it (chain.h). */
 #define SUMMARY_FORKED 1u
 #define SUMMARY_HIDDEN 2u
-
-/* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
-static uint32_t head_run(const origin_rec *o) {
-    uint32_t k = o->runs.count;
-    while (k > 0 && o->runs.at[k - 1].last > o->seq) {
-        k--;
-    }
-    return k == 0 ? NONE : k - 1;
-}
+_Static_assert(sizeof((sync_challenge *)0)->nonce == CRYPTO_HASH, "a challenge fills a head hash");
 
 int replica_version_vector(const tally_replica *r, vclock *out) {
     vclock_init(out);
@@ -119,12 +111,14 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
     for (uint32_t i = 0; i < v.count; i++) {
         uint8_t *e = p + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
         const origin_rec *o = &r->origins.at[replica_origin_find(r, v.entries[i].origin)];
-        uint32_t head = head_run(o);
+        uint32_t head = chain_head(o);
         bool hidden = o == &r->origins.at[r->self] && replica_held(r);
         put_u64le(e, o->id);
         /* held, it names no op it has not signed: the peer sends what follows its last run */
         put_u64le(e + 8, hidden && head != NONE ? o->runs.at[head].last : o->seq);
-        if (head != NONE && !hidden) {
+        if (hidden) {
+            memcpy(e + 32, r->learned->nonce, CRYPTO_HASH);
+        } else if (head != NONE) {
             put_u64le(e + 16, o->runs.at[head].last);
             memcpy(e + 32, o->runs.at[head].hash, CRYPTO_HASH);
         }
@@ -156,22 +150,12 @@ static uint64_t peer_has(const origin_rec *o, uint64_t seq, uint64_t last,
     return before < seq ? before : seq;
 }
 
-/* A held replica (tally_held) is confirmed by a peer whose summary names, as this replica's
- * head, the head it has: the peer held its history up to here. It cannot have learned it from
- * this replica since the hold (delta_ops sends none of its own runs then), so the replica was
- * there before whatever brought it back, and nothing of its own that was shared is missing
- * here. A replica with no signed run of its own has no head to confirm. */
-static void confirm_hold(const tally_replica *r, const origin_rec *self, uint64_t seq,
-                         uint64_t last, const uint8_t hash[CRYPTO_HASH]) {
-    uint32_t head = head_run(self);
-    if (head != NONE && seq == self->seq && last == self->runs.at[head].last && last == self->seq &&
-        memcmp(hash, self->runs.at[head].hash, CRYPTO_HASH) == 0) {
-        r->learned->confirmed = true;
-    }
-}
-
-int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out) {
+int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out,
+                        sync_challenge *challenge) {
     vclock_init(out);
+    if (challenge != NULL) {
+        challenge->origin = 0;
+    }
     if (buf == NULL || len < SUMMARY_HEADER + 8 || memcmp(buf, summary_magic, 4) != 0 ||
         buf[4] != SYNC_VERSION || buf[5] != 0 || buf[6] != 0 || buf[7] != 0) {
         return TALLY_ECORRUPT;
@@ -196,10 +180,11 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
             vclock_free(out);
             return TALLY_ECORRUPT;
         }
-        uint32_t here = replica_origin_find(r, origin);
-        if (here == r->self && r->hold != 0) {
-            confirm_hold(r, &r->origins.at[here], seq, last, e + 32);
+        if ((flags & SUMMARY_HIDDEN) != 0 && challenge != NULL && challenge->origin == 0) {
+            challenge->origin = origin; /* the first: a summary is one replica's, held or not */
+            memcpy(challenge->nonce, e + 32, CRYPTO_HASH);
         }
+        uint32_t here = replica_origin_find(r, origin);
         if (here != NONE && (flags & SUMMARY_HIDDEN) == 0) {
             const origin_rec *o = &r->origins.at[here];
             uint64_t has = peer_has(o, seq, last, e + 32);
@@ -393,8 +378,25 @@ static int delta_covered(const tally_replica *r, const vclock *peer, const uint6
     return TALLY_OK;
 }
 
-int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uint8_t **buf,
-               size_t *len, vclock *covered) {
+/* Appends, in a block of its own, the answer to a held peer's challenge, if there is one to
+ * give (chain_confirm_op). */
+static int delta_confirm(const tally_replica *r, const sync_challenge *challenge, bytes *out) {
+    uint8_t answer[CRYPTO_HASH];
+    op rec;
+    int rc = chain_confirm_op(r, challenge->origin, challenge->nonce, answer, &rec);
+    if (rc != TALLY_OK) {
+        return rc == TALLY_NOT_FOUND ? TALLY_OK : rc;
+    }
+    block_enc enc;
+    block_enc_init(&enc);
+    rc = block_enc_begin(&enc, out) && block_enc_op(&enc, out, &rec) ? TALLY_OK : TALLY_ENOMEM;
+    block_enc_end(&enc, out);
+    block_enc_free(&enc);
+    return rc;
+}
+
+int sync_delta(const tally_replica *r, const vclock *peer, sync_challenge *challenge,
+               size_t max_bytes, uint8_t **buf, size_t *len, vclock *covered) {
     *buf = NULL;
     *len = 0;
     uint64_t *has = malloc(((size_t)r->origins.count + 1) * sizeof *has);
@@ -415,6 +417,10 @@ int sync_delta(const tally_replica *r, const vclock *peer, size_t max_bytes, uin
     }
     if (rc == TALLY_OK && complete && r->forks.count > 0) {
         rc = delta_forks(r, peer, max_bytes, &out, covered);
+    }
+    if (rc == TALLY_OK && complete && challenge != NULL && challenge->origin != 0) {
+        rc = delta_confirm(r, challenge, &out); /* after the runs that bring the peer its head */
+        challenge->origin = rc == TALLY_OK ? 0 : challenge->origin;
     }
     if (rc == TALLY_OK) {
         *buf = out.at;
@@ -442,9 +448,10 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
         return TALLY_EIO; /* ops in memory may not be on disk: none may leave */
     }
     vclock peer;
-    int rc = sync_summary_decode(r, peer_summary, peer_len, &peer);
+    sync_challenge challenge;
+    int rc = sync_summary_decode(r, peer_summary, peer_len, &peer, &challenge);
     if (rc == TALLY_OK) {
-        rc = sync_delta(r, &peer, max_bytes, buf, len, NULL);
+        rc = sync_delta(r, &peer, &challenge, max_bytes, buf, len, NULL);
     }
     vclock_free(&peer);
     return rc;
@@ -533,6 +540,9 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     }
     if (o->kind == OP_FORK) {
         return chain_fork_accept(r, o);
+    }
+    if (o->kind == OP_CONFIRM) {
+        return TALLY_ECORRUPT; /* a delta's only (apply_block), never journalled */
     }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
@@ -628,7 +638,8 @@ static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, si
 }
 
 /* Reads the next run of the block, ops and SIGN record, hashing its ops: *sign is its record,
- * *n how many ops it has. A fork's record where a run would begin is read alone, with *n 0.
+ * *n how many ops it has. A fork's record or a confirmation where a run would begin is read
+ * alone, with *n 0.
  * TALLY_ECORRUPT when the ops are not one origin's in seq order from
  * the record's first to its last, or more than a run holds, or the block ends first. */
 static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
@@ -642,7 +653,7 @@ static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
         if (rc != TALLY_OK) {
             return rc;
         }
-        if (o.kind == OP_FORK && *n == 0) {
+        if ((o.kind == OP_FORK || o.kind == OP_CONFIRM) && *n == 0) {
             *sign = o;
             return TALLY_OK;
         }
@@ -717,6 +728,10 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         rc = read_run(r, dec, &sign, &n, digest);
         if (rc == TALLY_OK && sign.kind == OP_FORK) {
             rc = chain_fork_accept(r, &sign);
+            continue;
+        }
+        if (rc == TALLY_OK && sign.kind == OP_CONFIRM) {
+            rc = chain_confirm_accept(r, &sign);
             continue;
         }
         uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;

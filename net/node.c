@@ -559,9 +559,9 @@ static void on_change(void *ctx) {
     }
 }
 
-/* Tells the log when the replica's writes are held, and when a peer's summary confirmed its
- * history: then the hold is lifted, durably, now rather than at its next write, so that a
- * restart does not hold it again. */
+/* Tells the log when the replica's writes are held, and when a peer confirmed its history
+ * (answered the challenge in its summary): then the hold is lifted, durably, now rather than at its
+ * next write, so that a restart does not hold it again. */
 static void log_hold(tally_node *n) {
     tally_hold held = tally_held(n->r);
     if (held != TALLY_HOLD_NONE && n->held == TALLY_HOLD_NONE) {

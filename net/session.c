@@ -104,7 +104,8 @@ static void fill(session *s) {
         uint8_t *delta;
         size_t len;
         vclock covered;
-        int rc = sync_delta(s->r, &s->sent, s->cfg->delta_bytes_max, &delta, &len, &covered);
+        int rc = sync_delta(s->r, &s->sent, &s->challenge, s->cfg->delta_bytes_max, &delta, &len,
+                            &covered);
         if (rc != TALLY_OK) {
             session_close(s, "cannot make a delta: %s", tally_result_name(rc));
             return;
@@ -189,7 +190,8 @@ static void on_refuse(session *s, const uint8_t *p, size_t len) {
 
 static void on_summary(session *s, const uint8_t *p, size_t len) {
     vclock v;
-    int rc = sync_summary_decode(s->r, p, len, &v);
+    sync_challenge challenge;
+    int rc = sync_summary_decode(s->r, p, len, &v, &challenge);
     if (rc != TALLY_OK) {
         vclock_free(&v);
         session_close(s, "a summary that does not decode");
@@ -204,6 +206,9 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
     if (!ok) {
         session_close(s, "out of memory");
         return;
+    }
+    if (challenge.origin != 0) {
+        s->challenge = challenge; /* the peer is held: the next complete delta answers */
     }
     s->have_summary = true;
     s->streaming = true;

@@ -38,6 +38,7 @@
 
 #include "crdt/bytes.h"
 #include "crdt/vclock.h"
+#include "ledger/sync.h"
 #include "net/frame.h"
 #include "tally.h"
 
@@ -92,6 +93,7 @@ typedef struct session {
     frame_reader in;
     bytes out;
     vclock sent;
+    sync_challenge challenge; /* a held peer's, still to answer (ledger/sync.h) */
     bool have_summary; /* the peer's summary arrived: `sent` means something */
     bool streaming;    /* sending all the peer lacks, until a delta comes out empty */
     uint64_t started_ms, heard_ms, pinged_ms, summarised_ms;

@@ -539,14 +539,17 @@ static void a_replica_restored_from_an_old_backup_waits_for_its_own_ops(void **s
      * replica's summary withholds its head */
     read_summary_of(r, r);
     assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
-    /* the peer brings op 4 back; across a restart it is still held until a summary confirms */
+    /* the peer brings op 4 back, and answers the challenge about it; that confirmation was for
+     * that opening: across a restart it is still held until a peer answers the new one */
     sync_pair(peer, r);
     assert_int_equal(tally_seen(r, 21), 4);
     tally_close(r);
     r = open_ok(f);
     assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
     assert_result(tally_create_transfer(r, &other), TALLY_ORIGIN_HELD);
-    read_summary_of(peer, r); /* the peer held its history up to where it now stands */
+    read_summary_of(peer, r); /* a summary that names its head is no answer */
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    sync_pair(peer, r); /* the peer held its history up to where it now stands, and answers */
     assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
     assert_result(tally_create_transfer(r, &other), TALLY_OK);
     tally_transfer back;
@@ -817,6 +820,137 @@ static void a_held_replica_signs_no_new_run_when_it_opens(void **state) {
     assert_result(rc, TALLY_OK);
     tally_close(peer);
     tally_close(r);
+}
+
+/* The summary a held replica sends carries its challenge where its head would be. */
+static void challenge_of(tally_replica *r, uint8_t nonce[CRYPTO_HASH]) {
+    uint8_t *summary;
+    size_t len;
+    assert_result(tally_summary(r, &summary, &len), TALLY_OK);
+    bool found = false;
+    for (size_t at = 12; at + 64 <= len - 8; at += 64) {
+        if (get_u64le(summary + at) == tally_replica_id(r)) {
+            assert_int_equal(get_u64le(summary + at + 24), 2); /* hidden */
+            memcpy(nonce, summary + at + 32, CRYPTO_HASH);
+            found = true;
+        }
+    }
+    assert_true(found);
+    tally_free(summary);
+}
+
+/* Applies to r a delta that holds only a confirmation of origin at last. */
+static int apply_confirmation(tally_replica *r, uint64_t origin, uint64_t last,
+                              const uint8_t answer[CRYPTO_HASH]) {
+    op c;
+    op_clear(&c);
+    c.kind = OP_CONFIRM;
+    c.origin = origin;
+    c.u.confirm.last = last;
+    c.u.confirm.answer = answer;
+    bytes d = {0};
+    assert_true(bytes_reserve(&d, 8));
+    memcpy(d.at, "TLYD\3\0\0\0", 8);
+    d.len = 8;
+    encode_block(&c, 1, &d);
+    int rc = tally_apply(r, d.at, d.len);
+    bytes_free(&d);
+    return rc;
+}
+
+/* What lifted a hold before it was a challenge: every summary a replica sent before the backup
+ * it is restored from names the head it is back at, and anyone who kept one could replay it.
+ * Now only an answer to this opening's challenge, which takes the head run's ops to make,
+ * confirms it: not an old summary, not its head's hash, not an answer to another opening's
+ * challenge, not its own original (a copy asking is a clone), not a peer that lacks the run. */
+static void a_hold_is_lifted_only_by_an_answer_to_its_challenge(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 31;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_replica *peer = replica_new(32, NULL), *early = replica_new(35, NULL);
+    sync_pair(r, peer);
+    sync_pair(r, early); /* it holds the history up to the backup's head, and nothing later */
+    uint8_t *old;
+    size_t old_len;
+    assert_result(tally_summary(r, &old, &old_len), TALLY_OK); /* an attacker keeps it */
+    const origin_rec *self = &r->origins.at[r->self];
+    uint64_t head = self->runs.at[chain_head(self)].last;
+    uint8_t head_hash[CRYPTO_HASH];
+    memcpy(head_hash, self->runs.at[chain_head(self)].hash, CRYPTO_HASH);
+    tally_close(r);
+    char backup[192], copy[192];
+    snprintf(backup, sizeof backup, "%s.backup", f->dir);
+    snprintf(copy, sizeof copy, "%s.copy", f->dir);
+    run("cp -r %s %s", f->dir, backup);
+    run("cp -r %s %s", f->dir, copy);
+    r = open_ok(f);
+    tally_transfer t = transfer(600, 1, 2, 5);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+    sync_pair(r, peer); /* the peer has op 4, which the backup lacks */
+    tally_close(r);
+    run("rm -rf %s%s", f->dir, "");
+    run("mv %s %s", backup, f->dir);
+    r = open_ok(f);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+
+    /* the old summary, replayed: it names exactly the head the backup is at */
+    uint8_t *delta;
+    size_t delta_len;
+    assert_result(tally_delta(r, old, old_len, 0, &delta, &delta_len), TALLY_OK);
+    tally_free(delta);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    /* answers anyone who kept a summary could make: the head's hash, zeros */
+    uint8_t zeros[CRYPTO_HASH] = {0};
+    assert_result(apply_confirmation(r, 31, head, head_hash), TALLY_OK);
+    assert_result(apply_confirmation(r, 31, head, zeros), TALLY_OK);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    /* its own summary echoed: a replica does not answer about itself */
+    assert_result(apply_from(r, r), TALLY_OK);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+
+    /* a right answer to one opening's challenge, kept and replayed at the next opening, which
+     * has a challenge of its own */
+    uint8_t nonce[CRYPTO_HASH], now[CRYPTO_HASH], answer[CRYPTO_HASH];
+    challenge_of(r, nonce);
+    tally_close(r);
+    r = open_ok(f);
+    challenge_of(r, now);
+    assert_memory_not_equal(nonce, now, CRYPTO_HASH);
+    op rec;
+    assert_result(chain_confirm_op(early, 31, nonce, answer, &rec), TALLY_OK);
+    assert_int_equal(rec.u.confirm.last, head);
+    assert_result(apply_confirmation(r, 31, head, answer), TALLY_OK);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    /* a replica that has no run of it has nothing to answer with */
+    tally_replica *bystander = replica_new(33, NULL);
+    assert_result(chain_confirm_op(bystander, 31, now, answer, &rec), TALLY_NOT_FOUND);
+    assert_result(apply_from(bystander, r), TALLY_OK);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    /* a copy of the directory asks the original, which does not answer for its own id */
+    tally_options o = f->opts;
+    o.dir = copy;
+    tally_replica *clone;
+    assert_result(tally_open(&o, &clone), TALLY_OK);
+    assert_int_equal(tally_held(clone), TALLY_HOLD_MOVED);
+    assert_result(apply_from(r, clone), TALLY_OK);
+    assert_int_equal(tally_held(clone), TALLY_HOLD_MOVED);
+    tally_close(clone);
+    run("rm -rf %s%s", copy, "");
+
+    /* the peer, which holds its history up to op 4, brings op 4 back and answers */
+    assert_result(apply_from(peer, r), TALLY_OK);
+    assert_int_equal(tally_seen(r, 31), head + 1);
+    assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
+    tally_transfer next = transfer(601, 1, 3, 1);
+    assert_result(tally_create_transfer(r, &next), TALLY_OK);
+    sync_pair(r, peer); /* no fork: seq head + 2 is new to the peer too */
+    assert_int_equal(tally_seen(peer, 31), head + 2);
+    tally_close(r);
+    tally_free(old);
+    tally_close(bystander);
+    tally_close(early);
+    tally_close(peer);
 }
 
 /* Mutated summaries from a peer never stop a replica writing, nor hold it. */
@@ -1718,8 +1852,9 @@ static void a_pending_brought_back_by_a_peer_keeps_its_deadline(void **state) {
     run("mv %s %s", backup, f->dir);
     clock.now_ms = t0 + 5000;
     r = open_ok(f);
+    /* a restored replica voids nothing until its head is confirmed: here by the peer that
+     * brings its ops back and answers its challenge */
     sync_pair(peer, r);
-    read_summary_of(peer, r); /* a restored replica voids nothing until its head is confirmed */
     assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
     assert_int_equal(expire_now(r), 0);
     assert_int_equal(reopen_and_expire(f, &r, &clock, 1000, false), 0);
@@ -1975,6 +2110,7 @@ int main(void) {
         T(a_frame_whose_last_page_did_not_land_holds_nothing),
         T(a_held_replica_signs_no_new_run_when_it_opens),
         T(random_summaries_neither_stop_nor_confirm),
+        T(a_hold_is_lifted_only_by_an_answer_to_its_challenge),
         T(a_hold_outlives_a_kill_during_opening),
         T(losing_the_only_segment_holds_the_replica),
         T(segments_restored_in_place_hold_the_replica),
