@@ -33,10 +33,13 @@
  *   - Holds (see "Holds"): tally_open holds the writes of a replica whose directory was
  *     restored, copied or damaged, or that is opened with the new flag TALLY_OPEN_RESTORED,
  *     durably (dir/MARK; journal segment version 3), until a peer that holds its history
- *     answers the challenge in its summary, or tally_lift_hold; result appended: TALLY_ORIGIN_HELD.
- * tally_held, tally_hold_name, tally_hold_reason, tally_lift_hold, tally_node_lift_hold are new. A
- * summary no longer makes a replica refuse writes with TALLY_ORIGIN_BEHIND (anyone could send one
- * claiming any seq); only its own signed runs, brought back in part, do.
+ *     answers the challenge in its summary, or tally_lift_hold; result appended:
+ *     TALLY_ORIGIN_HELD. tally_held, tally_hold_name, tally_hold_reason, tally_lift_hold,
+ *     tally_node_lift_hold are new. A summary no longer makes a replica refuse writes with
+ *     TALLY_ORIGIN_BEHIND (anyone could send one claiming any seq); only its own signed runs,
+ *     brought back in part, do.
+ *   - TALLY_OPEN_AS_NEW starts what a directory holds as a new replica (new id and key), and
+ *     keeps the old replica's files beside it, held (TALLY_HOLD_RENEWED, appended).
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
  *     format version 4; versions 1 to 3 and 0.2's journals still open, and the ops this
@@ -164,6 +167,14 @@ enum {
     /* The directory was restored from a backup (or the replica's state otherwise brought
      * back): hold its writes until a peer confirms its history (see "Holds" below). */
     TALLY_OPEN_RESTORED = 1u << 1,
+    /* Start what the directory holds as a new replica: a new id (opts->replica_id, or a random
+     * one when 0) and a new key, with every op and proof the old replica held that it can
+     * vouch for (its peers' signed runs, and its own), in the directory. The old replica's
+     * files move, whole, to "<dir>.replica-<old id>" (a further "-N" if that is taken), held
+     * (TALLY_HOLD_RENEWED) so that they write nothing by mistake. For a replica that was
+     * restored, copied or damaged (tally_held) and should not wait for a peer to confirm it,
+     * or that was proven forked: see "Holds" below. */
+    TALLY_OPEN_AS_NEW = 1u << 2,
 };
 
 typedef struct tally_options {
@@ -221,6 +232,7 @@ TALLY_API uint64_t tally_replica_id(const tally_replica *r);
  *     since the hold (it sends none of its own ops). Any ops of its own the peer holds beyond
  *     that come back first, in the same delta. The next write lifts the hold, durably.
  *   - tally_lift_hold: an operator's word that no other copy of this replica wrote.
+ * Or, not waiting: reopened with TALLY_OPEN_AS_NEW, its data becomes a new replica's.
  * A hold outlives restarts (dir/MARK). What it cannot see: a restore that keeps the files'
  * inodes (a file-system or VM snapshot rolled back) looks like no restore; open it with
  * TALLY_OPEN_RESTORED. A copy started while the original is quiet, and confirmed by a peer
@@ -239,6 +251,8 @@ typedef enum tally_hold {
     TALLY_HOLD_MISSING = 4,  /* a journal segment the directory had is missing */
     TALLY_HOLD_UNCLEAN = 5,  /* it stopped without closing while it did not sync
                                 (TALLY_SYNC_NONE): what it wrote last, and shared, may be lost */
+    TALLY_HOLD_RENEWED = 6,  /* its data was started as a new replica (TALLY_OPEN_AS_NEW): what
+                                is left here is kept to read; only tally_lift_hold lifts it */
 } tally_hold;
 
 /* Why r's writes are held; TALLY_HOLD_NONE when they are not (or once a peer confirmed it). */

@@ -672,8 +672,9 @@ int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonc
 int chain_confirm_accept(tally_replica *r, const op *c) {
     const origin_rec *self = &r->origins.at[r->self];
     uint32_t k = chain_head(self);
-    if (c->origin != self->id || r->hold == 0 || r->learned->confirmed || k == NONE ||
-        self->runs.at[k].last != self->seq || c->u.confirm.last != self->seq) {
+    if (c->origin != self->id || r->hold == 0 || r->hold == TALLY_HOLD_RENEWED ||
+        r->learned->confirmed || k == NONE || self->runs.at[k].last != self->seq ||
+        c->u.confirm.last != self->seq) {
         return TALLY_OK; /* not for this replica, or not about the head it is at */
     }
     uint8_t want[CRYPTO_HASH];

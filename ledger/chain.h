@@ -146,7 +146,8 @@ void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out)
  * TALLY_NOT_FOUND when there is none to give (the origin is not known here, is this replica's
  * own, which only a copy of it would ask about, is forked here, or has no run whole here);
  * TALLY_ENOMEM. chain_confirm_accept takes one from a peer's delta: when it is about this
- * replica, held, at the head it names, and the answer is right, the hold is confirmed
+ * replica, held (but not TALLY_HOLD_RENEWED: a replica whose data lives on as a new one waits
+ * for an operator), at the head it names, and the answer is right, the hold is confirmed
  * (replica_held; the next write or the node lifts it). Any other answer changes nothing. */
 int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonce[CRYPTO_HASH],
                      uint8_t answer[CRYPTO_HASH], op *out);

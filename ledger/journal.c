@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,24 +203,41 @@ int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]) {
 
 /* --- the directory's mark ------------------------------------------------------------------ */
 
-#define MARK_BYTES 64
+#define MARK_BYTES 80
+#define MARK_V1_BYTES 64
 static const char mark_name[] = "MARK";
 static const uint8_t mark_magic[4] = {'T', 'L', 'Y', 'M'};
-#define MARK_VERSION 1
+#define MARK_VERSION 2 /* 1: without birth times */
 #define MARK_OPEN 1u
+
+/* A file's birth time in ns, or 0 when its file system keeps none. */
+static uint64_t birth_ns(int fd) {
+    struct statx x;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &x) != 0 || !(x.stx_mask & STATX_BTIME)) {
+        return 0;
+    }
+    return (uint64_t)x.stx_btime.tv_sec * UINT64_C(1000000000) + x.stx_btime.tv_nsec;
+}
 
 /* dir/MARK (little-endian): magic "TLYM", version (4), replica id, the directory's inode, the
  * mark file's own inode, the newest segment, the hold (4), flags (4: MARK_OPEN), how long the
- * newest segment was when the mark was written (8; it only grows until opening cuts it), XXH3-64 of
- * the bytes before. *found false: there is none. TALLY_ECORRUPT: one that does not check. */
+ * newest segment was when the mark was written (8; it only grows until opening cuts it), the
+ * directory's and the mark file's birth times (8 each, ns; 0: none), XXH3-64 of the bytes
+ * before. A version 1 mark (64 bytes, no birth times) is read as having none. *found false:
+ * there is none. TALLY_ECORRUPT: one that does not check. */
 static int mark_read(journal *j, journal_mark *m, bool *found) {
     memset(m, 0, sizeof *m);
     uint8_t b[MARK_BYTES + 1];
     int rc = small_file_read(j, mark_name, mark_magic, MARK_VERSION, b, MARK_BYTES, found);
+    bool v1 = false;
+    if (rc == TALLY_ECORRUPT) {
+        v1 = small_file_read(j, mark_name, mark_magic, 1, b, MARK_V1_BYTES, found) == TALLY_OK;
+        rc = v1 ? TALLY_OK : rc;
+    }
     if (rc != TALLY_OK || !*found) {
         return rc;
     }
-    if (get_u32le(b + 40) > TALLY_HOLD_UNCLEAN || (get_u32le(b + 44) & ~MARK_OPEN) != 0) {
+    if (get_u32le(b + 40) > TALLY_HOLD_RENEWED || (get_u32le(b + 44) & ~MARK_OPEN) != 0) {
         return TALLY_ECORRUPT;
     }
     m->replica = get_u64le(b + 8);
@@ -229,6 +247,8 @@ static int mark_read(journal *j, journal_mark *m, bool *found) {
     m->newest_bytes = get_u64le(b + 48);
     m->hold = get_u32le(b + 40);
     m->open = (get_u32le(b + 44) & MARK_OPEN) != 0;
+    m->dir_born = v1 ? 0 : get_u64le(b + 56);
+    m->mark_born = v1 ? 0 : get_u64le(b + 64);
     return TALLY_OK;
 }
 
@@ -247,6 +267,8 @@ static int mark_write(journal *j) {
     }
     j->mark.dir_ino = (uint64_t)dir_st.st_ino;
     j->mark.mark_ino = (uint64_t)st.st_ino;
+    j->mark.dir_born = birth_ns(j->dir_fd);
+    j->mark.mark_born = birth_ns(fd);
     uint8_t b[MARK_BYTES] = {0};
     memcpy(b, mark_magic, 4);
     put_u32le(b + 4, MARK_VERSION);
@@ -257,7 +279,9 @@ static int mark_write(journal *j) {
     put_u64le(b + 48, j->mark.newest_bytes);
     put_u32le(b + 40, j->mark.hold);
     put_u32le(b + 44, j->mark.open ? MARK_OPEN : 0);
-    put_u64le(b + 56, XXH3_64bits(b, 56));
+    put_u64le(b + 56, j->mark.dir_born);
+    put_u64le(b + 64, j->mark.mark_born);
+    put_u64le(b + 72, XXH3_64bits(b, 72));
     bool sync = j->mode == TALLY_SYNC_COMMIT || j->mark.hold != 0 || j->mark.open;
     bool ok = write_all(fd, b, sizeof b) && (!sync || fsync(fd) == 0);
     close(fd);
@@ -270,7 +294,7 @@ static int mark_write(journal *j) {
 }
 
 int journal_hold(journal *j, uint32_t reason) {
-    if (j->mark.hold != 0) {
+    if (j->mark.hold != 0 && reason != TALLY_HOLD_RENEWED) {
         return TALLY_OK;
     }
     j->mark.hold = reason;
@@ -290,6 +314,21 @@ int journal_lift(journal *j) {
     return rc;
 }
 
+/* Whether two birth times may be one file's: equal, or one of them unknown. */
+static bool same_birth(uint64_t a, uint64_t b) {
+    return a == 0 || b == 0 || a == b;
+}
+
+/* The mark file's birth time, or 0. */
+static uint64_t mark_birth(journal *j) {
+    int fd = openat(j->dir_fd, mark_name, O_RDONLY | O_CLOEXEC);
+    uint64_t born = fd >= 0 ? birth_ns(fd) : 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return born;
+}
+
 /* After replay: checks the directory against the mark read before it (found: there was one;
  * rc: how reading it went), sets the hold, and writes the mark as it now stands. A directory
  * with no segment before this opening (j->created) is new, and has nothing to hold. */
@@ -307,7 +346,9 @@ static int mark_settle(journal *j, int rc, bool found) {
     } else if (fstatat(j->dir_fd, mark_name, &st, 0) != 0) {
         return TALLY_EIO;
     } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
-               (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id) {
+               (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id ||
+               !same_birth(j->mark.dir_born, birth_ns(j->dir_fd)) ||
+               !same_birth(j->mark.mark_born, mark_birth(j))) {
         hold = TALLY_HOLD_MOVED;
     } else if (j->mark.newest > j->segment || (j->created && j->mark.newest != 0) ||
                (j->mark.newest == j->segment && j->mark.newest_bytes > j->segment_bytes)) {
@@ -999,4 +1040,65 @@ void journal_close(journal *j) {
     free(j->dir);
     memset(j, 0, sizeof *j);
     j->dir_fd = j->lock_fd = j->segment_fd = -1;
+}
+
+/* --- a directory's data started as a new replica (ledger/renew.c) ---------------------------- */
+
+/* Syncs the directory that holds path, so that a rename in it is durable. */
+static int sync_parent(const char *path) {
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof parent) {
+        return TALLY_EIO;
+    }
+    memcpy(parent, n == 0 ? "." : path, n == 0 ? 1 : n);
+    parent[n == 0 ? 1 : n] = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 && fsync(fd) == 0 ? TALLY_OK : TALLY_EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
+}
+
+int journal_dir_temp(const char *dir, char *out, size_t size) {
+    if ((size_t)snprintf(out, size, "%s.new-XXXXXX", dir) >= size) {
+        return TALLY_EINVAL;
+    }
+    return mkdtemp(out) != NULL ? TALLY_OK : TALLY_EIO;
+}
+
+void journal_dir_remove(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                (void)unlinkat(dirfd(d), e->d_name, 0);
+            }
+        }
+        closedir(d);
+    }
+    (void)rmdir(dir);
+}
+
+int journal_dir_swap(const char *dir, const char *with, const char *kept, bool *swapped) {
+    *swapped = false;
+    /* One step where the file system has it: dir is at no moment missing. */
+    if (renameat2(AT_FDCWD, with, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        *swapped = true; /* the old files are at `with` until the next rename */
+        return rename(with, kept) == 0 ? sync_parent(dir) : TALLY_EIO;
+    }
+    if (errno != EINVAL && errno != ENOSYS) {
+        return TALLY_EIO;
+    }
+    if (rename(dir, kept) != 0) {
+        return TALLY_EIO;
+    }
+    if (rename(with, dir) != 0) {
+        return rename(kept, dir) == 0 ? TALLY_EIO : (*swapped = true, TALLY_EIO);
+    }
+    *swapped = true;
+    return sync_parent(dir);
 }

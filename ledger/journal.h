@@ -42,11 +42,14 @@
 #define JOURNAL_SEGMENT_HEADER 32
 #define JOURNAL_SEGMENT_BYTES_MAX (UINT64_C(64) << 20)
 
-/* dir/MARK: the directory's identity (its inode and the mark file's own, which a restore, a
- * copy or a move to another file system changes), the newest segment written, and the hold. */
+/* dir/MARK: the directory's identity (its inode and the mark file's own, and their birth times,
+ * which a restore, a copy or a move to another file system changes: a file system may give a
+ * new file the inode number of one just removed, never its birth time), the newest segment
+ * written, and the hold. */
 typedef struct journal_mark {
     uint64_t replica;
     uint64_t dir_ino, mark_ino;
+    uint64_t dir_born, mark_born; /* birth times in ns (statx), 0 where the file system has none */
     uint64_t newest;       /* the newest segment this directory has had */
     uint64_t newest_bytes; /* its length when the mark was written: it only grows until opening */
     uint32_t hold;   /* tally_hold: why the replica's writes are held (0: they are not) */
@@ -123,6 +126,16 @@ int journal_write_key(journal *j, const uint8_t seed[CRYPTO_SEED]);
 int journal_hold(journal *j, uint32_t reason);
 /* Lifts the hold, durably. */
 int journal_lift(journal *j);
+/* For starting a directory's data as a new replica (ledger/renew.c): journal_dir_temp makes
+ * an empty directory beside dir, named dir.new-XXXXXX (its path into out); journal_dir_remove
+ * removes such a directory and the files in it; journal_dir_swap puts with in dir's place and
+ * dir at kept (which must not exist), in one step where the file system can (RENAME_EXCHANGE:
+ * dir never missing), else in two, and syncs their parent. TALLY_EIO, TALLY_EINVAL (a path
+ * too long). *swapped says whether dir's old files left it: if they did, with is never to be
+ * removed (they may still be there, when the last step failed). */
+int journal_dir_temp(const char *dir, char *out, size_t size);
+void journal_dir_remove(const char *dir);
+int journal_dir_swap(const char *dir, const char *with, const char *kept, bool *swapped);
 /* Syncs whatever was written (closing), and closes and unlocks. */
 void journal_close(journal *j);
 

@@ -1,7 +1,8 @@
 /*
  * ledger/open.c — opening a replica (in memory, or from its journal: a snapshot, then the frames
  * after it), snapshotting it, and closing it. The top of ledger/: it wires the journal to the
- * snapshot loader and to the replay of frames (sync.c), and nothing below calls into it.
+ * snapshot loader and to the replay of frames (sync.c), and nothing below calls into it but
+ * ledger/renew.c, whose tally_open calls replica_open here.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -155,7 +156,7 @@ int tally_snapshot(tally_replica *r) {
     return rc == TALLY_OK ? journal_snapshot(r->journal, snapshot_to, r) : rc;
 }
 
-int tally_open(const tally_options *opts, tally_replica **out) {
+int replica_open(const tally_options *opts, tally_replica **out) {
     if (out != NULL) {
         *out = NULL;
     }
@@ -243,10 +244,11 @@ int tally_open(const tally_options *opts, tally_replica **out) {
        "or missing")                                                                               \
     XX(MISSING, "a journal segment it had written is missing")                                     \
     XX(UNCLEAN, "it stopped without closing while it did not sync: what it wrote last may be "     \
-                "lost")
+                "lost")                                                                            \
+    XX(RENEWED, "its data was started as a new replica: this copy of the old one is kept to read")
 
 #define HOLD_COUNT_(name, reason) +1
-_Static_assert(0 TALLY_HOLD_MAP(HOLD_COUNT_) == TALLY_HOLD_UNCLEAN + 1, "a name for every hold");
+_Static_assert(0 TALLY_HOLD_MAP(HOLD_COUNT_) == TALLY_HOLD_RENEWED + 1, "a name for every hold");
 #undef HOLD_COUNT_
 
 tally_hold tally_held(const tally_replica *r) {

@@ -291,6 +291,9 @@ uint64_t replica_now_ms(const tally_replica *r);
 
 /* Sets the replica's id (once, before any op): opening, or replaying a journal. */
 int replica_set_id(tally_replica *r, uint64_t id);
+/* tally_open without TALLY_OPEN_AS_NEW (ledger/open.c), which ledger/renew.c's tally_open
+ * handles. */
+int replica_open(const tally_options *opts, tally_replica **out);
 /* Adds a validated op to the journal's commit in progress (no-op in memory or while
  * replaying); replica_journal_unadd takes it back. */
 int replica_journal_add(tally_replica *r, const op *o);

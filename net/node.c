@@ -628,6 +628,25 @@ static void after_learning(void *ctx) {
     log_forks(n);
 }
 
+/* A held peer asks to be confirmed as origin. Not while another session is with a replica of
+ * that id: two replicas with one id are a copy, and confirming the held one would let both
+ * write (a fork). It stays held; the log says why. */
+static bool may_answer(void *ctx, const session *s, uint64_t origin) {
+    tally_node *n = ctx;
+    for (const conn *c = n->conns; c != NULL; c = c->next) {
+        if (c->live && !c->closing && &c->s != s && c->s.state == SESSION_READY &&
+            c->s.peer_id == origin) {
+            node_log(n, TALLY_LOG_WARN,
+                     "replica %llu is connected twice, once held (a restored or copied "
+                     "directory): the held one is not confirmed from here while the other is "
+                     "connected",
+                     (unsigned long long)origin);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* --- rights on request ---------------------------------------------------------------------- */
 
 static conn *ready_session_with(tally_node *n, uint64_t replica) {
@@ -781,6 +800,7 @@ static void node_configure(tally_node *n, const tally_node_options *opts) {
     n->cfg.on_rights_answer = on_rights_answer;
     n->cfg.rights_ctx = n;
     n->cfg.on_learned = after_learning;
+    n->cfg.may_answer = may_answer;
     n->cfg.learned_ctx = n;
     n->rights_timeout_ms = or_default(opts->rights_timeout_ms, RIGHTS_TIMEOUT_MS_DEFAULT);
 }

@@ -207,7 +207,8 @@ static void on_summary(session *s, const uint8_t *p, size_t len) {
         session_close(s, "out of memory");
         return;
     }
-    if (challenge.origin != 0) {
+    if (challenge.origin != 0 && (s->cfg->may_answer == NULL ||
+                                  s->cfg->may_answer(s->cfg->learned_ctx, s, challenge.origin))) {
         s->challenge = challenge; /* the peer is held: the next complete delta answers */
     }
     s->have_summary = true;

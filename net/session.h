@@ -60,6 +60,8 @@ typedef enum refuse_reason {
     REFUSE_PROTOCOL = 4,
 } refuse_reason;
 
+typedef struct session session;
+
 typedef struct session_config {
     const char *cluster;
     uint32_t handshake_timeout_ms;
@@ -81,11 +83,14 @@ typedef struct session_config {
      * taught the replica (a new proof of a fork; a hold a peer's summary confirmed). */
     void (*on_learned)(void *ctx);
     void *learned_ctx;
+    /* The peer's summary holds a challenge (it is held: a restored or copied directory) about
+     * origin: whether to answer it (NULL: always). ctx is learned_ctx. */
+    bool (*may_answer)(void *ctx, const session *s, uint64_t origin);
 } session_config;
 
 #define SESSION_THROTTLE_SLOTS 16
 
-typedef struct session {
+struct session {
     tally_replica *r;
     const session_config *cfg;
     session_state state;
@@ -104,7 +109,7 @@ typedef struct session {
     } asked[SESSION_THROTTLE_SLOTS]; /* the peer's recent rights asks, for throttling */
     uint64_t now_ms;
     char reason[160];
-} session;
+};
 
 /* Asks the peer for rights (a RIGHTS_ASK frame). */
 void session_ask_rights(session *s, uint64_t request, tally_id account, uint64_t amount);

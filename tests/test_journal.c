@@ -953,6 +953,95 @@ static void a_hold_is_lifted_only_by_an_answer_to_its_challenge(void **state) {
     tally_close(peer);
 }
 
+/* A restored directory that should not wait for a peer starts as a new replica in one call:
+ * everything it held comes along (its own runs too, the unshared one included), the new
+ * replica writes at once, and the old files are kept aside, held for good. */
+static void a_restored_directory_starts_as_a_new_replica(void **state) {
+    fixture *f = *state;
+    f->opts.replica_id = 41;
+    tally_replica *r = open_ok(f);
+    seed_accounts(r);
+    tally_replica *peer = replica_new(42, NULL);
+    tally_account p = account(90, 1, 0);
+    assert_result(tally_create_account(peer, &p), TALLY_OK);
+    sync_pair(peer, r);
+    sync_pair(r, peer);
+    tally_transfer unshared = transfer(700, 1, 2, 9); /* no peer has it */
+    assert_result(tally_create_transfer(r, &unshared), TALLY_OK);
+    tally_close(r);
+    char copy[192];
+    snprintf(copy, sizeof copy, "%s.copy", f->dir);
+    run("cp -r %s %s", f->dir, copy);
+    run("rm -rf %s%s", f->dir, "");
+    run("mv %s %s", copy, f->dir); /* restored: held */
+    r = open_ok(f);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    uint8_t before[16];
+    digest_of(r, before);
+    tally_close(r);
+
+    /* the new id must be new; and a replica in memory has no directory to start from */
+    f->opts.flags = TALLY_OPEN_AS_NEW;
+    tally_replica *bad = (tally_replica *)f;
+    assert_result(tally_open(&f->opts, &bad), TALLY_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(f->error, "holds replica 41 already"));
+    tally_options mem = {.replica_id = 5, .flags = TALLY_OPEN_AS_NEW};
+    assert_result(tally_open(&mem, &bad), TALLY_EINVAL);
+
+    f->opts.replica_id = 43;
+    r = open_ok(f);
+    assert_int_equal(tally_replica_id(r), 43);
+    assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
+    uint8_t after[16];
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16); /* every op and proof came along */
+    assert_int_equal(tally_seen(r, 41), 4);
+    tally_transfer got;
+    assert_result(tally_lookup_transfer(r, tid(700), &got), TALLY_OK);
+    tally_transfer next = transfer(701, 1, 3, 4);
+    assert_result(tally_create_transfer(r, &next), TALLY_OK); /* at once, as replica 43 */
+    assert_int_equal(tally_seen(r, 43), 1);
+    /* the peer gets the old replica's unshared op from the new one, signed by the old key */
+    sync_pair(r, peer);
+    assert_int_equal(tally_seen(peer, 41), 4);
+    assert_converged(r, peer);
+    tally_close(r);
+    f->opts.flags = 0;
+    r = open_ok(f); /* the directory is replica 43's now */
+    assert_int_equal(tally_replica_id(r), 43);
+    tally_close(r);
+
+    /* the old files, aside and held: a peer's answer does not lift that, an operator can */
+    char kept[192];
+    snprintf(kept, sizeof kept, "%s.replica-41", f->dir);
+    tally_options o = f->opts;
+    o.dir = kept;
+    o.replica_id = 0;
+    tally_replica *old;
+    assert_result(tally_open(&o, &old), TALLY_OK);
+    assert_int_equal(tally_replica_id(old), 41);
+    assert_int_equal(tally_held(old), TALLY_HOLD_RENEWED);
+    assert_result(apply_from(peer, old), TALLY_OK);
+    assert_int_equal(tally_held(old), TALLY_HOLD_RENEWED);
+    tally_transfer late = transfer(702, 1, 3, 1);
+    assert_result(tally_create_transfer(old, &late), TALLY_ORIGIN_HELD);
+    tally_close(old);
+    /* started as new a second time: replica 43's files are kept under their own name */
+    tally_options again = f->opts;
+    again.replica_id = 45;
+    again.flags = TALLY_OPEN_AS_NEW;
+    assert_result(tally_open(&again, &r), TALLY_OK);
+    assert_int_equal(tally_replica_id(r), 45);
+    assert_int_equal(tally_seen(r, 43), 1);
+    tally_close(r);
+    char kept2[192];
+    snprintf(kept2, sizeof kept2, "%s.replica-43", f->dir);
+    assert_int_equal(access(kept2, F_OK), 0);
+    run("rm -rf %s %s", kept, kept2);
+    tally_close(peer);
+}
+
 /* Mutated summaries from a peer never stop a replica writing, nor hold it. */
 static void random_summaries_neither_stop_nor_confirm(void **state) {
     fixture *f = *state;
@@ -2111,6 +2200,7 @@ int main(void) {
         T(a_held_replica_signs_no_new_run_when_it_opens),
         T(random_summaries_neither_stop_nor_confirm),
         T(a_hold_is_lifted_only_by_an_answer_to_its_challenge),
+        T(a_restored_directory_starts_as_a_new_replica),
         T(a_hold_outlives_a_kill_during_opening),
         T(losing_the_only_segment_holds_the_replica),
         T(segments_restored_in_place_hold_the_replica),

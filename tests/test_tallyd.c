@@ -183,7 +183,7 @@ static char *fresh_dir(void) {
 }
 
 static void remove_dir(const char *d) {
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", d);
     assert_int_equal(system(cmd), 0);
 }
@@ -732,6 +732,136 @@ static void an_idle_tallyd_voids_a_pending_when_its_timeout_passes(void **state)
     remove_dir(dir);
 }
 
+/* A number a status reply holds, as the control port gives it (a string past 2^53). */
+static uint64_t status_u64(server *s, const char *key) {
+    json_t *j = ask(s, "{\"op\":\"status\"}");
+    json_t *v = json_object_get(j, key);
+    uint64_t n = json_is_integer(v) ? (uint64_t)json_integer_value(v)
+                                    : strtoull(json_string_value(v), NULL, 10);
+    json_decref(j);
+    return n;
+}
+
+/* The hold status shows, or "" when none. */
+static void status_held(server *s, char *out, size_t size) {
+    json_t *j = ask(s, "{\"op\":\"status\"}");
+    snprintf(out, size, "%s", str(json_object_get(j, "held"), "hold"));
+    json_decref(j);
+}
+
+/* One transfer of 1 from account 1 to 2 (ledger 1), by id: its result's name. */
+static void transfer_result(server *s, int id, char *out, size_t size) {
+    json_t *j = ask(s,
+                    "{\"op\":\"create_transfers\",\"transfers\":[{\"id\":%d,\"debit\":1,"
+                    "\"credit\":2,\"amount\":1,\"ledger\":1,\"code\":1}]}",
+                    id);
+    snprintf(out, size, "%s", json_string_value(json_array_get(json_object_get(j, "results"), 0)));
+    json_decref(j);
+}
+
+static void copy_dir_to(const char *from, const char *to) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r %s %s", to, from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A server's data directory restored from a backup that lacks what it wrote last: with no
+ * peer in reach it refuses writes at once; with its peer in reach, the peer brings its ops
+ * back and confirms it, and it writes with no fork; started with --restored new, it writes at
+ * once as a new replica. A copy of its directory started on a second machine is held. Each
+ * ends with the cluster converged and no fork. */
+static void a_restored_or_copied_tallyd_never_signs_twice(void **state) {
+    (void)state;
+    char *hub_dir = fresh_dir(), *dir = fresh_dir(), *clone_dir = fresh_dir();
+    char backup[96], kept[128], result[32], held[32];
+    snprintf(backup, sizeof backup, "%s.backup", dir);
+    server s[3];
+    const char *hub_flags[] = {"--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[0], hub_dir, hub_flags), -1);
+    char hub[32];
+    snprintf(hub, sizeof hub, "127.0.0.1:%d", s[0].sync_port);
+    const char *to_hub[] = {"--peer", hub, "--anti-entropy-ms", "100", NULL};
+    const char *alone[] = {NULL};
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1}}"));
+    assert_int_equal(start_on(&s[1], dir, to_hub), -1);
+    assert_true(wait_converged(s, 2));
+    transfer_result(&s[1], 100, result, sizeof result);
+    assert_string_equal(result, "OK");
+    assert_true(wait_converged(s, 2));
+    uint64_t id = status_u64(&s[1], "replica_id");
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+    copy_dir_to(dir, backup); /* last night's backup */
+    assert_int_equal(start_on(&s[1], dir, to_hub), -1);
+    transfer_result(&s[1], 101, result, sizeof result); /* after the backup, shared */
+    assert_string_equal(result, "OK");
+    assert_true(wait_converged(s, 2));
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+
+    /* restored, no peer in reach: held from the first write */
+    copy_dir_to(backup, dir);
+    assert_int_equal(start_on(&s[1], dir, alone), -1);
+    assert_true(read_log_until(&s[1], "writes are held (MOVED)"));
+    status_held(&s[1], held, sizeof held);
+    assert_string_equal(held, "MOVED");
+    transfer_result(&s[1], 102, result, sizeof result);
+    assert_string_equal(result, "ORIGIN_HELD");
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+
+    /* restarted with its peer in reach: transfer 101 comes back, the peer answers, it writes */
+    assert_int_equal(start_on(&s[1], dir, to_hub), -1);
+    assert_true(read_log_until(&s[1], "a peer confirmed this replica's history"));
+    transfer_result(&s[1], 103, result, sizeof result);
+    assert_string_equal(result, "OK");
+    assert_true(wait_converged(s, 2));
+    assert_int_equal(status_u64(&s[0], "forks"), 0);
+
+    /* its directory copied to a second machine while the original runs: held there, and the
+     * hub, which sees both, does not confirm the copy */
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+    copy_dir_to(dir, clone_dir);
+    assert_int_equal(start_on(&s[1], dir, to_hub), -1);
+    transfer_result(&s[1], 105, result, sizeof result);
+    assert_string_equal(result, "OK");
+    assert_true(wait_converged(s, 2)); /* the original is connected to the hub */
+    assert_int_equal(start_on(&s[2], clone_dir, to_hub), -1);
+    assert_true(read_log_until(&s[2], "writes are held (MOVED)"));
+    assert_true(read_log_until(&s[0], "is connected twice, once held"));
+    transfer_result(&s[2], 104, result, sizeof result);
+    assert_string_equal(result, "ORIGIN_HELD");
+    assert_true(wait_converged(s, 3));
+    status_held(&s[2], held, sizeof held);
+    assert_string_equal(held, "MOVED");
+    assert_int_equal(stop(&s[2], SIGTERM), 0);
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+
+    /* the backup again, started as a new replica: it writes at once, under a new id */
+    copy_dir_to(backup, dir);
+    const char *as_new[] = {"--peer", hub, "--anti-entropy-ms", "100", "--restored", "new", NULL};
+    assert_int_equal(start_on(&s[1], dir, as_new), -1);
+    assert_true(read_log_until(&s[1], "its data now runs as the new replica"));
+    assert_true(status_u64(&s[1], "replica_id") != id);
+    status_held(&s[1], held, sizeof held);
+    assert_string_equal(held, "");
+    transfer_result(&s[1], 106, result, sizeof result);
+    assert_string_equal(result, "OK");
+    assert_true(wait_converged(s, 2));
+    assert_int_equal(status_u64(&s[0], "forks"), 0);
+    assert_int_equal(status_u64(&s[1], "forks"), 0);
+    json_t *t = ask(&s[0], "{\"op\":\"transfer\",\"transfer\":106}");
+    assert_non_null(json_object_get(t, "transfer"));
+    json_decref(t);
+    assert_int_equal(stop(&s[1], SIGTERM), 0);
+    assert_int_equal(stop(&s[0], SIGTERM), 0);
+    snprintf(kept, sizeof kept, "%s.replica-%llu", dir, (unsigned long long)id);
+    assert_int_equal(access(kept, F_OK), 0);
+    remove_dir(kept);
+    remove_dir(backup);
+    remove_dir(clone_dir);
+    remove_dir(dir);
+    remove_dir(hub_dir);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -746,10 +876,10 @@ int main(void) {
         cmocka_unit_test_teardown(ids_and_amounts_past_2_to_the_53_come_back_exactly,
                                   kill_leftovers),
         cmocka_unit_test_teardown(
-            the_control_port_names_incarnations_and_grants_only_to_known_replicas,
-            kill_leftovers),
+            the_control_port_names_incarnations_and_grants_only_to_known_replicas, kill_leftovers),
         cmocka_unit_test_teardown(an_idle_tallyd_voids_a_pending_when_its_timeout_passes,
                                   kill_leftovers),
+        cmocka_unit_test_teardown(a_restored_or_copied_tallyd_never_signs_twice, kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

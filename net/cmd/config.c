@@ -11,13 +11,13 @@
 
 #include <jansson.h>
 
-typedef enum { KIND_STRING, KIND_PEER, KIND_SYNC, KIND_COUNT, KIND_BOOL } setting_kind;
+typedef enum { KIND_STRING, KIND_PEER, KIND_SYNC, KIND_COUNT, KIND_RESTORED } setting_kind;
 
 typedef struct setting_def {
     const char *key, *flag;
     setting_kind kind;
     size_t offset;     /* of the field in settings (KIND_STRING: char *; KIND_COUNT: uint64_t;
-                          KIND_BOOL: bool) */
+                          KIND_RESTORED: restored_mode) */
     uint64_t min, max; /* KIND_COUNT */
 } setting_def;
 
@@ -30,7 +30,7 @@ static const setting_def defs[] = {
     {"cluster", "--cluster", KIND_STRING, AT(cluster), 0, 0},
     {"peers", "--peer", KIND_PEER, AT(peers), 0, 0},
     {"sync", "--sync", KIND_SYNC, AT(sync), 0, 0},
-    {"restored", "--restored", KIND_BOOL, AT(restored), 0, 0},
+    {"restored", "--restored", KIND_RESTORED, AT(restored), 0, 0},
     {"anti_entropy_ms", "--anti-entropy-ms", KIND_COUNT, AT(anti_entropy_ms), 1, 3600000},
     {"rights_reserve", "--rights-reserve", KIND_COUNT, AT(rights_reserve), 0, UINT64_MAX},
     {"capacity_accounts", "--capacity-accounts", KIND_COUNT, AT(capacity_accounts), 0, UINT64_MAX},
@@ -71,12 +71,16 @@ static bool set_text(settings *s, const setting_def *d, const char *v) {
         s->sync = strcmp(v, "commit") == 0 ? TALLY_SYNC_COMMIT : TALLY_SYNC_NONE;
         return true;
     }
-    if (d->kind == KIND_BOOL) {
-        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-            return false;
+    if (d->kind == KIND_RESTORED) {
+        static const char *const modes[] = {
+            [RESTORED_NO] = "no", [RESTORED_YES] = "yes", [RESTORED_NEW] = "new"};
+        for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+            if (strcmp(v, modes[i]) == 0) {
+                s->restored = (restored_mode)i;
+                return true;
+            }
         }
-        *(bool *)((char *)s + d->offset) = strcmp(v, "yes") == 0;
-        return true;
+        return false;
     }
     if (v[0] == '\0' || (d->kind == KIND_PEER && s->n_peers == PEERS_MAX)) {
         return false;
@@ -124,8 +128,8 @@ static bool bad_value(const setting_def *d, const char *name, const char *source
                  (unsigned long long)d->max);
     } else if (d->kind == KIND_SYNC) {
         snprintf(takes, sizeof takes, "\"commit\" or \"none\"");
-    } else if (d->kind == KIND_BOOL) {
-        snprintf(takes, sizeof takes, source != NULL ? "true or false" : "yes or no");
+    } else if (d->kind == KIND_RESTORED) {
+        snprintf(takes, sizeof takes, source != NULL ? "true, false or \"new\"" : "yes, no or new");
     } else if (d->kind == KIND_PEER) {
         snprintf(takes, sizeof takes, "at most %d \"host:port\" strings in all", PEERS_MAX);
     } else {
@@ -171,8 +175,10 @@ static bool apply(settings *s, const char *key, json_t *v, const char *source, c
         json_array_foreach(v, i, p) {
             ok = ok && json_is_string(p) && set_text(s, d, json_string_value(p));
         }
-    } else if (d->kind == KIND_BOOL) {
-        ok = json_is_boolean(v) && set_text(s, d, json_is_true(v) ? "yes" : "no");
+    } else if (d->kind == KIND_RESTORED) {
+        ok = json_is_boolean(v) ? set_text(s, d, json_is_true(v) ? "yes" : "no")
+                                : json_is_string(v) && strcmp(json_string_value(v), "new") == 0 &&
+                                      set_text(s, d, "new");
     } else {
         ok = json_is_string(v) && set_text(s, d, json_string_value(v));
     }

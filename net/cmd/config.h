@@ -18,12 +18,20 @@
 
 #define PEERS_MAX 64
 
+/* What tallyd does about a data directory that may have been restored from a backup. */
+typedef enum restored_mode {
+    RESTORED_NO = 0,  /* nothing: its own signs decide (tally_held) */
+    RESTORED_YES = 1, /* hold its writes until a peer confirms it (TALLY_OPEN_RESTORED) */
+    RESTORED_NEW = 2, /* if its writes are held, or it is proven forked, start its data as a new
+                         replica (TALLY_OPEN_AS_NEW) instead of waiting */
+} restored_mode;
+
 typedef struct settings {
     char *data, *listen, *control, *cluster;
     char *peers[PEERS_MAX];
     int n_peers;
     tally_sync_mode sync;
-    bool restored; /* open the data directory as restored from a backup (TALLY_OPEN_RESTORED) */
+    restored_mode restored;
     uint64_t anti_entropy_ms; /* 0: the node's default */
     uint64_t rights_reserve;
     uint64_t capacity_accounts, capacity_transfers; /* tally_reserve at start; 0: grow */

@@ -95,7 +95,7 @@ static void node_log(void *ctx, int level, const char *message) {
 static void usage(FILE *out) {
     fprintf(out, "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
                  "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
-                 "              [--restored yes|no]\n"
+                 "              [--restored yes|no|new]\n"
                  "              [--anti-entropy-ms N] [--rights-reserve N]\n"
                  "              [--capacity-accounts N] [--capacity-transfers N]\n"
                  "       tallyd --config FILE\n"
@@ -306,6 +306,44 @@ static void on_signal(uv_signal_t *h, int signum) {
     tally_node_stop(d->node, node_stopped, d);
 }
 
+/* Whether r's own id is proven to have signed two histories. */
+static bool forked_itself(const tally_replica *r) {
+    tally_fork f;
+    size_t count = 0;
+    for (size_t i = 0; tally_forks(r, i, &f, 1, &count) == TALLY_OK && i < count; i++) {
+        if (f.replica_id == tally_replica_id(r)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --restored new: a replica whose writes are held, or which is proven forked, is started as a
+ * new replica rather than wait for a peer or an operator. TALLY_OK with d->r the replica to
+ * run, as it was or new. */
+static int start_as_new_if_held(daemon_ *d, tally_options *o) {
+    tally_hold held = tally_held(d->r);
+    bool forked = forked_itself(d->r);
+    if (held == TALLY_HOLD_NONE && !forked) {
+        return TALLY_OK;
+    }
+    uint64_t old = tally_replica_id(d->r);
+    tally_close(d->r);
+    d->r = NULL;
+    o->flags = TALLY_OPEN_AS_NEW;
+    int rc = tally_open(o, &d->r);
+    if (rc == TALLY_OK) {
+        log_line(TALLY_LOG_WARN,
+                 "replica %" PRIu64 " %s%s (--restored new): its data now runs as the new "
+                 "replica %" PRIu64 ", and its old files are kept, held, in %s.replica-%" PRIu64
+                 " (a further -N when that was taken)",
+                 old, forked ? "is proven forked" : "was held: ",
+                 forked ? "" : tally_hold_reason((int)held), tally_replica_id(d->r), d->s.data,
+                 old);
+    }
+    return rc;
+}
+
 /* Opens the replica in the data directory, and reserves its room if asked. False after
  * logging why. */
 static bool open_replica(daemon_ *d) {
@@ -314,10 +352,13 @@ static bool open_replica(daemon_ *d) {
     memset(&o, 0, sizeof o);
     o.dir = d->s.data;
     o.sync_mode = d->s.sync;
-    o.flags = d->s.restored ? TALLY_OPEN_RESTORED : 0;
+    o.flags = d->s.restored == RESTORED_YES ? TALLY_OPEN_RESTORED : 0;
     o.error = error;
     o.error_size = sizeof error;
     int rc = tally_open(&o, &d->r);
+    if (rc == TALLY_OK && d->s.restored == RESTORED_NEW) {
+        rc = start_as_new_if_held(d, &o);
+    }
     if (rc == TALLY_ELOCKED) {
         log_line(TALLY_LOG_ERROR,
                  "%s is in use by another tallyd (or another program): not starting", d->s.data);
