@@ -2,8 +2,9 @@
  * fuzz_delta.c — tally_delta for any peer summary.
  *
  * Properties: the result is TALLY_OK or TALLY_ECORRUPT; a delta it returns is well formed and
- * honours max_bytes (unless it holds a single run, which is never split); applied to a replica that has everything the
- * source has, it is accepted and changes nothing. The first input byte picks max_bytes.
+ * honours max_bytes (unless it holds a single run, proof or answer, which is never split); applied
+ * to a replica that has everything the source has, it is accepted and changes nothing. The first
+ * input byte picks max_bytes.
  */
 #include "fuzz_common.h"
 #include "ledger/codec.h"
@@ -21,7 +22,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-/* How many runs (SIGN records) a delta holds. */
+/* How many things a delta holds that are never split: runs (each ends with its SIGN record),
+ * proofs of forks and answers to a challenge. */
 static int runs_in(const uint8_t *delta, size_t len) {
     int runs = 0;
     block_dec dec;
@@ -31,7 +33,7 @@ static int runs_in(const uint8_t *delta, size_t len) {
         while (dec.remaining > 0) {
             op o;
             FUZZ_CHECK(block_dec_op(&dec, &o) == TALLY_OK);
-            runs += o.kind == OP_SIGN;
+            runs += o.kind == OP_SIGN || o.kind == OP_FORK || o.kind == OP_CONFIRM;
         }
     }
     block_dec_free(&dec);
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(tally_apply(mirror, delta, len) == TALLY_OK);
     FUZZ_CHECK(tally_digest(mirror, after) == TALLY_OK);
     FUZZ_CHECK(memcmp(before, after, 16) == 0);
-    /* within the limit, or a single run alone */
+    /* within the limit, or a single run (or proof, or answer) alone */
     FUZZ_CHECK(max_bytes == 0 || len <= max_bytes || runs_in(delta, len) == 1);
     tally_free(delta);
     return 0;

@@ -40,10 +40,14 @@
  *     brought back in part, do.
  *   - TALLY_OPEN_AS_NEW starts what a directory holds as a new replica (new id and key), and
  *     keeps the old replica's files beside it, held (TALLY_HOLD_RENEWED, appended).
+ *   - Admission (see "Admission"): tally_options gains authority and certificate (appended);
+ *     tally_admission_of, tally_set_certificate, tally_authority_create and
+ *     tally_certificate_issue are new; result appended: TALLY_NOT_ADMITTED. Snapshot format
+ *     version 5.
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
- *     format version 4; versions 1 to 3 and 0.2's journals still open, and the ops this
- *     replica made before are signed when it opens.
+ *     format version 4 (5 with admission); versions 1 to 3 and 0.2's journals still open, and the
+ * ops this replica made before are signed when it opens.
  *
  * Changes in 0.2:
  *   - Results appended: TALLY_REPLICA_UNKNOWN, TALLY_ACCOUNT_UNBOUNDED, TALLY_ACCOUNT_AMBIGUOUS.
@@ -132,7 +136,9 @@ extern "C" {
     XX(REPLICA_FORKED, "the receiving replica signed two histories: it is given nothing")          \
     XX(ORIGIN_FORKED, "this replica's history forked (a restore, a copy): start a new replica")    \
     XX(ORIGIN_HELD, "this replica may have been restored or copied: a peer must confirm its "      \
-                    "history first (tally_held)")
+                    "history first (tally_held)")                                                  \
+    XX(NOT_ADMITTED, "the cluster's authority has not admitted this replica to write (no valid "   \
+                     "certificate: tally_admission_of)")
 
 typedef enum tally_result {
 #define TALLY_RESULT_ENUM_(name, message) TALLY_##name,
@@ -187,6 +193,12 @@ typedef struct tally_options {
     uint32_t flags;      /* TALLY_OPEN_* */
     char *error;         /* NULL, or where tally_open writes a sentence saying why it failed */
     size_t error_size;   /* the size of that buffer */
+    /* Admission (see "Admission" below). The cluster authority's certificate and this
+     * replica's, each PEM or DER; NULL: none given (a durable replica keeps both once given). */
+    const uint8_t *authority;
+    size_t authority_len;
+    const uint8_t *certificate;
+    size_t certificate_len;
 } tally_options;
 
 /* Opens a replica. *out is set to NULL first and to the replica on TALLY_OK; the caller closes
@@ -265,6 +277,54 @@ TALLY_API const char *tally_hold_reason(int hold);
  * the state it holds (a node logs it). TALLY_OK also when nothing is held; TALLY_EINVAL
  * (NULL); TALLY_EIO. */
 TALLY_API int tally_lift_hold(tally_replica *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Admission (docs/design.md, "Admission"; docs/operations.md, "Keys and certificates").
+ *
+ * A cluster may have an authority: an Ed25519 key that signs a certificate (X.509) for each
+ * replica it admits, binding the replica id to the key that signs its ops, the cluster, an end
+ * (notAfter) and whether it may write. A replica opened with the authority's certificate
+ * (tally_options.authority) takes an origin's ops only under the key its certificate names
+ * (TALLY_NOT_ADMITTED otherwise): nobody can write as a replica id without the authority's
+ * word, nor take an id nobody was given. Certificates travel with their replica's history.
+ * Its own certificate (tally_options.certificate) lets it write until its end
+ * (TALLY_NOT_ADMITTED after, or without one: such a replica syncs and writes nothing; give its
+ * public key, tally_admission_of, to the authority). A durable replica keeps both in its journal:
+ * they need to be given once. Keys that are not canonical or of small order are refused.
+ *
+ * Without an authority (the quick start), a replica still signs its ops, and each origin's key
+ * is the one its first run brought: forgery of a replica whose history a replica has is
+ * refused, forks are proven; but a replica that meets an id first through a forger takes the
+ * forger's key, and anyone may add replica ids.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct tally_admission {
+    uint8_t authority;      /* 1: the replica belongs to a cluster with an authority */
+    char cluster[65];       /* its name, as the authority's certificate has it */
+    uint8_t admitted;       /* 1: this replica's own certificate is here, from that authority */
+    uint8_t may_write;      /* 1: it lets it write */
+    uint64_t not_after;     /* when it ends, seconds since the epoch (253402300799: never) */
+    uint8_t public_key[32]; /* the key this replica signs with: its certificate names it */
+} tally_admission;
+/* Results: TALLY_OK; TALLY_EINVAL (NULL). */
+TALLY_API int tally_admission_of(const tally_replica *r, tally_admission *out);
+/* Gives an open replica its certificate (PEM or DER), kept durably: for a replica that was
+ * opened before the authority admitted it. Results: TALLY_OK; TALLY_EINVAL (NULL, a replica
+ * without an authority, a certificate that is not this replica's, by its id and public key,
+ * from its authority); TALLY_ENOMEM; TALLY_EIO. */
+TALLY_API int tally_set_certificate(tally_replica *r, const uint8_t *certificate, size_t len);
+/* A new authority for a cluster (a name of 1 to 64 bytes): its certificate and its private key,
+ * PEM, NUL-terminated, each freed with tally_free. Keep the key offline and secret: it admits
+ * replicas. Results: TALLY_OK; TALLY_EINVAL; TALLY_ENOMEM; TALLY_EIO (no randomness). */
+TALLY_API int tally_authority_create(const char *cluster, char **certificate_pem, char **key_pem);
+/* A certificate for replica_id's public key, signed by the authority (its certificate and its
+ * key, PEM or DER), valid until not_after (seconds since the epoch; 0: never), letting it write
+ * unless may_write is 0: PEM, NUL-terminated, freed with tally_free. Results: TALLY_OK;
+ * TALLY_EINVAL (an argument NULL or 0, an authority that does not check, a key that is not
+ * the authority's, a public key that is not canonical or of small order); TALLY_ENOMEM. */
+TALLY_API int tally_certificate_issue(const uint8_t *authority, size_t authority_len,
+                                      const uint8_t *authority_key, size_t authority_key_len,
+                                      uint64_t replica_id, const uint8_t public_key[32],
+                                      uint64_t not_after, int may_write, char **certificate_pem);
 
 /* ---------------------------------------------------------------------------------------------
  * Accounts and transfers (TigerBeetle's vocabulary).

@@ -356,6 +356,113 @@ static int place(const origin_rec *o, uint64_t first, uint64_t last,
     return TALLY_OK;
 }
 
+/* --- admission ------------------------------------------------------------------------------ */
+
+/* Keeps the authority's certificate: the first one (journalled when `record`), or the same
+ * again. Another is TALLY_ECORRUPT: a replica belongs to one cluster. */
+static int admit_authority(tally_replica *r, const op *a, bool record) {
+    if (r->admission != NULL) {
+        return r->admission->len == a->u.admit.len &&
+                       memcmp(r->admission->der, a->u.admit.der, a->u.admit.len) == 0
+                   ? TALLY_OK
+                   : TALLY_ECORRUPT;
+    }
+    struct replica_admission *m = calloc(1, sizeof *m);
+    if (m == NULL || (m->der = malloc(a->u.admit.len)) == NULL) {
+        free(m);
+        return TALLY_ENOMEM;
+    }
+    if (!cert_authority_read(a->u.admit.der, a->u.admit.len, &m->authority)) {
+        free(m->der);
+        free(m);
+        return TALLY_ECORRUPT;
+    }
+    memcpy(m->der, a->u.admit.der, a->u.admit.len);
+    m->len = a->u.admit.len;
+    int rc = record ? replica_journal_add(r, a) : TALLY_OK;
+    if (rc != TALLY_OK) {
+        free(m->der);
+        free(m);
+        return rc;
+    }
+    r->admission = m;
+    return TALLY_OK;
+}
+
+int chain_admit_accept(tally_replica *r, const op *a, bool record) {
+    if (a->origin == 0) {
+        return admit_authority(r, a, record);
+    }
+    if (r->admission == NULL) {
+        return TALLY_OK; /* keys are first come here: a certificate changes nothing */
+    }
+    cert_replica c;
+    if (!cert_replica_read(a->u.admit.der, a->u.admit.len, &r->admission->authority, &c) ||
+        c.replica != a->origin) {
+        return TALLY_ECORRUPT;
+    }
+    uint32_t i = replica_origin_find(r, a->origin);
+    bool own = i != NONE && i == r->self;
+    if (i != NONE && r->origins.at[i].cert != NULL && !own) {
+        return TALLY_OK; /* the first one stays */
+    }
+    if (own && r->origins.at[i].cert_len == a->u.admit.len &&
+        memcmp(r->origins.at[i].cert, a->u.admit.der, a->u.admit.len) == 0) {
+        return TALLY_OK;
+    }
+    if (i != NONE && r->origins.at[i].keyed &&
+        memcmp(r->origins.at[i].pub, c.key, CRYPTO_KEY) != 0) {
+        return TALLY_ECORRUPT; /* its runs here were signed with another key */
+    }
+    if (i == NONE && (i = replica_origin_get(r, a->origin)) == NONE) {
+        return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
+    }
+    uint8_t *der = malloc(a->u.admit.len);
+    if (der == NULL) {
+        return TALLY_ENOMEM;
+    }
+    memcpy(der, a->u.admit.der, a->u.admit.len);
+    op rec = *a;
+    rec.u.admit.der = der;
+    int rc = record ? replica_journal_add(r, &rec) : TALLY_OK;
+    if (rc != TALLY_OK) {
+        free(der);
+        return rc;
+    }
+    origin_rec *o = &r->origins.at[i];
+    free(o->cert); /* its own, renewed: the newest stays */
+    o->cert = der;
+    o->cert_len = a->u.admit.len;
+    o->may_write = (c.permits & CERT_PERMIT_WRITE) != 0;
+    return TALLY_OK;
+}
+
+void chain_admit_op(const tally_replica *r, uint32_t origin, op *out) {
+    op_clear(out);
+    out->kind = OP_ADMIT;
+    if (origin == NONE) {
+        out->u.admit.der = r->admission->der;
+        out->u.admit.len = r->admission->len;
+        return;
+    }
+    out->origin = r->origins.at[origin].id;
+    out->u.admit.der = r->origins.at[origin].cert;
+    out->u.admit.len = r->origins.at[origin].cert_len;
+}
+
+/* Whether an origin may bring a first run signed with key: always without an authority; with
+ * one, only if its certificate is here, names that key and lets it write. */
+static bool admitted(const tally_replica *r, uint32_t origin, const uint8_t key[CRYPTO_KEY]) {
+    if (r->admission == NULL) {
+        return true;
+    }
+    const origin_rec *o = origin != NONE ? &r->origins.at[origin] : NULL;
+    cert_replica c;
+    return o != NULL && o->cert != NULL && o->may_write &&
+           cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) &&
+           memcmp(c.key, key, CRYPTO_KEY) == 0;
+}
+
 /* --- forks ---------------------------------------------------------------------------------- */
 
 _Static_assert(FORK_SIDE == CODEC_FORK_SIDE, "a fork's side is stored as its record carries it");
@@ -509,9 +616,13 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
     uint8_t genesis[CRYPTO_HASH];
     const uint8_t *prev = s->u.sign.chain;
     if (first == 1) {
-        /* the first run carries the origin's key: the one known here, if any */
+        /* the first run carries the origin's key: the one known here, if any, and the one the
+         * authority admitted, if there is one */
         if (memcmp(key, s->u.sign.chain, CRYPTO_KEY) != 0) {
             return TALLY_ECORRUPT;
+        }
+        if (!admitted(r, i, key)) {
+            return TALLY_NOT_ADMITTED;
         }
         if (!chain_genesis(&r->crypto, s->origin, key, genesis)) {
             return TALLY_ENOMEM;

@@ -153,6 +153,24 @@ int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonc
                      uint8_t answer[CRYPTO_HASH], op *out);
 int chain_confirm_accept(tally_replica *r, const op *c);
 
+/* Admission (docs/design.md, "Admission"). A replica with an authority (r->admission) takes an
+ * origin's first run only under the key the origin's certificate names, from that authority,
+ * letting it write (chain_accept: TALLY_NOT_ADMITTED otherwise). A certificate travels as an
+ * OP_ADMIT record before its origin's first run in a delta, and is journalled and kept in the
+ * snapshot; the authority's own is an OP_ADMIT record of origin 0, in the journal only.
+ *
+ * chain_admit_accept takes one (record: from a peer, or given at opening, so journalled; else
+ * replayed or loaded): the authority's (origin 0, never from a peer) when there is none yet,
+ * or the same again; an
+ * origin's, checked against the authority and kept, the first for that origin (for the
+ * replica's own, renewed at an opening, the newest), when the
+ * replica has an authority (without one it is ignored). TALLY_ECORRUPT for one that does not
+ * check, names another origin, another key than the origin's runs here, or a second
+ * authority; TALLY_ETOOBIG, TALLY_ENOMEM. chain_admit_op is
+ * the record of origins[origin]'s certificate, or with NONE the authority's. */
+int chain_admit_accept(tally_replica *r, const op *a, bool record);
+void chain_admit_op(const tally_replica *r, uint32_t origin, op *out);
+
 /* Lifts r's hold (tally_lift_hold), durably, and signs the ops of its own that opening left
  * unsigned while it was held. */
 int chain_lift_hold(tally_replica *r);

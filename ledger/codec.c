@@ -22,7 +22,8 @@
  * signature. It too has no dot and leaves the previous op's fields alone. So do a FORK record
  * (header byte 8: an origin ref, then each statement's first, last and 128 bytes) and a
  * CONFIRM record (header byte 0x10, a delta's only: an origin ref, a varint last seq and a
- * 32-byte answer, ledger/chain.c).
+ * 32-byte answer, ledger/chain.c), and an ADMIT record (header byte 0x20: an admission
+ * certificate, dec_admit).
  *
  * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
  * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
@@ -47,6 +48,7 @@ enum {
     /* The header of a confirmation (OP_CONFIRM): kind bits 0, which no op with a dot has, and
      * a bit other than OP_FORK's (whose header is OP_FORK itself, kind 0 with H_DOT_NEXT). */
     H_CONFIRM = H_SAME_CODE,
+    H_ADMIT = H_USER_DATA, /* an admission certificate (OP_ADMIT), likewise */
 };
 
 /* --- the dictionary, shared by both directions --------------------------------------------- */
@@ -205,7 +207,9 @@ static uint64_t unzigzag(uint64_t v) {
 }
 
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
-    if (!bytes_reserve(out, o->kind == OP_FORK ? CODEC_FORK_MAX : CODEC_OP_MAX)) {
+    if (!bytes_reserve(out, o->kind == OP_FORK    ? CODEC_FORK_MAX
+                            : o->kind == OP_ADMIT ? CODEC_ADMIT_MAX
+                                                  : CODEC_OP_MAX)) {
         return false;
     }
     block_dict *d = &e->dict;
@@ -232,6 +236,20 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         memcpy(p + 32, o->u.sign.sig, 64);
         p += 96;
         assert(p - start <= CODEC_OP_MAX);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return ok;
+    }
+    if (o->kind == OP_ADMIT) {
+        assert(o->u.admit.len > 0 && o->u.admit.len <= CODEC_ADMIT_DER_MAX);
+        *start = H_ADMIT;
+        *p++ = o->origin != 0;
+        if (o->origin != 0) {
+            p = enc_origin(e, p, o->origin, &ok);
+        }
+        p = put_varint(p, o->u.admit.len);
+        memcpy(p, o->u.admit.der, o->u.admit.len);
+        p += o->u.admit.len;
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -578,6 +596,27 @@ static int dec_fork(block_dec *d, op *o) {
     return rc;
 }
 
+/* An admission certificate: a byte saying whose (0: the cluster's authority, with origin 0;
+ * 1: an origin ref follows), a varint length (1 to CODEC_ADMIT_DER_MAX) and the DER. */
+static int dec_admit(block_dec *d, op *o) {
+    if (d->p == d->end || *d->p > 1) {
+        return TALLY_ECORRUPT;
+    }
+    int rc = *d->p++ == 1 ? dec_origin(d, &o->origin) : TALLY_OK;
+    uint64_t n;
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (!get_varint(d, &n) || n == 0 || n > CODEC_ADMIT_DER_MAX || (uint64_t)(d->end - d->p) < n) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.admit.der = d->p;
+    o->u.admit.len = (uint32_t)n;
+    d->p += n;
+    d->remaining--;
+    return TALLY_OK;
+}
+
 /* A held origin's challenge answered: the origin, the answering replica's head's last seq,
  * and 32 bytes. */
 static int dec_confirm(block_dec *d, op *o) {
@@ -640,6 +679,10 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     if (h == H_CONFIRM) {
         o->kind = OP_CONFIRM;
         return dec_confirm(d, o);
+    }
+    if (h == H_ADMIT) {
+        o->kind = OP_ADMIT;
+        return dec_admit(d, o);
     }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;

@@ -44,6 +44,10 @@
 #define CODEC_FORK_MAX 320
 /* The bytes of one side of a fork's record after its first and last: prev, digest, signature. */
 #define CODEC_FORK_SIDE 128
+/* An admission certificate's record (OP_ADMIT): header, whose (a byte, then an origin ref
+ * unless it is the authority's), length and the DER, of at most CODEC_ADMIT_DER_MAX bytes. */
+#define CODEC_ADMIT_DER_MAX 2048
+#define CODEC_ADMIT_MAX (1 + 1 + 9 + 2 + CODEC_ADMIT_DER_MAX)
 
 #define CODEC_NO_HINT UINT32_MAX
 

@@ -41,6 +41,10 @@ int replica_writable(tally_replica *r) {
     if (r->learned->own_behind > r->origins.at[r->self].seq) {
         return TALLY_ORIGIN_BEHIND;
     }
+    const struct replica_admission *m = r->admission;
+    if (m != NULL && (!m->may_write || replica_now_ms(r) / 1000 > m->not_after)) {
+        return TALLY_NOT_ADMITTED; /* no certificate, one that only reads, or one that ended */
+    }
     return TALLY_OK;
 }
 

@@ -32,6 +32,7 @@ typedef enum op_kind {
     OP_SIGN = 7,    /* with no dot: the origin's signed statement of a run of its ops (chain.c) */
     OP_FORK = 8,    /* with no dot: two signed statements of the origin's that overlap and differ */
     OP_CONFIRM = 9, /* in a delta only, with no dot: a held origin's challenge, answered */
+    OP_ADMIT = 10, /* with no dot: the origin's admission certificate (origin 0: the authority's) */
 } op_kind;
 
 /* The kinds that have a dot and travel between replicas. */
@@ -78,6 +79,10 @@ typedef struct op {
             uint64_t last;         /* the answering replica's head of o->origin: its last seq */
             const uint8_t *answer; /* 32 bytes (chain_confirm_answer); points where sign's do */
         } confirm;                 /* OP_CONFIRM */
+        struct {
+            const uint8_t *der; /* the certificate, DER; points where sign's do */
+            uint32_t len;       /* at most CODEC_ADMIT_DER_MAX */
+        } admit;                /* OP_ADMIT */
     } u;
 } op;
 

@@ -39,6 +39,7 @@ static int hook_load(void *ctx, const uint8_t *buf, size_t len, uint64_t *segmen
 static void hook_reset(void *ctx) {
     tally_replica *r = ctx;
     replica_free_tables(r);
+    replica_free_admission(r);
     chain_own_free(r);
     r->id = 0;
     r->self = NONE;
@@ -214,6 +215,9 @@ int replica_open(const tally_options *opts, tally_replica **out) {
         r->hold = TALLY_HOLD_RESTORED;
     }
     if (rc == TALLY_OK) {
+        rc = replica_open_admission(r, opts);
+    }
+    if (rc == TALLY_OK) {
         rc = seal_opened(r);
     }
     if (rc != TALLY_OK) {
@@ -284,6 +288,7 @@ void tally_close(tally_replica *r) {
         free(r->journal);
     }
     free(r->learned);
+    replica_free_admission(r);
     chain_own_free(r);
     crypto_free(&r->crypto);
     replica_free_tables(r);

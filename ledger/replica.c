@@ -103,6 +103,14 @@ int replica_commit(tally_replica *r, int rc) {
     return written != TALLY_OK ? written : rc;
 }
 
+void replica_free_admission(tally_replica *r) {
+    if (r->admission != NULL) {
+        free(r->admission->der);
+        free(r->admission);
+        r->admission = NULL;
+    }
+}
+
 void replica_free_tables(tally_replica *r) {
     for (uint32_t i = 0; i < r->accounts.count; i++) {
         rights_free(&r->accounts.at[i].rights);
@@ -111,6 +119,7 @@ void replica_free_tables(tally_replica *r) {
         const origin_rec *o = &r->origins.at[i];
         array_free(o->position, o->capacity, sizeof *o->position);
         ARRAY_FREE(o->runs);
+        free(o->cert);
     }
     ARRAY_FREE(r->opens);
     ARRAY_FREE(r->accounts);

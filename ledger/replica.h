@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "crdt/array.h"
+#include "crdt/cert.h"
 #include "crdt/crypto.h"
 #include "crdt/hlc.h"
 #include "crdt/idmap.h"
@@ -119,6 +120,11 @@ typedef struct origin_rec {
     runs;        /* its runs in seq order, each verified before it applied;
                     only the last may end past seq (a run that stopped) */
     bool forked; /* forks[] holds a proof that it signed two histories */
+    /* Its admission certificate, DER (ledger/chain.c), kept when the replica has an authority:
+     * the first valid one that came. NULL: none. */
+    uint8_t *cert;
+    uint32_t cert_len;
+    bool may_write; /* its certificate lets it make ops */
 } origin_rec;
 
 /* One of the two statements of a fork's proof: run first..last of the origin, and the rest of
@@ -187,6 +193,16 @@ struct tally_replica {
         uint8_t nonce[CRYPTO_HASH]; /* the challenge a held replica's summary carries (chain.h) */
     } *learned;
     uint32_t hold; /* tally_hold: why local writes are held (a durable one is in dir/MARK) */
+    /* The cluster's authority, when the replica has one (ledger/chain.c, "admission"): only
+     * origins it admitted may bring runs. NULL: none, keys are first come. */
+    struct replica_admission {
+        cert_authority authority;
+        uint8_t *der; /* the authority's certificate */
+        uint32_t len;
+        bool admitted;      /* this replica's own certificate is here, valid */
+        uint64_t not_after; /* its end, in seconds since the epoch: then it takes no writes */
+        bool may_write;     /* it lets this replica make ops */
+    } * admission;
 };
 
 /* Grows a replica's ARRAY so that `more` further elements fit. False when out of memory or
@@ -287,10 +303,16 @@ static inline bool incarnation_before(const tally_replica *r, uint32_t a, uint32
 void replica_init(tally_replica *r, uint64_t (*clock_ms)(void *ctx), void *clock_ctx);
 /* Frees every table; leaves them empty and usable (the maps initialised again). */
 void replica_free_tables(tally_replica *r);
+/* Frees r->admission (the authority), and sets it NULL. */
+void replica_free_admission(tally_replica *r);
 uint64_t replica_now_ms(const tally_replica *r);
 
 /* Sets the replica's id (once, before any op): opening, or replaying a journal. */
 int replica_set_id(tally_replica *r, uint64_t id);
+/* Checks, and journals when new, the authority's certificate and this replica's own that
+ * opts gives, and sets what they admit it to (ledger/admit.c). TALLY_EINVAL (opts->error
+ * says why), TALLY_ENOMEM, TALLY_EIO. */
+int replica_open_admission(tally_replica *r, const tally_options *opts);
 /* tally_open without TALLY_OPEN_AS_NEW (ledger/open.c), which ledger/renew.c's tally_open
  * handles. */
 int replica_open(const tally_options *opts, tally_replica **out);

@@ -27,8 +27,9 @@
 
 static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
 /* Version 2 added the journal's last CLOCK record, version 3 each origin's key and signed runs
- * (ledger/chain.c), version 4 the proofs of forks; versions 1 to 3 still load. */
-#define SNAPSHOT_VERSION 4
+ * (ledger/chain.c), version 4 the proofs of forks, version 5 the cluster's authority and the
+ * admission certificates; versions 1 to 4 still load. */
+#define SNAPSHOT_VERSION 5
 #define SNAPSHOT_HEADER 48
 
 /* --- the records, each defined once -------------------------------------------------------- */
@@ -298,6 +299,25 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
             w64(w, f->side[side].first);
             w64(w, f->side[side].last);
             w_bytes(w, f->side[side].rest, FORK_SIDE);
+        }
+    }
+    /* admission (version 5): the authority's certificate (length 0: none), then the origins'
+     * certificates */
+    w32(w, r->admission != NULL ? r->admission->len : 0);
+    if (r->admission != NULL) {
+        w_bytes(w, r->admission->der, r->admission->len);
+    }
+    uint32_t certs = 0;
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        certs += r->origins.at[i].cert != NULL;
+    }
+    w32(w, certs);
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        if (o->cert != NULL) {
+            w32(w, i);
+            w32(w, o->cert_len);
+            w_bytes(w, o->cert, o->cert_len);
         }
     }
 }
@@ -649,6 +669,44 @@ static int load_forks(tally_replica *r, reader *c) {
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
 
+/* A certificate's record: its length and DER, read into a, pointing into the snapshot. */
+static bool read_admit(reader *c, op *a) {
+    uint32_t len = r32(c);
+    if (c->bad || len == 0 || len > CODEC_ADMIT_DER_MAX || !r_need(c, len)) {
+        return false;
+    }
+    a->u.admit.der = c->p;
+    a->u.admit.len = len;
+    c->p += len;
+    return true;
+}
+
+/* Admission (version 5), each certificate checked again as if it came from a peer. */
+static int load_admission(tally_replica *r, reader *c) {
+    op a;
+    op_clear(&a);
+    a.kind = OP_ADMIT;
+    int rc = TALLY_OK;
+    if (r_need(c, 4) && get_u32le(c->p) != 0) {
+        rc = read_admit(c, &a) ? chain_admit_accept(r, &a, false) : TALLY_ECORRUPT;
+    } else {
+        (void)r32(c);
+    }
+    uint32_t n = rc == TALLY_OK ? r_count(c, 8) : 0;
+    for (uint32_t i = 0; i < n && rc == TALLY_OK && !c->bad; i++) {
+        uint32_t origin = r32(c);
+        if (origin >= r->origins.count || r->admission == NULL || !read_admit(c, &a)) {
+            return TALLY_ECORRUPT;
+        }
+        a.origin = r->origins.at[origin].id;
+        rc = chain_admit_accept(r, &a, false);
+        if (rc == TALLY_OK && r->origins.at[origin].cert == NULL) {
+            rc = TALLY_ECORRUPT; /* one per origin */
+        }
+    }
+    return rc != TALLY_OK ? rc : c->bad ? TALLY_ECORRUPT : TALLY_OK;
+}
+
 static int load_rest(tally_replica *r, reader *c) {
     uint32_t n = r_count(c, 4);
     if (!ARRAY_LOAD(r->log, n)) {
@@ -837,6 +895,9 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     if (rc == TALLY_OK && version >= 4) {
         rc = load_forks(r, &c);
+    }
+    if (rc == TALLY_OK && version >= 5) {
+        rc = load_admission(r, &c);
     }
     if (rc != TALLY_OK) {
         return rc;

@@ -242,10 +242,18 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
     return start;
 }
 
-/* Appends run k of origins[origin], its ops and its SIGN record, to the block. */
+/* Appends run k of origins[origin], its ops and its SIGN record, to the block; before its first
+ * run, the origin's admission certificate, if it is here. */
 static bool emit_run(const tally_replica *r, block_enc *enc, bytes *out, uint32_t origin,
                      uint32_t k) {
     const origin_rec *o = &r->origins.at[origin];
+    if (k == 0 && o->cert != NULL) {
+        op admit; /* what a replica with an authority needs to take the run (chain.h) */
+        chain_admit_op(r, origin, &admit);
+        if (!block_enc_op(enc, out, &admit)) {
+            return false;
+        }
+    }
     for (uint64_t s = chain_run_first(o, k); s <= o->runs.at[k].last; s++) {
         op x;
         replica_op_at(r, o->position[s - 1], &x);
@@ -379,19 +387,28 @@ static int delta_covered(const tally_replica *r, const vclock *peer, const uint6
 }
 
 /* Appends, in a block of its own, the answer to a held peer's challenge, if there is one to
- * give (chain_confirm_op). */
-static int delta_confirm(const tally_replica *r, const sync_challenge *challenge, bytes *out) {
+ * give (chain_confirm_op), and clears the challenge; unless the delta holds something already
+ * and the answer would take it past max_bytes (0: no limit): then the next delta answers. */
+static int delta_confirm(const tally_replica *r, sync_challenge *challenge, size_t max_bytes,
+                         bytes *out) {
     uint8_t answer[CRYPTO_HASH];
     op rec;
     int rc = chain_confirm_op(r, challenge->origin, challenge->nonce, answer, &rec);
     if (rc != TALLY_OK) {
+        challenge->origin = rc == TALLY_NOT_FOUND ? 0 : challenge->origin;
         return rc == TALLY_NOT_FOUND ? TALLY_OK : rc;
     }
+    size_t before = out->len;
     block_enc enc;
     block_enc_init(&enc);
     rc = block_enc_begin(&enc, out) && block_enc_op(&enc, out, &rec) ? TALLY_OK : TALLY_ENOMEM;
     block_enc_end(&enc, out);
     block_enc_free(&enc);
+    if (rc == TALLY_OK && max_bytes != 0 && out->len > max_bytes && before > DELTA_HEADER) {
+        out->len = before; /* it goes alone, next */
+    } else if (rc == TALLY_OK) {
+        challenge->origin = 0;
+    }
     return rc;
 }
 
@@ -419,8 +436,7 @@ int sync_delta(const tally_replica *r, const vclock *peer, sync_challenge *chall
         rc = delta_forks(r, peer, max_bytes, &out, covered);
     }
     if (rc == TALLY_OK && complete && challenge != NULL && challenge->origin != 0) {
-        rc = delta_confirm(r, challenge, &out); /* after the runs that bring the peer its head */
-        challenge->origin = rc == TALLY_OK ? 0 : challenge->origin;
+        rc = delta_confirm(r, challenge, max_bytes, &out); /* after the runs with its head */
     }
     if (rc == TALLY_OK) {
         *buf = out.at;
@@ -544,6 +560,9 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     if (o->kind == OP_CONFIRM) {
         return TALLY_ECORRUPT; /* a delta's only (apply_block), never journalled */
     }
+    if (o->kind == OP_ADMIT) {
+        return chain_admit_accept(r, o, false);
+    }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
@@ -638,8 +657,8 @@ static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, si
 }
 
 /* Reads the next run of the block, ops and SIGN record, hashing its ops: *sign is its record,
- * *n how many ops it has. A fork's record or a confirmation where a run would begin is read
- * alone, with *n 0.
+ * *n how many ops it has. A fork's record, a confirmation or a certificate where a run would
+ * begin is read alone, with *n 0.
  * TALLY_ECORRUPT when the ops are not one origin's in seq order from
  * the record's first to its last, or more than a run holds, or the block ends first. */
 static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
@@ -653,7 +672,7 @@ static int read_run(tally_replica *r, block_dec *dec, op *sign, uint32_t *n,
         if (rc != TALLY_OK) {
             return rc;
         }
-        if ((o.kind == OP_FORK || o.kind == OP_CONFIRM) && *n == 0) {
+        if ((o.kind == OP_FORK || o.kind == OP_CONFIRM || o.kind == OP_ADMIT) && *n == 0) {
             *sign = o;
             return TALLY_OK;
         }
@@ -732,6 +751,11 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         }
         if (rc == TALLY_OK && sign.kind == OP_CONFIRM) {
             rc = chain_confirm_accept(r, &sign);
+            continue;
+        }
+        if (rc == TALLY_OK && sign.kind == OP_ADMIT) {
+            /* an origin's certificate, before its first run; the authority's is never sent */
+            rc = sign.origin != 0 ? chain_admit_accept(r, &sign, true) : TALLY_ECORRUPT;
             continue;
         }
         uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;

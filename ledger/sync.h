@@ -24,7 +24,7 @@ int replica_version_vector(const tally_replica *r, vclock *out);
  * tally_delta). covered (may be NULL) is set to peer plus what the delta holds: the peer's
  * version vector once it has applied it. When the delta is complete (it brings the peer all
  * it lacks) and challenge (may be NULL) holds one, the answer ends it and challenge is
- * cleared. */
+ * cleared, unless the answer would take a delta that holds anything else past max_bytes. */
 int sync_delta(const tally_replica *r, const vclock *peer, sync_challenge *challenge,
                size_t max_bytes, uint8_t **buf, size_t *len, vclock *covered);
 /* Raises covered to include every op in a delta (one that tally_apply accepted). */

@@ -553,6 +553,18 @@ static void every_result_is_reachable(void **state) {
     reborn->learned->own_behind = 1;
     assert_result(seen(tally_create_account(reborn, &bank)), TALLY_ORIGIN_BEHIND);
     tally_close(reborn);
+    /* A replica of a cluster with an authority, which has not admitted it. */
+    char *authority, *authority_key;
+    assert_result(tally_authority_create("blue", &authority, &authority_key), TALLY_OK);
+    tally_options guest = {.replica_id = 3,
+                           .authority = (const uint8_t *)authority,
+                           .authority_len = strlen(authority)};
+    tally_replica *outsider = NULL;
+    assert_result(tally_open(&guest, &outsider), TALLY_OK);
+    assert_result(seen(tally_create_account(outsider, &bank)), TALLY_NOT_ADMITTED);
+    tally_close(outsider);
+    tally_free(authority);
+    tally_free(authority_key);
     /* A replica copied: each copy writes, and the two histories meet. */
     tally_replica *original = replica_new(41, NULL), *onlooker = replica_new(42, NULL);
     tally_account wallet = account(50, 1, TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
