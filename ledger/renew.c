@@ -11,6 +11,9 @@
  *
  * tally_open is here, above ledger/open.c's replica_open: without the flag it is just that.
  *
+ * In a cluster with an authority, the new replica belongs to it too, and is not admitted
+ * until the authority gives it a certificate for its new id and key (tally_set_certificate).
+ *
  * What does not move: ops of the old replica's own that no signed run holds (only a journal
  * that lost a frame has such), which no peer can have either; a run of a peer's that applied
  * here only in part (peers send it again whole). Rights the old replica held stay its own, as
@@ -100,6 +103,14 @@ static int open_as_new(const tally_options *opts, tally_replica **out) {
         n.dir = temp;
         n.replica_id = opts->replica_id;
         n.flags = 0;
+        /* the same cluster, a new member: the old one's authority, and no certificate yet (the
+         * old one's names the old id) */
+        n.certificate = NULL;
+        n.certificate_len = 0;
+        if (old->admission != NULL) {
+            n.authority = old->admission->der;
+            n.authority_len = old->admission->len;
+        }
         rc = replica_open(&n, &fresh);
         if (rc == TALLY_OK) {
             new_id = fresh->id;
@@ -132,6 +143,11 @@ static int open_as_new(const tally_options *opts, tally_replica **out) {
         return rc;
     }
     o.replica_id = new_id;
+    o.certificate =
+        NULL; /* the new replica's is in its journal only once the authority gives one */
+    o.certificate_len = 0;
+    o.authority = NULL; /* it has it */
+    o.authority_len = 0;
     return replica_open(&o, out);
 }
 

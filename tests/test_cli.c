@@ -3,6 +3,8 @@
  */
 #include "support.h"
 
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -116,18 +118,22 @@ static void assert_status_lines(const char *target, long ops, long accounts, lon
     assert_int_equal(json_number(out, "transfers"), transfers);
     assert_int_equal(json_number(out, "pending"), pending);
     assert_int_equal(json_number(out, "conflicts"), conflicts);
-    char replica[32] = "", digest[40] = "";
+    char replica[32] = "", digest[40] = "", key[72] = "";
     const char *at = strstr(out, "\"replica_id\":\"");
     assert_non_null(at);
     assert_int_equal(sscanf(at, "\"replica_id\":\"%31[0-9]\"", replica), 1);
     at = strstr(out, "\"digest\":\"");
     assert_non_null(at);
     assert_int_equal(sscanf(at, "\"digest\":\"%39[0-9a-f]\"", digest), 1);
+    at = strstr(out, "\"public_key\":\"");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "\"public_key\":\"%64[0-9a-f]\"", key), 1);
+    assert_int_equal(strlen(key), 64);
     char want[2048];
     int n = snprintf(want, sizeof want,
                      "replica      %s\ndigest       %s\nops          %ld\naccounts     %ld\n"
-                     "transfers    %ld (%ld pending open)\nconflicts    %ld\n",
-                     replica, digest, ops, accounts, transfers, pending, conflicts);
+                     "transfers    %ld (%ld pending open)\nconflicts    %ld\npublic key   %s\n",
+                     replica, digest, ops, accounts, transfers, pending, conflicts, key);
     if (with_node) {
         /* no peers: nothing on the wire */
         n += snprintf(want + n, sizeof want - (size_t)n,
@@ -474,6 +480,8 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
         {"conflicts", "  conflicts\n", "Lists what concurrent writes produced"},
         {"forks", "  forks\n", "Lists the replicas proven"},
         {"hold lift", "  hold lift\n", "Lifts the hold"},
+        {"cluster init", "  cluster init NAME --out DIR", "Creates a cluster's authority"},
+        {"replica admit", "  replica admit ID --public-key HEX", "Admits a replica"},
         {"peer add", "  peer add HOST:PORT", "Keeps a connection"},
         {"peer remove", "  peer remove HOST:PORT", "Closes the session"},
     };
@@ -560,6 +568,73 @@ static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state)
     remove_dir(b);
 }
 
+/* The authority's two commands, which run here: an authority's files, written once; a
+ * certificate that an admitted replica takes; and arguments that do not make sense refused. */
+static void an_authority_is_made_and_admits_a_replica(void **state) {
+    (void)state;
+    char dir[] = "/tmp/tally-cli-authority-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tally("cluster init blue --out %s/auth", dir), 0);
+    assert_output_has("authority.key (keep it offline");
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/auth/authority.key", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/auth/authority.pem", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(tally("cluster init blue --out %s/auth", dir), 1); /* nothing overwritten */
+    assert_int_equal(tally("--data %s cluster init blue --out %s/x", dir, dir), 2);
+
+    FILE *f = fopen(path, "r");
+    static char authority[8192];
+    size_t n = fread(authority, 1, sizeof authority - 1, f);
+    fclose(f);
+    authority[n] = '\0';
+    tally_options o = {
+        .replica_id = 7, .authority = (const uint8_t *)authority, .authority_len = n};
+    tally_replica *r;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    tally_admission a;
+    assert_result(tally_admission_of(r, &a), TALLY_OK);
+    char key[65];
+    for (int i = 0; i < 32; i++) {
+        snprintf(key + 2 * i, 3, "%02x", a.public_key[i]);
+    }
+    assert_int_equal(
+        tally("replica admit 7 --public-key %s --authority %s/auth --out %s/7.pem", key, dir, dir),
+        0);
+    assert_output_has("OK: replica 7 is admitted");
+    snprintf(path, sizeof path, "%s/7.pem", dir);
+    f = fopen(path, "r");
+    static char cert[8192];
+    n = fread(cert, 1, sizeof cert - 1, f);
+    fclose(f);
+    assert_result(tally_set_certificate(r, (const uint8_t *)cert, n), TALLY_OK);
+    tally_account acct = account(1, 1, 0);
+    assert_result(tally_create_account(r, &acct), TALLY_OK);
+    tally_close(r);
+    /* to stdout without --out; refused: a bad id, key or time, a missing authority */
+    assert_int_equal(
+        tally("replica admit 8 --public-key %s --authority %s/auth --read-only", key, dir), 0);
+    assert_output_has("-----BEGIN CERTIFICATE-----");
+    assert_int_equal(tally("replica admit 0 --public-key %s --authority %s/auth", key, dir), 2);
+    assert_int_equal(tally("replica admit 8 --public-key 12ab --authority %s/auth", dir), 2);
+    assert_int_equal(
+        tally("replica admit 8 --public-key %s --authority %s/auth --until soon", key, dir), 2);
+    assert_int_equal(tally("replica admit 8 --public-key %s --authority %s/none", key, dir), 1);
+    char small_order[65];
+    memset(small_order, '0', 64);
+    small_order[0] = '0';
+    small_order[1] = '1'; /* the identity point */
+    small_order[64] = '\0';
+    assert_int_equal(tally("replica admit 8 --public-key %s --authority %s/auth", small_order, dir),
+                     1);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_command_works_on_a_local_directory),
@@ -572,6 +647,7 @@ int main(void) {
         cmocka_unit_test(a_server_that_never_answers_is_given_up_on),
         cmocka_unit_test(each_command_has_its_own_help_which_needs_no_server),
         cmocka_unit_test(a_forked_directory_shows_its_proof_and_takes_no_writes),
+        cmocka_unit_test(an_authority_is_made_and_admits_a_replica),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,6 +57,12 @@ static bool read_log_until(server *s, const char *want) {
     for (int waited = 0; waited < 5000; waited += 5) {
         char buf[1024];
         ssize_t n = read(s->log_fd, buf, sizeof buf);
+        if (n > 0 && s->log_len + (size_t)n >= sizeof s->log - 1) {
+            /* full: keep the newer half, so that what comes now is still seen */
+            size_t keep = sizeof s->log / 2;
+            memmove(s->log, s->log + s->log_len - keep, keep);
+            s->log_len = keep;
+        }
         if (n > 0 && s->log_len + (size_t)n < sizeof s->log - 1) {
             memcpy(s->log + s->log_len, buf, (size_t)n);
             s->log_len += (size_t)n;
@@ -434,18 +440,30 @@ static void a_killed_server_restarts_with_everything_it_acknowledged(void **stat
     }
 }
 
-/* A data directory whose replica has the id given, for a tallyd to open. */
-static char *dir_with_replica(uint64_t replica_id) {
+/* A data directory whose replica has the id given, for a tallyd to open; in the cluster whose
+ * authority's certificate is `authority` (NULL: none), and then *key is its public key. */
+static char *dir_for(uint64_t replica_id, const char *authority, uint8_t key[32]) {
     char *dir = fresh_dir();
     tally_options o;
     memset(&o, 0, sizeof o);
     o.dir = dir;
     o.replica_id = replica_id;
     o.sync_mode = TALLY_SYNC_COMMIT;
+    o.authority = (const uint8_t *)authority;
+    o.authority_len = authority != NULL ? strlen(authority) : 0;
     tally_replica *r;
     assert_result(tally_open(&o, &r), TALLY_OK);
+    tally_admission a;
+    assert_result(tally_admission_of(r, &a), TALLY_OK);
+    if (key != NULL) {
+        memcpy(key, a.public_key, 32);
+    }
     tally_close(r);
     return dir;
+}
+
+static char *dir_with_replica(uint64_t replica_id) {
+    return dir_for(replica_id, NULL, NULL);
 }
 
 /* No JSON number in j, at any depth, is past 2^53 - 1, where JSON readers start to round. */
@@ -862,6 +880,126 @@ static void a_restored_or_copied_tallyd_never_signs_twice(void **state) {
     remove_dir(hub_dir);
 }
 
+/* Writes text to path. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    fclose(f);
+}
+
+/* A data directory for replica id of the cluster whose authority's certificate is
+ * `authority`, and a certificate for it from that authority at cert_path. */
+static char *dir_admitted(uint64_t id, const char *authority, const char *authority_key,
+                          const char *cert_path) {
+    uint8_t key[32];
+    char *dir = dir_for(id, authority, key);
+    char *pem;
+    assert_result(tally_certificate_issue((const uint8_t *)authority, strlen(authority),
+                                          (const uint8_t *)authority_key, strlen(authority_key),
+                                          id, key, 0, 1, &pem),
+                  TALLY_OK);
+    write_text(cert_path, pem);
+    tally_free(pem);
+    return dir;
+}
+
+/* A cluster with an authority: a tallyd that is not admitted writes nothing and says how to
+ * be admitted; given its certificate once, it writes; a forger with an admitted replica's id
+ * and its own key gets nothing of its history applied by an admitted peer. */
+static void tallyd_writes_only_as_its_authority_admits(void **state) {
+    (void)state;
+    char *authority, *authority_key;
+    assert_result(tally_authority_create("blue", &authority, &authority_key), TALLY_OK);
+    char *base = fresh_dir();
+    char authority_path[128], cert0[128], cert1[128];
+    snprintf(authority_path, sizeof authority_path, "%s/authority.pem", base);
+    snprintf(cert0, sizeof cert0, "%s/0.pem", base);
+    snprintf(cert1, sizeof cert1, "%s/1.pem", base);
+    write_text(authority_path, authority);
+    server s[3];
+    /* not admitted yet: it says so, and refuses writes */
+    char *dir0 = fresh_dir();
+    const char *unadmitted[] = {"--authority", authority_path, NULL};
+    assert_int_equal(start_on(&s[0], dir0, unadmitted), -1);
+    assert_true(read_log_until(&s[0], "is not admitted to cluster blue"));
+    char result[32];
+    json_t *j = ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}");
+    assert_string_equal(str(j, "result"), "NOT_ADMITTED");
+    json_decref(j);
+    j = ask(&s[0], "{\"op\":\"status\"}");
+    json_t *adm = json_object_get(j, "admission");
+    assert_string_equal(str(adm, "cluster"), "blue");
+    assert_true(json_is_false(json_object_get(adm, "admitted")));
+    uint8_t key[32];
+    const char *hex = str(j, "public_key");
+    assert_int_equal(strlen(hex), 64);
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        key[i] = (uint8_t)v;
+    }
+    uint64_t id0 = status_u64(&s[0], "replica_id");
+    json_decref(j);
+    assert_int_equal(stop(&s[0], SIGTERM), 0);
+    char *pem;
+    assert_result(tally_certificate_issue((const uint8_t *)authority, strlen(authority),
+                                          (const uint8_t *)authority_key, strlen(authority_key),
+                                          id0, key, 0, 1, &pem),
+                  TALLY_OK);
+    write_text(cert0, pem);
+    tally_free(pem);
+    /* given its certificate once (the authority is in its journal now), it writes */
+    const char *admitted[] = {"--certificate", cert0, "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[0], dir0, admitted), -1);
+    assert_true(read_log_until(&s[0], "is admitted to cluster blue"));
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1}}"));
+    transfer_result(&s[0], 10, result, sizeof result);
+    assert_string_equal(result, "OK");
+    /* an admitted peer takes its history, certificate and all */
+    char *dir1 = dir_admitted(11, authority, authority_key, cert1);
+    char hub[32];
+    snprintf(hub, sizeof hub, "127.0.0.1:%d", s[0].sync_port);
+    const char *peer1[] = {"--certificate", cert1, "--peer", hub, "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[1], dir1, peer1), -1);
+    assert_true(wait_converged(s, 2));
+    /* a replica nobody admitted, with an id of its own making, syncs with replica 1, which
+     * takes none of its ops and keeps no place for its id (replica 0's id, forged under another
+     * key, is refused the same way: test_admission.c) */
+    uint64_t origins = status_u64(&s[1], "origins");
+    char *forged_dir = dir_with_replica(666);
+    tally_options fo;
+    memset(&fo, 0, sizeof fo);
+    fo.dir = forged_dir;
+    fo.sync_mode = TALLY_SYNC_COMMIT;
+    tally_replica *forger;
+    assert_result(tally_open(&fo, &forger), TALLY_OK);
+    tally_account stolen = account(666, 1, 0);
+    assert_result(tally_create_account(forger, &stolen), TALLY_OK);
+    tally_close(forger);
+    char one[32];
+    snprintf(one, sizeof one, "127.0.0.1:%d", s[1].sync_port);
+    const char *forger_flags[] = {"--peer", one, "--cluster", "blue", "--anti-entropy-ms",
+                                  "100",    NULL};
+    assert_int_equal(start_on(&s[2], forged_dir, forger_flags), -1);
+    assert_true(read_log_until(&s[1], "a delta that does not apply: NOT_ADMITTED"));
+    j = ask(&s[1], "{\"op\":\"account\",\"account\":666}");
+    assert_string_equal(str(j, "error"), "NOT_FOUND");
+    json_decref(j);
+    assert_int_equal(status_u64(&s[1], "origins"), origins);
+    assert_true(wait_converged(s, 2)); /* the honest two agree */
+    for (int i = 2; i >= 0; i--) {
+        assert_int_equal(stop(&s[i], SIGTERM), 0);
+    }
+    remove_dir(forged_dir);
+    remove_dir(dir1);
+    remove_dir(dir0);
+    remove_dir(base);
+    tally_free(authority);
+    tally_free(authority_key);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -880,6 +1018,7 @@ int main(void) {
         cmocka_unit_test_teardown(an_idle_tallyd_voids_a_pending_when_its_timeout_passes,
                                   kill_leftovers),
         cmocka_unit_test_teardown(a_restored_or_copied_tallyd_never_signs_twice, kill_leftovers),
+        cmocka_unit_test_teardown(tallyd_writes_only_as_its_authority_admits, kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

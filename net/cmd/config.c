@@ -28,6 +28,8 @@ static const setting_def defs[] = {
     {"listen", "--listen", KIND_STRING, AT(listen), 0, 0},
     {"control", "--control", KIND_STRING, AT(control), 0, 0},
     {"cluster", "--cluster", KIND_STRING, AT(cluster), 0, 0},
+    {"authority", "--authority", KIND_STRING, AT(authority), 0, 0},
+    {"certificate", "--certificate", KIND_STRING, AT(certificate), 0, 0},
     {"peers", "--peer", KIND_PEER, AT(peers), 0, 0},
     {"sync", "--sync", KIND_SYNC, AT(sync), 0, 0},
     {"restored", "--restored", KIND_RESTORED, AT(restored), 0, 0},
@@ -223,6 +225,8 @@ void config_free(settings *s) {
     free(s->listen);
     free(s->control);
     free(s->cluster);
+    free(s->authority);
+    free(s->certificate);
     for (int i = 0; i < s->n_peers; i++) {
         free(s->peers[i]);
     }

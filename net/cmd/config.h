@@ -28,6 +28,7 @@ typedef enum restored_mode {
 
 typedef struct settings {
     char *data, *listen, *control, *cluster;
+    char *authority, *certificate; /* files: the cluster authority's certificate, this replica's */
     char *peers[PEERS_MAX];
     int n_peers;
     tally_sync_mode sync;

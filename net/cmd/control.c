@@ -398,6 +398,15 @@ static json_t *op_status(control *c, req *q, int *rc) {
     }
     free(versions);
     json_object_set_new(o, "version_vector", vv);
+    tally_admission adm;
+    (void)tally_admission_of(c->r, &adm);
+    json_object_set_new(o, "public_key", hex_json(adm.public_key, sizeof adm.public_key));
+    if (adm.authority) {
+        json_object_set_new(o, "admission",
+                            json_pack("{s:s, s:b, s:b, s:o}", "cluster", adm.cluster, "admitted",
+                                      adm.admitted, "may_write", adm.may_write, "not_after",
+                                      u64_json(adm.not_after)));
+    }
     tally_hold held = tally_held(c->r);
     if (held != TALLY_HOLD_NONE) {
         json_object_set_new(o, "held",

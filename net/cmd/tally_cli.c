@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +66,9 @@ struct command {
     const char *toggle;                     /* its one option without a value, or NULL */
     bool needs_server;                      /* about the network: only with --server */
     request_fn request;
+    /* Runs here, with neither a server nor a directory (the cluster's authority), instead of
+     * sending a request: the exit status. */
+    int (*local)(const command *cmd, const args *a);
 };
 
 /* The value given for `option` (which must be one of cmd's), or NULL. */
@@ -181,6 +186,149 @@ static json_t *op_only(const command *cmd, const args *a, char *why, size_t why_
 static json_t *lift_hold(const command *cmd, const args *a, char *why, size_t why_size) {
     (void)cmd, (void)a, (void)why, (void)why_size;
     return json_pack("{s:s}", "op", "lift_hold");
+}
+
+/* --- commands that run here: the cluster's authority ----------------------------------------- */
+
+#define AUTHORITY_FILE_MAX 16384
+
+static int usage(const char *why);
+
+/* Writes text to a new file (never over one), with mode. False after saying why. */
+static bool write_new_file(const char *path, const char *text, mode_t mode) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    size_t n = strlen(text);
+    bool ok = fd >= 0 && write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (!ok) {
+        fprintf(stderr, "tally: cannot write %s: %s\n", path, strerror(errno));
+    }
+    return ok;
+}
+
+/* A whole file of at most AUTHORITY_FILE_MAX bytes, NUL-terminated (freed by the caller), or
+ * NULL after saying why. */
+static char *read_small_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf = f != NULL ? malloc(AUTHORITY_FILE_MAX + 1) : NULL;
+    size_t n = buf != NULL ? fread(buf, 1, AUTHORITY_FILE_MAX + 1, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (buf == NULL || n == 0 || n > AUTHORITY_FILE_MAX) {
+        fprintf(stderr, "tally: cannot read %s%s\n", path,
+                f == NULL ? "" : " (empty, or longer than 16 KiB)");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int cluster_init(const command *cmd, const args *a) {
+    const char *dir = value_of(cmd, a, "--out");
+    char *cert = NULL, *key = NULL;
+    int rc = tally_authority_create(a->operand, &cert, &key);
+    if (rc != TALLY_OK) {
+        fprintf(stderr, "tally: cluster init: %s%s\n", tally_result_name(rc),
+                rc == TALLY_EINVAL ? " (a cluster name is 1 to 64 bytes)" : "");
+        return 1;
+    }
+    char cert_path[4096], key_path[4096];
+    snprintf(cert_path, sizeof cert_path, "%s/authority.pem", dir);
+    snprintf(key_path, sizeof key_path, "%s/authority.key", dir);
+    bool ok = (mkdir(dir, 0700) == 0 || errno == EEXIST) && write_new_file(key_path, key, 0600) &&
+              write_new_file(cert_path, cert, 0644);
+    if (ok) {
+        printf("OK: cluster %s: its authority's certificate is %s (give it to every replica:\n"
+               "tallyd --authority), its private key %s (keep it offline: it admits replicas)\n",
+               a->operand, cert_path, key_path);
+    }
+    tally_free(cert);
+    tally_free(key);
+    return ok ? 0 : 1;
+}
+
+/* A number in decimal or 0x-hex, with nothing around it. */
+static bool number(const char *text, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 0);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || text[0] == '+' ||
+        text[0] == ' ') {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool hex_key(const char *text, uint8_t out[32]) {
+    if (strlen(text) != 64) {
+        return false;
+    }
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        if (sscanf(text + 2 * i, "%2x", &v) != 1 || !((text[2 * i] >= '0' && text[2 * i] <= '9') ||
+                                                      (text[2 * i] >= 'a' && text[2 * i] <= 'f'))) {
+            return false;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return true;
+}
+
+static int replica_admit(const command *cmd, const args *a) {
+    uint64_t id = 0, until = 0;
+    uint8_t key[32];
+    const char *until_text = value_of(cmd, a, "--until");
+    if (!number(a->operand, &id) || id == 0) {
+        return usage("replica admit: ID is a replica id (tally status shows it)");
+    }
+    if (!hex_key(value_of(cmd, a, "--public-key"), key)) {
+        return usage("replica admit: --public-key is 64 lowercase hex digits (tally status "
+                     "shows it)");
+    }
+    if (until_text != NULL && (!number(until_text, &until) || until == 0)) {
+        return usage("replica admit: --until is a time in seconds since 1970");
+    }
+    char cert_path[4096], key_path[4096];
+    const char *dir = value_of(cmd, a, "--authority");
+    snprintf(cert_path, sizeof cert_path, "%s/authority.pem", dir);
+    snprintf(key_path, sizeof key_path, "%s/authority.key", dir);
+    size_t cert_len = 0, key_len = 0;
+    char *cert = read_small_file(cert_path, &cert_len);
+    char *auth_key = cert != NULL ? read_small_file(key_path, &key_len) : NULL;
+    char *pem = NULL;
+    int rc = auth_key == NULL ? TALLY_EIO
+                              : tally_certificate_issue((const uint8_t *)cert, cert_len,
+                                                        (const uint8_t *)auth_key, key_len, id, key,
+                                                        until, !a->toggled, &pem);
+    free(cert);
+    if (auth_key != NULL) {
+        memset(auth_key, 0, key_len);
+    }
+    free(auth_key);
+    if (rc != TALLY_OK) {
+        if (rc != TALLY_EIO) {
+            fprintf(stderr,
+                    "tally: replica admit: %s (is %s a cluster init's, and the key a "
+                    "valid one?)\n",
+                    tally_result_name(rc), dir);
+        }
+        return 1;
+    }
+    const char *out = value_of(cmd, a, "--out");
+    bool ok = out == NULL ? fputs(pem, stdout) >= 0 : write_new_file(out, pem, 0644);
+    if (ok && out != NULL) {
+        printf("OK: replica %" PRIu64 " is admitted: its certificate is %s (tallyd "
+               "--certificate)\n",
+               id, out);
+    }
+    tally_free(pem);
+    return ok ? 0 : 1;
 }
 
 static json_t *create_account(const command *cmd, const args *a, char *why, size_t why_size) {
@@ -332,6 +480,27 @@ static const command commands[] = {
              "state it holds: if one has, the two histories are a fork. Without it, a peer that\n"
              "holds this replica's history up to where it stands lifts the hold when they sync.",
      .request = lift_hold},
+    {.words = "cluster init",
+     .lines = "  cluster init NAME --out DIR              (runs here)\n",
+     .what = "Creates a cluster's authority, which admits replicas: DIR/authority.pem, its\n"
+             "certificate (give it to every replica: tallyd --authority), and DIR/authority.key,\n"
+             "its private key (keep it offline and secret).",
+     .operand = "NAME",
+     .options = {"--out"},
+     .required = {"--out"},
+     .local = cluster_init},
+    {.words = "replica admit",
+     .lines = "  replica admit ID --public-key HEX --authority DIR [--until SECONDS]\n"
+              "      [--read-only] [--out FILE]           (runs here)\n",
+     .what = "Admits a replica to the cluster: a certificate binding its id to its public key\n"
+             "(tally status shows both), signed with the authority in DIR, valid until --until\n"
+             "(seconds since 1970; default: never), letting it write unless --read-only. Give\n"
+             "it to the replica: tallyd --certificate FILE.",
+     .operand = "ID",
+     .options = {"--public-key", "--authority", "--until", "--out"},
+     .required = {"--public-key", "--authority"},
+     .toggle = "--read-only",
+     .local = replica_admit},
     {.words = "peer add",
      .lines = "  peer add HOST:PORT                       (with --server)\n",
      .what = "Keeps a connection to a peer's sync port, reconnecting until the peer is removed.",
@@ -662,6 +831,17 @@ static void show(const char *op, json_t *j) {
             printf("held         %s: %s (see: tally help hold lift)\n", s_(held, "hold"),
                    s_(held, "reason"));
         }
+        printf("public key   %s\n", s_(j, "public_key"));
+        json_t *adm = json_object_get(j, "admission");
+        if (adm != NULL && !json_is_true(json_object_get(adm, "admitted"))) {
+            printf("admission    cluster %s: not admitted (see: tally help replica admit)\n",
+                   s_(adm, "cluster"));
+        } else if (adm != NULL) {
+            printf("admission    cluster %s: admitted to %s until %s (seconds since 1970)\n",
+                   s_(adm, "cluster"),
+                   json_is_true(json_object_get(adm, "may_write")) ? "write" : "read",
+                   s_(adm, "not_after"));
+        }
         json_t *node = json_object_get(j, "node");
         if (node != NULL) {
             printf("peers        %s configured, %s sessions ready\nwire         %s bytes in, "
@@ -908,6 +1088,17 @@ int main(int argc, char **argv) {
             snprintf(why, sizeof why, "argument %d is not valid UTF-8", i);
             return usage(why);
         }
+    }
+    if (cmd->local != NULL) {
+        args la;
+        why[0] = '\0';
+        if (t.server != NULL || t.dir != NULL) {
+            return usage("this command runs here: it takes neither --server nor --data");
+        }
+        if (!read_args(cmd, argc, argv, next, &la, why, sizeof why)) {
+            return usage(why);
+        }
+        return cmd->local(cmd, &la);
     }
     if ((t.server == NULL) == (t.dir == NULL)) {
         return usage("give --server HOST:PORT or --data DIR");

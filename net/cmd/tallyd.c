@@ -3,7 +3,8 @@
  *
  *   tallyd --data DIR --listen HOST:PORT [--control HOST:PORT] [--peer HOST:PORT ...]
  *          [--cluster NAME] [--sync commit|none] [--anti-entropy-ms N] [--rights-reserve N]
- *          [--capacity-accounts N] [--capacity-transfers N]
+ *          [--capacity-accounts N] [--capacity-transfers N] [--restored yes|no|new]
+ *          [--authority FILE] [--certificate FILE]
  *   tallyd --config FILE        (the same settings as a JSON object; see docs/operations.md)
  *
  * One log line per event on stderr: an ISO 8601 UTC timestamp, a level, a message. SIGTERM and
@@ -11,6 +12,7 @@
  * the directory unlocked, exit status 0. A second tallyd on the same directory refuses to start.
  * Exit status: 0 stopped cleanly; 1 could not start (the reason is logged); 2 bad usage.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -95,7 +97,7 @@ static void node_log(void *ctx, int level, const char *message) {
 static void usage(FILE *out) {
     fprintf(out, "usage: tallyd --data DIR --listen HOST:PORT [--control HOST:PORT]\n"
                  "              [--peer HOST:PORT ...] [--cluster NAME] [--sync commit|none]\n"
-                 "              [--restored yes|no|new]\n"
+                 "              [--restored yes|no|new] [--authority FILE] [--certificate FILE]\n"
                  "              [--anti-entropy-ms N] [--rights-reserve N]\n"
                  "              [--capacity-accounts N] [--capacity-transfers N]\n"
                  "       tallyd --config FILE\n"
@@ -344,10 +346,57 @@ static int start_as_new_if_held(daemon_ *d, tally_options *o) {
     return rc;
 }
 
+/* A certificate file (PEM or DER) of at most 16 KiB, read whole into buf; *len 0 when path is
+ * NULL. False after logging why. */
+static bool read_certificate(const char *path, const char *what, uint8_t *buf, size_t size,
+                             size_t *len) {
+    *len = 0;
+    if (path == NULL) {
+        return true;
+    }
+    FILE *f = fopen(path, "rb");
+    size_t n = f != NULL ? fread(buf, 1, size, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (n == 0 || n == size) {
+        log_line(TALLY_LOG_ERROR, "cannot read %s %s: %s", what, path,
+                 f == NULL ? strerror(errno) : "empty, or longer than 16 KiB");
+        return false;
+    }
+    *len = n;
+    return true;
+}
+
+/* Tells the log what the cluster's authority, if it has one, admits this replica to. */
+static void log_admission(const daemon_ *d) {
+    tally_admission a;
+    (void)tally_admission_of(d->r, &a);
+    char key[65];
+    for (int i = 0; i < 32; i++) {
+        snprintf(key + 2 * i, 3, "%02x", a.public_key[i]);
+    }
+    if (!a.authority) {
+        return;
+    }
+    if (!a.admitted) {
+        log_line(TALLY_LOG_WARN,
+                 "replica %" PRIu64 " is not admitted to cluster %s: it syncs and writes nothing. "
+                 "Its public key is %s: admit it (tally replica admit %" PRIu64
+                 " --public-key %s --authority DIR) and restart with --certificate",
+                 tally_replica_id(d->r), a.cluster, key, tally_replica_id(d->r), key);
+    } else {
+        log_line(TALLY_LOG_INFO, "replica %" PRIu64 " is admitted to cluster %s%s%s",
+                 tally_replica_id(d->r), a.cluster, a.may_write ? "" : ", to read only",
+                 a.not_after == UINT64_C(253402300799) ? "" : ", until a set time");
+    }
+}
+
 /* Opens the replica in the data directory, and reserves its room if asked. False after
  * logging why. */
 static bool open_replica(daemon_ *d) {
     char error[512] = "";
+    static uint8_t authority[16384], certificate[16384];
     tally_options o;
     memset(&o, 0, sizeof o);
     o.dir = d->s.data;
@@ -355,6 +404,14 @@ static bool open_replica(daemon_ *d) {
     o.flags = d->s.restored == RESTORED_YES ? TALLY_OPEN_RESTORED : 0;
     o.error = error;
     o.error_size = sizeof error;
+    if (!read_certificate(d->s.authority, "the authority's certificate", authority,
+                          sizeof authority, &o.authority_len) ||
+        !read_certificate(d->s.certificate, "the certificate", certificate, sizeof certificate,
+                          &o.certificate_len)) {
+        return false;
+    }
+    o.authority = o.authority_len > 0 ? authority : NULL;
+    o.certificate = o.certificate_len > 0 ? certificate : NULL;
     int rc = tally_open(&o, &d->r);
     if (rc == TALLY_OK && d->s.restored == RESTORED_NEW) {
         rc = start_as_new_if_held(d, &o);
@@ -374,6 +431,7 @@ static bool open_replica(daemon_ *d) {
     log_line(TALLY_LOG_INFO,
              "replica %" PRIu64 " open in %s: %" PRIu64 " ops, %" PRIu64 " accounts",
              tally_replica_id(d->r), d->s.data, st.ops, st.accounts);
+    log_admission(d);
     if (d->s.capacity_accounts == 0 && d->s.capacity_transfers == 0) {
         return true;
     }
@@ -396,7 +454,15 @@ static bool start_node(daemon_ *d) {
     tally_node_options no;
     memset(&no, 0, sizeof no);
     no.listen = d->s.listen;
-    no.cluster = d->s.cluster;
+    /* the cluster's name: the one given, else its authority's, if it has one */
+    tally_admission a;
+    (void)tally_admission_of(d->r, &a);
+    no.cluster = d->s.cluster != NULL ? d->s.cluster : a.authority ? a.cluster : NULL;
+    if (d->s.cluster != NULL && a.authority && strcmp(d->s.cluster, a.cluster) != 0) {
+        log_line(TALLY_LOG_ERROR, "--cluster %s is not the cluster its authority names (%s)",
+                 d->s.cluster, a.cluster);
+        return false;
+    }
     no.anti_entropy_ms = (uint32_t)d->s.anti_entropy_ms; /* at most 3,600,000 */
     no.log = node_log;
     no.rights_reserve = d->s.rights_reserve;
