@@ -114,8 +114,10 @@ static bool take(const char *flag, const char *key, const char *text, const char
     if (!ok) {
         assert_non_null(strstr(why, by_flag ? flag : key)); /* the message names it */
     }
-    snprintf(got, got_size, "%s|%s|%s|%s|%d|%s|%d|%d|%llu|%llu|%llu|%llu", s.data ? s.data : "",
-             s.listen ? s.listen : "", s.control ? s.control : "", s.cluster ? s.cluster : "",
+    snprintf(got, got_size, "%s|%s|%s|%s|%s|%s|%d|%s|%d|%d|%llu|%llu|%llu|%llu",
+             s.data ? s.data : "", s.listen ? s.listen : "", s.control ? s.control : "",
+             s.cluster ? s.cluster : "", s.authority ? s.authority : "",
+             s.certificate ? s.certificate : "",
              s.n_peers, s.n_peers > 0 ? s.peers[0] : "", (int)s.sync, (int)s.restored,
              (unsigned long long)s.anti_entropy_ms, (unsigned long long)s.rights_reserve,
              (unsigned long long)s.capacity_accounts, (unsigned long long)s.capacity_transfers);
@@ -136,6 +138,11 @@ static void a_flag_and_its_config_key_take_the_same_values(void **state) {
         {"--listen", "listen", "0.0.0.0:7400", "\"0.0.0.0:7400\"", true},
         {"--control", "control", "127.0.0.1:7401", "\"127.0.0.1:7401\"", true},
         {"--cluster", "cluster", "blue", "\"blue\"", true},
+        {"--authority", "authority", "/etc/tally/authority.pem", "\"/etc/tally/authority.pem\"",
+         true},
+        {"--authority", "authority", "", "\"\"", false},
+        {"--certificate", "certificate", "/etc/tally/1234.pem", "\"/etc/tally/1234.pem\"", true},
+        {"--certificate", "certificate", "", "7", false},
         {"--peer", "peers", "10.0.0.2:7400", "[\"10.0.0.2:7400\"]", true},
         {"--sync", "sync", "none", "\"none\"", true},
         {"--sync", "sync", "sometimes", "\"sometimes\"", false},
