@@ -17,6 +17,7 @@ typedef struct sim_config {
     unsigned steps;       /* the most steps */
     bool verbose;         /* print each step */
     bool durable;         /* replicas with directories under dir, and crashes */
+    bool admitted;        /* a cluster with an authority, which admits every replica */
     const char *dir;
 } sim_config;
 

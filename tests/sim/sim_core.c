@@ -30,7 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt/bytes.h"
+#include "crdt/cert.h"
 #include "ledger/chain.h"
+#include "ledger/codec.h"
 #include "ledger/journal.h"
 #include "ledger/replica.h"
 #include "sim.h"
@@ -119,6 +122,7 @@ typedef struct sim {
     int n_pendings[REPLICAS_MAX];
     message queue[QUEUE_MAX];
     int n_queue;
+    char *authority, *authority_key; /* --admitted: the cluster's authority, PEM */
     uint64_t next_id;
     unsigned step;
 } sim;
@@ -141,8 +145,8 @@ static _Noreturn void stop(const sim *s) {
     if (s->cfg->bytes != NULL) {
         abort(); /* under the fuzzer: a finding */
     }
-    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 "%s --verbose\n", s->seed,
-            s->cfg->durable ? " --durable" : "");
+    fprintf(stderr, "sim: replay with: tally_sim --seed %" PRIu64 "%s%s --verbose\n", s->seed,
+            s->cfg->durable ? " --durable" : "", s->cfg->admitted ? " --admitted" : "");
     exit(1);
 }
 
@@ -568,15 +572,20 @@ static void act_deliver(sim *s) {
 
 /* A forger: a replica of its own that takes a victim's id (and, having no access to the
  * victim's key, a key of its own) writes ops as the victim from seq 1 and pushes them to a
- * replica that knows the victim, or to the victim itself. Nothing of it may apply. (A replica
- * that has never heard of the victim would take the forger's key: first come, until keys are
- * bound by an authority; docs/design.md, "Whose ops these are".) */
+ * replica that knows the victim, or to the victim itself. Nothing of it may apply. (Without an
+ * authority, a replica that has never heard of the victim would take the forger's key: first
+ * come; docs/design.md, "Whose ops these are".) In a cluster with an authority (--admitted) it
+ * also pushes to replicas that never heard of the victim, sometimes with the victim's real
+ * certificate in front of its run, or under an id nobody was given: nothing applies, and no
+ * made-up id gets a place in the origin table. */
 static void act_forge(sim *s) {
     int victim = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
-    uint64_t id = (uint64_t)victim + 1;
-    if (tally_seen(s->r[to], id) == 0) {
+    bool admitted = s->authority != NULL;
+    uint64_t id = admitted && chance(&s->g, 30) ? 1000 + s->step : (uint64_t)victim + 1;
+    if (!admitted && tally_seen(s->r[to], id) == 0) {
         return;
     }
+    uint32_t origins = s->r[to]->origins.count;
     tally_options o = {.replica_id = id, .clock_ms = sim_clock, .clock_ctx = &s->clocks[victim]};
     tally_replica *forger = NULL;
     uint8_t *summary = NULL, *delta = NULL;
@@ -609,13 +618,43 @@ static void act_forge(sim *s) {
         tally_delta(forger, summary, summary_len, 0, &delta, &delta_len) != TALLY_OK) {
         fail(s, "the forger's writes", 0);
     }
+    uint32_t victim_at = replica_origin_find(s->r[victim], (uint64_t)victim + 1);
+    if (admitted && id == (uint64_t)victim + 1 && chance(&s->g, 50) &&
+        s->r[victim]->origins.at[victim_at].cert != NULL) {
+        /* the victim's own certificate in front of the forged run: it names the victim's key */
+        op cert;
+        chain_admit_op(s->r[victim], victim_at, &cert);
+        bytes spliced = {0};
+        if (!bytes_reserve(&spliced, delta_len + CODEC_ADMIT_MAX + 64)) {
+            fail(s, "out of memory", TALLY_ENOMEM);
+        }
+        memcpy(spliced.at, delta, 8);
+        spliced.len = 8;
+        block_enc enc;
+        block_enc_init(&enc);
+        if (!block_enc_begin(&enc, &spliced) || !block_enc_op(&enc, &spliced, &cert)) {
+            fail(s, "out of memory", TALLY_ENOMEM);
+        }
+        block_enc_end(&enc, &spliced);
+        block_enc_free(&enc);
+        memcpy(spliced.at + spliced.len, delta + 8, delta_len - 8);
+        spliced.len += delta_len - 8;
+        tally_free(delta);
+        delta = spliced.at;
+        delta_len = spliced.len;
+    }
     uint8_t before[16], after[16];
     tally_digest(s->r[to], before);
     int rc = tally_apply(s->r[to], delta, delta_len);
     tally_digest(s->r[to], after);
-    trace(s, "a forger as r%d pushes to r%d: %s", victim + 1, to + 1, tally_result_name(rc));
-    if (rc != TALLY_ECORRUPT || memcmp(before, after, 16) != 0) {
+    trace(s, "a forger as r%" PRIu64 " pushes to r%d: %s", id, to + 1, tally_result_name(rc));
+    bool refused = rc == TALLY_ECORRUPT || (admitted && rc == TALLY_NOT_ADMITTED);
+    if (!refused || memcmp(before, after, 16) != 0) {
         fail_replica(s, "a forged op was taken", to);
+    }
+    /* a made-up id gets no place; an admitted victim's may, from its real certificate */
+    if (admitted && id >= 1000 && s->r[to]->origins.count != origins) {
+        fail_replica(s, "a made-up id took a place in the origin table", to);
     }
     total.forgeries_refused++;
     tally_free(summary);
@@ -641,6 +680,22 @@ static void act_partition(sim *s) {
 static void check_replica(const sim *s, int i) {
     if (!replica_check(s->r[i])) {
         fail_replica(s, "an invariant of design.md section 6 does not hold", i);
+    }
+    /* Admitted (docs/design.md, "Admission"): every origin whose runs are here has the
+     * authority's certificate for exactly the key they are signed with (read again every 64th
+     * step and at the end: a certificate is kept once and never changes, and reading one
+     * costs as much as a hundred steps). */
+    const tally_replica *r = s->r[i];
+    bool deep = s->step % 64 == 0 || s->step >= s->steps;
+    for (uint32_t k = 0; r->admission != NULL && k < r->origins.count; k++) {
+        const origin_rec *o = &r->origins.at[k];
+        cert_replica c;
+        if (o->runs.count > 0 &&
+            (o->cert == NULL ||
+             (deep && (!cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) ||
+                       c.replica != o->id || memcmp(c.key, o->pub, CRYPTO_KEY) != 0)))) {
+            fail_replica(s, "runs of an origin the authority did not admit under their key", i);
+        }
     }
     /* The same from the outside: no bounded account below its bound, through the public API. */
     for (int k = 0; k < s->n_accounts; k++) {
@@ -733,11 +788,29 @@ static tally_replica *open_replica(sim *s, int i) {
         o.error = error;
         o.error_size = sizeof error;
     }
+    if (s->authority != NULL) {
+        o.authority = (const uint8_t *)s->authority;
+        o.authority_len = strlen(s->authority);
+    }
     tally_replica *r = NULL;
     int rc = tally_open(&o, &r);
     if (rc != TALLY_OK) {
         fprintf(stderr, "sim: %s\n", error);
         fail(s, "open", rc);
+    }
+    tally_admission a;
+    if (s->authority != NULL && tally_admission_of(r, &a) == TALLY_OK && !a.admitted) {
+        char *pem = NULL;
+        rc = tally_certificate_issue((const uint8_t *)s->authority, strlen(s->authority),
+                                     (const uint8_t *)s->authority_key, strlen(s->authority_key),
+                                     o.replica_id, a.public_key, 0, 1, &pem);
+        if (rc == TALLY_OK) {
+            rc = tally_set_certificate(r, (const uint8_t *)pem, strlen(pem));
+        }
+        tally_free(pem);
+        if (rc != TALLY_OK) {
+            fail(s, "admitting a replica", rc);
+        }
     }
     return r;
 }
@@ -854,6 +927,10 @@ void sim_run(const sim_config *cfg) {
     s->verbose = cfg->verbose;
     s->now_ms = 1700000000000u;
     int n = s->n;
+    if (cfg->admitted &&
+        tally_authority_create("sim", &s->authority, &s->authority_key) != TALLY_OK) {
+        fail(s, "the cluster's authority", 0);
+    }
     setup(s);
     for (s->step = 0; s->step < s->steps && !s->g.exhausted; s->step++) {
         int at = (int)below(&s->g, (uint64_t)n);
@@ -915,14 +992,16 @@ void sim_run(const sim_config *cfg) {
             remove_dir(s->dirs[i]);
         }
     }
+    tally_free(s->authority);
+    tally_free(s->authority_key);
     free(s);
 }
 
 void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
-    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %d %s replicas, %u steps each: "
+    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %d %s%s replicas, %u steps each: "
            "no violation\n",
            seeds, first, first + seeds - 1, cfg->replicas, cfg->durable ? "durable" : "in-memory",
-           cfg->steps);
+           cfg->admitted ? " admitted" : "", cfg->steps);
     printf(
         "sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
         " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64 " forgeries refused\n",

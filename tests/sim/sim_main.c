@@ -2,7 +2,7 @@
  * sim_main.c — tally_sim: runs the simulator over a range of seeds.
  *
  * tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] [--steps N] [--durable]
- *           [--verbose]
+ *           [--admitted] [--verbose]
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,11 +30,13 @@ int main(int argc, char **argv) {
             cfg.steps = (unsigned)atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--durable")) {
             cfg.durable = true;
+        } else if (!strcmp(argv[i], "--admitted")) {
+            cfg.admitted = true;
         } else if (!strcmp(argv[i], "--verbose")) {
             cfg.verbose = true;
         } else {
             fprintf(stderr, "usage: tally_sim [--seeds N] [--first S] [--seed S] [--replicas N] "
-                            "[--steps N] [--durable] [--verbose]\n");
+                            "[--steps N] [--durable] [--admitted] [--verbose]\n");
             return 2;
         }
     }
