@@ -35,17 +35,6 @@ static bool admit_record(const uint8_t *in, size_t len, uint64_t origin, uint8_t
     return true;
 }
 
-/* Whether another origin than this replica has ops here without a certificate: a replica
- * that wrote before its cluster had an authority. */
-static bool unadmitted_ops(const tally_replica *r) {
-    for (uint32_t i = 0; i < r->origins.count; i++) {
-        if (i != r->self && r->origins.at[i].seq > 0 && r->origins.at[i].cert == NULL) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Takes this replica's own certificate (PEM or DER): TALLY_EINVAL when it does not decode, or
  * is not this replica's (its id and key) from its authority; journalled when new. */
 static int own_certificate(tally_replica *r, const uint8_t *in, size_t len) {
@@ -57,7 +46,7 @@ static int own_certificate(tally_replica *r, const uint8_t *in, size_t len) {
     }
     bool mine = cert_replica_read(der, rec.u.admit.len, &r->admission->authority, &c) &&
                 c.replica == r->id && memcmp(c.key, r->crypto.public_key, CRYPTO_KEY) == 0;
-    int rc = mine ? chain_admit_accept(r, &rec, true) : TALLY_EINVAL;
+    int rc = mine ? chain_admit_accept(r, &rec, CHAIN_ADMIT_LOCAL) : TALLY_EINVAL;
     free(der);
     return rc;
 }
@@ -77,12 +66,12 @@ int replica_open_admission(tally_replica *r, const tally_options *opts) {
     uint8_t *der = NULL;
     op rec;
     int rc = TALLY_OK;
+    bool had = r->admission != NULL;
     if (opts->authority != NULL) {
-        bool had = r->admission != NULL;
         if (!admit_record(opts->authority, opts->authority_len, 0, &der, &rec)) {
             return say(opts, TALLY_EINVAL, "the authority's certificate does not decode");
         }
-        rc = chain_admit_accept(r, &rec, true);
+        rc = chain_admit_accept(r, &rec, CHAIN_ADMIT_LOCAL);
         free(der);
         der = NULL;
         if (rc == TALLY_ECORRUPT) {
@@ -91,11 +80,15 @@ int replica_open_admission(tally_replica *r, const tally_options *opts) {
                            : "the authority's certificate does not check (a self-signed "
                              "Ed25519 CA certificate naming a cluster, from tally cluster init)");
         }
-        if (rc == TALLY_OK && !had && unadmitted_ops(r)) {
-            return say(opts, TALLY_EINVAL,
-                       "this replica holds ops of replicas no authority admitted: a cluster "
-                       "takes an authority when it is created");
-        }
+    }
+    /* every origin here but this replica admitted under its key: a journal or snapshot that
+     * says otherwise was written without the checks, or altered */
+    if (rc == TALLY_OK && chain_admitted_all(r) != TALLY_OK) {
+        return say(opts, had ? TALLY_ECORRUPT : TALLY_EINVAL,
+                   had ? "the journal or snapshot holds runs of replicas its authority did not "
+                         "admit"
+                       : "this replica holds ops of replicas no authority admitted: a cluster "
+                         "takes an authority when it is created");
     }
     if (rc != TALLY_OK) {
         return rc;

@@ -389,29 +389,48 @@ static int admit_authority(tally_replica *r, const op *a, bool record) {
     return TALLY_OK;
 }
 
-int chain_admit_accept(tally_replica *r, const op *a, bool record) {
+/* Whether an origin may bring a first run signed with key: always without an authority; with
+ * one, only if its certificate is here, names that key and lets it write. */
+static bool admitted(const tally_replica *r, uint32_t origin, const uint8_t key[CRYPTO_KEY]) {
+    if (r->admission == NULL) {
+        return true;
+    }
+    const origin_rec *o = origin != NONE ? &r->origins.at[origin] : NULL;
+    cert_replica c;
+    return o != NULL && o->cert != NULL && o->may_write &&
+           cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) &&
+           memcmp(c.key, key, CRYPTO_KEY) == 0;
+}
+
+int chain_admit_accept(tally_replica *r, const op *a, chain_admit_from from) {
+    /* a peer's is journalled with the first run it admits (chain_accept), not before: what
+     * is journalled is then bounded by the runs taken, whatever a peer sends */
+    bool record = from == CHAIN_ADMIT_LOCAL;
     if (a->origin == 0) {
-        return admit_authority(r, a, record);
+        return from == CHAIN_ADMIT_PEER ? TALLY_ECORRUPT : admit_authority(r, a, record);
     }
     if (r->admission == NULL) {
         return TALLY_OK; /* keys are first come here: a certificate changes nothing */
+    }
+    uint32_t i = replica_origin_find(r, a->origin);
+    bool own = i != NONE && i == r->self;
+    const origin_rec *had = i != NONE ? &r->origins.at[i] : NULL;
+    if (from == CHAIN_ADMIT_PEER && (own || (had != NULL && had->keyed))) {
+        /* A replica's own certificate is its operator's to give (a peer's may be older: a
+         * demotion undone, a renewal lost), and once an origin's first run is here its key is
+         * settled: nothing a peer sends about either changes anything, nor costs a check. */
+        return TALLY_OK;
+    }
+    if (had != NULL && had->cert_len == a->u.admit.len &&
+        memcmp(had->cert, a->u.admit.der, a->u.admit.len) == 0) {
+        return TALLY_OK;
     }
     cert_replica c;
     if (!cert_replica_read(a->u.admit.der, a->u.admit.len, &r->admission->authority, &c) ||
         c.replica != a->origin) {
         return TALLY_ECORRUPT;
     }
-    uint32_t i = replica_origin_find(r, a->origin);
-    bool own = i != NONE && i == r->self;
-    if (i != NONE && r->origins.at[i].cert != NULL && !own) {
-        return TALLY_OK; /* the first one stays */
-    }
-    if (own && r->origins.at[i].cert_len == a->u.admit.len &&
-        memcmp(r->origins.at[i].cert, a->u.admit.der, a->u.admit.len) == 0) {
-        return TALLY_OK;
-    }
-    if (i != NONE && r->origins.at[i].keyed &&
-        memcmp(r->origins.at[i].pub, c.key, CRYPTO_KEY) != 0) {
+    if (had != NULL && had->keyed && memcmp(had->pub, c.key, CRYPTO_KEY) != 0) {
         return TALLY_ECORRUPT; /* its runs here were signed with another key */
     }
     if (i == NONE && (i = replica_origin_get(r, a->origin)) == NONE) {
@@ -429,11 +448,23 @@ int chain_admit_accept(tally_replica *r, const op *a, bool record) {
         free(der);
         return rc;
     }
+    /* the newest replaces the one before: the one in front of an origin's first run is the
+     * one that run is checked against (admitted), whatever came before it */
     origin_rec *o = &r->origins.at[i];
-    free(o->cert); /* its own, renewed: the newest stays */
+    free(o->cert);
     o->cert = der;
     o->cert_len = a->u.admit.len;
     o->may_write = (c.permits & CERT_PERMIT_WRITE) != 0;
+    return TALLY_OK;
+}
+
+int chain_admitted_all(const tally_replica *r) {
+    for (uint32_t i = 0; r->admission != NULL && i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        if (i != r->self && (o->keyed || o->seq > 0) && !admitted(r, i, o->pub)) {
+            return TALLY_ECORRUPT;
+        }
+    }
     return TALLY_OK;
 }
 
@@ -448,19 +479,6 @@ void chain_admit_op(const tally_replica *r, uint32_t origin, op *out) {
     out->origin = r->origins.at[origin].id;
     out->u.admit.der = r->origins.at[origin].cert;
     out->u.admit.len = r->origins.at[origin].cert_len;
-}
-
-/* Whether an origin may bring a first run signed with key: always without an authority; with
- * one, only if its certificate is here, names that key and lets it write. */
-static bool admitted(const tally_replica *r, uint32_t origin, const uint8_t key[CRYPTO_KEY]) {
-    if (r->admission == NULL) {
-        return true;
-    }
-    const origin_rec *o = origin != NONE ? &r->origins.at[origin] : NULL;
-    cert_replica c;
-    return o != NULL && o->cert != NULL && o->may_write &&
-           cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) &&
-           memcmp(c.key, key, CRYPTO_KEY) == 0;
 }
 
 /* --- forks ---------------------------------------------------------------------------------- */
@@ -663,6 +681,14 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
     run_rec run = {.last = (uint32_t)last};
     memcpy(run.hash, hash, CRYPTO_HASH);
     memcpy(run.sig, s->u.sign.sig, CRYPTO_SIG);
+    if (first == 1 && r->admission != NULL) {
+        op cert; /* what admitted the run goes to the journal with it */
+        chain_admit_op(r, i, &cert);
+        int rc = replica_journal_add(r, &cert);
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+    }
     mut->runs.at[ARRAY_PUSH(mut->runs)] = run;
     return TALLY_OK;
 }
@@ -754,21 +780,41 @@ static bool confirm_answer(const tally_replica *r, crypto_ctx *c, const origin_r
     return crypto_sha256(c, m, sizeof m, out);
 }
 
+static const char confirmed_tag[16] = "tally confirmed";
+
+/* What an answerer signs: a tag, the held replica, the head's last seq and the answer (which
+ * holds the nonce). */
+static void confirmed_message(uint8_t m[16 + 8 + 8 + CRYPTO_HASH], uint64_t held, uint64_t last,
+                              const uint8_t answer[CRYPTO_HASH]) {
+    memcpy(m, confirmed_tag, 16);
+    put_u64le(m + 16, held);
+    put_u64le(m + 24, last);
+    memcpy(m + 32, answer, CRYPTO_HASH);
+}
+
 int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonce[CRYPTO_HASH],
-                     uint8_t answer[CRYPTO_HASH], op *out) {
+                     chain_confirmation *buf, op *out) {
     uint32_t i = replica_origin_find(r, origin);
-    if (i == NONE || i == r->self || r->origins.at[i].forked) {
-        return TALLY_NOT_FOUND;
+    const origin_rec *self = &r->origins.at[r->self];
+    if (i == NONE || i == r->self || r->origins.at[i].forked ||
+        (r->admission != NULL && (self->cert == NULL || !r->admission->admitted))) {
+        return TALLY_NOT_FOUND; /* in a cluster with an authority only a member answers */
     }
     const origin_rec *o = &r->origins.at[i];
     uint32_t k = chain_head(o);
     if (k == NONE) {
         return TALLY_NOT_FOUND;
     }
-    /* tally_delta's replica is const: this hashes with a context of its own */
+    /* tally_delta's replica is const: this hashes with a context of its own, and signs with
+     * the replica's (its signing state is scratch, not the replica's state) */
     crypto_ctx c = {0};
-    bool ok = crypto_init(&c) && confirm_answer(r, &c, o, k, nonce, answer);
+    uint8_t m[16 + 8 + 8 + CRYPTO_HASH];
+    bool ok = crypto_init(&c) && confirm_answer(r, &c, o, k, nonce, buf->answer);
     crypto_free(&c);
+    if (ok) {
+        confirmed_message(m, origin, o->runs.at[k].last, buf->answer);
+        ok = crypto_sign((crypto_ctx *)&r->crypto, m, sizeof m, buf->sig);
+    }
     if (!ok) {
         return TALLY_ENOMEM;
     }
@@ -776,8 +822,27 @@ int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonc
     out->kind = OP_CONFIRM;
     out->origin = origin;
     out->u.confirm.last = o->runs.at[k].last;
-    out->u.confirm.answer = answer;
+    out->u.confirm.answer = buf->answer;
+    out->u.confirm.by = r->id;
+    out->u.confirm.sig = buf->sig;
+    out->u.confirm.cert = r->admission != NULL ? self->cert : NULL;
+    out->u.confirm.cert_len = r->admission != NULL ? self->cert_len : 0;
     return TALLY_OK;
+}
+
+/* Whether a confirmation comes from a replica this one may take it from: anyone who holds its
+ * history without an authority; with one, a member, by its certificate and signature. */
+static bool confirmed_by_member(const tally_replica *r, const op *c) {
+    if (r->admission == NULL) {
+        return true;
+    }
+    cert_replica who;
+    uint8_t m[16 + 8 + 8 + CRYPTO_HASH];
+    confirmed_message(m, c->origin, c->u.confirm.last, c->u.confirm.answer);
+    return c->u.confirm.cert != NULL && c->u.confirm.by != r->id &&
+           cert_replica_read(c->u.confirm.cert, c->u.confirm.cert_len, &r->admission->authority,
+                             &who) &&
+           who.replica == c->u.confirm.by && crypto_verify(who.key, m, sizeof m, c->u.confirm.sig);
 }
 
 int chain_confirm_accept(tally_replica *r, const op *c) {
@@ -792,7 +857,7 @@ int chain_confirm_accept(tally_replica *r, const op *c) {
     if (!confirm_answer(r, &r->crypto, self, k, r->learned->nonce, want)) {
         return TALLY_ENOMEM;
     }
-    if (memcmp(want, c->u.confirm.answer, CRYPTO_HASH) == 0) {
+    if (memcmp(want, c->u.confirm.answer, CRYPTO_HASH) == 0 && confirmed_by_member(r, c)) {
         r->learned->confirmed = true;
     }
     return TALLY_OK;

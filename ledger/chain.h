@@ -142,15 +142,25 @@ void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out)
  * SHA-256("tally confirm v1" | nonce | the head run's 104-byte statement). A summary carries a
  * statement's hash, never the statement: only a holder of the run's ops can answer.
  *
- * chain_confirm_op makes the answer about origin (into answer[], which *out points to):
+ * The record also names the answering replica, carries its Ed25519 signature of ("tally
+ * confirmed" | the held replica | last | answer) and, in a cluster with an authority, its
+ * certificate: there only an admitted member's answer counts.
+ *
+ * chain_confirm_op makes the answer about origin (into *buf, which *out points to):
  * TALLY_NOT_FOUND when there is none to give (the origin is not known here, is this replica's
- * own, which only a copy of it would ask about, is forked here, or has no run whole here);
- * TALLY_ENOMEM. chain_confirm_accept takes one from a peer's delta: when it is about this
- * replica, held (but not TALLY_HOLD_RENEWED: a replica whose data lives on as a new one waits
- * for an operator), at the head it names, and the answer is right, the hold is confirmed
- * (replica_held; the next write or the node lifts it). Any other answer changes nothing. */
+ * own, which only a copy of it would ask about, is forked here, or has no run whole here; or
+ * this replica is not an admitted member of its cluster); TALLY_ENOMEM. chain_confirm_accept
+ * takes one from a peer's delta: when it is about this replica, held (but not
+ * TALLY_HOLD_RENEWED: a replica whose data lives on as a new one waits for an operator), at
+ * the head it names, the answer is right and, with an authority, it comes signed by another
+ * admitted replica, the hold is confirmed (replica_held; the next write or the node lifts
+ * it). Any other answer changes nothing. */
+typedef struct chain_confirmation {
+    uint8_t answer[CRYPTO_HASH];
+    uint8_t sig[CRYPTO_SIG];
+} chain_confirmation;
 int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonce[CRYPTO_HASH],
-                     uint8_t answer[CRYPTO_HASH], op *out);
+                     chain_confirmation *buf, op *out);
 int chain_confirm_accept(tally_replica *r, const op *c);
 
 /* Admission (docs/design.md, "Admission"). A replica with an authority (r->admission) takes an
@@ -159,16 +169,27 @@ int chain_confirm_accept(tally_replica *r, const op *c);
  * OP_ADMIT record before its origin's first run in a delta, and is journalled and kept in the
  * snapshot; the authority's own is an OP_ADMIT record of origin 0, in the journal only.
  *
- * chain_admit_accept takes one (record: from a peer, or given at opening, so journalled; else
- * replayed or loaded): the authority's (origin 0, never from a peer) when there is none yet,
- * or the same again; an
- * origin's, checked against the authority and kept, the first for that origin (for the
- * replica's own, renewed at an opening, the newest), when the
- * replica has an authority (without one it is ignored). TALLY_ECORRUPT for one that does not
- * check, names another origin, another key than the origin's runs here, or a second
- * authority; TALLY_ETOOBIG, TALLY_ENOMEM. chain_admit_op is
- * the record of origins[origin]'s certificate, or with NONE the authority's. */
-int chain_admit_accept(tally_replica *r, const op *a, bool record);
+ * chain_admit_accept takes one, from where `from` says:
+ *   - CHAIN_ADMIT_PEER, in a delta: an origin's, checked against the authority, replacing the
+ *     one before (the one in front of a first run is the one it is checked against), until
+ *     the origin's first run is here; after that, and about this replica itself, ignored;
+ *     the authority's is TALLY_ECORRUPT;
+ *   - CHAIN_ADMIT_LOCAL, given at opening or by tally_set_certificate: the authority's, when
+ *     there is none yet, or the same again; this replica's own, replacing the one before;
+ *   - CHAIN_ADMIT_REPLAY, from the journal or the snapshot: as it was taken, not journalled.
+ * Without an authority an origin's is ignored. TALLY_ECORRUPT for one that does not check,
+ * names another origin or another key than the origin's runs here, or a second authority;
+ * TALLY_ETOOBIG, TALLY_ENOMEM. chain_admitted_all checks, after opening, that every origin but
+ * this replica whose ops or key are here is admitted under that key (a journal or snapshot
+ * written without the checks, or altered): TALLY_ECORRUPT if not. chain_admit_op is the record
+ * of origins[origin]'s certificate, or with NONE the authority's. */
+typedef enum chain_admit_from {
+    CHAIN_ADMIT_PEER,
+    CHAIN_ADMIT_LOCAL,
+    CHAIN_ADMIT_REPLAY,
+} chain_admit_from;
+int chain_admit_accept(tally_replica *r, const op *a, chain_admit_from from);
+int chain_admitted_all(const tally_replica *r);
 void chain_admit_op(const tally_replica *r, uint32_t origin, op *out);
 
 /* Lifts r's hold (tally_lift_hold), durably, and signs the ops of its own that opening left

@@ -207,9 +207,10 @@ static uint64_t unzigzag(uint64_t v) {
 }
 
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
-    if (!bytes_reserve(out, o->kind == OP_FORK    ? CODEC_FORK_MAX
-                            : o->kind == OP_ADMIT ? CODEC_ADMIT_MAX
-                                                  : CODEC_OP_MAX)) {
+    if (!bytes_reserve(out, o->kind == OP_FORK      ? CODEC_FORK_MAX
+                            : o->kind == OP_ADMIT   ? CODEC_ADMIT_MAX
+                            : o->kind == OP_CONFIRM ? CODEC_CONFIRM_MAX
+                                                    : CODEC_OP_MAX)) {
         return false;
     }
     block_dict *d = &e->dict;
@@ -260,6 +261,15 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         p = put_varint(p, o->u.confirm.last);
         memcpy(p, o->u.confirm.answer, 32);
         p += 32;
+        p = enc_origin(e, p, o->u.confirm.by, &ok);
+        memcpy(p, o->u.confirm.sig, 64);
+        p += 64;
+        assert(o->u.confirm.cert_len <= CODEC_ADMIT_DER_MAX);
+        p = put_varint(p, o->u.confirm.cert_len);
+        if (o->u.confirm.cert_len > 0) {
+            memcpy(p, o->u.confirm.cert, o->u.confirm.cert_len);
+            p += o->u.confirm.cert_len;
+        }
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -618,7 +628,8 @@ static int dec_admit(block_dec *d, op *o) {
 }
 
 /* A held origin's challenge answered: the origin, the answering replica's head's last seq,
- * and 32 bytes. */
+ * 32 bytes of answer, the answering replica (an origin ref), its 64-byte signature, and its
+ * certificate (a varint length, 0 to CODEC_ADMIT_DER_MAX, and the DER). */
 static int dec_confirm(block_dec *d, op *o) {
     int rc = dec_origin(d, &o->origin);
     if (rc != TALLY_OK) {
@@ -629,6 +640,21 @@ static int dec_confirm(block_dec *d, op *o) {
     }
     o->u.confirm.answer = d->p;
     d->p += 32;
+    uint64_t n;
+    if ((rc = dec_origin(d, &o->u.confirm.by)) != TALLY_OK) {
+        return rc;
+    }
+    if (d->end - d->p < 64) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.confirm.sig = d->p;
+    d->p += 64;
+    if (!get_varint(d, &n) || n > CODEC_ADMIT_DER_MAX || (uint64_t)(d->end - d->p) < n) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.confirm.cert = n > 0 ? d->p : NULL;
+    o->u.confirm.cert_len = (uint32_t)n;
+    d->p += n;
     d->remaining--;
     return TALLY_OK;
 }

@@ -48,6 +48,9 @@
  * unless it is the authority's), length and the DER, of at most CODEC_ADMIT_DER_MAX bytes. */
 #define CODEC_ADMIT_DER_MAX 2048
 #define CODEC_ADMIT_MAX (1 + 1 + 9 + 2 + CODEC_ADMIT_DER_MAX)
+/* A confirmation's record (OP_CONFIRM): header, origin, last, answer, by, signature, and the
+ * answerer's certificate (length and DER). */
+#define CODEC_CONFIRM_MAX (1 + 9 + 10 + 32 + 9 + 64 + 2 + CODEC_ADMIT_DER_MAX)
 
 #define CODEC_NO_HINT UINT32_MAX
 

@@ -77,7 +77,11 @@ typedef struct op {
         } fork; /* OP_FORK */
         struct {
             uint64_t last;         /* the answering replica's head of o->origin: its last seq */
-            const uint8_t *answer; /* 32 bytes (chain_confirm_answer); points where sign's do */
+            const uint8_t *answer; /* 32 bytes (chain_confirm_op); points where sign's do */
+            uint64_t by;           /* the answering replica */
+            const uint8_t *sig;    /* 64 bytes: its signature of the answer (chain.c) */
+            const uint8_t *cert;   /* its admission certificate, DER, or NULL */
+            uint32_t cert_len;
         } confirm;                 /* OP_CONFIRM */
         struct {
             const uint8_t *der; /* the certificate, DER; points where sign's do */

@@ -17,7 +17,8 @@
  * What does not move: ops of the old replica's own that no signed run holds (only a journal
  * that lost a frame has such), which no peer can have either; a run of a peer's that applied
  * here only in part (peers send it again whole). Rights the old replica held stay its own, as
- * after a disk loss.
+ * after a disk loss, and so do its open pendings: only their origin posts or voids them, so
+ * what they reserve stays reserved until the old id is retired.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +77,38 @@ static int kept_name(const char *dir, uint64_t id, char *out, size_t size) {
     return TALLY_EIO;
 }
 
+/* Holds the old replica's files, kept at `kept`, for good (TALLY_HOLD_RENEWED): they are
+ * not to write by mistake. Best effort: the swap is done, and unheld they could only go on
+ * writing as the old id, which the new replica never signs as. */
+static void hold_kept(const tally_options *opts, const char *kept) {
+    tally_options k = *opts;
+    k.dir = kept;
+    k.flags &= TALLY_OPEN_REPAIR;
+    k.replica_id = 0;
+    k.certificate = NULL;
+    k.authority = NULL;
+    k.error = NULL;
+    tally_replica *r = NULL;
+    if (replica_open(&k, &r) == TALLY_OK) {
+        (void)journal_hold(r->journal, TALLY_HOLD_RENEWED);
+        tally_close(r);
+    }
+}
+
 static int open_as_new(const tally_options *opts, tally_replica **out) {
+    /* dir without the slashes it may end with: the new and the kept directories go beside it */
+    char dir[4096];
+    size_t len = strlen(opts->dir);
+    while (len > 1 && opts->dir[len - 1] == '/') {
+        len--;
+    }
+    if (len >= sizeof dir || (len == 1 && opts->dir[0] == '/')) {
+        return TALLY_EINVAL;
+    }
+    memcpy(dir, opts->dir, len);
+    dir[len] = '\0';
     tally_options o = *opts;
+    o.dir = dir;
     o.flags &= ~(uint32_t)(TALLY_OPEN_AS_NEW | TALLY_OPEN_RESTORED);
     o.replica_id = 0;
     tally_replica *old = NULL, *fresh = NULL;
@@ -90,14 +121,17 @@ static int open_as_new(const tally_options *opts, tally_replica **out) {
         tally_close(old);
         if (opts->error != NULL && opts->error_size > 0) {
             snprintf(opts->error, opts->error_size,
-                     "%s holds replica %llu already: a new replica needs another id", opts->dir,
+                     "%s holds replica %llu already: a new replica needs another id", dir,
                      (unsigned long long)old_id);
         }
         return TALLY_EINVAL;
     }
     char temp[4096], kept[4096];
     bool swapped = false;
-    rc = journal_dir_temp(opts->dir, temp, sizeof temp);
+    rc = kept_name(dir, old_id, kept, sizeof kept);
+    if (rc == TALLY_OK) {
+        rc = journal_dir_temp(dir, temp, sizeof temp);
+    }
     if (rc == TALLY_OK) {
         tally_options n = o;
         n.dir = temp;
@@ -116,17 +150,11 @@ static int open_as_new(const tally_options *opts, tally_replica **out) {
             new_id = fresh->id;
             rc = copy_all(old, fresh);
         }
-        if (rc == TALLY_OK) {
-            rc = journal_hold(old->journal, TALLY_HOLD_RENEWED);
-        }
         tally_close(fresh);
         tally_close(old);
         old = NULL;
         if (rc == TALLY_OK) {
-            rc = kept_name(opts->dir, old_id, kept, sizeof kept);
-        }
-        if (rc == TALLY_OK) {
-            rc = journal_dir_swap(opts->dir, temp, kept, &swapped);
+            rc = journal_dir_swap(dir, temp, kept, &swapped);
         }
         if (!swapped) {
             journal_dir_remove(temp); /* only the new replica's files, never the old one's */
@@ -136,15 +164,14 @@ static int open_as_new(const tally_options *opts, tally_replica **out) {
     if (rc != TALLY_OK) {
         if (opts->error != NULL && opts->error_size > 0 && opts->error[0] == '\0') {
             snprintf(opts->error, opts->error_size,
-                     "%s could not be started as a new replica: %s%s%s", opts->dir,
-                     tally_strerror(rc), swapped ? "; its old files are at " : "",
-                     swapped ? temp : "");
+                     "%s could not be started as a new replica: %s%s%s", dir, tally_strerror(rc),
+                     swapped ? "; its old files are at " : "", swapped ? temp : "");
         }
         return rc;
     }
+    hold_kept(&o, kept);
     o.replica_id = new_id;
-    o.certificate =
-        NULL; /* the new replica's is in its journal only once the authority gives one */
+    o.certificate = NULL; /* the authority has yet to give the new replica one */
     o.certificate_len = 0;
     o.authority = NULL; /* it has it */
     o.authority_len = 0;

@@ -688,7 +688,7 @@ static int load_admission(tally_replica *r, reader *c) {
     a.kind = OP_ADMIT;
     int rc = TALLY_OK;
     if (r_need(c, 4) && get_u32le(c->p) != 0) {
-        rc = read_admit(c, &a) ? chain_admit_accept(r, &a, false) : TALLY_ECORRUPT;
+        rc = read_admit(c, &a) ? chain_admit_accept(r, &a, CHAIN_ADMIT_REPLAY) : TALLY_ECORRUPT;
     } else {
         (void)r32(c);
     }
@@ -699,7 +699,7 @@ static int load_admission(tally_replica *r, reader *c) {
             return TALLY_ECORRUPT;
         }
         a.origin = r->origins.at[origin].id;
-        rc = chain_admit_accept(r, &a, false);
+        rc = chain_admit_accept(r, &a, CHAIN_ADMIT_REPLAY);
         if (rc == TALLY_OK && r->origins.at[origin].cert == NULL) {
             rc = TALLY_ECORRUPT; /* one per origin */
         }

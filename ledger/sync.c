@@ -391,9 +391,9 @@ static int delta_covered(const tally_replica *r, const vclock *peer, const uint6
  * and the answer would take it past max_bytes (0: no limit): then the next delta answers. */
 static int delta_confirm(const tally_replica *r, sync_challenge *challenge, size_t max_bytes,
                          bytes *out) {
-    uint8_t answer[CRYPTO_HASH];
+    chain_confirmation answer;
     op rec;
-    int rc = chain_confirm_op(r, challenge->origin, challenge->nonce, answer, &rec);
+    int rc = chain_confirm_op(r, challenge->origin, challenge->nonce, &answer, &rec);
     if (rc != TALLY_OK) {
         challenge->origin = rc == TALLY_NOT_FOUND ? 0 : challenge->origin;
         return rc == TALLY_NOT_FOUND ? TALLY_OK : rc;
@@ -561,7 +561,7 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
         return TALLY_ECORRUPT; /* a delta's only (apply_block), never journalled */
     }
     if (o->kind == OP_ADMIT) {
-        return chain_admit_accept(r, o, false);
+        return chain_admit_accept(r, o, CHAIN_ADMIT_REPLAY);
     }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
@@ -755,7 +755,7 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         }
         if (rc == TALLY_OK && sign.kind == OP_ADMIT) {
             /* an origin's certificate, before its first run; the authority's is never sent */
-            rc = sign.origin != 0 ? chain_admit_accept(r, &sign, true) : TALLY_ECORRUPT;
+            rc = chain_admit_accept(r, &sign, CHAIN_ADMIT_PEER);
             continue;
         }
         uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;

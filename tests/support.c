@@ -128,6 +128,71 @@ tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t 
     return t;
 }
 
+void records_delta(const op *ops, size_t n, bytes *out) {
+    assert_true(bytes_reserve(out, 8));
+    memcpy(out->at, "TLYD\3\0\0\0", 8);
+    out->len = 8;
+    encode_block(ops, n, out);
+}
+
+int apply_admit(tally_replica *r, uint64_t origin, const uint8_t *der, size_t len) {
+    op a;
+    op_clear(&a);
+    a.kind = OP_ADMIT;
+    a.origin = origin;
+    a.u.admit.der = der;
+    a.u.admit.len = (uint32_t)len;
+    bytes d = {0};
+    records_delta(&a, 1, &d);
+    int rc = tally_apply(r, d.at, d.len);
+    bytes_free(&d);
+    return rc;
+}
+
+int apply_admit_pem(tally_replica *r, uint64_t origin, const char *pem) {
+    uint8_t *der;
+    size_t len;
+    assert_true(cert_der((const uint8_t *)pem, strlen(pem), &der, &len));
+    int rc = apply_admit(r, origin, der, len);
+    free(der);
+    return rc;
+}
+
+tally_replica *open_in(const char *dir, uint64_t id, const char *authority) {
+    tally_options o = {.dir = dir,
+                       .replica_id = id,
+                       .sync_mode = TALLY_SYNC_COMMIT,
+                       .authority = (const uint8_t *)authority,
+                       .authority_len = authority != NULL ? strlen(authority) : 0};
+    tally_replica *r = NULL;
+    assert_result(tally_open(&o, &r), TALLY_OK);
+    return r;
+}
+
+void remove_tree(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int create_account_of(tally_replica *r, uint64_t id) {
+    tally_account a = account(id, 1, 0);
+    return tally_create_account(r, &a);
+}
+
+char *certificate_for(const char *authority, const char *authority_key, const tally_replica *r,
+                      uint64_t not_after, int may_write) {
+    tally_admission a;
+    assert_result(tally_admission_of(r, &a), TALLY_OK);
+    char *pem = NULL;
+    assert_result(tally_certificate_issue((const uint8_t *)authority, strlen(authority),
+                                          (const uint8_t *)authority_key, strlen(authority_key),
+                                          tally_replica_id(r), a.public_key, not_after, may_write,
+                                          &pem),
+                  TALLY_OK);
+    return pem;
+}
+
 void encode_block(const op *ops, size_t n, bytes *out) {
     block_enc e;
     block_enc_init(&e);

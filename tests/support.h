@@ -59,6 +59,24 @@ tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t 
 
 /* Encodes ops into one block at the end of out (which may be empty). */
 void encode_block(const op *ops, size_t n, bytes *out);
+/* A delta of one block holding ops[0..n) as they are (records with no dot too: a certificate,
+ * a confirmation, a proof), in out (empty before). */
+void records_delta(const op *ops, size_t n, bytes *out);
+/* Applies to r a delta of one ADMIT record: origin's certificate, DER. tally_apply's result. */
+int apply_admit(tally_replica *r, uint64_t origin, const uint8_t *der, size_t len);
+/* The same with the certificate in PEM. */
+int apply_admit_pem(tally_replica *r, uint64_t origin, const char *pem);
+/* Opens a durable replica in dir with id (0: the directory's), in the cluster whose authority's
+ * certificate is `authority` (PEM; NULL: none), syncing every commit. */
+tally_replica *open_in(const char *dir, uint64_t id, const char *authority);
+/* rm -rf dir. */
+void remove_tree(const char *dir);
+/* Creates account id (ledger 1, unbounded) on r: tally_create_account's result. */
+int create_account_of(tally_replica *r, uint64_t id);
+/* A certificate (PEM, freed with tally_free) for r's id and public key, from the authority
+ * whose certificate and key (PEM) are given, until not_after (0: never). */
+char *certificate_for(const char *authority, const char *authority_key, const tally_replica *r,
+                      uint64_t not_after, int may_write);
 /* A delta holding ops in blocks: the way to hand a replica hand-made ops. Each run of
  * consecutive ops of one origin is signed as that origin (test_key_of), chained to the runs
  * made before for it since the last replica_new or test_chains_reset. */

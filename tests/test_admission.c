@@ -32,19 +32,6 @@ static void cluster_free(cluster *c) {
     tally_free(c->key);
 }
 
-/* A certificate from c for r's id and key. */
-static char *certificate_for(const cluster *c, const tally_replica *r, uint64_t not_after,
-                             int may_write) {
-    tally_admission a;
-    assert_result(tally_admission_of(r, &a), TALLY_OK);
-    char *pem = NULL;
-    assert_result(tally_certificate_issue((const uint8_t *)c->cert, strlen(c->cert),
-                                          (const uint8_t *)c->key, strlen(c->key),
-                                          tally_replica_id(r), a.public_key, not_after, may_write,
-                                          &pem),
-                  TALLY_OK);
-    return pem;
-}
 
 /* An in-memory replica of c, admitted to write unless `admit` is false. */
 static tally_replica *member(const cluster *c, uint64_t id, test_clock *clock, bool admit) {
@@ -57,17 +44,13 @@ static tally_replica *member(const cluster *c, uint64_t id, test_clock *clock, b
     tally_replica *r = NULL;
     assert_result(tally_open(&o, &r), TALLY_OK);
     if (admit) {
-        char *pem = certificate_for(c, r, 0, 1);
+        char *pem = certificate_for(c->cert, c->key, r, 0, 1);
         assert_result(tally_set_certificate(r, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
         tally_free(pem);
     }
     return r;
 }
 
-static int create_account_on(tally_replica *r, uint64_t id) {
-    tally_account a = account(id, 1, 0);
-    return tally_create_account(r, &a);
-}
 
 /* The delta from's summary-less peer would get: everything from has. */
 static void delta_of(tally_replica *from, uint8_t **d, size_t *len) {
@@ -89,7 +72,7 @@ static void only_what_the_authority_admitted_writes_or_applies(void **state) {
     assert_true(info.authority && info.admitted && info.may_write);
     assert_string_equal(info.cluster, "blue");
     assert_int_equal(info.not_after, UINT64_C(253402300799));
-    assert_result(create_account_on(a, 10), TALLY_OK);
+    assert_result(create_account_of(a, 10), TALLY_OK);
     sync_pair(a, b);
     assert_int_equal(tally_seen(b, 1), 1);
     assert_non_null(b->origins.at[replica_origin_find(b, 1)].cert); /* it came with the run */
@@ -102,7 +85,7 @@ static void only_what_the_authority_admitted_writes_or_applies(void **state) {
     tally_replica *guest = member(&blue, 4, NULL, false);
     assert_result(tally_admission_of(guest, &info), TALLY_OK);
     assert_true(info.authority && !info.admitted);
-    assert_result(create_account_on(guest, 11), TALLY_NOT_ADMITTED);
+    assert_result(create_account_of(guest, 11), TALLY_NOT_ADMITTED);
     sync_pair(a, guest);
     assert_int_equal(tally_seen(guest, 1), 1);
 
@@ -110,7 +93,7 @@ static void only_what_the_authority_admitted_writes_or_applies(void **state) {
      * never heard of a refuses its history, with or without a's certificate in front of it
      * (a's certificate names a's key); so does a itself, and b. */
     tally_replica *forger = replica_new(1, NULL);
-    assert_result(create_account_on(forger, 66), TALLY_OK);
+    assert_result(create_account_of(forger, 66), TALLY_OK);
     tally_replica *fresh = member(&blue, 5, NULL, true);
     assert_result(apply_from(forger, fresh), TALLY_NOT_ADMITTED);
     assert_int_equal(tally_seen(fresh, 1), 0);
@@ -138,7 +121,7 @@ static void only_what_the_authority_admitted_writes_or_applies(void **state) {
     uint32_t origins = fresh->origins.count;
     for (uint64_t id = 1000; id < 2000; id++) {
         tally_replica *nobody = replica_new(id, NULL);
-        assert_result(create_account_on(nobody, id), TALLY_OK);
+        assert_result(create_account_of(nobody, id), TALLY_OK);
         assert_result(apply_from(nobody, fresh), TALLY_NOT_ADMITTED);
         tally_close(nobody);
     }
@@ -151,14 +134,15 @@ static void only_what_the_authority_admitted_writes_or_applies(void **state) {
     /* another cluster's authority: its members' certificates are nothing here */
     cluster green = cluster_new("green");
     tally_replica *alien = member(&green, 7, NULL, true);
-    assert_result(create_account_on(alien, 70), TALLY_OK);
+    assert_result(create_account_of(alien, 70), TALLY_OK);
     assert_result(apply_from(alien, fresh), TALLY_ECORRUPT); /* its certificate does not check */
     assert_int_equal(tally_seen(fresh, 7), 0);
-    char *wrong = certificate_for(&green, fresh, 0, 1);
+    char *wrong = certificate_for(green.cert, green.key, fresh, 0, 1);
     assert_result(tally_set_certificate(fresh, (const uint8_t *)wrong, strlen(wrong)),
                   TALLY_EINVAL);
     tally_free(wrong);
-    char *not_mine = certificate_for(&blue, a, 0, 1); /* a's id and key, given to fresh */
+    char *not_mine =
+        certificate_for(blue.cert, blue.key, a, 0, 1); /* a's id and key, given to fresh */
     assert_result(tally_set_certificate(fresh, (const uint8_t *)not_mine, strlen(not_mine)),
                   TALLY_EINVAL);
     tally_free(not_mine);
@@ -180,31 +164,31 @@ static void a_certificate_ends_and_can_forbid_writing(void **state) {
     cluster blue = cluster_new("blue");
     test_clock clock = {UINT64_C(1800000000000)}; /* ms: 2027-01-15 */
     tally_replica *reader = member(&blue, 1, &clock, false);
-    char *pem = certificate_for(&blue, reader, 0, 0);
+    char *pem = certificate_for(blue.cert, blue.key, reader, 0, 0);
     assert_result(tally_set_certificate(reader, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
     tally_free(pem);
     tally_admission info;
     assert_result(tally_admission_of(reader, &info), TALLY_OK);
     assert_true(info.admitted && !info.may_write);
-    assert_result(create_account_on(reader, 1), TALLY_NOT_ADMITTED);
+    assert_result(create_account_of(reader, 1), TALLY_NOT_ADMITTED);
 
     tally_replica *temp = member(&blue, 2, &clock, false);
-    pem = certificate_for(&blue, temp, 1800000060, 1); /* a minute from now */
+    pem = certificate_for(blue.cert, blue.key, temp, 1800000060, 1); /* a minute from now */
     assert_result(tally_set_certificate(temp, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
     tally_free(pem);
-    assert_result(create_account_on(temp, 2), TALLY_OK);
+    assert_result(create_account_of(temp, 2), TALLY_OK);
     clock.now_ms += 60 * 1000;
-    assert_result(create_account_on(temp, 3), TALLY_OK); /* the last second */
+    assert_result(create_account_of(temp, 3), TALLY_OK); /* the last second */
     clock.now_ms += 1000;
-    assert_result(create_account_on(temp, 4), TALLY_NOT_ADMITTED);
+    assert_result(create_account_of(temp, 4), TALLY_NOT_ADMITTED);
     /* what it wrote while admitted stays good everywhere */
     sync_pair(temp, reader);
     assert_int_equal(tally_seen(reader, 2), 2);
     /* a renewed certificate lets it write again */
-    pem = certificate_for(&blue, temp, 0, 1);
+    pem = certificate_for(blue.cert, blue.key, temp, 0, 1);
     assert_result(tally_set_certificate(temp, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
     tally_free(pem);
-    assert_result(create_account_on(temp, 4), TALLY_OK);
+    assert_result(create_account_of(temp, 4), TALLY_OK);
     tally_close(temp);
     tally_close(reader);
     cluster_free(&blue);
@@ -227,22 +211,22 @@ static void a_durable_replica_keeps_its_admission(void **state) {
                        .authority_len = strlen(blue.cert)};
     tally_replica *r;
     assert_result(tally_open(&o, &r), TALLY_OK);
-    assert_result(create_account_on(r, 1), TALLY_NOT_ADMITTED);
-    char *pem = certificate_for(&blue, r, 0, 1);
+    assert_result(create_account_of(r, 1), TALLY_NOT_ADMITTED);
+    char *pem = certificate_for(blue.cert, blue.key, r, 0, 1);
     tally_close(r);
     o.certificate = (const uint8_t *)pem;
     o.certificate_len = strlen(pem);
     assert_result(tally_open(&o, &r), TALLY_OK);
-    assert_result(create_account_on(r, 1), TALLY_OK);
+    assert_result(create_account_of(r, 1), TALLY_OK);
     tally_close(r);
     /* neither given again: both are in the journal */
     tally_options bare = {.dir = dir, .sync_mode = TALLY_SYNC_COMMIT};
     assert_result(tally_open(&bare, &r), TALLY_OK);
-    assert_result(create_account_on(r, 2), TALLY_OK);
+    assert_result(create_account_of(r, 2), TALLY_OK);
     assert_result(tally_snapshot(r), TALLY_OK);
     tally_close(r);
     assert_result(tally_open(&bare, &r), TALLY_OK); /* from the snapshot */
-    assert_result(create_account_on(r, 3), TALLY_OK);
+    assert_result(create_account_of(r, 3), TALLY_OK);
     tally_admission info;
     assert_result(tally_admission_of(r, &info), TALLY_OK);
     assert_true(info.authority && info.admitted);
@@ -264,7 +248,7 @@ static void a_durable_replica_keeps_its_admission(void **state) {
     tally_options plain = {.dir = plain_dir, .replica_id = 10, .sync_mode = TALLY_SYNC_COMMIT};
     assert_result(tally_open(&plain, &r), TALLY_OK);
     tally_replica *old = replica_new(11, NULL);
-    assert_result(create_account_on(old, 5), TALLY_OK);
+    assert_result(create_account_of(old, 5), TALLY_OK);
     sync_pair(old, r);
     tally_close(old);
     tally_close(r);
