@@ -123,13 +123,14 @@ typedef struct sim {
     message queue[QUEUE_MAX];
     int n_queue;
     char *authority, *authority_key; /* --admitted: the cluster's authority, PEM */
+    bool equivocated[REPLICAS_MAX];  /* an equivocator signed a second history as this one */
     uint64_t next_id;
     unsigned step;
 } sim;
 
 typedef struct totals {
     uint64_t debits_tried, refused_rights, refused_funds, requests, granted, ops, conflicts;
-    uint64_t deltas, corrupt_rejected, forgeries_refused, steps;
+    uint64_t deltas, corrupt_rejected, forgeries_refused, forks_proven, steps;
 } totals;
 
 static totals total;
@@ -205,9 +206,21 @@ static uint64_t amount(sim *s) {
     }
 }
 
-/* Results a local create may give in this workload; anything else is a bug. */
-static void expect_create(const sim *s, int rc) {
+/* Whether replica `at` holds a proof that replica `of` (an index) signed two histories. */
+static bool forked_at(const sim *s, int at, int of) {
+    uint32_t i = replica_origin_find(s->r[at], (uint64_t)of + 1);
+    return i != NONE && s->r[at]->origins.at[i].forked;
+}
+
+/* Results a local create may give in this workload; anything else is a bug. A replica an
+ * equivocator signed a second history as, once it holds the proof, takes no writes. */
+static void expect_create(const sim *s, int at, int rc) {
     switch (rc) {
+    case TALLY_ORIGIN_FORKED:
+        if (!forked_at(s, at, at) || !s->equivocated[at]) {
+            fail(s, "a write refused as forked by a replica nobody equivocated as", rc);
+        }
+        return;
     case TALLY_OK:
     case TALLY_EXISTS:
     case TALLY_EXISTS_WITH_DIFFERENT_FIELDS:
@@ -229,6 +242,23 @@ static void expect_create(const sim *s, int rc) {
     default:
         fail(s, "unexpected result from a local write", rc);
     }
+}
+
+/* Whether rc is the refusal of a grant by `at` to `to` that a proof of a fork calls for: the
+ * giver's own history forked (it writes nothing), or the receiver's (it is given nothing).
+ * Either only where the proof is held, and only of a replica an equivocator played. */
+static bool forked_refusal(const sim *s, int at, int to, int rc) {
+    if (rc == TALLY_ORIGIN_FORKED) {
+        expect_create(s, at, rc);
+        return true;
+    }
+    if (rc == TALLY_REPLICA_FORKED) {
+        if (!forked_at(s, at, to) || !s->equivocated[to]) {
+            fail(s, "a grant refused to a replica nobody equivocated as", rc);
+        }
+        return true;
+    }
+    return false;
 }
 
 /* Asks the richest holder in the same group for rights; the holder grants what it has. */
@@ -253,8 +283,9 @@ static void request_rights(sim *s, int at, tally_id account, uint64_t want) {
         /* the asker is on the line: the holder vouches for it */
         tally_grant_request g = {account, (uint64_t)at + 1, give, 0, 0, TALLY_GRANT_TO_UNKNOWN};
         int rc = tally_grant_with(s->r[h], &g);
-        if (rc != TALLY_OK && rc != TALLY_INSUFFICIENT_RIGHTS && rc != TALLY_NOT_FOUND &&
-            rc != TALLY_ACCOUNT_AMBIGUOUS && rc != TALLY_ACCOUNT_UNBOUNDED) {
+        if (!forked_refusal(s, h, at, rc) && rc != TALLY_OK && rc != TALLY_INSUFFICIENT_RIGHTS &&
+            rc != TALLY_NOT_FOUND && rc != TALLY_ACCOUNT_AMBIGUOUS &&
+            rc != TALLY_ACCOUNT_UNBOUNDED) {
             fail(s, "grant in answer to a request", rc);
         }
         if (rc == TALLY_OK) {
@@ -333,7 +364,7 @@ static void do_transfer(sim *s, int at, const tally_id *debit, const tally_id *c
         t.credit_bound = (uint16_t)below(&s->g, 3);
     }
     int rc = tally_create_transfer(s->r[at], &t);
-    expect_create(s, rc);
+    expect_create(s, at, rc);
     if (rc == TALLY_OK) {
         check_written_incarnations(s, at, &t);
     }
@@ -392,7 +423,7 @@ static void act_finish_pending(sim *s, int at) {
         t.amount = 1 + below(&s->g, p.amount); /* a partial post */
     }
     int rc = tally_create_transfer(s->r[at], &t);
-    expect_create(s, rc);
+    expect_create(s, at, rc);
     trace(s, "r%d %s pending %" PRIu64 ": %s", at + 1, post ? "post" : "void", t.pending_id.lo,
           tally_result_name(rc));
     if (rc == TALLY_OK) {
@@ -414,6 +445,9 @@ static void act_grant(sim *s, int at) {
     }
     uint64_t amount = 1 + below(&s->g, have);
     int rc = tally_grant(s->r[at], a->id, (uint64_t)to + 1, amount);
+    if (forked_refusal(s, at, to, rc)) {
+        return;
+    }
     /* a receiver never heard from is refused, exactly then; the sim knows it is a member */
     if ((rc == TALLY_REPLICA_UNKNOWN) != (tally_seen(s->r[at], (uint64_t)to + 1) == 0 &&
                                           rc != TALLY_NOT_FOUND && rc != TALLY_ACCOUNT_AMBIGUOUS &&
@@ -441,6 +475,10 @@ static void act_open(sim *s, int at) {
     info.flags = (uint16_t)below(&s->g, 3);
     tally_account a = {info.id, below(&s->g, 2), info.ledger, 1, info.flags};
     int rc = tally_create_account(s->r[at], &a);
+    if (rc == TALLY_ORIGIN_FORKED) {
+        expect_create(s, at, rc);
+        return;
+    }
     if (rc != TALLY_OK) {
         fail(s, "open of a fresh account", rc);
     }
@@ -456,7 +494,10 @@ static void act_open(sim *s, int at) {
             b.code = (uint16_t)(1 + below(&s->g, 2));
         }
         rc = tally_create_account(s->r[other], &b);
-        if (rc != TALLY_OK && rc != TALLY_EXISTS && rc != TALLY_EXISTS_WITH_DIFFERENT_FIELDS) {
+        if (rc == TALLY_ORIGIN_FORKED) {
+            expect_create(s, other, rc);
+        } else if (rc != TALLY_OK && rc != TALLY_EXISTS &&
+                   rc != TALLY_EXISTS_WITH_DIFFERENT_FIELDS) {
             fail(s, "concurrent open", rc);
         }
         s->dirty[other] = true;
@@ -483,7 +524,7 @@ static void act_duplicate_id(sim *s) {
     for (int i = 0; i < 2; i++) {
         int at = i ? b : a;
         int rc = tally_create_transfer(s->r[at], &t);
-        expect_create(s, rc);
+        expect_create(s, at, rc);
         note_debit_result(s, at, &t, rc);
         s->dirty[at] |= rc == TALLY_OK;
     }
@@ -662,6 +703,79 @@ static void act_forge(sim *s) {
     tally_close(forger);
 }
 
+/* An equivocator: someone with a victim's key (a copied directory, a stolen key) signs a second
+ * history over a run of the victim's that a replica already holds, and pushes it there. The
+ * replica refuses it (TALLY_FORKED) and keeps the proof, which spreads; the victim, once it
+ * holds it, writes nothing more, and no replica gives it rights. Nothing of the second
+ * history applies anywhere, so the replicas still converge (the second history would need
+ * convergence past a fork, which is still to come: it is only ever pushed where it is
+ * refused). */
+static void act_equivocate(sim *s) {
+    int victim = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
+    tally_replica *v = s->r[victim];
+    uint64_t vid = (uint64_t)victim + 1;
+    const origin_rec *vo = &v->origins.at[v->self];
+    uint64_t has = tally_seen(s->r[to], vid);
+    if (to == victim || vo->forked || forked_at(s, to, victim) || has == 0) {
+        return;
+    }
+    uint32_t k = chain_run_at(vo, has);
+    if (k == vo->runs.count || vo->runs.at[k].last > has) {
+        k = k == 0 ? vo->runs.count : k - 1; /* the last run of the victim's `to` has whole */
+    }
+    if (k == vo->runs.count) {
+        return;
+    }
+    uint64_t first = chain_run_first(vo, k);
+    op o;
+    op_clear(&o);
+    o.kind = OP_OPEN;
+    o.origin = vid;
+    o.seq = first;
+    o.hlc = (s->now_ms << 16) + 7;
+    o.u.account.id = fresh_id(s);
+    o.u.account.ledger = 1;
+    o.u.account.code = 1;
+    uint8_t digest[CRYPTO_HASH], hash[CRYPTO_HASH], sig[CRYPTO_SIG];
+    const uint8_t *prev = k == 0 ? vo->genesis : vo->runs.at[k - 1].hash;
+    if (!chain_digest_ops(&v->crypto, &o, sizeof o, 1, digest) ||
+        !chain_sign_run(&v->crypto, vid, first, first, prev, digest, hash, sig)) {
+        fail(s, "the equivocator's run", TALLY_ENOMEM);
+    }
+    op sign;
+    op_clear(&sign);
+    sign.kind = OP_SIGN;
+    sign.origin = vid;
+    sign.u.sign.first = sign.u.sign.last = first;
+    sign.u.sign.chain = k == 0 ? vo->pub : vo->runs.at[k - 1].hash;
+    sign.u.sign.sig = sig;
+    bytes d = {0};
+    block_enc enc;
+    block_enc_init(&enc);
+    if (!bytes_reserve(&d, 8)) {
+        fail(s, "out of memory", TALLY_ENOMEM);
+    }
+    memcpy(d.at, "TLYD\3\0\0\0", 8);
+    d.len = 8;
+    if (!block_enc_begin(&enc, &d) || !block_enc_op(&enc, &d, &o) ||
+        !block_enc_op(&enc, &d, &sign)) {
+        fail(s, "out of memory", TALLY_ENOMEM);
+    }
+    block_enc_end(&enc, &d);
+    block_enc_free(&enc);
+    s->equivocated[victim] = true;
+    uint64_t before = tally_seen(s->r[to], vid);
+    int rc = tally_apply(s->r[to], d.at, d.len);
+    bytes_free(&d);
+    trace(s, "an equivocator as r%d pushes a second history of its seq %" PRIu64 " to r%d: %s",
+          victim + 1, first, to + 1, tally_result_name(rc));
+    if (rc != TALLY_FORKED || !forked_at(s, to, victim) || tally_seen(s->r[to], vid) != before) {
+        fail_replica(s, "a second history was not refused and proven", to);
+    }
+    total.forks_proven++;
+    s->dirty[to] = true;
+}
+
 static void act_partition(sim *s) {
     if (chance(&s->g, 40)) {
         memset(s->group, 0, sizeof s->group); /* heal */
@@ -680,6 +794,14 @@ static void act_partition(sim *s) {
 static void check_replica(const sim *s, int i) {
     if (!replica_check(s->r[i])) {
         fail_replica(s, "an invariant of design.md section 6 does not hold", i);
+    }
+    /* Forks (docs/design.md, "The proof of a fork"): a proof held anywhere is of a replica an
+     * equivocator played, never of an honest one. */
+    for (uint32_t k = 0; k < s->r[i]->forks.count; k++) {
+        uint64_t of = s->r[i]->origins.at[s->r[i]->forks.at[k].origin].id;
+        if (of == 0 || of > (uint64_t)s->n || !s->equivocated[of - 1]) {
+            fail_replica(s, "a proof of a fork of a replica nobody equivocated as", i);
+        }
     }
     /* Admitted (docs/design.md, "Admission"): every origin whose runs are here has the
      * authority's certificate for exactly the key they are signed with (read again every 64th
@@ -959,6 +1081,8 @@ void sim_run(const sim_config *cfg) {
             act_crash(s, at);
         } else if (roll < 96) {
             act_forge(s);
+        } else if (roll == 96 && chance(&s->g, 10)) {
+            act_equivocate(s);
         } else {
             s->now_ms += below(&s->g, 2000);
             if (chance(&s->g, 10)) {
@@ -968,7 +1092,9 @@ void sim_run(const sim_config *cfg) {
             }
             uint64_t voided = 0;
             int rc = tally_expire(s->r[at], &voided);
-            if (rc != TALLY_OK) {
+            if (rc == TALLY_ORIGIN_FORKED) {
+                expect_create(s, at, rc);
+            } else if (rc != TALLY_OK) {
                 fail(s, "expire", rc);
             }
             s->dirty[at] |= voided > 0;
@@ -1002,10 +1128,11 @@ void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
            "no violation\n",
            seeds, first, first + seeds - 1, cfg->replicas, cfg->durable ? "durable" : "in-memory",
            cfg->admitted ? " admitted" : "", cfg->steps);
-    printf(
-        "sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
-        " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64 " forgeries refused\n",
-        total.ops, total.deltas, total.corrupt_rejected, total.conflicts, total.forgeries_refused);
+    printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
+           " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64
+           " forgeries refused, %" PRIu64 " equivocations proven\n",
+           total.ops, total.deltas, total.corrupt_rejected, total.conflicts,
+           total.forgeries_refused, total.forks_proven);
     printf("sim: debits attempted %" PRIu64 ": refused for lack of local rights while the "
            "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
            "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",
