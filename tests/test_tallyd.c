@@ -18,6 +18,9 @@
 
 #include <jansson.h>
 
+#include "net/frame.h"
+#include "net/session.h"
+
 typedef struct server {
     pid_t pid;
     int log_fd; /* its stderr */
@@ -1000,6 +1003,83 @@ static void tallyd_writes_only_as_its_authority_admits(void **state) {
     tally_free(authority_key);
 }
 
+/* A forger as a program of its own: it connects to a tallyd's sync port, says it is `id`, and
+ * sends a summary and a delta of `forger`'s (made for a peer that has nothing), then reads
+ * until the tallyd closes the connection. */
+static void push_as(int port, uint64_t id, const char *cluster, tally_replica *forger) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    uint8_t hello[11 + 64];
+    size_t n = strlen(cluster);
+    put_u16le(hello, SESSION_PROTOCOL_VERSION);
+    put_u64le(hello + 2, id);
+    hello[10] = (uint8_t)n;
+    memcpy(hello + 11, cluster, n);
+    tally_replica *empty = replica_new(id + 1, NULL);
+    uint8_t *summary, *nothing, *delta;
+    size_t summary_len, nothing_len, delta_len;
+    assert_result(tally_summary(forger, &summary, &summary_len), TALLY_OK);
+    assert_result(tally_summary(empty, &nothing, &nothing_len), TALLY_OK);
+    assert_result(tally_delta(forger, nothing, nothing_len, 0, &delta, &delta_len), TALLY_OK);
+    bytes out = {0};
+    assert_true(frame_put(&out, FRAME_HELLO, hello, 11 + n));
+    assert_true(frame_put(&out, FRAME_SUMMARY, summary, summary_len));
+    assert_true(frame_put(&out, FRAME_DELTA, delta, delta_len));
+    assert_int_equal(write(fd, out.at, out.len), (ssize_t)out.len);
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+    bytes_free(&out);
+    tally_free(summary);
+    tally_free(nothing);
+    tally_free(delta);
+    tally_close(empty);
+}
+
+/* Forgery against tallyd, without an authority: a program that takes a running replica's id,
+ * with a key of its own, and pushes a transfer as that replica to its peer. The peer refuses
+ * it (the id's key is known there), nothing of it is anywhere, and the two stay converged. */
+static void a_forger_on_the_wire_gets_nothing_applied(void **state) {
+    (void)state;
+    char *dirs[2] = {fresh_dir(), fresh_dir()};
+    server s[2];
+    const char *flags0[] = {"--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[0], dirs[0], flags0), -1);
+    char hub[32];
+    snprintf(hub, sizeof hub, "127.0.0.1:%d", s[0].sync_port);
+    const char *flags1[] = {"--peer", hub, "--anti-entropy-ms", "100", NULL};
+    assert_int_equal(start_on(&s[1], dirs[1], flags1), -1);
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":1,\"ledger\":1}}"));
+    json_decref(ask(&s[0], "{\"op\":\"create_account\",\"account\":{\"id\":2,\"ledger\":1}}"));
+    assert_true(wait_converged(s, 2));
+    uint64_t victim = status_u64(&s[0], "replica_id");
+    tally_replica *forger = replica_new(victim, NULL);
+    tally_account one = account(1, 1, 0), two = account(2, 1, 0);
+    assert_result(tally_create_account(forger, &one), TALLY_OK);
+    assert_result(tally_create_account(forger, &two), TALLY_OK);
+    tally_transfer theft = transfer(666, 1, 2, 1000);
+    assert_result(tally_create_transfer(forger, &theft), TALLY_OK);
+    push_as(s[1].sync_port, victim, "tally", forger);
+    assert_true(read_log_until(&s[1], "a delta that does not apply: ECORRUPT"));
+    json_t *j = ask(&s[1], "{\"op\":\"transfer\",\"transfer\":666}");
+    assert_string_equal(str(j, "error"), "NOT_FOUND");
+    json_decref(j);
+    /* nor to the victim itself */
+    push_as(s[0].sync_port, victim + 1, "tally", forger);
+    j = ask(&s[0], "{\"op\":\"transfer\",\"transfer\":666}");
+    assert_string_equal(str(j, "error"), "NOT_FOUND");
+    json_decref(j);
+    assert_true(wait_converged(s, 2));
+    tally_close(forger);
+    for (int i = 1; i >= 0; i--) {
+        assert_int_equal(stop(&s[i], SIGTERM), 0);
+        remove_dir(dirs[i]);
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -1019,6 +1099,7 @@ int main(void) {
                                   kill_leftovers),
         cmocka_unit_test_teardown(a_restored_or_copied_tallyd_never_signs_twice, kill_leftovers),
         cmocka_unit_test_teardown(tallyd_writes_only_as_its_authority_admits, kill_leftovers),
+        cmocka_unit_test_teardown(a_forger_on_the_wire_gets_nothing_applied, kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
