@@ -42,12 +42,11 @@
  *     keeps the old replica's files beside it, held (TALLY_HOLD_RENEWED, appended).
  *   - Admission (see "Admission"): tally_options gains authority and certificate (appended);
  *     tally_admission_of, tally_set_certificate, tally_authority_create and
- *     tally_certificate_issue are new; result appended: TALLY_NOT_ADMITTED. Snapshot format
- *     version 5.
+ *     tally_certificate_issue are new; result appended: TALLY_NOT_ADMITTED.
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
- *     format version 4 (5 with admission); versions 1 to 3 and 0.2's journals still open, and the
- * ops this replica made before are signed when it opens.
+ *     format version 5; versions 1 to 4 and 0.2's journals still open, and the ops this
+ *     replica made before are signed when it opens.
  *
  * Changes in 0.2:
  *   - Results appended: TALLY_REPLICA_UNKNOWN, TALLY_ACCOUNT_UNBOUNDED, TALLY_ACCOUNT_AMBIGUOUS.
