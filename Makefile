@@ -8,7 +8,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS    ?= -1
 FUZZ_TARGETS = fuzz_apply fuzz_delta fuzz_journal fuzz_snapshot fuzz_session fuzz_sim fuzz_control \
-               fuzz_config
+               fuzz_config fuzz_cert
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SEEDS      ?= 100000
 ROUNDS     ?= 10000
