@@ -482,6 +482,7 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
         {"hold lift", "  hold lift\n", "Lifts the hold"},
         {"cluster init", "  cluster init NAME --out DIR", "Creates a cluster's authority"},
         {"replica admit", "  replica admit ID --public-key HEX", "Admits a replica"},
+        {"certificate set", "  certificate set FILE\n", "Gives the replica its certificate"},
         {"peer add", "  peer add HOST:PORT", "Keeps a connection"},
         {"peer remove", "  peer remove HOST:PORT", "Closes the session"},
     };
@@ -623,6 +624,24 @@ static void an_authority_is_made_and_admits_a_replica(void **state) {
     assert_int_equal(
         tally("replica admit 8 --public-key %s --authority %s/auth --until soon", key, dir), 2);
     assert_int_equal(tally("replica admit 8 --public-key %s --authority %s/none", key, dir), 1);
+    /* a durable replica started before it was admitted takes its certificate with no restart */
+    char data[96];
+    snprintf(data, sizeof data, "%s/data", dir);
+    r = open_in(data, 9, authority);
+    assert_result(tally_admission_of(r, &a), TALLY_OK);
+    tally_close(r);
+    for (int i = 0; i < 32; i++) {
+        snprintf(key + 2 * i, 3, "%02x", a.public_key[i]);
+    }
+    assert_int_equal(tally("--data %s account create 5 --ledger 1", data), 1);
+    assert_output_has("NOT_ADMITTED");
+    assert_int_equal(tally("--data %s certificate set %s/7.pem", data, dir), 1); /* replica 7's */
+    assert_int_equal(
+        tally("replica admit 9 --public-key %s --authority %s/auth --out %s/9.pem", key, dir, dir),
+        0);
+    assert_int_equal(tally("--data %s certificate set %s/9.pem", data, dir), 0);
+    assert_output_has("OK: admitted");
+    assert_int_equal(tally("--data %s account create 5 --ledger 1", data), 0);
     char small_order[65];
     memset(small_order, '0', 64);
     small_order[0] = '0';

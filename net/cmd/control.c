@@ -669,6 +669,27 @@ static json_t *op_lift_hold(control *c, req *q, int *rc) {
                      tally_hold_name((int)was));
 }
 
+/* Gives the replica its certificate from its cluster's authority (PEM), kept durably: a replica
+ * that was started before it was admitted writes from now on. */
+static json_t *op_set_certificate(control *c, req *q, int *rc) {
+    static const char *const keys[] = {"op", "id", "certificate", NULL};
+    const char *pem = json_string_value(json_object_get(q->body, "certificate"));
+    if (!only_keys(q, q->body, keys) || pem == NULL) {
+        if (q->message[0] == '\0') {
+            snprintf(q->message, sizeof q->message,
+                     "\"certificate\" must be the certificate, PEM, as a string");
+        }
+        *rc = TALLY_EINVAL;
+        return NULL;
+    }
+    *rc = TALLY_OK;
+    int set = tally_set_certificate(c->r, (const uint8_t *)pem, strlen(pem));
+    tally_admission a;
+    (void)tally_admission_of(c->r, &a);
+    return json_pack("{s:s, s:b, s:b}", "result", tally_result_name(set), "admitted", a.admitted,
+                     "may_write", a.may_write);
+}
+
 static json_t *op_peer(control *c, req *q, int *rc, bool add) {
     static const char *const keys[] = {"op", "id", "address", NULL};
     const char *addr = json_string_value(json_object_get(q->body, "address"));
@@ -791,6 +812,7 @@ void control_request(control *c, const char *line, size_t len, control_reply_fn 
         {"conflicts", op_conflicts},
         {"forks", op_forks},
         {"lift_hold", op_lift_hold},
+        {"set_certificate", op_set_certificate},
         {"add_peer", op_add_peer},
         {"remove_peer", op_remove_peer},
     };

@@ -331,6 +331,19 @@ static int replica_admit(const command *cmd, const args *a) {
     return ok ? 0 : 1;
 }
 
+static json_t *set_certificate(const command *cmd, const args *a, char *why, size_t why_size) {
+    (void)cmd;
+    size_t len;
+    char *pem = read_small_file(a->operand, &len);
+    if (pem == NULL) {
+        snprintf(why, why_size, "certificate set: cannot read %s", a->operand);
+        return NULL;
+    }
+    json_t *j = json_pack("{s:s, s:s}", "op", "set_certificate", "certificate", pem);
+    free(pem);
+    return j;
+}
+
 static json_t *create_account(const command *cmd, const args *a, char *why, size_t why_size) {
     json_t *flags = NULL;
     const char *csv = value_of(cmd, a, "--flags");
@@ -501,6 +514,13 @@ static const command commands[] = {
      .required = {"--public-key", "--authority"},
      .toggle = "--read-only",
      .local = replica_admit},
+    {.words = "certificate set",
+     .lines = "  certificate set FILE\n",
+     .what = "Gives the replica its certificate from its cluster's authority (tally replica\n"
+             "admit), kept in its directory: a replica started before it was admitted writes\n"
+             "from now on, with no restart.",
+     .operand = "FILE",
+     .request = set_certificate},
     {.words = "peer add",
      .lines = "  peer add HOST:PORT                       (with --server)\n",
      .what = "Keeps a connection to a peer's sync port, reconnecting until the peer is removed.",
@@ -928,6 +948,14 @@ static void show(const char *op, json_t *j) {
                 printf("  statement  %s\n  signature  %s\n", s_(side, "statement"),
                        s_(side, "signature"));
             }
+        }
+    } else if (strcmp(op, "set_certificate") == 0) {
+        if (strcmp(s_(j, "result"), "OK") != 0) {
+            printf("%s: the certificate is not this replica's from its authority\n",
+                   s_(j, "result"));
+        } else {
+            printf("OK: admitted%s\n",
+                   json_is_true(json_object_get(j, "may_write")) ? "" : ", to read only");
         }
     } else if (strcmp(op, "lift_hold") == 0) {
         if (strcmp(s_(j, "result"), "OK") != 0) {
