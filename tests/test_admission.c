@@ -32,7 +32,6 @@ static void cluster_free(cluster *c) {
     tally_free(c->key);
 }
 
-
 /* An in-memory replica of c, admitted to write unless `admit` is false. */
 static tally_replica *member(const cluster *c, uint64_t id, test_clock *clock, bool admit) {
     tally_options o = {
@@ -50,7 +49,6 @@ static tally_replica *member(const cluster *c, uint64_t id, test_clock *clock, b
     }
     return r;
 }
-
 
 /* The delta from's summary-less peer would get: everything from has. */
 static void delta_of(tally_replica *from, uint8_t **d, size_t *len) {
@@ -267,11 +265,48 @@ static void a_durable_replica_keeps_its_admission(void **state) {
     cluster_free(&blue);
 }
 
+/* In a cluster with an authority, a held replica is confirmed by an admitted member that holds
+ * its history, with its signed answer, and by nobody else: not a member the authority has not
+ * admitted, however much of the history it holds. */
+static void a_held_member_is_confirmed_by_an_admitted_member_only(void **state) {
+    (void)state;
+    cluster blue = cluster_new("blue");
+    char dir[] = "/tmp/tally-admission-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    tally_replica *r = open_in(dir, 8, blue.cert);
+    char *pem = certificate_for(blue.cert, blue.key, r, 0, 1);
+    assert_result(tally_set_certificate(r, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
+    tally_free(pem);
+    assert_result(create_account_of(r, 1), TALLY_OK);
+    tally_replica *admitted = member(&blue, 9, NULL, true),
+                  *outsider = member(&blue, 10, NULL, false);
+    sync_pair(r, admitted);
+    sync_pair(r, outsider);
+    tally_close(r);
+    char copy[96], cmd[256];
+    snprintf(copy, sizeof copy, "%s.copy", dir);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s && rm -rf %s && mv %s %s", dir, copy, dir, copy, dir);
+    assert_int_equal(system(cmd), 0); /* restored */
+    r = open_in(dir, 0, NULL);
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    sync_pair(outsider, r); /* holds its history, but is no admitted member: no answer */
+    assert_int_equal(tally_held(r), TALLY_HOLD_MOVED);
+    sync_pair(admitted, r);
+    assert_int_equal(tally_held(r), TALLY_HOLD_NONE);
+    assert_result(create_account_of(r, 2), TALLY_OK);
+    tally_close(r);
+    tally_close(outsider);
+    tally_close(admitted);
+    remove_tree(dir);
+    cluster_free(&blue);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(only_what_the_authority_admitted_writes_or_applies),
         cmocka_unit_test(a_certificate_ends_and_can_forbid_writing),
         cmocka_unit_test(a_durable_replica_keeps_its_admission),
+        cmocka_unit_test(a_held_member_is_confirmed_by_an_admitted_member_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
