@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -124,13 +125,15 @@ typedef struct sim {
     int n_queue;
     char *authority, *authority_key; /* --admitted: the cluster's authority, PEM */
     bool equivocated[REPLICAS_MAX];  /* an equivocator signed a second history as this one */
+    bool backed_up[REPLICAS_MAX];    /* --durable: dirs[i].backup holds an older copy */
+    uint64_t restores;
     uint64_t next_id;
     unsigned step;
 } sim;
 
 typedef struct totals {
     uint64_t debits_tried, refused_rights, refused_funds, requests, granted, ops, conflicts;
-    uint64_t deltas, corrupt_rejected, forgeries_refused, forks_proven, steps;
+    uint64_t deltas, corrupt_rejected, forgeries_refused, forks_proven, restores, steps;
 } totals;
 
 static totals total;
@@ -221,6 +224,11 @@ static void expect_create(const sim *s, int at, int rc) {
             fail(s, "a write refused as forked by a replica nobody equivocated as", rc);
         }
         return;
+    case TALLY_ORIGIN_HELD:
+        if (tally_held(s->r[at]) == TALLY_HOLD_NONE) {
+            fail(s, "a write refused as held by a replica that is not", rc);
+        }
+        return;
     case TALLY_OK:
     case TALLY_EXISTS:
     case TALLY_EXISTS_WITH_DIFFERENT_FIELDS:
@@ -248,7 +256,7 @@ static void expect_create(const sim *s, int at, int rc) {
  * giver's own history forked (it writes nothing), or the receiver's (it is given nothing).
  * Either only where the proof is held, and only of a replica an equivocator played. */
 static bool forked_refusal(const sim *s, int at, int to, int rc) {
-    if (rc == TALLY_ORIGIN_FORKED) {
+    if (rc == TALLY_ORIGIN_FORKED || rc == TALLY_ORIGIN_HELD) {
         expect_create(s, at, rc);
         return true;
     }
@@ -475,7 +483,7 @@ static void act_open(sim *s, int at) {
     info.flags = (uint16_t)below(&s->g, 3);
     tally_account a = {info.id, below(&s->g, 2), info.ledger, 1, info.flags};
     int rc = tally_create_account(s->r[at], &a);
-    if (rc == TALLY_ORIGIN_FORKED) {
+    if (rc == TALLY_ORIGIN_FORKED || rc == TALLY_ORIGIN_HELD) {
         expect_create(s, at, rc);
         return;
     }
@@ -494,7 +502,7 @@ static void act_open(sim *s, int at) {
             b.code = (uint16_t)(1 + below(&s->g, 2));
         }
         rc = tally_create_account(s->r[other], &b);
-        if (rc == TALLY_ORIGIN_FORKED) {
+        if (rc == TALLY_ORIGIN_FORKED || rc == TALLY_ORIGIN_HELD) {
             expect_create(s, other, rc);
         } else if (rc != TALLY_OK && rc != TALLY_EXISTS &&
                    rc != TALLY_EXISTS_WITH_DIFFERENT_FIELDS) {
@@ -872,6 +880,11 @@ static void heal_and_compare(sim *s) {
     uint8_t first[16], d[16];
     tally_digest(s->r[0], first);
     for (int i = 0; i < s->n; i++) {
+        /* a restored replica whose history its peers hold is confirmed by any of them (but a
+         * forked one by none: nobody answers for a history proven double) */
+        if (tally_held(s->r[i]) != TALLY_HOLD_NONE && !s->equivocated[i]) {
+            fail_replica(s, "a restored replica was not confirmed once its peers synced", i);
+        }
         check_replica(s, i);
         tally_digest(s->r[i], d);
         if (memcmp(first, d, 16) != 0) {
@@ -1004,6 +1017,106 @@ static void act_crash(sim *s, int at) {
     s->dirty[at] = true;
 }
 
+/* Copies the files of directory `from` (no subdirectories) into a new directory `to`. */
+static void copy_dir(const sim *s, const char *from, const char *to) {
+    remove_dir(to);
+    DIR *d = opendir(from);
+    if (d == NULL || mkdir(to, 0755) != 0) {
+        fail(s, "a backup's directory", 0);
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char a[300], b[300];
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        FILE *in = fopen(a, "rb"), *out = fopen(b, "wb");
+        if (in == NULL || out == NULL) {
+            fail(s, "a backup's file", 0);
+        }
+        char buf[65536];
+        for (size_t n; (n = fread(buf, 1, sizeof buf, in)) > 0;) {
+            if (fwrite(buf, 1, n, out) != n) {
+                fail(s, "a backup's file", 0);
+            }
+        }
+        fclose(in);
+        fclose(out);
+    }
+    closedir(d);
+}
+
+/* A backup and, later, its restore: a durable replica is closed, its directory copied aside and
+ * opened again; some steps on, its directory is replaced with that copy, which lacks what it
+ * wrote since. It must come back held (it cannot tell whether peers hold ops of its own past the
+ * backup), refuse every write while held, send none of its own, and be confirmed only by a peer
+ * that answers its challenge: which brings its lost ops back first, so that its next write
+ * signs no seq twice. The restore comes after the replica's ops have reached every replica, the
+ * case a hold settles alone (were a third replica to hold ops of it that its confirmer lacked,
+ * the two would meet as a fork: convergence past a fork is still to come). At every step no
+ * replica may hold a proof against it (check_replica). */
+static void act_backup_or_restore(sim *s, int at) {
+    if (!s->cfg->durable) {
+        return;
+    }
+    char backup[128];
+    snprintf(backup, sizeof backup, "%s.backup", s->dirs[at]);
+    if (!s->backed_up[at] || chance(&s->g, 30)) {
+        tally_close(s->r[at]);
+        copy_dir(s, s->dirs[at], backup);
+        s->r[at] = open_replica(s, at);
+        s->backed_up[at] = true;
+        trace(s, "r%d is backed up", at + 1);
+        return;
+    }
+    for (int i = 0; i < s->n; i++) {
+        if (i != at) {
+            sync_full(s, at, i); /* its ops reach every replica */
+        }
+    }
+    tally_close(s->r[at]);
+    remove_dir(s->dirs[at]);
+    copy_dir(s, backup, s->dirs[at]);
+    s->r[at] = open_replica(s, at);
+    /* its sessions start again: what was in flight to it, made for what it had, is dropped,
+     * and no summary of it from before is replayed */
+    for (int k = 0; k < s->n_queue;) {
+        if (s->queue[k].to == at) {
+            free(s->queue[k].bytes);
+            s->queue[k] = s->queue[--s->n_queue];
+        } else {
+            k++;
+        }
+    }
+    free(s->stale_summary[at]);
+    s->stale_summary[at] = NULL;
+    trace(s, "r%d is restored from its backup: %s", at + 1,
+          tally_hold_name((int)tally_held(s->r[at])));
+    if (tally_held(s->r[at]) != TALLY_HOLD_MOVED) {
+        fail_replica(s, "a restored directory was not held", at);
+    }
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    tally_replica *fresh = NULL;
+    tally_options o = {.replica_id = 999};
+    if (tally_open(&o, &fresh) != TALLY_OK ||
+        tally_summary(fresh, &summary, &summary_len) != TALLY_OK ||
+        tally_delta(s->r[at], summary, summary_len, 0, &delta, &delta_len) != TALLY_OK ||
+        tally_apply(fresh, delta, delta_len) != TALLY_OK) {
+        fail(s, "a held replica's delta", 0);
+    }
+    if (tally_seen(fresh, (uint64_t)at + 1) != 0) {
+        fail_replica(s, "a held replica sent ops of its own", at);
+    }
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(fresh);
+    s->restores++;
+    total.restores++;
+    s->dirty[at] = true;
+}
+
 static void setup(sim *s) {
     for (int i = 0; i < s->n; i++) {
         s->clocks[i].sim = s;
@@ -1083,6 +1196,8 @@ void sim_run(const sim_config *cfg) {
             act_forge(s);
         } else if (roll == 96 && chance(&s->g, 10)) {
             act_equivocate(s);
+        } else if (roll == 97 && chance(&s->g, 20)) {
+            act_backup_or_restore(s, at);
         } else {
             s->now_ms += below(&s->g, 2000);
             if (chance(&s->g, 10)) {
@@ -1092,7 +1207,7 @@ void sim_run(const sim_config *cfg) {
             }
             uint64_t voided = 0;
             int rc = tally_expire(s->r[at], &voided);
-            if (rc == TALLY_ORIGIN_FORKED) {
+            if (rc == TALLY_ORIGIN_FORKED || rc == TALLY_ORIGIN_HELD) {
                 expect_create(s, at, rc);
             } else if (rc != TALLY_OK) {
                 fail(s, "expire", rc);
@@ -1115,7 +1230,10 @@ void sim_run(const sim_config *cfg) {
         free(s->stale_summary[i]);
         tally_close(s->r[i]);
         if (cfg->durable) {
+            char backup[128];
+            snprintf(backup, sizeof backup, "%s.backup", s->dirs[i]);
             remove_dir(s->dirs[i]);
+            remove_dir(backup);
         }
     }
     tally_free(s->authority);
@@ -1130,9 +1248,9 @@ void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
            cfg->admitted ? " admitted" : "", cfg->steps);
     printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
            " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64
-           " forgeries refused, %" PRIu64 " equivocations proven\n",
+           " forgeries refused, %" PRIu64 " equivocations proven, %" PRIu64 " restores held\n",
            total.ops, total.deltas, total.corrupt_rejected, total.conflicts,
-           total.forgeries_refused, total.forks_proven);
+           total.forgeries_refused, total.forks_proven, total.restores);
     printf("sim: debits attempted %" PRIu64 ": refused for lack of local rights while the "
            "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
            "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",
