@@ -1049,8 +1049,9 @@ static void copy_dir(const sim *s, const char *from, const char *to) {
 
 /* A backup and, later, its restore: a durable replica is closed, its directory copied aside and
  * opened again; some steps on, its directory is replaced with that copy, which lacks what it
- * wrote since. It must come back held (it cannot tell whether peers hold ops of its own past the
- * backup), refuse every write while held, send none of its own, and be confirmed only by a peer
+ * wrote since (or, instead, a byte of its newest segment's last frame rots, and opening drops
+ * the frame). It must come back held (it cannot tell whether peers hold ops of its own past the
+ * backup, or the frame), refuse every write while held, send none of its own, and be confirmed only by a peer
  * that answers its challenge: which brings its lost ops back first, so that its next write
  * signs no seq twice. The restore comes after the replica's ops have reached every replica, the
  * case a hold settles alone (were a third replica to hold ops of it that its confirmer lacked,
@@ -1075,9 +1076,38 @@ static void act_backup_or_restore(sim *s, int at) {
             sync_full(s, at, i); /* its ops reach every replica */
         }
     }
+    uint64_t segment = s->r[at]->journal->segment;
     tally_close(s->r[at]);
-    remove_dir(s->dirs[at]);
-    copy_dir(s, backup, s->dirs[at]);
+    bool rot = chance(&s->g, 40);
+    if (rot) {
+        /* bit rot in its newest segment's last bytes: a whole frame that does not check (its
+         * last byte is never left zero, which would read as a write that did not land) */
+        char path[160];
+        snprintf(path, sizeof path, "%s/journal-%016" PRIx64 ".tly", s->dirs[at], segment);
+        FILE *f = fopen(path, "r+b");
+        if (f == NULL || fseek(f, 0, SEEK_END) != 0) {
+            fail(s, "the newest segment", 0);
+        }
+        long size = ftell(f);
+        long off = size - 1 - (long)below(&s->g, 8);
+        if (off > 32) { /* past the segment's header: some frame is there */
+            fseek(f, off, SEEK_SET);
+            int b = fgetc(f);
+            uint8_t mask = (uint8_t)(1 + below(&s->g, 255));
+            if (off == size - 1 && (b ^ mask) == 0) {
+                mask ^= 1;
+            }
+            fseek(f, off, SEEK_SET);
+            fputc(b ^ mask, f);
+        } else {
+            rot = false;
+        }
+        fclose(f);
+    }
+    if (!rot) {
+        remove_dir(s->dirs[at]);
+        copy_dir(s, backup, s->dirs[at]);
+    }
     s->r[at] = open_replica(s, at);
     /* its sessions start again: what was in flight to it, made for what it had, is dropped,
      * and no summary of it from before is replayed */
@@ -1091,10 +1121,13 @@ static void act_backup_or_restore(sim *s, int at) {
     }
     free(s->stale_summary[at]);
     s->stale_summary[at] = NULL;
-    trace(s, "r%d is restored from its backup: %s", at + 1,
+    trace(s, "r%d is %s: %s", at + 1,
+          rot ? "opened after bit rot in its last frame" : "restored from its backup",
           tally_hold_name((int)tally_held(s->r[at])));
-    if (tally_held(s->r[at]) != TALLY_HOLD_MOVED) {
-        fail_replica(s, "a restored directory was not held", at);
+    if (tally_held(s->r[at]) != (rot ? TALLY_HOLD_DAMAGED : TALLY_HOLD_MOVED)) {
+        fail_replica(
+            s, rot ? "a rotted frame dropped without a hold" : "a restored directory was not held",
+            at);
     }
     uint8_t *summary, *delta;
     size_t summary_len, delta_len;
