@@ -1050,13 +1050,13 @@ static void copy_dir(const sim *s, const char *from, const char *to) {
 /* A backup and, later, its restore: a durable replica is closed, its directory copied aside and
  * opened again; some steps on, its directory is replaced with that copy, which lacks what it
  * wrote since (or, instead, a byte of its newest segment's last frame rots, and opening drops
- * the frame). It must come back held (it cannot tell whether peers hold ops of its own past the
- * backup, or the frame), refuse every write while held, send none of its own, and be confirmed only by a peer
- * that answers its challenge: which brings its lost ops back first, so that its next write
- * signs no seq twice. The restore comes after the replica's ops have reached every replica, the
- * case a hold settles alone (were a third replica to hold ops of it that its confirmer lacked,
- * the two would meet as a fork: convergence past a fork is still to come). At every step no
- * replica may hold a proof against it (check_replica). */
+ * the frame). It must come back held (it cannot tell whether peers hold ops of its own past
+ * the backup, or the frame), refuse every write while held, send none of its own, and be
+ * confirmed only by a peer that answers its challenge: which brings its lost ops back first,
+ * so that its next write signs no seq twice. The restore comes after the replica's ops have
+ * reached every replica, the case a hold settles alone (were a third replica to hold ops of it
+ * that its confirmer lacked, the two would meet as a fork: convergence past a fork is still to
+ * come). At every step no replica may hold a proof against it (check_replica). */
 static void act_backup_or_restore(sim *s, int at) {
     if (!s->cfg->durable) {
         return;
