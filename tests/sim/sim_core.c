@@ -1077,6 +1077,7 @@ static void act_backup_or_restore(sim *s, int at) {
         }
     }
     uint64_t segment = s->r[at]->journal->segment;
+    uint32_t was = s->r[at]->hold; /* a hold's first reason stays until it is lifted */
     tally_close(s->r[at]);
     bool rot = chance(&s->g, 40);
     if (rot) {
@@ -1124,7 +1125,8 @@ static void act_backup_or_restore(sim *s, int at) {
     trace(s, "r%d is %s: %s", at + 1,
           rot ? "opened after bit rot in its last frame" : "restored from its backup",
           tally_hold_name((int)tally_held(s->r[at])));
-    if (tally_held(s->r[at]) != (rot ? TALLY_HOLD_DAMAGED : TALLY_HOLD_MOVED)) {
+    tally_hold want = was != 0 ? (tally_hold)was : rot ? TALLY_HOLD_DAMAGED : TALLY_HOLD_MOVED;
+    if (s->r[at]->hold != (uint32_t)want) {
         fail_replica(
             s, rot ? "a rotted frame dropped without a hold" : "a restored directory was not held",
             at);
