@@ -126,6 +126,7 @@ typedef struct sim {
     char *authority, *authority_key; /* --admitted: the cluster's authority, PEM */
     bool equivocated[REPLICAS_MAX];  /* an equivocator signed a second history as this one */
     bool backed_up[REPLICAS_MAX];    /* --durable: dirs[i].backup holds an older copy */
+    uint32_t backup_hold[REPLICAS_MAX]; /* the hold that copy's mark keeps */
     uint64_t restores;
     uint64_t next_id;
     unsigned step;
@@ -1064,6 +1065,7 @@ static void act_backup_or_restore(sim *s, int at) {
     char backup[128];
     snprintf(backup, sizeof backup, "%s.backup", s->dirs[at]);
     if (!s->backed_up[at] || chance(&s->g, 30)) {
+        s->backup_hold[at] = s->r[at]->hold;
         tally_close(s->r[at]);
         copy_dir(s, s->dirs[at], backup);
         s->r[at] = open_replica(s, at);
@@ -1125,7 +1127,10 @@ static void act_backup_or_restore(sim *s, int at) {
     trace(s, "r%d is %s: %s", at + 1,
           rot ? "opened after bit rot in its last frame" : "restored from its backup",
           tally_hold_name((int)tally_held(s->r[at])));
-    tally_hold want = was != 0 ? (tally_hold)was : rot ? TALLY_HOLD_DAMAGED : TALLY_HOLD_MOVED;
+    /* a hold's first reason stays until it is lifted: the live directory's, for a rotted frame;
+     * the backup's, for a restore */
+    uint32_t kept = rot ? was : s->backup_hold[at];
+    tally_hold want = kept != 0 ? (tally_hold)kept : rot ? TALLY_HOLD_DAMAGED : TALLY_HOLD_MOVED;
     if (s->r[at]->hold != (uint32_t)want) {
         fail_replica(
             s, rot ? "a rotted frame dropped without a hold" : "a restored directory was not held",
