@@ -193,22 +193,23 @@ int chain_own_key(tally_replica *r) {
     return memcmp(self->pub, r->crypto.public_key, CRYPTO_KEY) == 0 ? TALLY_OK : TALLY_ECORRUPT;
 }
 
-/* The digest of ops first..last of o, all applied here, hashed with sha. */
-static bool digest_with(const tally_replica *r, crypto_sha *sha, const origin_rec *o,
-                        uint64_t first, uint64_t last, uint8_t out[CRYPTO_HASH]) {
+/* The replica's hashing and signing contexts: scratch state, which tally_delta (whose replica
+ * is const, the API being fixed) uses as any other call does. */
+static crypto_ctx *scratch(const tally_replica *r) {
+    return (crypto_ctx *)&r->crypto;
+}
+
+/* The digest of ops first..last of o, all applied here. */
+static bool digest_applied(const tally_replica *r, const origin_rec *o, uint64_t first,
+                           uint64_t last, uint8_t out[CRYPTO_HASH]) {
     chain_digest d;
-    chain_digest_begin(&d, sha);
+    chain_digest_begin(&d, &scratch(r)->sha);
     for (uint64_t s = first; s <= last; s++) {
         op x;
         replica_op_at(r, o->position[s - 1], &x);
         chain_digest_op(&d, &x);
     }
     return chain_digest_end(&d, out);
-}
-
-static bool digest_applied(tally_replica *r, const origin_rec *o, uint64_t first, uint64_t last,
-                           uint8_t out[CRYPTO_HASH]) {
-    return digest_with(r, &r->crypto.sha, o, first, last, out);
 }
 
 void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out) {
@@ -367,24 +368,23 @@ static int admit_authority(tally_replica *r, const op *a, bool record) {
                    ? TALLY_OK
                    : TALLY_ECORRUPT;
     }
-    struct replica_admission *m = calloc(1, sizeof *m);
-    if (m == NULL || (m->der = malloc(a->u.admit.len)) == NULL) {
-        free(m);
-        return TALLY_ENOMEM;
-    }
-    if (!cert_authority_read(a->u.admit.der, a->u.admit.len, &m->authority)) {
-        free(m->der);
-        free(m);
+    cert_authority who;
+    if (!cert_authority_read(a->u.admit.der, a->u.admit.len, &who)) {
         return TALLY_ECORRUPT;
     }
-    memcpy(m->der, a->u.admit.der, a->u.admit.len);
-    m->len = a->u.admit.len;
-    int rc = record ? replica_journal_add(r, a) : TALLY_OK;
+    struct replica_admission *m = calloc(1, sizeof *m);
+    int rc = m != NULL && (m->der = malloc(a->u.admit.len)) != NULL ? TALLY_OK : TALLY_ENOMEM;
+    if (rc == TALLY_OK && record) {
+        rc = replica_journal_add(r, a);
+    }
     if (rc != TALLY_OK) {
-        free(m->der);
+        free(m != NULL ? m->der : NULL);
         free(m);
         return rc;
     }
+    m->authority = who;
+    memcpy(m->der, a->u.admit.der, a->u.admit.len);
+    m->len = a->u.admit.len;
     r->admission = m;
     return TALLY_OK;
 }
@@ -396,10 +396,8 @@ static bool admitted(const tally_replica *r, uint32_t origin, const uint8_t key[
         return true;
     }
     const origin_rec *o = origin != NONE ? &r->origins.at[origin] : NULL;
-    cert_replica c;
-    return o != NULL && o->cert != NULL && o->may_write &&
-           cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) &&
-           memcmp(c.key, key, CRYPTO_KEY) == 0;
+    return o != NULL && o->cert != NULL && (o->admitted_as.permits & CERT_PERMIT_WRITE) != 0 &&
+           memcmp(o->admitted_as.key, key, CRYPTO_KEY) == 0;
 }
 
 int chain_admit_accept(tally_replica *r, const op *a, chain_admit_from from) {
@@ -454,7 +452,7 @@ int chain_admit_accept(tally_replica *r, const op *a, chain_admit_from from) {
     free(o->cert);
     o->cert = der;
     o->cert_len = a->u.admit.len;
-    o->may_write = (c.permits & CERT_PERMIT_WRITE) != 0;
+    o->admitted_as = c;
     return TALLY_OK;
 }
 
@@ -766,18 +764,18 @@ int chain_replay(tally_replica *r, const op *s) {
 static const char confirm_tag[16] = "tally confirm v1";
 
 /* The answer to nonce about run k of o (all of its ops here): SHA-256 of a tag, the nonce and
- * the run's statement, with the hashes of c. */
-static bool confirm_answer(const tally_replica *r, crypto_ctx *c, const origin_rec *o, uint32_t k,
+ * the run's statement. */
+static bool confirm_answer(const tally_replica *r, const origin_rec *o, uint32_t k,
                            const uint8_t nonce[CRYPTO_HASH], uint8_t out[CRYPTO_HASH]) {
     uint8_t ops[CRYPTO_HASH], m[16 + CRYPTO_HASH + CHAIN_STATEMENT];
-    if (!digest_with(r, &c->sha, o, chain_run_first(o, k), o->runs.at[k].last, ops)) {
+    if (!digest_applied(r, o, chain_run_first(o, k), o->runs.at[k].last, ops)) {
         return false;
     }
     memcpy(m, confirm_tag, 16);
     memcpy(m + 16, nonce, CRYPTO_HASH);
     statement(m + 16 + CRYPTO_HASH, o->id, chain_run_first(o, k), o->runs.at[k].last,
               run_prev(o, k), ops);
-    return crypto_sha256(c, m, sizeof m, out);
+    return crypto_sha256(scratch(r), m, sizeof m, out);
 }
 
 static const char confirmed_tag[16] = "tally confirmed";
@@ -805,15 +803,11 @@ int chain_confirm_op(const tally_replica *r, uint64_t origin, const uint8_t nonc
     if (k == NONE) {
         return TALLY_NOT_FOUND;
     }
-    /* tally_delta's replica is const: this hashes with a context of its own, and signs with
-     * the replica's (its signing state is scratch, not the replica's state) */
-    crypto_ctx c = {0};
     uint8_t m[16 + 8 + 8 + CRYPTO_HASH];
-    bool ok = crypto_init(&c) && confirm_answer(r, &c, o, k, nonce, buf->answer);
-    crypto_free(&c);
+    bool ok = confirm_answer(r, o, k, nonce, buf->answer);
     if (ok) {
         confirmed_message(m, origin, o->runs.at[k].last, buf->answer);
-        ok = crypto_sign((crypto_ctx *)&r->crypto, m, sizeof m, buf->sig);
+        ok = crypto_sign(scratch(r), m, sizeof m, buf->sig);
     }
     if (!ok) {
         return TALLY_ENOMEM;
@@ -854,7 +848,7 @@ int chain_confirm_accept(tally_replica *r, const op *c) {
         return TALLY_OK; /* not for this replica, or not about the head it is at */
     }
     uint8_t want[CRYPTO_HASH];
-    if (!confirm_answer(r, &r->crypto, self, k, r->learned->nonce, want)) {
+    if (!confirm_answer(r, self, k, r->learned->nonce, want)) {
         return TALLY_ENOMEM;
     }
     if (memcmp(want, c->u.confirm.answer, CRYPTO_HASH) == 0 && confirmed_by_member(r, c)) {

@@ -124,7 +124,7 @@ typedef struct origin_rec {
      * the first valid one that came. NULL: none. */
     uint8_t *cert;
     uint32_t cert_len;
-    bool may_write; /* its certificate lets it make ops */
+    cert_replica admitted_as; /* what that certificate says, read once when it was taken */
 } origin_rec;
 
 /* One of the two statements of a fork's proof: run first..last of the origin, and the rest of
