@@ -20,10 +20,9 @@
  * run's first and last seq (varints, 1 <= first <= last), 32 bytes (the origin's public key when
  * first is 1, else the hash of the origin's statement before the run) and the 64-byte
  * signature. It too has no dot and leaves the previous op's fields alone. So do a FORK record
- * (header byte 8: an origin ref, then each statement's first, last and 128 bytes) and a
- * CONFIRM record (header byte 0x10, a delta's only: an origin ref, a varint last seq and a
- * 32-byte answer, ledger/chain.c), and an ADMIT record (header byte 0x20: an admission
- * certificate, dec_admit).
+ * (header byte 8: an origin ref, then each statement's first, last and 128 bytes), a CONFIRM
+ * record (header byte 0x10, a delta's only: dec_confirm, ledger/chain.c) and an ADMIT record
+ * (header byte 0x20: an admission certificate, dec_admit).
  *
  * ids are 16 bytes (hi then lo, each little-endian); numbers are LEB128 varints. An account ref
  * is a varint k: k > 0 names dictionary entry k - 1; k == 0 is followed by a literal: id, one
@@ -206,11 +205,26 @@ static uint64_t unzigzag(uint64_t v) {
     return (v >> 1) ^ (0 - (v & 1));
 }
 
+/* The most bytes a record longer than an op can take (ops, CLOCK and SIGN: CODEC_OP_MAX), so
+ * that an op pays one comparison for it. */
+_Static_assert(OP_FORK > OP_SIGN && OP_CONFIRM > OP_SIGN && OP_ADMIT > OP_SIGN,
+               "the kinds of the long records come after the op kinds and SIGN");
+static size_t record_max(uint8_t kind) {
+    return kind == OP_FORK    ? CODEC_FORK_MAX
+           : kind == OP_ADMIT ? CODEC_ADMIT_MAX
+                              : CODEC_CONFIRM_MAX;
+}
+
+/* A certificate's bytes in a record: a varint length, then the DER. */
+static uint8_t *put_der(uint8_t *p, const uint8_t *der, uint32_t len) {
+    assert(len <= CODEC_ADMIT_DER_MAX);
+    p = put_varint(p, len);
+    memcpy(p, der, len);
+    return p + len;
+}
+
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
-    if (!bytes_reserve(out, o->kind == OP_FORK      ? CODEC_FORK_MAX
-                            : o->kind == OP_ADMIT   ? CODEC_ADMIT_MAX
-                            : o->kind == OP_CONFIRM ? CODEC_CONFIRM_MAX
-                                                    : CODEC_OP_MAX)) {
+    if (!bytes_reserve(out, o->kind <= OP_SIGN ? CODEC_OP_MAX : record_max(o->kind))) {
         return false;
     }
     block_dict *d = &e->dict;
@@ -248,9 +262,7 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         if (o->origin != 0) {
             p = enc_origin(e, p, o->origin, &ok);
         }
-        p = put_varint(p, o->u.admit.len);
-        memcpy(p, o->u.admit.der, o->u.admit.len);
-        p += o->u.admit.len;
+        p = put_der(p, o->u.admit.der, o->u.admit.len);
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -264,12 +276,8 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         p = enc_origin(e, p, o->u.confirm.by, &ok);
         memcpy(p, o->u.confirm.sig, 64);
         p += 64;
-        assert(o->u.confirm.cert_len <= CODEC_ADMIT_DER_MAX);
-        p = put_varint(p, o->u.confirm.cert_len);
-        if (o->u.confirm.cert_len > 0) {
-            memcpy(p, o->u.confirm.cert, o->u.confirm.cert_len);
-            p += o->u.confirm.cert_len;
-        }
+        p = o->u.confirm.cert_len > 0 ? put_der(p, o->u.confirm.cert, o->u.confirm.cert_len)
+                                      : put_varint(p, 0);
         out->len += (size_t)(p - start);
         e->ops++;
         return ok;
@@ -606,6 +614,18 @@ static int dec_fork(block_dec *d, op *o) {
     return rc;
 }
 
+/* A certificate's bytes (put_der): *der points into the block; NULL when the length is 0. */
+static bool get_der(block_dec *d, const uint8_t **der, uint32_t *len) {
+    uint64_t n;
+    if (!get_varint(d, &n) || n > CODEC_ADMIT_DER_MAX || (uint64_t)(d->end - d->p) < n) {
+        return false;
+    }
+    *der = n > 0 ? d->p : NULL;
+    *len = (uint32_t)n;
+    d->p += n;
+    return true;
+}
+
 /* An admission certificate: a byte saying whose (0: the cluster's authority, with origin 0;
  * 1: an origin ref follows), a varint length (1 to CODEC_ADMIT_DER_MAX) and the DER. */
 static int dec_admit(block_dec *d, op *o) {
@@ -613,16 +633,12 @@ static int dec_admit(block_dec *d, op *o) {
         return TALLY_ECORRUPT;
     }
     int rc = *d->p++ == 1 ? dec_origin(d, &o->origin) : TALLY_OK;
-    uint64_t n;
     if (rc != TALLY_OK) {
         return rc;
     }
-    if (!get_varint(d, &n) || n == 0 || n > CODEC_ADMIT_DER_MAX || (uint64_t)(d->end - d->p) < n) {
+    if (!get_der(d, &o->u.admit.der, &o->u.admit.len) || o->u.admit.len == 0) {
         return TALLY_ECORRUPT;
     }
-    o->u.admit.der = d->p;
-    o->u.admit.len = (uint32_t)n;
-    d->p += n;
     d->remaining--;
     return TALLY_OK;
 }
@@ -640,7 +656,6 @@ static int dec_confirm(block_dec *d, op *o) {
     }
     o->u.confirm.answer = d->p;
     d->p += 32;
-    uint64_t n;
     if ((rc = dec_origin(d, &o->u.confirm.by)) != TALLY_OK) {
         return rc;
     }
@@ -649,12 +664,9 @@ static int dec_confirm(block_dec *d, op *o) {
     }
     o->u.confirm.sig = d->p;
     d->p += 64;
-    if (!get_varint(d, &n) || n > CODEC_ADMIT_DER_MAX || (uint64_t)(d->end - d->p) < n) {
+    if (!get_der(d, &o->u.confirm.cert, &o->u.confirm.cert_len)) {
         return TALLY_ECORRUPT;
     }
-    o->u.confirm.cert = n > 0 ? d->p : NULL;
-    o->u.confirm.cert_len = (uint32_t)n;
-    d->p += n;
     d->remaining--;
     return TALLY_OK;
 }
