@@ -210,10 +210,12 @@ static const uint8_t mark_magic[4] = {'T', 'L', 'Y', 'M'};
 #define MARK_VERSION 2 /* 1: without birth times */
 #define MARK_OPEN 1u
 
-/* A file's birth time in ns, or 0 when its file system keeps none. */
-static uint64_t birth_ns(int fd) {
+/* The birth time in ns of `name` in the directory dirfd (of dirfd itself when name is ""), or 0
+ * when its file system keeps none. */
+static uint64_t birth_ns(int dirfd, const char *name) {
     struct statx x;
-    if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &x) != 0 || !(x.stx_mask & STATX_BTIME)) {
+    if (statx(dirfd, name, name[0] == '\0' ? AT_EMPTY_PATH : 0, STATX_BTIME, &x) != 0 ||
+        !(x.stx_mask & STATX_BTIME)) {
         return 0;
     }
     return (uint64_t)x.stx_btime.tv_sec * UINT64_C(1000000000) + x.stx_btime.tv_nsec;
@@ -267,8 +269,8 @@ static int mark_write(journal *j) {
     }
     j->mark.dir_ino = (uint64_t)dir_st.st_ino;
     j->mark.mark_ino = (uint64_t)st.st_ino;
-    j->mark.dir_born = birth_ns(j->dir_fd);
-    j->mark.mark_born = birth_ns(fd);
+    j->mark.dir_born = birth_ns(j->dir_fd, "");
+    j->mark.mark_born = birth_ns(fd, "");
     uint8_t b[MARK_BYTES] = {0};
     memcpy(b, mark_magic, 4);
     put_u32le(b + 4, MARK_VERSION);
@@ -319,16 +321,6 @@ static bool same_birth(uint64_t a, uint64_t b) {
     return a == 0 || b == 0 || a == b;
 }
 
-/* The mark file's birth time, or 0. */
-static uint64_t mark_birth(journal *j) {
-    int fd = openat(j->dir_fd, mark_name, O_RDONLY | O_CLOEXEC);
-    uint64_t born = fd >= 0 ? birth_ns(fd) : 0;
-    if (fd >= 0) {
-        close(fd);
-    }
-    return born;
-}
-
 /* After replay: checks the directory against the mark read before it (found: there was one;
  * rc: how reading it went), sets the hold, and writes the mark as it now stands. A directory
  * with no segment before this opening (j->created) is new, and has nothing to hold. */
@@ -347,8 +339,8 @@ static int mark_settle(journal *j, int rc, bool found) {
         return TALLY_EIO;
     } else if ((uint64_t)dir_st.st_ino != j->mark.dir_ino ||
                (uint64_t)st.st_ino != j->mark.mark_ino || j->mark.replica != j->replica_id ||
-               !same_birth(j->mark.dir_born, birth_ns(j->dir_fd)) ||
-               !same_birth(j->mark.mark_born, mark_birth(j))) {
+               !same_birth(j->mark.dir_born, birth_ns(j->dir_fd, "")) ||
+               !same_birth(j->mark.mark_born, birth_ns(j->dir_fd, mark_name))) {
         hold = TALLY_HOLD_MOVED;
     } else if (j->mark.newest > j->segment || (j->created && j->mark.newest != 0) ||
                (j->mark.newest == j->segment && j->mark.newest_bytes > j->segment_bytes)) {
