@@ -669,10 +669,10 @@ static int load_forks(tally_replica *r, reader *c) {
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
 
-/* A certificate's record: its length and DER, read into a, pointing into the snapshot. */
+/* A certificate: its length (0: none) and DER, read into a, pointing into the snapshot. */
 static bool read_admit(reader *c, op *a) {
     uint32_t len = r32(c);
-    if (c->bad || len == 0 || len > CODEC_ADMIT_DER_MAX || !r_need(c, len)) {
+    if (c->bad || len > CODEC_ADMIT_DER_MAX || !r_need(c, len)) {
         return false;
     }
     a->u.admit.der = c->p;
@@ -686,16 +686,15 @@ static int load_admission(tally_replica *r, reader *c) {
     op a;
     op_clear(&a);
     a.kind = OP_ADMIT;
-    int rc = TALLY_OK;
-    if (r_need(c, 4) && get_u32le(c->p) != 0) {
-        rc = read_admit(c, &a) ? chain_admit_accept(r, &a, CHAIN_ADMIT_REPLAY) : TALLY_ECORRUPT;
-    } else {
-        (void)r32(c);
+    if (!read_admit(c, &a)) {
+        return TALLY_ECORRUPT;
     }
+    int rc = a.u.admit.len > 0 ? chain_admit_accept(r, &a, CHAIN_ADMIT_REPLAY) : TALLY_OK;
     uint32_t n = rc == TALLY_OK ? r_count(c, 8) : 0;
     for (uint32_t i = 0; i < n && rc == TALLY_OK && !c->bad; i++) {
         uint32_t origin = r32(c);
-        if (origin >= r->origins.count || r->admission == NULL || !read_admit(c, &a)) {
+        if (origin >= r->origins.count || r->admission == NULL || !read_admit(c, &a) ||
+            a.u.admit.len == 0) {
             return TALLY_ECORRUPT;
         }
         a.origin = r->origins.at[origin].id;
