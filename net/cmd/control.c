@@ -368,6 +368,29 @@ static json_t *transfer_json(const tally_replica *r, const tally_transfer *t) {
 
 typedef json_t *(*op_fn)(control *c, req *q, int *rc);
 
+char *control_read_key_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *buf = malloc(CONTROL_KEY_FILE_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, CONTROL_KEY_FILE_MAX + 1, f) : 0;
+    int failed = buf == NULL                ? ENOMEM
+                 : ferror(f)                ? EIO
+                 : n == 0                   ? ENODATA
+                 : n > CONTROL_KEY_FILE_MAX ? EFBIG
+                                            : 0;
+    fclose(f);
+    if (failed != 0) {
+        free(buf);
+        errno = failed;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
 static json_t *result_json(int rc) { return json_pack("{s:s}", "result", tally_result_name(rc)); }
 
 static json_t *op_status(control *c, req *q, int *rc) {

@@ -37,6 +37,13 @@
 extern const char *const control_account_flags[];
 extern const char *const control_transfer_flags[];
 
+/* The most bytes a certificate or key file that tallyd and the tally command read may have. */
+#define CONTROL_KEY_FILE_MAX 16384
+
+/* A whole file of 1 to CONTROL_KEY_FILE_MAX bytes, NUL-terminated (freed by the caller), its
+ * length in *len; NULL with errno set when it cannot be read (EFBIG: longer, ENODATA: empty). */
+char *control_read_key_file(const char *path, size_t *len);
+
 typedef struct control control;
 
 /* A reply is a NUL-terminated JSON text without a newline; the callee copies it if it keeps it. */

@@ -190,8 +190,6 @@ static json_t *lift_hold(const command *cmd, const args *a, char *why, size_t wh
 
 /* --- commands that run here: the cluster's authority ----------------------------------------- */
 
-#define AUTHORITY_FILE_MAX 16384
-
 static int usage(const char *why);
 
 /* Writes text to a new file (never over one), with mode. False after saying why. */
@@ -208,24 +206,16 @@ static bool write_new_file(const char *path, const char *text, mode_t mode) {
     return ok;
 }
 
-/* A whole file of at most AUTHORITY_FILE_MAX bytes, NUL-terminated (freed by the caller), or
- * NULL after saying why. */
+/* A certificate or key file (control_read_key_file), or NULL after saying why. */
 static char *read_small_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    char *buf = f != NULL ? malloc(AUTHORITY_FILE_MAX + 1) : NULL;
-    size_t n = buf != NULL ? fread(buf, 1, AUTHORITY_FILE_MAX + 1, f) : 0;
-    if (f != NULL) {
-        fclose(f);
+    char *text = control_read_key_file(path, len);
+    if (text == NULL) {
+        fprintf(stderr, "tally: cannot read %s: %s\n", path,
+                errno == EFBIG     ? "longer than 16 KiB"
+                : errno == ENODATA ? "empty"
+                                   : strerror(errno));
     }
-    if (buf == NULL || n == 0 || n > AUTHORITY_FILE_MAX) {
-        fprintf(stderr, "tally: cannot read %s%s\n", path,
-                f == NULL ? "" : " (empty, or longer than 16 KiB)");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    return text;
 }
 
 static int cluster_init(const command *cmd, const args *a) {

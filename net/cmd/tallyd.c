@@ -346,25 +346,21 @@ static int start_as_new_if_held(daemon_ *d, tally_options *o) {
     return rc;
 }
 
-/* A certificate file (PEM or DER) of at most 16 KiB, read whole into buf; *len 0 when path is
- * NULL. False after logging why. */
-static bool read_certificate(const char *path, const char *what, uint8_t *buf, size_t size,
-                             size_t *len) {
+/* A certificate file (PEM or DER) read whole into *text (NULL when path is NULL), which the
+ * caller frees. False after logging why. */
+static bool read_certificate(const char *path, const char *what, char **text, size_t *len) {
+    *text = NULL;
     *len = 0;
     if (path == NULL) {
         return true;
     }
-    FILE *f = fopen(path, "rb");
-    size_t n = f != NULL ? fread(buf, 1, size, f) : 0;
-    if (f != NULL) {
-        fclose(f);
-    }
-    if (n == 0 || n == size) {
+    if ((*text = control_read_key_file(path, len)) == NULL) {
         log_line(TALLY_LOG_ERROR, "cannot read %s %s: %s", what, path,
-                 f == NULL ? strerror(errno) : "empty, or longer than 16 KiB");
+                 errno == EFBIG     ? "longer than 16 KiB"
+                 : errno == ENODATA ? "empty"
+                                    : strerror(errno));
         return false;
     }
-    *len = n;
     return true;
 }
 
@@ -396,7 +392,7 @@ static void log_admission(const daemon_ *d) {
  * logging why. */
 static bool open_replica(daemon_ *d) {
     char error[512] = "";
-    static uint8_t authority[16384], certificate[16384];
+    char *authority = NULL, *certificate = NULL;
     tally_options o;
     memset(&o, 0, sizeof o);
     o.dir = d->s.data;
@@ -404,18 +400,20 @@ static bool open_replica(daemon_ *d) {
     o.flags = d->s.restored == RESTORED_YES ? TALLY_OPEN_RESTORED : 0;
     o.error = error;
     o.error_size = sizeof error;
-    if (!read_certificate(d->s.authority, "the authority's certificate", authority,
-                          sizeof authority, &o.authority_len) ||
-        !read_certificate(d->s.certificate, "the certificate", certificate, sizeof certificate,
-                          &o.certificate_len)) {
+    if (!read_certificate(d->s.authority, "the authority's certificate", &authority,
+                          &o.authority_len) ||
+        !read_certificate(d->s.certificate, "the certificate", &certificate, &o.certificate_len)) {
+        free(authority);
         return false;
     }
-    o.authority = o.authority_len > 0 ? authority : NULL;
-    o.certificate = o.certificate_len > 0 ? certificate : NULL;
+    o.authority = (const uint8_t *)authority;
+    o.certificate = (const uint8_t *)certificate;
     int rc = tally_open(&o, &d->r);
     if (rc == TALLY_OK && d->s.restored == RESTORED_NEW) {
         rc = start_as_new_if_held(d, &o);
     }
+    free(authority);
+    free(certificate);
     if (rc == TALLY_ELOCKED) {
         log_line(TALLY_LOG_ERROR,
                  "%s is in use by another tallyd (or another program): not starting", d->s.data);
