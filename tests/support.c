@@ -175,6 +175,25 @@ void remove_tree(const char *dir) {
     assert_int_equal(system(cmd), 0);
 }
 
+int authority_dir_setup(void **state) {
+    authority_dir *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    assert_result(tally_authority_create("blue", &a->cert, &a->key), TALLY_OK);
+    snprintf(a->dir, sizeof a->dir, "/tmp/tally-attack-XXXXXX");
+    assert_non_null(mkdtemp(a->dir));
+    *state = a;
+    return 0;
+}
+
+int authority_dir_teardown(void **state) {
+    authority_dir *a = *state;
+    remove_tree(a->dir);
+    tally_free(a->cert);
+    tally_free(a->key);
+    free(a);
+    return 0;
+}
+
 int create_account_of(tally_replica *r, uint64_t id) {
     tally_account a = account(id, 1, 0);
     return tally_create_account(r, &a);

@@ -71,6 +71,13 @@ int apply_admit_pem(tally_replica *r, uint64_t origin, const char *pem);
 tally_replica *open_in(const char *dir, uint64_t id, const char *authority);
 /* rm -rf dir. */
 void remove_tree(const char *dir);
+/* A cmocka fixture for tests of admission: cluster "blue"'s authority and a fresh directory. */
+typedef struct authority_dir {
+    char *cert, *key; /* the authority's certificate and key, PEM */
+    char dir[40];
+} authority_dir;
+int authority_dir_setup(void **state);
+int authority_dir_teardown(void **state);
 /* Creates account id (ledger 1, unbounded) on r: tally_create_account's result. */
 int create_account_of(tally_replica *r, uint64_t id);
 /* A certificate (PEM, freed with tally_free) for r's id and public key, from the authority

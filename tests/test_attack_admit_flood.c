@@ -42,11 +42,8 @@ static double now_s(void) {
 }
 
 static void alternating_own_certificates_grow_the_journal_forever(void **state) {
-    (void)state;
-    char *ca, *cakey;
-    assert_result(tally_authority_create("blue", &ca, &cakey), TALLY_OK);
-    char dir[] = "/tmp/tally-attack-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    authority_dir *a = *state;
+    const char *ca = a->cert, *cakey = a->key, *dir = a->dir;
     tally_replica *r = open_in(dir, 8, ca);
     char *pem[2] = {certificate_for(ca, cakey, r, 0, 1), certificate_for(ca, cakey, r, 0, 1)};
     assert_result(tally_set_certificate(r, (const uint8_t *)pem[1], strlen(pem[1])), TALLY_OK);
@@ -94,14 +91,12 @@ static void alternating_own_certificates_grow_the_journal_forever(void **state) 
         free(der[i]);
         tally_free(pem[i]);
     }
-    remove_tree(dir);
-    tally_free(ca);
-    tally_free(cakey);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(alternating_own_certificates_grow_the_journal_forever),
+        cmocka_unit_test_setup_teardown(alternating_own_certificates_grow_the_journal_forever,
+                                        authority_dir_setup, authority_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

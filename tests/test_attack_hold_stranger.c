@@ -15,11 +15,8 @@
 #include "ledger/replica.h"
 
 static void a_stranger_confirms_a_copy(void **state) {
-    (void)state;
-    char *ca, *cakey;
-    assert_result(tally_authority_create("blue", &ca, &cakey), TALLY_OK);
-    char dir[] = "/tmp/tally-attack-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    authority_dir *a = *state;
+    const char *ca = a->cert, *cakey = a->key, *dir = a->dir;
     tally_replica *r = open_in(dir, 8, ca);
     char *pem = certificate_for(ca, cakey, r, 0, 1);
     assert_result(tally_set_certificate(r, (const uint8_t *)pem, strlen(pem)), TALLY_OK);
@@ -59,17 +56,15 @@ static void a_stranger_confirms_a_copy(void **state) {
     tally_close(member);
     tally_close(c);
     tally_close(r);
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, copy);
-    (void)system(cmd);
+    remove_tree(copy);
     tally_free(pem);
-    tally_free(ca);
-    tally_free(cakey);
     assert_result(w1, TALLY_ORIGIN_HELD); /* a stranger cannot confirm it */
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(a_stranger_confirms_a_copy),
+        cmocka_unit_test_setup_teardown(a_stranger_confirms_a_copy, authority_dir_setup,
+                                        authority_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

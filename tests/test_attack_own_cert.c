@@ -16,11 +16,7 @@
 #include "ledger/codec.h"
 #include "ledger/replica.h"
 
-typedef struct cluster {
-    char *cert, *key;
-} cluster;
-
-static tally_replica *open_dir(const char *dir, const cluster *c, test_clock *clk) {
+static tally_replica *open_dir(const char *dir, const authority_dir *c, test_clock *clk) {
     tally_options o = {
         .dir = dir, .sync_mode = TALLY_SYNC_COMMIT, .clock_ms = test_clock_ms, .clock_ctx = clk};
     if (c != NULL) {
@@ -34,15 +30,12 @@ static tally_replica *open_dir(const char *dir, const cluster *c, test_clock *cl
 }
 
 static void demotion_is_undone_by_a_replayed_certificate(void **state) {
-    (void)state;
-    cluster blue;
-    assert_result(tally_authority_create("blue", &blue.cert, &blue.key), TALLY_OK);
-    char dir[] = "/tmp/tally-attack-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    authority_dir *blue = *state;
+    const char *dir = blue->dir;
     test_clock clk = {1700000000000ull};
-    tally_replica *r = open_dir(dir, &blue, &clk);
-    char *c_write = certificate_for(blue.cert, blue.key, r, 0, 1);
-    char *c_read = certificate_for(blue.cert, blue.key, r, 0, 0);
+    tally_replica *r = open_dir(dir, blue, &clk);
+    char *c_write = certificate_for(blue->cert, blue->key, r, 0, 1);
+    char *c_read = certificate_for(blue->cert, blue->key, r, 0, 0);
     assert_result(tally_set_certificate(r, (const uint8_t *)c_write, strlen(c_write)), TALLY_OK);
     assert_result(create_account_of(r, 1), TALLY_OK);
     /* the operator demotes it: read only */
@@ -65,32 +58,26 @@ static void demotion_is_undone_by_a_replayed_certificate(void **state) {
     tally_close(r);
     tally_free(c_write);
     tally_free(c_read);
-    tally_free(blue.cert);
-    tally_free(blue.key);
-    remove_tree(dir);
 }
 
 static void renewed_replica_is_stopped_by_its_expired_certificate(void **state) {
-    (void)state;
-    cluster blue;
-    assert_result(tally_authority_create("blue", &blue.cert, &blue.key), TALLY_OK);
-    char dir[] = "/tmp/tally-attack-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    authority_dir *blue = *state;
+    const char *dir = blue->dir;
     test_clock clk = {1700000000000ull};
-    tally_replica *r = open_dir(dir, &blue, &clk);
-    char *c_old = certificate_for(blue.cert, blue.key, r, 1700000060, 1); /* ends in a minute */
+    tally_replica *r = open_dir(dir, blue, &clk);
+    char *c_old = certificate_for(blue->cert, blue->key, r, 1700000060, 1); /* ends in a minute */
     assert_result(tally_set_certificate(r, (const uint8_t *)c_old, strlen(c_old)), TALLY_OK);
     assert_result(create_account_of(r, 1), TALLY_OK);
     /* an honest member takes r's first run, and with it c_old: the first one stays there */
     tally_options po = {.replica_id = 9,
-                        .authority = (const uint8_t *)blue.cert,
-                        .authority_len = strlen(blue.cert)};
+                        .authority = (const uint8_t *)blue->cert,
+                        .authority_len = strlen(blue->cert)};
     tally_replica *peer;
     assert_result(tally_open(&po, &peer), TALLY_OK);
     assert_result(apply_from(r, peer), TALLY_OK);
     clk.now_ms += 120000; /* c_old ended */
     assert_result(create_account_of(r, 2), TALLY_NOT_ADMITTED);
-    char *c_new = certificate_for(blue.cert, blue.key, r, 0, 1); /* renewed */
+    char *c_new = certificate_for(blue->cert, blue->key, r, 0, 1); /* renewed */
     assert_result(tally_set_certificate(r, (const uint8_t *)c_new, strlen(c_new)), TALLY_OK);
     assert_result(create_account_of(r, 3), TALLY_OK);
     /* the peer still holds and sends c_old: it is public. Anyone replays it. */
@@ -115,15 +102,14 @@ static void renewed_replica_is_stopped_by_its_expired_certificate(void **state) 
     tally_close(peer);
     tally_free(c_old);
     tally_free(c_new);
-    tally_free(blue.cert);
-    tally_free(blue.key);
-    remove_tree(dir);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(demotion_is_undone_by_a_replayed_certificate),
-        cmocka_unit_test(renewed_replica_is_stopped_by_its_expired_certificate),
+        cmocka_unit_test_setup_teardown(demotion_is_undone_by_a_replayed_certificate,
+                                        authority_dir_setup, authority_dir_teardown),
+        cmocka_unit_test_setup_teardown(renewed_replica_is_stopped_by_its_expired_certificate,
+                                        authority_dir_setup, authority_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,11 +20,8 @@
 #include "ledger/replica.h"
 
 static void a_spliced_snapshot_admits_a_forger(void **state) {
-    (void)state;
-    char *ca, *cakey;
-    assert_result(tally_authority_create("blue", &ca, &cakey), TALLY_OK);
-    char dir[] = "/tmp/tally-attack-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    authority_dir *a = *state;
+    const char *ca = a->cert, *dir = a->dir;
     tally_options o = {.dir = dir, .replica_id = 8, .sync_mode = TALLY_SYNC_COMMIT};
     tally_replica *r;
     assert_result(tally_open(&o, &r), TALLY_OK);
@@ -81,14 +78,12 @@ static void a_spliced_snapshot_admits_a_forger(void **state) {
     assert_result(rc, TALLY_ECORRUPT);
     assert_non_null(strstr(error, "did not admit"));
     tally_close(forger);
-    remove_tree(dir);
-    tally_free(ca);
-    tally_free(cakey);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(a_spliced_snapshot_admits_a_forger),
+        cmocka_unit_test_setup_teardown(a_spliced_snapshot_admits_a_forger, authority_dir_setup,
+                                        authority_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
