@@ -43,6 +43,30 @@ void idmap_clear(idmap *m) {
     m->count = 0;
 }
 
+bool idmap_remove(idmap *m, tally_id key) {
+    uint32_t h = idmap_hash(key);
+    idmap_slot *s = m->slots != NULL ? idmap_probe(m, key, h) : NULL;
+    if (s == NULL || s->ref == 0) {
+        return false;
+    }
+    /* backward-shift deletion: every later key of the run that may move into the hole does,
+     * so that no probe ever stops short of its key (linear probing with no tombstones) */
+    uint32_t hole = (uint32_t)(s - m->slots);
+    m->slots[hole].ref = 0;
+    for (uint32_t j = (hole + 1) & m->mask; m->slots[j].ref != 0; j = (j + 1) & m->mask) {
+        uint32_t home = m->slots[j].hash & m->mask;
+        /* j's key stays unless its home lies cyclically in (hole, j] */
+        bool stays = hole < j ? home > hole && home <= j : home > hole || home <= j;
+        if (!stays) {
+            m->slots[hole] = m->slots[j];
+            m->slots[j].ref = 0;
+            hole = j;
+        }
+    }
+    m->count--;
+    return true;
+}
+
 /* The first empty slot from h's home: where an insert of a key with hash h puts it. */
 static uint32_t first_empty(const idmap_slot *slots, uint32_t mask, uint32_t h) {
     uint32_t i = h & mask;

@@ -6,7 +6,8 @@
  * (the common case when a new transfer id is checked) never leaves the table, and the table is
  * three times denser than one storing keys, so more of it stays in cache. A slot whose hash
  * matches is confirmed by comparing the id in the record, found through the caller's key
- * function. tally never deletes an account or a transfer, so the map only grows: linear probing
+ * function. tally never deletes an account or a transfer, so the map only grows (idmap_remove
+ * serves one rare case, shifting keys back): linear probing
  * with no tombstones.
  *
  * 1. A slot is empty when its ref is 0; otherwise it holds value + 1.
@@ -148,6 +149,10 @@ static inline void idmap_prefetch(const idmap *m, tally_id key) {
  * False when out of memory (the map is unchanged then). value must be below IDMAP_NONE and
  * key(ctx, value) must already return key. */
 bool idmap_put(idmap *m, tally_id key, uint32_t value);
+/* Removes key, if it is there (false when it is not). Never allocates. tally keeps every
+ * account and transfer, and removes only an origin it added for a history of a forked
+ * replica that then held nothing (ledger/branch.c). */
+bool idmap_remove(idmap *m, tally_id key);
 
 /* Inserts key -> value if key is not there and returns IDMAP_NONE; if it is, returns its value
  * and changes nothing. One probe where idmap_get then idmap_put take two. Room must have been

@@ -192,6 +192,31 @@ static void rights_remove(rights *m, uint32_t position) {
     }
 }
 
+bool rights_shift(rights *m, uint32_t holder, u128 delta) {
+    if (u128_is_zero(delta)) {
+        return true;
+    }
+    if (u128_is_zero(rights_get(m, holder))) {
+        /* a new entry: made holding 1, then moved to delta */
+        if (!rights_add(m, holder, 1)) {
+            return false;
+        }
+        delta = u128_minus(delta, u128_of(1));
+    }
+    for (uint32_t i = 0; i < m->count; i++) {
+        rights_entry *e = rights_at(m, i);
+        if (e->holder == holder) {
+            e->amount = u128_plus(e->amount, delta);
+            if (u128_is_zero(e->amount)) {
+                rights_remove(m, i);
+            }
+            return true;
+        }
+    }
+    assert(0 && "the entry was found or made above");
+    return false;
+}
+
 void rights_remove_first(rights *m) {
     rights_remove(m, 0);
 }

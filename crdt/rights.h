@@ -93,6 +93,10 @@ static inline bool rights_take(rights *m, uint32_t holder, uint64_t amount) {
     return rights_take_more(m, holder, amount);
 }
 
+/* Adds delta to holder's rights modulo 2^128 (a branch's rights may be below zero: u128.h);
+ * an amount that reaches zero is removed. False only when out of memory (nothing changes). */
+bool rights_shift(rights *m, uint32_t holder, u128 delta);
+
 /* How many entries or index slots a lookup of holder looks at: for tests of the index. */
 uint32_t rights_probes(const rights *m, uint32_t holder);
 

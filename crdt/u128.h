@@ -67,6 +67,21 @@ static inline u128 u128_plus(u128 a, u128 b) {
     return r;
 }
 
+/* Read as two's complement: a sum that may be below zero (a branch's rights, ledger/branch.c,
+ * and the sums of an account a fork's branches both finished a pending of) is kept modulo
+ * 2^128, and below zero when its top bit is set. */
+static inline bool u128_negative(u128 a) {
+    return (a.hi >> 63) != 0;
+}
+static inline u128 u128_of(uint64_t a) {
+    u128 r = {0, a};
+    return r;
+}
+static inline u128 u128_negated(u128 a) {
+    u128 zero = {0, 0};
+    return u128_minus(zero, a);
+}
+
 /* The value, or UINT64_MAX if it does not fit. */
 static inline uint64_t u128_sat64(u128 a) {
     return a.hi ? UINT64_MAX : a.lo;

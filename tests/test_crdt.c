@@ -43,6 +43,39 @@ static void idmap_finds_every_key_it_was_given(void **state) {
     free(keys);
 }
 
+/* Keys removed (one at a time, in an order unlike their inserting, many of them in runs that
+ * wrap around the table's end) are gone, and every other key is still found: the keys after
+ * a removed one shift back so that no probe stops short (crdt/idmap.c). */
+static void idmap_removes_a_key_and_keeps_the_rest(void **state) {
+    (void)state;
+    enum { N = 4096 };
+    tally_id *keys = calloc(N, sizeof *keys);
+    idmap m;
+    idmap_init(&m, key_in, keys);
+    uint64_t seed = 11;
+    for (uint32_t i = 0; i < N; i++) {
+        keys[i] = (tally_id){test_rand(&seed), test_rand(&seed) | 1};
+        assert_true(idmap_put(&m, keys[i], i));
+    }
+    assert_false(idmap_remove(&m, tid(N + 1)));
+    for (uint32_t i = 0; i < N; i += 3) {
+        assert_true(idmap_remove(&m, keys[(i * 7) % N]));
+        assert_int_equal(idmap_get(&m, keys[(i * 7) % N]), IDMAP_NONE);
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        bool removed = false;
+        for (uint32_t k = 0; k < N && !removed; k += 3) {
+            removed = (k * 7) % N == i;
+        }
+        assert_int_equal(idmap_get(&m, keys[i]), removed ? IDMAP_NONE : i);
+        kept += !removed;
+    }
+    assert_int_equal(m.count, kept);
+    idmap_free(&m);
+    free(keys);
+}
+
 /* A random id whose hash puts it within `near` slots of the end of a table of `capacity` slots
  * (near == capacity: anywhere). */
 static tally_id id_homed_near_end(uint64_t *seed, uint32_t capacity, uint32_t near) {
@@ -375,6 +408,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(array_reserve_doubles_and_stops_at_its_limit),
         cmocka_unit_test(idmap_finds_every_key_it_was_given),
+        cmocka_unit_test(idmap_removes_a_key_and_keeps_the_rest),
         cmocka_unit_test(idmap_growth_keeps_keys_whose_runs_wrap_around),
         cmocka_unit_test(idmap_put_replaces_the_value_of_a_key),
         cmocka_unit_test(idmap_put_doubles_a_full_table_and_replaces_without_growing),
