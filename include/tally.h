@@ -28,7 +28,9 @@
  *     signed runs and proofs of forks in deltas); versions 1 and 2 are refused. A delta never
  *     splits a run (max_bytes is exceeded only by a first run longer than it).
  *   - Results appended: TALLY_FORKED, TALLY_REPLICA_FORKED, TALLY_ORIGIN_FORKED. A replica id
- *     that signed two histories is proven forked where they meet; tally_forks lists the proofs
+ *     that signed two histories is proven forked where they meet; tally_forks lists the proofs;
+ *     every replica keeps all of its histories (up to 64) and converges on them, and
+ *     tally_fork_damage (new, with tally_damage) reports what they spent beyond what it held
  *     (see "Forks" below).
  *   - Holds (see "Holds"): tally_open holds the writes of a replica whose directory was
  *     restored, copied or damaged, or that is opened with the new flag TALLY_OPEN_RESTORED,
@@ -45,7 +47,7 @@
  *     tally_certificate_issue are new; result appended: TALLY_NOT_ADMITTED.
  *   - A durable replica keeps its key in dir/key; tally_open refuses a journal whose runs were
  *     signed with a key that is not there (TALLY_ECORRUPT, and opts->error says so). Snapshot
- *     format version 5; versions 1 to 4 and 0.2's journals still open, and the ops this
+ *     format version 6; versions 1 to 5 and 0.2's journals still open, and the ops this
  *     replica made before are signed when it opens.
  *
  * Changes in 0.2:
@@ -131,7 +133,7 @@ extern "C" {
     XX(REPLICA_UNKNOWN, "the receiving replica has never been heard from here")                    \
     XX(ACCOUNT_UNBOUNDED, "the account is unbounded: it has no rights to spend, grant or ask for") \
     XX(ACCOUNT_AMBIGUOUS, "the account id has incarnations with different bounds: name one")       \
-    XX(FORKED, "an origin signed two histories: the proof is kept (tally_forks)")                  \
+    XX(FORKED, "an origin signed more histories than a replica keeps (64): this one is refused")   \
     XX(REPLICA_FORKED, "the receiving replica signed two histories: it is given nothing")          \
     XX(ORIGIN_FORKED, "this replica's history forked (a restore, a copy): start a new replica")    \
     XX(ORIGIN_HELD, "this replica may have been restored or copied: a peer must confirm its "      \
@@ -535,9 +537,12 @@ TALLY_API int tally_conflicts(const tally_replica *r, size_t first, tally_confli
  * these are"). Two of its signed statements whose runs overlap and differ prove that it did
  * not: its directory was restored from a backup or copied, or its key taken. A replica keeps
  * the first such proof it finds or is sent for each replica id, durably, and sends it on to
- * every peer. It then refuses the other history (tally_apply: TALLY_FORKED), gives the forked
- * replica nothing (tally_grant: TALLY_REPLICA_FORKED), and, when the forked replica is itself,
- * takes no writes (TALLY_ORIGIN_FORKED).
+ * every peer. It keeps every history of the forked replica, each as a branch, and sends them
+ * on like any other ops, so all replicas converge (docs/design.md, "Past a fork"); it gives
+ * the forked replica nothing (tally_grant: TALLY_REPLICA_FORKED), and, when the forked replica
+ * is itself, takes no writes (TALLY_ORIGIN_FORKED). Past 64 histories of one replica, it
+ * refuses a further one (tally_apply: TALLY_FORKED). tally_fork_damage reports what the
+ * histories spent beyond what the forked replica held.
  * ------------------------------------------------------------------------------------------- */
 #define TALLY_STATEMENT_BYTES 104
 typedef struct tally_fork {
@@ -554,6 +559,26 @@ typedef struct tally_fork {
  * TALLY_EINVAL (out NULL with cap > 0). */
 TALLY_API int tally_forks(const tally_replica *r, size_t first, tally_fork *out, size_t cap,
                           size_t *count);
+
+/* On one bounded account, what the histories of one forked replica spent beyond the rights it
+ * held: the account may be below its bound by this much because of the fork, and by no more
+ * than `bound`. For each place where its histories part, bound counts the rights the history
+ * held there (with what was granted to it since, by replicas that had no proof yet) once for
+ * each history past the first; taken <= bound always (docs/design.md, "Past a fork"). */
+typedef struct tally_damage {
+    uint64_t replica_id; /* the forked replica */
+    tally_id account_id; /* the account's incarnation: id, ledger, bound flags */
+    uint32_t ledger;
+    uint16_t flags;
+    uint32_t histories;    /* how many histories of the replica's are here */
+    uint64_t taken, bound; /* UINT64_MAX when past 64 bits */
+} tally_damage;
+/* Lists, for each forked replica and each bounded account where its histories took more than
+ * it held (taken > 0), the damage. Writes entries [first, first + cap) of the list; *count is
+ * set to the total number. Equal lists on converged replicas. Results: TALLY_OK; TALLY_EINVAL
+ * (out NULL with cap > 0). */
+TALLY_API int tally_fork_damage(const tally_replica *r, size_t first, tally_damage *out, size_t cap,
+                                size_t *count);
 
 /* ---------------------------------------------------------------------------------------------
  * Incarnations. Two replicas that could not talk may open one account id with different

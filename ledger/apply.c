@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/branch.h"
 #include "ledger/replica.h"
 
 int account_check_fields(const tally_account *a) {
@@ -93,7 +94,7 @@ int transfer_check_fields(const tally_transfer *t) {
     return transfer_check_kind_fields(t, false);
 }
 
-u128 account_spendable(const account_rec *a) {
+u128 account_spendable(const tally_replica *r, const account_rec *a) {
     u128 zero = {0, 0};
     const u128 *plus, *minus_posted, *minus_pending;
     if (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) {
@@ -106,55 +107,45 @@ u128 account_spendable(const account_rec *a) {
         return zero;
     }
     u128 spent = u128_plus(*minus_posted, *minus_pending);
-    /* Invariant 2 of replica.h: the spendable amount of a bounded account is never negative. */
-    assert(u128_cmp(*plus, spent) >= 0);
-    return u128_cmp(*plus, spent) >= 0 ? u128_minus(*plus, spent) : zero;
-}
-
-static bool side_consumes(const account_rec *a, bool debit_side) {
-    return debit_side ? (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
-                      : (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) != 0;
-}
-
-/* Rights one side of a transfer-like op takes from and gives to its origin (rules 1-3).
- * p is the pending amount (POST and VOID), a the op's amount. */
-static void side_rights(const account_rec *acct, bool debit_side, uint8_t kind, bool pending,
-                        uint64_t p, uint64_t a, uint64_t *take, uint64_t *give) {
-    *take = 0;
-    *give = 0;
-    if ((acct->flags & ACCOUNT_BOUND_FLAGS) == 0) {
-        return;
+    if (r->refinished.count > 0) {
+        u128 again = branch_given_again(r, (uint32_t)(a - r->accounts.at),
+                                        minus_pending == &a->debits_pending);
+        spent = u128_minus(spent, again);
     }
-    bool consumes = side_consumes(acct, debit_side);
-    switch (kind) {
-    case OP_TRANSFER:
-        if (consumes) {
-            *take = a;
-        } else if (!pending) {
-            *give = a;
-        }
-        break;
-    case OP_POST:
-        *give = consumes ? p - a : a;
-        break;
-    case OP_VOID:
-        *give = consumes ? p : 0;
-        break;
-    default:
-        assert(0 && "not a transfer kind");
-    }
+    /* Invariant 2 of replica.h: the spendable amount of a bounded account is never negative,
+     * but where a forked replica's histories spent what it held more than once: then it reads
+     * as 0 here, and tally_fork_damage reports what they took beyond it. */
+    u128 s = u128_minus(*plus, spent);
+    return u128_negative(s) ? zero : s;
 }
 
-static u128 rights_of(const account_rec *a, uint32_t holder) {
+/* The rights holder may spend on a: for a branch of a forked replica's history, its
+ * history's (ledger/branch.h, invariant 3), which may be below zero. */
+static inline u128 rights_of(const tally_replica *r, const account_rec *a, uint32_t holder) {
     u128 zero = {0, 0};
-    return holder == NONE ? zero : rights_get(&a->rights, holder);
+    if (holder == NONE) {
+        return zero;
+    }
+    return origin_is_branch(&r->origins.at[holder]) ? branch_rights(r, &a->rights, holder)
+                                                    : rights_get(&a->rights, holder);
+}
+
+static inline bool rights_cover(u128 held, uint64_t take) {
+    return !u128_negative(held) && u128_ge64(held, take);
+}
+
+/* Whether the ops of `by` come before an op of origin's in origin's history: the same origin,
+ * or, for a branch, one of the histories it continues. */
+static inline bool same_history(const tally_replica *r, uint32_t by, uint32_t origin) {
+    return by == origin ||
+           (origin_is_branch(&r->origins.at[origin]) && branch_in_lineage(r, by, origin));
 }
 
 /* The pending transfer with this id created at `origin`, or NONE. */
 static uint32_t pending_find(const tally_replica *r, tally_id id, uint32_t origin) {
     for (uint32_t i = idmap_get(&r->transfer_map, id); i != NONE; i = r->transfers.at[i].next) {
         const transfer_rec *p = &r->transfers.at[i];
-        if (p->origin == origin && p->kind == OP_TRANSFER) {
+        if (p->kind == OP_TRANSFER && same_history(r, p->origin, origin)) {
             return (p->flags & TALLY_TRANSFER_PENDING) ? i : NONE;
         }
     }
@@ -167,7 +158,7 @@ static bool transfer_from_origin(const tally_replica *r, tally_id id, uint32_t h
                                  idmap_spot *spot) {
     for (uint32_t i = idmap_get_spot(&r->transfer_map, id, h, spot); i != NONE;
          i = r->transfers.at[i].next) {
-        if (r->transfers.at[i].origin == origin) {
+        if (same_history(r, r->transfers.at[i].origin, origin)) {
             return true;
         }
     }
@@ -208,11 +199,12 @@ static int transfer_check_overflow(const account_rec *d, const account_rec *c, u
 /* give_limited: whether rights given by this op are held to 64 bits. A post or void gives
  * back what its pending reserved (rule 3) and is never refused for it: rights are exact sums,
  * lookups report TALLY_OVERFLOW past 64 bits, and a pending must always be finishable. */
-static inline int side_check_rights(const account_rec *acct, bool debit_side, uint32_t holder,
-                                    uint64_t take, uint64_t give, bool local, bool give_limited) {
-    u128 held = rights_of(acct, holder);
-    if (!u128_ge64(held, take)) {
-        if (!local || !u128_ge64(account_spendable(acct), take)) {
+static inline int side_check_rights(const tally_replica *r, const account_rec *acct,
+                                    bool debit_side, uint32_t holder, uint64_t take, uint64_t give,
+                                    bool local, bool give_limited) {
+    u128 held = rights_of(r, acct, holder);
+    if (!rights_cover(held, take)) {
+        if (!local || !u128_ge64(account_spendable(r, acct), take)) {
             return debit_side ? TALLY_EXCEEDS_CREDITS : TALLY_EXCEEDS_DEBITS;
         }
         return TALLY_INSUFFICIENT_RIGHTS;
@@ -279,13 +271,15 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
             return TALLY_PENDING_NOT_FOUND;
         }
         const transfer_rec *pr = &r->transfers.at[pi];
-        if (pr->state == TALLY_PENDING_POSTED) {
+        bool again = pr->state != TALLY_PENDING_OPEN && origin_is_branch(&r->origins.at[origin]) &&
+                     branch_may_finish(r, pi, origin);
+        if (again) {
+            /* another history of the origin's finished it: each may (docs/design.md) */
+        } else if (pr->state == TALLY_PENDING_POSTED) {
             return TALLY_PENDING_ALREADY_POSTED;
-        }
-        if (pr->state == TALLY_PENDING_VOIDED) {
+        } else if (pr->state == TALLY_PENDING_VOIDED) {
             return TALLY_PENDING_ALREADY_VOIDED;
-        }
-        if (pr->state == TALLY_PENDING_TIMED_OUT) {
+        } else if (pr->state == TALLY_PENDING_TIMED_OUT) {
             return TALLY_PENDING_EXPIRED;
         }
         if (pr->debit != di || pr->credit != ci || pr->code != t->code ||
@@ -308,13 +302,13 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
     }
     uint64_t take, give;
     bool give_limited = o->kind == OP_TRANSFER;
-    side_rights(d, true, o->kind, pending, p, t->amount, &take, &give);
-    rc = side_check_rights(d, true, origin, take, give, local, give_limited);
+    op_side_rights(d, true, o->kind, pending, p, t->amount, &take, &give);
+    rc = side_check_rights(r, d, true, origin, take, give, local, give_limited);
     if (rc != TALLY_OK) {
         return rc;
     }
-    side_rights(c, false, o->kind, pending, p, t->amount, &take, &give);
-    return side_check_rights(c, false, origin, take, give, local, give_limited);
+    op_side_rights(c, false, o->kind, pending, p, t->amount, &take, &give);
+    return side_check_rights(r, c, false, origin, take, give, local, give_limited);
 }
 
 static int grant_validate(const tally_replica *r, const op *o, bool local, op_refs *refs) {
@@ -331,16 +325,18 @@ static int grant_validate(const tally_replica *r, const op *o, bool local, op_re
     if ((a->flags & ACCOUNT_BOUND_FLAGS) == 0) {
         return TALLY_ACCOUNT_UNBOUNDED;
     }
-    if (o->u.grant.to == 0 || o->u.grant.to == o->origin) {
+    uint64_t giver = origin != NONE ? r->origins.at[r->origins.at[origin].of].id : o->origin;
+    if (o->u.grant.to == 0 || o->u.grant.to == o->origin || o->u.grant.to == giver) {
         return TALLY_EINVAL;
     }
     if (o->u.grant.amount == 0) {
         return TALLY_AMOUNT_ZERO;
     }
-    if (!u128_ge64(rights_of(a, origin), o->u.grant.amount)) {
+    if (!rights_cover(rights_of(r, a, origin), o->u.grant.amount)) {
         return TALLY_INSUFFICIENT_RIGHTS;
     }
-    if (local && !fits64(rights_of(a, replica_origin_find(r, o->u.grant.to)), o->u.grant.amount)) {
+    if (local &&
+        !fits64(rights_of(r, a, replica_origin_find(r, o->u.grant.to)), o->u.grant.amount)) {
         return TALLY_OVERFLOW;
     }
     return TALLY_OK;
@@ -445,8 +441,11 @@ static void open_apply(tally_replica *r, const op *o, uint32_t origin) {
     }
 }
 
+/* again: a second finish of one pending, by another history of a forked origin's (docs/design.md,
+ * "Past a fork"): its amount left the pending sums with the first, and it gives the
+ * reservation back to its own history all the same (branch_given_again counts that). */
 static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending, uint64_t p,
-                           uint64_t amount) {
+                           uint64_t amount, bool again) {
     u128 *posted = debit_side ? &a->debits_posted : &a->credits_posted;
     u128 *reserved = debit_side ? &a->debits_pending : &a->credits_pending;
     bool ok = true;
@@ -455,25 +454,42 @@ static void counters_apply(account_rec *a, bool debit_side, uint8_t kind, bool p
         u128_add(pending ? reserved : posted, amount);
         break;
     case OP_POST:
-        ok = u128_sub(reserved, p);
-        u128_add(posted, amount);
-        break;
     case OP_VOID:
-        ok = u128_sub(reserved, p);
+        ok = again || u128_sub(reserved, p);
+        if (kind == OP_POST) {
+            u128_add(posted, amount);
+        }
         break;
     }
     assert(ok && "a pending amount is reserved until its post or void");
     (void)ok;
 }
 
-static inline void side_apply(account_rec *a, bool debit_side, uint8_t kind, bool pending,
-                              uint64_t p, uint64_t amount, uint32_t origin) {
+/* Takes rights the op was validated for: a branch's own entry may go below zero (its
+ * history's rights covered it, ledger/branch.h). */
+static inline bool holder_take(const tally_replica *r, rights *m, uint32_t holder,
+                               uint64_t amount) {
+    return origin_is_branch(&r->origins.at[holder])
+               ? rights_shift(m, holder, u128_negated(u128_of(amount)))
+               : rights_take(m, holder, amount);
+}
+
+/* Gives rights: a branch's own entry may be below zero, and reach zero going up. */
+static inline bool holder_give(const tally_replica *r, rights *m, uint32_t holder,
+                               uint64_t amount) {
+    return origin_is_branch(&r->origins.at[holder]) ? rights_shift(m, holder, u128_of(amount))
+                                                    : rights_add(m, holder, amount);
+}
+
+static inline void side_apply(const tally_replica *r, account_rec *a, bool debit_side, uint8_t kind,
+                              bool pending, uint64_t p, uint64_t amount, uint32_t origin,
+                              bool again) {
     uint64_t take, give;
-    side_rights(a, debit_side, kind, pending, p, amount, &take, &give);
-    bool ok = rights_take(&a->rights, origin, take) && rights_add(&a->rights, origin, give);
+    op_side_rights(a, debit_side, kind, pending, p, amount, &take, &give);
+    bool ok = holder_take(r, &a->rights, origin, take) && holder_give(r, &a->rights, origin, give);
     assert(ok && "validated and reserved before apply");
     (void)ok;
-    counters_apply(a, debit_side, kind, pending, p, amount);
+    counters_apply(a, debit_side, kind, pending, p, amount, again);
 }
 
 static void transfer_link_by_id(tally_replica *r, uint32_t ti, const op_refs *refs) {
@@ -522,24 +538,31 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
     bool pending = (t->flags & TALLY_TRANSFER_PENDING) != 0;
     rec->state = pending ? TALLY_PENDING_OPEN : TALLY_PENDING_NONE;
     uint64_t p = 0;
+    bool again = false;
     if (o->kind != OP_TRANSFER) {
         uint32_t pi = refs->pending;
         transfer_rec *pr = &r->transfers.at[pi];
         p = pr->amount;
-        pr->link = ti;
-        pr->state = o->kind == OP_POST ? TALLY_PENDING_POSTED
-                    : o->expired       ? TALLY_PENDING_TIMED_OUT
-                                       : TALLY_PENDING_VOIDED;
         rec->link = pi;
-        r->pending_open--;
+        again = pr->state != TALLY_PENDING_OPEN;
+        if (again) {
+            branch_finished_again(r, pi, ti); /* reserved by op_reserve */
+        } else {
+            pr->link = ti;
+            pr->state = o->kind == OP_POST ? TALLY_PENDING_POSTED
+                        : o->expired       ? TALLY_PENDING_TIMED_OUT
+                                           : TALLY_PENDING_VOIDED;
+            r->pending_open--;
+        }
     } else if (pending) {
         r->pending_open++;
-        if (origin == r->self && t->timeout_ms != 0) {
+        if (expiry_kept(r, rec)) {
             expiry_add(r, ti);
         }
     }
-    side_apply(&r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin);
-    side_apply(&r->accounts.at[rec->credit], false, o->kind, pending, p, t->amount, origin);
+    side_apply(r, &r->accounts.at[rec->debit], true, o->kind, pending, p, t->amount, origin, again);
+    side_apply(r, &r->accounts.at[rec->credit], false, o->kind, pending, p, t->amount, origin,
+               again);
     if (!o->expired) {
         transfer_link_by_id(r, ti, refs);
     }
@@ -559,7 +582,7 @@ static void grant_apply(tally_replica *r, const op *o, const op_refs *refs, uint
     g->hlc = o->hlc;
     g->amount = o->u.grant.amount;
     rights *m = &r->accounts.at[g->account].rights;
-    bool ok = rights_take(m, origin, g->amount) && rights_add(m, to, g->amount);
+    bool ok = holder_take(r, m, origin, g->amount) && holder_give(r, m, to, g->amount);
     assert(ok && "validated and reserved before apply");
     (void)ok;
 }
@@ -593,6 +616,8 @@ static int op_reserve(tally_replica *r, const op *o, const op_refs *refs, uint32
     case OP_VOID:
         if (!ARRAY_RESERVE(r->transfers, 1) || !ARRAY_RESERVE(r->expiries, 1) ||
             !ARRAY_RESERVE(r->conflicted_transfers, 1) ||
+            (o->kind != OP_TRANSFER && r->transfers.at[refs->pending].state != TALLY_PENDING_OPEN &&
+             !ARRAY_RESERVE(r->refinished, 1)) ||
             !idmap_reserve(&r->transfer_map, (size_t)r->transfer_map.count + 1) ||
             !transfer_reserve_rights(r, refs, origin)) {
             return TALLY_ENOMEM;
@@ -642,7 +667,7 @@ int op_apply(tally_replica *r, const op *o, const op_refs *refs, uint64_t now_ms
         break;
     }
     origin_rec *orr = &r->origins.at[origin];
-    orr->position[orr->seq++] = r->log.count;
+    orr->position[orr->seq++ - orr->base] = r->log.count;
     log_entry *j = &r->log.at[ARRAY_PUSH(r->log)];
     j->kind = o->kind;
     j->index = index;

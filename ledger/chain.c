@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "crdt/bytes.h"
+#include "ledger/branch.h"
 #include "ledger/codec.h"
 #include "ledger/journal.h"
 
@@ -148,19 +149,6 @@ bool chain_same_op(const op *a, const op *b) {
     return a->hlc == b->hlc && n == canonical(b, 0, y) && memcmp(x, y, n) == 0;
 }
 
-uint32_t chain_run_at(const origin_rec *o, uint64_t seq) {
-    uint32_t lo = 0, hi = o->runs.count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (o->runs.at[mid].last < seq) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 /* What run k of o chains to. */
 static const uint8_t *run_prev(const origin_rec *o, uint32_t k) {
     return k == 0 ? o->genesis : o->runs.at[k - 1].hash;
@@ -206,7 +194,7 @@ static bool digest_applied(const tally_replica *r, const origin_rec *o, uint64_t
     chain_digest_begin(&d, &scratch(r)->sha);
     for (uint64_t s = first; s <= last; s++) {
         op x;
-        replica_op_at(r, o->position[s - 1], &x);
+        replica_op_at(r, origin_position(o, s), &x);
         chain_digest_op(&d, &x);
     }
     return chain_digest_end(&d, out);
@@ -217,9 +205,10 @@ void chain_sign_op(const tally_replica *r, uint32_t origin, uint32_t k, op *out)
     op_clear(out);
     out->kind = OP_SIGN;
     out->origin = o->id;
+    out->origin = r->origins.at[o->of].id; /* a branch's runs are its replica's */
     out->u.sign.first = chain_run_first(o, k);
     out->u.sign.last = o->runs.at[k].last;
-    out->u.sign.chain = k == 0 ? o->pub : o->runs.at[k - 1].hash;
+    out->u.sign.chain = k > 0 ? o->runs.at[k - 1].hash : o->base == 0 ? o->pub : o->genesis;
     out->u.sign.sig = o->runs.at[k].sig;
 }
 
@@ -335,12 +324,12 @@ int chain_seal(tally_replica *r) {
     return rc;
 }
 
-/* Where run [first, last] of o would go among its runs here, given its statement's hash: a
+/* Where run [first, last] of o would go among o's own runs, given its statement's hash: a
  * verdict, or TALLY_ECORRUPT when it can go nowhere (it skips seqs, names a statement before it
  * that is not the one here, or follows a run whose ops are not all here). */
-static int place(const origin_rec *o, uint64_t first, uint64_t last,
-                 const uint8_t prev[CRYPTO_HASH], const uint8_t hash[CRYPTO_HASH],
-                 chain_verdict *verdict) {
+static int place_in(const origin_rec *o, uint64_t first, uint64_t last,
+                    const uint8_t prev[CRYPTO_HASH], const uint8_t hash[CRYPTO_HASH],
+                    chain_verdict *verdict) {
     uint32_t k = chain_run_at(o, first);
     if (k < o->runs.count) {
         const run_rec *mine = &o->runs.at[k];
@@ -354,6 +343,81 @@ static int place(const origin_rec *o, uint64_t first, uint64_t last,
         return TALLY_ECORRUPT;
     }
     *verdict = CHAIN_NEW;
+    return TALLY_OK;
+}
+
+/* The next origin or branch of origins[real]'s history after i (i NONE: the first, real
+ * itself), or NONE. A replica with no branches is its whole history. */
+static uint32_t family_next(const tally_replica *r, uint32_t real, uint32_t i) {
+    if (i == NONE) {
+        return real;
+    }
+    if (r->origins.at[real].branches == 0) {
+        return NONE;
+    }
+    for (uint32_t j = i == real ? 0 : i + 1; j < r->origins.count; j++) {
+        const origin_rec *b = &r->origins.at[j];
+        if (j != real && b->of == real && origin_is_branch(b)) {
+            return j;
+        }
+    }
+    return NONE;
+}
+
+/* Where a run of origins[real] goes among its histories here (branch.h): the run it follows
+ * (run k of origins[label]; k NONE for a first run, which follows real's genesis), and what
+ * follows that run here already. */
+typedef struct chain_spot {
+    uint32_t label, k;
+    uint32_t into;           /* KNOWN: where the run is; NEW: the history it continues */
+    uint32_t other, other_k; /* FORK: a run here that follows the same run, and differs */
+} chain_spot;
+
+static int place(const tally_replica *r, uint32_t real, uint64_t first, uint64_t last,
+                 const uint8_t prev[CRYPTO_HASH], const uint8_t hash[CRYPTO_HASH],
+                 chain_verdict *verdict, chain_spot *spot) {
+    spot->label = spot->k = spot->into = spot->other = spot->other_k = NONE;
+    if (first == 1) {
+        spot->label = real; /* the caller checked that prev is its genesis */
+    } else {
+        for (uint32_t i = family_next(r, real, NONE); i != NONE; i = family_next(r, real, i)) {
+            const origin_rec *o = &r->origins.at[i];
+            uint32_t k = chain_run_at(o, first - 1);
+            if (k < o->runs.count && o->runs.at[k].last == first - 1 &&
+                memcmp(o->runs.at[k].hash, prev, CRYPTO_HASH) == 0) {
+                spot->label = i;
+                spot->k = k;
+                break;
+            }
+        }
+    }
+    if (spot->label == NONE || r->origins.at[spot->label].seq < first - 1) {
+        return TALLY_ECORRUPT; /* it follows no run here, or one whose ops are not all here */
+    }
+    /* what follows that run here: the rest of its history, and the branches that leave it */
+    uint32_t next = spot->k == NONE ? 0 : spot->k + 1;
+    for (uint32_t i = family_next(r, real, NONE); i != NONE; i = family_next(r, real, i)) {
+        const origin_rec *o = &r->origins.at[i];
+        uint32_t k = i == spot->label ? next : 0;
+        if (i != spot->label && (o->parent != spot->label || o->base != first - 1)) {
+            continue;
+        }
+        if (k >= o->runs.count) {
+            continue;
+        }
+        if (chain_run_first(o, k) == first && o->runs.at[k].last == last &&
+            memcmp(o->runs.at[k].hash, hash, CRYPTO_HASH) == 0) {
+            *verdict = CHAIN_KNOWN;
+            spot->into = i;
+            return TALLY_OK;
+        }
+        if (spot->other == NONE) {
+            spot->other = i;
+            spot->other_k = k;
+        }
+    }
+    *verdict = spot->other == NONE ? CHAIN_NEW : CHAIN_FORK;
+    spot->into = spot->other == NONE ? spot->label : NONE;
     return TALLY_OK;
 }
 
@@ -459,7 +523,8 @@ int chain_admit_accept(tally_replica *r, const op *a, chain_admit_from from) {
 int chain_admitted_all(const tally_replica *r) {
     for (uint32_t i = 0; r->admission != NULL && i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
-        if (i != r->self && (o->keyed || o->seq > 0) && !admitted(r, i, o->pub)) {
+        /* a branch is under its replica's certificate, with its key (ledger/branch.h) */
+        if (o->of != r->self && (o->keyed || o->seq > o->base) && !admitted(r, o->of, o->pub)) {
             return TALLY_ECORRUPT;
         }
     }
@@ -536,18 +601,17 @@ static int fork_keep(tally_replica *r, uint32_t origin, const fork_side *a, cons
     return rc;
 }
 
-/* A run a peer sent, verified, overlaps a different run of origins[origin] here: the two
- * statements are the proof. It is kept unless the run here stopped part way (its ops are not
- * all here to rebuild its statement from), which leaves the fork refused but unproven here. */
-static int fork_found(tally_replica *r, uint32_t origin, uint64_t first, uint64_t last,
-                      const uint8_t prev[CRYPTO_HASH], const uint8_t digest[CRYPTO_HASH],
-                      const uint8_t sig[CRYPTO_SIG]) {
-    const origin_rec *o = &r->origins.at[origin];
-    uint32_t k = chain_run_at(o, first);
-    assert(k < o->runs.count && chain_run_first(o, k) <= first);
+/* A run a peer sent, verified, overlaps a different run of origins[origin]'s here, run k of
+ * origins[holder] (origin itself or one of its branches): the two statements are the proof.
+ * It is kept unless the run here stopped part way (its ops are not all here to rebuild its
+ * statement from), which leaves the fork unproven here. */
+static int fork_found(tally_replica *r, uint32_t origin, uint32_t holder, uint32_t k,
+                      uint64_t first, uint64_t last, const uint8_t prev[CRYPTO_HASH],
+                      const uint8_t digest[CRYPTO_HASH], const uint8_t sig[CRYPTO_SIG]) {
+    const origin_rec *o = &r->origins.at[holder];
     const run_rec *mine = &o->runs.at[k];
     uint8_t ops[CRYPTO_HASH];
-    if (o->forked || mine->last > o->seq) {
+    if (r->origins.at[origin].forked || mine->last > o->seq) {
         return TALLY_OK;
     }
     if (!digest_applied(r, o, chain_run_first(o, k), mine->last, ops)) {
@@ -556,6 +620,22 @@ static int fork_found(tally_replica *r, uint32_t origin, uint64_t first, uint64_
     fork_side here = side_of(chain_run_first(o, k), mine->last, run_prev(o, k), ops, mine->sig);
     fork_side theirs = side_of(first, last, prev, digest, sig);
     return fork_keep(r, origin, &here, &theirs);
+}
+
+/* A run of origins[origin]'s here, in any of its histories, that overlaps first..last: *holder
+ * and *k; false when there is none. */
+static bool overlapping(const tally_replica *r, uint32_t origin, uint64_t first, uint64_t last,
+                        uint32_t *holder, uint32_t *k) {
+    for (uint32_t i = family_next(r, origin, NONE); i != NONE; i = family_next(r, origin, i)) {
+        const origin_rec *o = &r->origins.at[i];
+        uint32_t at = chain_run_at(o, first);
+        if (at < o->runs.count && chain_run_first(o, at) <= last) {
+            *holder = i;
+            *k = at;
+            return true;
+        }
+    }
+    return false;
 }
 
 int chain_fork_accept(tally_replica *r, const op *f) {
@@ -620,14 +700,18 @@ int tally_forks(const tally_replica *r, size_t first, tally_fork *out, size_t ca
 /* --- runs from peers ------------------------------------------------------------------------ */
 
 int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYPTO_HASH],
-                 chain_verdict *verdict) {
+                 chain_verdict *verdict, uint32_t *into) {
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
+    *into = NONE;
     if (last - first >= CHAIN_RUN_OPS_MAX) {
         return TALLY_ECORRUPT;
     }
     uint8_t st[CHAIN_STATEMENT], hash[CRYPTO_HASH];
     uint32_t i = replica_origin_find(r, s->origin);
     const origin_rec *o = i != NONE ? &r->origins.at[i] : NULL;
+    if (o != NULL && origin_is_branch(o)) {
+        return TALLY_ECORRUPT; /* a branch's id is this replica's name for it, never sent */
+    }
     const uint8_t *key = o != NULL && o->keyed ? o->pub : s->u.sign.chain;
     uint8_t genesis[CRYPTO_HASH];
     const uint8_t *prev = s->u.sign.chain;
@@ -651,25 +735,52 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
     if (!crypto_sha256(&r->crypto, st, sizeof st, hash)) {
         return TALLY_ENOMEM;
     }
+    chain_spot spot = {.into = i};
+    *verdict = CHAIN_NEW;
     if (o != NULL && o->keyed) {
-        int rc = place(o, first, last, prev, hash, verdict);
+        int rc = place(r, i, first, last, prev, hash, verdict, &spot);
+        if (rc == TALLY_ECORRUPT && spot.label == NONE) {
+            /* it follows no run here: a proof all the same, if it overlaps one */
+            uint32_t holder, k;
+            if (overlapping(r, i, first, last, &holder, &k) &&
+                crypto_verify(key, st, sizeof st, s->u.sign.sig) &&
+                (rc = fork_found(r, i, holder, k, first, last, prev, digest_of_ops,
+                                 s->u.sign.sig)) == TALLY_OK) {
+                rc = TALLY_ECORRUPT;
+            }
+        }
         if (rc != TALLY_OK || *verdict == CHAIN_KNOWN) {
+            *into = spot.into;
             return rc; /* a known run verified when it came first */
         }
-    } else {
-        *verdict = CHAIN_NEW;
     }
     if (!crypto_verify(key, st, sizeof st, s->u.sign.sig)) {
         return TALLY_ECORRUPT;
     }
     if (*verdict == CHAIN_FORK) {
-        return fork_found(r, i, first, last, prev, digest_of_ops, s->u.sign.sig);
+        /* a second history of the origin: proven, and kept as a branch (branch.h) */
+        int rc = fork_found(r, i, spot.other, spot.other_k, first, last, prev, digest_of_ops,
+                            s->u.sign.sig);
+        uint64_t id = rc == TALLY_OK ? branch_id(&r->crypto, s->origin, hash) : 0;
+        if (rc == TALLY_OK && id == 0) {
+            rc = TALLY_ENOMEM;
+        }
+        if (rc == TALLY_OK &&
+            (rc = branch_open(r, spot.label, spot.k, id, &spot.into)) == TALLY_OK &&
+            !ARRAY_RESERVE(r->origins.at[spot.into].runs, 1)) {
+            branch_close(r, spot.into);
+            rc = TALLY_ENOMEM;
+        }
+        if (rc != TALLY_OK) {
+            return rc;
+        }
+        *verdict = CHAIN_BRANCH;
     }
     /* Verified and new: only now may the origin take a place in the table. */
-    if (i == NONE && (i = replica_origin_get(r, s->origin)) == NONE) {
+    if (i == NONE && (i = spot.into = replica_origin_get(r, s->origin)) == NONE) {
         return r->origins.count >= REPLICA_ORIGINS_MAX ? TALLY_ETOOBIG : TALLY_ENOMEM;
     }
-    origin_rec *mut = &r->origins.at[i];
+    origin_rec *mut = &r->origins.at[spot.into];
     if (!ARRAY_RESERVE(mut->runs, 1)) {
         return TALLY_ENOMEM;
     }
@@ -679,7 +790,7 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
     run_rec run = {.last = (uint32_t)last};
     memcpy(run.hash, hash, CRYPTO_HASH);
     memcpy(run.sig, s->u.sign.sig, CRYPTO_SIG);
-    if (first == 1 && r->admission != NULL) {
+    if (first == 1 && r->admission != NULL && spot.into == i) {
         op cert; /* what admitted the run goes to the journal with it */
         chain_admit_op(r, i, &cert);
         int rc = replica_journal_add(r, &cert);
@@ -688,14 +799,57 @@ int chain_accept(tally_replica *r, const op *s, const uint8_t digest_of_ops[CRYP
         }
     }
     mut->runs.at[ARRAY_PUSH(mut->runs)] = run;
+    *into = spot.into;
     return TALLY_OK;
 }
 
-void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed) {
+void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed, chain_verdict verdict) {
     origin_rec *o = &r->origins.at[origin];
     assert(o->runs.count > 0);
+    if (verdict == CHAIN_BRANCH) {
+        branch_close(r, origin);
+        return;
+    }
     o->runs.count--;
     o->keyed = was_keyed;
+}
+
+int chain_branch_op(const tally_replica *r, uint32_t branch, uint64_t first, uint64_t last,
+                    op *out) {
+    const origin_rec *b = &r->origins.at[branch];
+    uint32_t k = chain_run_at(b, first);
+    if (k >= b->runs.count || chain_run_first(b, k) != first || b->runs.at[k].last != last) {
+        return TALLY_ECORRUPT;
+    }
+    op_clear(out);
+    out->kind = OP_BRANCH;
+    out->origin = r->origins.at[b->of].id;
+    out->u.branch.first = first;
+    out->u.branch.last = last;
+    out->u.branch.prev = run_prev(b, k);
+    out->u.branch.hash = b->runs.at[k].hash;
+    return TALLY_OK;
+}
+
+int chain_branch_replay(tally_replica *r, const op *b) {
+    uint32_t i = replica_origin_find(r, b->origin);
+    if (i == NONE || origin_is_branch(&r->origins.at[i]) || !r->origins.at[i].keyed ||
+        b->u.branch.last - b->u.branch.first >= CHAIN_RUN_OPS_MAX) {
+        return TALLY_ECORRUPT;
+    }
+    chain_verdict verdict;
+    chain_spot spot;
+    int rc = place(r, i, b->u.branch.first, b->u.branch.last, b->u.branch.prev, b->u.branch.hash,
+                   &verdict, &spot);
+    if (rc == TALLY_OK && verdict == CHAIN_FORK) {
+        uint64_t id = branch_id(&r->crypto, b->origin, b->u.branch.hash);
+        rc = id == 0 ? TALLY_ENOMEM : branch_open(r, spot.label, spot.k, id, &spot.into);
+    }
+    if (rc == TALLY_OK && !origin_is_branch(&r->origins.at[spot.into])) {
+        rc = TALLY_ECORRUPT; /* a note is written only for a branch's run */
+    }
+    r->replay_branch = rc == TALLY_OK ? spot.into : NONE;
+    return rc == TALLY_FORKED ? TALLY_ECORRUPT : rc;
 }
 
 void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last) {
@@ -707,8 +861,15 @@ void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last) {
 int chain_replay(tally_replica *r, const op *s) {
     uint32_t i = replica_origin_find(r, s->origin);
     uint64_t first = s->u.sign.first, last = s->u.sign.last;
-    if (i == NONE || last > UINT32_MAX) {
+    if (i == NONE || last > UINT32_MAX || origin_is_branch(&r->origins.at[i])) {
         return TALLY_ECORRUPT;
+    }
+    if (r->replay_branch != NONE && r->origins.at[r->replay_branch].of == i) {
+        i = r->replay_branch; /* the run a branch note named (chain_branch_replay) */
+        r->replay_branch = NONE;
+        if (first <= r->origins.at[i].base) {
+            return TALLY_ECORRUPT;
+        }
     }
     if (first > r->origins.at[i].seq) {
         /* only a run of this replica's own none of whose ops it could apply is journalled
@@ -742,13 +903,13 @@ int chain_replay(tally_replica *r, const op *s) {
     if (!ARRAY_RESERVE(o->runs, 1) || !digest_applied(r, o, first, last, ops)) {
         return TALLY_ENOMEM;
     }
-    const uint8_t *prev = first == 1 ? o->genesis : s->u.sign.chain;
-    statement(st, o->id, first, last, prev, ops);
+    const uint8_t *prev = first == o->base + 1 ? o->genesis : s->u.sign.chain;
+    statement(st, r->origins.at[o->of].id, first, last, prev, ops);
     if (!crypto_sha256(&r->crypto, st, sizeof st, run.hash)) {
         return TALLY_ENOMEM;
     }
     chain_verdict verdict;
-    int rc = place(o, first, last, prev, run.hash, &verdict);
+    int rc = place_in(o, first, last, prev, run.hash, &verdict);
     if (rc != TALLY_OK || verdict == CHAIN_FORK) {
         return TALLY_ECORRUPT;
     }

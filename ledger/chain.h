@@ -59,14 +59,15 @@ bool chain_digest_end(chain_digest *d, uint8_t out[CRYPTO_HASH]);
 
 /* What a run a peer sent is to this replica. */
 typedef enum chain_verdict {
-    CHAIN_NEW,   /* verified, and it continues the origin's runs here: recorded */
-    CHAIN_KNOWN, /* one of the runs here already */
-    CHAIN_FORK,  /* verified, and it overlaps a different run of the origin here */
+    CHAIN_NEW,    /* verified, and it continues the origin's runs here: recorded */
+    CHAIN_KNOWN,  /* one of the runs here already */
+    CHAIN_FORK,   /* verified, and it overlaps a different run of the origin here */
+    CHAIN_BRANCH, /* a CHAIN_FORK whose history is kept: recorded in a new branch (branch.h) */
 } chain_verdict;
 
 /* The first seq of run k of origin o. */
 static inline uint64_t chain_run_first(const origin_rec *o, uint32_t k) {
-    return k == 0 ? 1 : (uint64_t)o->runs.at[k - 1].last + 1;
+    return k == 0 ? o->base + 1 : (uint64_t)o->runs.at[k - 1].last + 1;
 }
 /* The last run of o whose ops are all here (its head, which a summary names), or NONE. */
 static inline uint32_t chain_head(const origin_rec *o) {
@@ -78,7 +79,9 @@ static inline uint32_t chain_head(const origin_rec *o) {
 }
 /* The index of the run of o that holds seq (the first run ending at or past it), or
  * o->runs.count when none does. */
-uint32_t chain_run_at(const origin_rec *o, uint64_t seq);
+static inline uint32_t chain_run_at(const origin_rec *o, uint64_t seq) {
+    return origin_run_at(o, seq);
+}
 
 /* The pieces of a run's statement, for this file and for tests that make runs by hand: the
  * digest of n ops (each `stride` bytes after the one before), an origin's genesis, and a
@@ -110,11 +113,14 @@ void chain_own_free(tally_replica *r);
 int chain_seal(tally_replica *r);
 
 /* Checks the run a peer sent: its SIGN record s, and the digest of its ops (the caller checked
- * that they are s's origin's, seqs first to last in order). *verdict says what it is; a run that
- * does not verify, or does not fit the origin's runs here, is TALLY_ECORRUPT. */
+ * that they are s's origin's, seqs first to last in order). *verdict says what it is, and
+ * *into which of the origin's histories holds it (the origin, or a branch of it: its ops are
+ * applied there); a run that does not verify, or does not fit the origin's runs here, is
+ * TALLY_ECORRUPT. A run that forks the origin's history is proven and, unless the origin has
+ * BRANCHES_MAX branches here (TALLY_FORKED), recorded in a new branch: CHAIN_BRANCH. */
 int chain_accept(tally_replica *r, const op *s, const uint8_t digest[CRYPTO_HASH],
-                 chain_verdict *verdict);
-/* A run that forks (CHAIN_FORK) leaves with chain_accept the proof that its origin signed two
+                 chain_verdict *verdict, uint32_t *into);
+/* A run that forks leaves with chain_accept the proof that its origin signed two
  * histories, kept in r->forks (once per origin) and added to the journal, unless the run here
  * it overlaps stopped part way. The proof's record (OP_FORK), from a peer's delta or the
  * journal, is checked and kept by chain_fork_accept: TALLY_OK also when its origin is forked
@@ -124,9 +130,16 @@ int chain_fork_accept(tally_replica *r, const op *f);
 /* A fork's record, pointing into r's tables. */
 void chain_fork_op(const tally_replica *r, const fork_rec *f, op *out);
 
-/* Takes back the run chain_accept recorded last for origins[origin] (CHAIN_NEW), when none of
- * its ops could be applied; the origin's key too, if that run brought it. */
-void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed);
+/* Takes back the run chain_accept recorded last in origins[origin] (CHAIN_NEW or CHAIN_BRANCH:
+ * the branch too), when none of its ops could be applied; the origin's key too, if that run
+ * brought it. */
+void chain_unaccept(tally_replica *r, uint32_t origin, bool was_keyed, chain_verdict verdict);
+/* The journal's note (OP_BRANCH) that the run first..last of a branch follows: replaying it
+ * (chain_branch_replay) finds the branch again, making it as chain_accept did, and the ops
+ * and SIGN record that follow are the branch's. TALLY_ECORRUPT when it does not fit. */
+int chain_branch_op(const tally_replica *r, uint32_t branch, uint64_t first, uint64_t last,
+                    op *out);
+int chain_branch_replay(tally_replica *r, const op *b);
 /* Notes that a run of origins[origin] ending at last applied only part way here: when it is
  * this replica's own, it is behind its own history (TALLY_ORIGIN_BEHIND) until it has it. */
 void chain_partly_applied(tally_replica *r, uint32_t origin, uint64_t last);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/branch.h"
 #include "ledger/replica.h"
 
 typedef struct shadow {
@@ -22,21 +23,33 @@ typedef struct shadow {
     rights rights;
 } shadow;
 
-static bool take(rights *m, uint32_t holder, uint64_t amount) {
-    return rights_take(m, holder, amount);
+/* A branch's own rights may go below zero (ledger/branch.h, invariant 3); a replica's never. */
+static bool take(const tally_replica *r, rights *m, uint32_t holder, uint64_t amount) {
+    return origin_is_branch(&r->origins.at[holder])
+               ? rights_shift(m, holder, u128_negated(u128_of(amount)))
+               : rights_take(m, holder, amount);
+}
+
+/* A pending's amount leaves its pending sums with its first finish; a second one (by another
+ * history of a forked replica, ledger/branch.h) leaves them as they are. */
+static bool unreserve(u128 *sum, uint64_t p, bool again) {
+    return again || u128_sub(sum, p);
 }
 
 /* rights_add fails only for want of memory, which *no_memory then records: the replica is not
- * at fault. */
-static bool add(bool *no_memory, rights *m, uint32_t holder, uint64_t amount) {
-    bool ok = rights_add(m, holder, amount);
+ * at fault. A branch's entry may be below zero, and reach zero going up. */
+static bool add(const tally_replica *r, bool *no_memory, rights *m, uint32_t holder,
+                uint64_t amount) {
+    bool ok = origin_is_branch(&r->origins.at[holder]) ? rights_shift(m, holder, u128_of(amount))
+                                                       : rights_add(m, holder, amount);
     *no_memory |= !ok;
     return ok;
 }
 
 /* Replays a transfer-like record's effect onto the shadow balances. */
-static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_rec *t,
+static bool replay_transfer(const tally_replica *r, shadow *s, uint32_t ti, uint8_t *finished,
                             bool *no_memory) {
+    const transfer_rec *t = &r->transfers.at[ti];
     shadow *d = &s[t->debit], *c = &s[t->credit];
     const account_rec *da = &r->accounts.at[t->debit], *ca = &r->accounts.at[t->credit];
     bool d_cons = da->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
@@ -49,43 +62,49 @@ static bool replay_transfer(const tally_replica *r, shadow *s, const transfer_re
         bool pending = t->flags & TALLY_TRANSFER_PENDING;
         u128_add(pending ? &d->dq : &d->dp, a);
         u128_add(pending ? &c->cq : &c->cp, a);
-        ok = ok && (!d_cons || take(&d->rights, t->origin, a));
-        ok = ok && (!c_cons || take(&c->rights, t->origin, a));
-        ok = ok && (pending || !d_prod || add(no_memory, &d->rights, t->origin, a));
-        ok = ok && (pending || !c_prod || add(no_memory, &c->rights, t->origin, a));
+        ok = ok && (!d_cons || take(r, &d->rights, t->origin, a));
+        ok = ok && (!c_cons || take(r, &c->rights, t->origin, a));
+        ok = ok && (pending || !d_prod || add(r, no_memory, &d->rights, t->origin, a));
+        ok = ok && (pending || !c_prod || add(r, no_memory, &c->rights, t->origin, a));
         return ok;
     }
     uint64_t p = r->transfers.at[t->link].amount;
-    ok = u128_sub(&d->dq, p) && u128_sub(&c->cq, p);
+    bool again = finished[t->link]; /* finished before, in the order of the log */
+    finished[t->link] = 1;
+    ok = unreserve(&d->dq, p, again) && unreserve(&c->cq, p, again);
     if (t->kind == OP_POST) {
         u128_add(&d->dp, a);
         u128_add(&c->cp, a);
-        ok = ok && (!d_cons || add(no_memory, &d->rights, t->origin, p - a));
-        ok = ok && (!d_prod || add(no_memory, &d->rights, t->origin, a));
-        ok = ok && (!c_cons || add(no_memory, &c->rights, t->origin, p - a));
-        ok = ok && (!c_prod || add(no_memory, &c->rights, t->origin, a));
+        ok = ok && (!d_cons || add(r, no_memory, &d->rights, t->origin, p - a));
+        ok = ok && (!d_prod || add(r, no_memory, &d->rights, t->origin, a));
+        ok = ok && (!c_cons || add(r, no_memory, &c->rights, t->origin, p - a));
+        ok = ok && (!c_prod || add(r, no_memory, &c->rights, t->origin, a));
     } else {
-        ok = ok && (!d_cons || add(no_memory, &d->rights, t->origin, p));
-        ok = ok && (!c_cons || add(no_memory, &c->rights, t->origin, p));
+        ok = ok && (!d_cons || add(r, no_memory, &d->rights, t->origin, p));
+        ok = ok && (!c_cons || add(r, no_memory, &c->rights, t->origin, p));
     }
     return ok;
 }
 
 static bool replay(const tally_replica *r, shadow *s, bool *no_memory) {
-    for (uint32_t pos = 0; pos < r->log.count; pos++) {
+    uint8_t *finished = calloc((size_t)r->transfers.count + 1, 1); /* by pending */
+    if (finished == NULL) {
+        *no_memory = true;
+        return false;
+    }
+    bool ok = true;
+    for (uint32_t pos = 0; pos < r->log.count && ok; pos++) {
         const log_entry *j = &r->log.at[pos];
         if (j->kind == OP_GRANT) {
             const grant_rec *g = &r->grants.at[j->index];
             rights *m = &s[g->account].rights;
-            if (!take(m, g->origin, g->amount) || !add(no_memory, m, g->to, g->amount)) {
-                return false;
-            }
-        } else if (j->kind != OP_OPEN &&
-                   !replay_transfer(r, s, &r->transfers.at[j->index], no_memory)) {
-            return false;
+            ok = take(r, m, g->origin, g->amount) && add(r, no_memory, m, g->to, g->amount);
+        } else if (j->kind != OP_OPEN) {
+            ok = replay_transfer(r, s, j->index, finished, no_memory);
         }
     }
-    return true;
+    free(finished);
+    return ok;
 }
 
 static bool rights_equal(const rights *a, const rights *b) {
@@ -101,7 +120,30 @@ static bool rights_equal(const rights *a, const rights *b) {
     return true;
 }
 
-/* Invariants 1 and 2 of one incarnation, and its place in its chain, from what it keeps. */
+/* Whether every holder of a's rights holds at least zero, a branch counting its history's
+ * (ledger/branch.h, invariant 3); *branched is set when a branch holds some. */
+static bool holders_invariant(const tally_replica *r, const account_rec *a, bool *branched) {
+    *branched = false;
+    for (uint32_t k = 0; k < a->rights.count; k++) {
+        uint32_t holder = rights_at(&a->rights, k)->holder;
+        if (holder >= r->origins.count) {
+            return false;
+        }
+        bool branch = origin_is_branch(&r->origins.at[holder]);
+        *branched |= branch;
+        u128 held =
+            branch ? branch_rights(r, &a->rights, holder) : rights_at(&a->rights, k)->amount;
+        if (u128_negative(held)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Invariants 1 and 2 of one incarnation, and its place in its chain, from what it keeps: no
+ * bounded account below zero, but where a forked replica's histories each spent what it held
+ * (then every holder, each branch with its history, holds at least zero: the damage is
+ * bounded as docs/design.md shows). */
 static bool account_invariants(const tally_replica *r, uint32_t i) {
     REC_INDEX(r->accounts, i);
     const account_rec *a = &r->accounts.at[i];
@@ -113,8 +155,14 @@ static bool account_invariants(const tally_replica *r, uint32_t i) {
     }
     if (plus != NULL) {
         u128 spent = u128_plus(*minus, *held);
-        if (u128_cmp(*plus, spent) < 0 ||
-            u128_cmp(u128_minus(*plus, spent), rights_sum(&a->rights)) != 0) {
+        u128 spendable = u128_minus(*plus, spent);
+        if (r->refinished.count > 0) {
+            u128 again = branch_given_again(r, i, held == &a->debits_pending);
+            spendable = u128_plus(spendable, again);
+        }
+        bool branched;
+        if (!holders_invariant(r, a, &branched) || (u128_negative(spendable) && !branched) ||
+            u128_cmp(spendable, rights_sum(&a->rights)) != 0) {
             return false; /* overdrawn, or rights that do not add up to the spendable */
         }
     } else if (a->rights.count != 0) {
@@ -172,10 +220,15 @@ static bool check_journal(const tally_replica *r) {
     uint64_t total = 0;
     for (uint32_t i = 0; i < r->origins.count; i++) {
         const origin_rec *o = &r->origins.at[i];
-        total += o->seq;
-        for (uint64_t s = 1; s <= o->seq; s++) {
-            uint32_t pos = o->position[s - 1];
-            if (pos >= r->log.count || (s > 1 && pos <= o->position[s - 2])) {
+        if (o->seq < o->base || o->of >= r->origins.count ||
+            origin_is_branch(&r->origins.at[o->of]) ||
+            (origin_is_branch(o) && !branch_in_lineage(r, o->of, o->parent))) {
+            return false; /* a branch leaves its replica's history (branch.h, invariant 1) */
+        }
+        total += o->seq - o->base;
+        for (uint64_t s = o->base + 1; s <= o->seq; s++) {
+            uint32_t pos = origin_position(o, s);
+            if (pos >= r->log.count || (s > o->base + 1 && pos <= origin_position(o, s - 1))) {
                 return false;
             }
         }

@@ -48,6 +48,7 @@ enum {
      * a bit other than OP_FORK's (whose header is OP_FORK itself, kind 0 with H_DOT_NEXT). */
     H_CONFIRM = H_SAME_CODE,
     H_ADMIT = H_USER_DATA, /* an admission certificate (OP_ADMIT), likewise */
+    H_BRANCH = H_X,        /* a journal's note that a run is a branch's (OP_BRANCH), likewise */
 };
 
 /* --- the dictionary, shared by both directions --------------------------------------------- */
@@ -224,7 +225,8 @@ static uint8_t *put_der(uint8_t *p, const uint8_t *der, uint32_t len) {
 }
 
 bool block_enc_op(block_enc *e, bytes *out, const op *o) {
-    if (!bytes_reserve(out, o->kind <= OP_SIGN ? CODEC_OP_MAX : record_max(o->kind))) {
+    if (!bytes_reserve(out, o->kind <= OP_SIGN || o->kind == OP_BRANCH ? CODEC_OP_MAX
+                                                                       : record_max(o->kind))) {
         return false;
     }
     block_dict *d = &e->dict;
@@ -250,6 +252,19 @@ bool block_enc_op(block_enc *e, bytes *out, const op *o) {
         memcpy(p, o->u.sign.chain, 32);
         memcpy(p + 32, o->u.sign.sig, 64);
         p += 96;
+        assert(p - start <= CODEC_OP_MAX);
+        out->len += (size_t)(p - start);
+        e->ops++;
+        return ok;
+    }
+    if (o->kind == OP_BRANCH) {
+        *start = H_BRANCH;
+        p = enc_origin(e, p, o->origin, &ok);
+        p = put_varint(p, o->u.branch.first);
+        p = put_varint(p, o->u.branch.last);
+        memcpy(p, o->u.branch.prev, 32);
+        memcpy(p + 32, o->u.branch.hash, 32);
+        p += 64;
         assert(p - start <= CODEC_OP_MAX);
         out->len += (size_t)(p - start);
         e->ops++;
@@ -671,6 +686,23 @@ static int dec_confirm(block_dec *d, op *o) {
     return TALLY_OK;
 }
 
+/* A journal's branch note: the origin, the run's first and last, its prev and its hash. */
+static int dec_branch(block_dec *d, op *o) {
+    int rc = dec_origin(d, &o->origin);
+    if (rc != TALLY_OK) {
+        return rc;
+    }
+    if (!get_varint(d, &o->u.branch.first) || !get_varint(d, &o->u.branch.last) ||
+        o->u.branch.first == 0 || o->u.branch.last < o->u.branch.first || d->end - d->p < 64) {
+        return TALLY_ECORRUPT;
+    }
+    o->u.branch.prev = d->p;
+    o->u.branch.hash = d->p + 32;
+    d->p += 64;
+    d->remaining--;
+    return TALLY_OK;
+}
+
 static int dec_sign(block_dec *d, op *o) {
     int rc = dec_origin(d, &o->origin);
     if (rc != TALLY_OK) {
@@ -721,6 +753,10 @@ int block_dec_next(block_dec *d, op *o, uint32_t entries[2]) {
     if (h == H_ADMIT) {
         o->kind = OP_ADMIT;
         return dec_admit(d, o);
+    }
+    if (h == H_BRANCH && d->clocks) {
+        o->kind = OP_BRANCH;
+        return dec_branch(d, o);
     }
     if (o->kind < OP_OPEN || o->kind > OP_KIND_MAX) {
         return TALLY_ECORRUPT;

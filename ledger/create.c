@@ -26,8 +26,8 @@ int replica_writable(tally_replica *r) {
     if (r->journal != NULL && r->journal->failed) {
         return TALLY_EIO;
     }
-    if (r->origins.at[r->self].forked) {
-        return TALLY_ORIGIN_FORKED;
+    if (r->origins.at[r->self].forked || r->origins.at[r->self].branches > 0) {
+        return TALLY_ORIGIN_FORKED; /* its history parted: a write would make a third one */
     }
     if (replica_held(r)) {
         return TALLY_ORIGIN_HELD;
@@ -537,8 +537,10 @@ static int grant(tally_replica *r, const tally_grant_request *g) {
         return TALLY_EINVAL;
     }
     uint32_t to = replica_origin_find(r, g->to_replica);
-    if (to != NONE && r->origins.at[to].forked) {
-        return TALLY_REPLICA_FORKED; /* what it is given, either of its histories may spend */
+    if (to != NONE && (r->origins.at[to].forked || r->origins.at[to].branches > 0 ||
+                       origin_is_branch(&r->origins.at[to]))) {
+        /* what it is given, any of its histories may spend (a branch's id names one) */
+        return TALLY_REPLICA_FORKED;
     }
     if (!(g->flags & TALLY_GRANT_TO_UNKNOWN)) {
         if (to == NONE || r->origins.at[to].seq == 0) {

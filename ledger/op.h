@@ -33,6 +33,7 @@ typedef enum op_kind {
     OP_FORK = 8,    /* with no dot: two signed statements of the origin's that overlap and differ */
     OP_CONFIRM = 9, /* in a delta only, with no dot: a held origin's challenge, answered */
     OP_ADMIT = 10, /* with no dot: the origin's admission certificate (origin 0: the authority's) */
+    OP_BRANCH = 11, /* in the journal only, with no dot: the next run's ops are a branch's */
 } op_kind;
 
 /* The kinds that have a dot and travel between replicas. */
@@ -87,6 +88,12 @@ typedef struct op {
             const uint8_t *der; /* the certificate, DER; points where sign's do */
             uint32_t len;       /* at most CODEC_ADMIT_DER_MAX */
         } admit;                /* OP_ADMIT */
+        struct {
+            uint64_t first, last; /* the run of o->origin that follows */
+            /* 32 bytes each: what its statement chains to, and its hash; they point where
+             * sign's do */
+            const uint8_t *prev, *hash;
+        } branch; /* OP_BRANCH (ledger/branch.h) */
     } u;
 } op;
 

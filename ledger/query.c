@@ -14,7 +14,12 @@ uint64_t tally_replica_id(const tally_replica *r) {
 
 uint64_t tally_seen(const tally_replica *r, uint64_t origin) {
     uint32_t i = r != NULL ? replica_origin_find(r, origin) : NONE;
-    return i != NONE ? r->origins.at[i].seq : 0;
+    uint64_t seen = i != NONE ? r->origins.at[i].seq : 0;
+    for (uint32_t k = 0; i != NONE && r->origins.at[i].branches > 0 && k < r->origins.count; k++) {
+        const origin_rec *b = &r->origins.at[k]; /* a forked replica: its furthest history */
+        seen = b->of == i && b->seq > seen ? b->seq : seen;
+    }
+    return seen;
 }
 
 /* The head incarnation of an account id, with the usual argument checks. */
@@ -102,10 +107,13 @@ int tally_rights_holders(const tally_replica *r, tally_id account_id, tally_righ
     if (rc != TALLY_OK) {
         return rc;
     }
-    *count = a->rights.count;
     size_t n = 0;
     for (uint32_t i = 0; i < a->rights.count; i++) {
         const rights_entry *held = rights_at(&a->rights, i);
+        if (origin_is_branch(&r->origins.at[held->holder])) {
+            continue; /* a forked replica's history: what it spent shows in tally_fork_damage */
+        }
+        ++*count;
         tally_rights_entry e = {r->origins.at[held->holder].id, u128_sat64(held->amount)};
         /* Insertion sort into the first cap places: richest first, then by replica id. */
         size_t j = n < cap ? n++ : cap;
@@ -345,7 +353,7 @@ void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
     switch (j->kind) {
     case OP_OPEN: {
         const open_rec *rec = &r->opens.at[j->index];
-        o->origin = r->origins.at[rec->origin].id;
+        o->origin = r->origins.at[r->origins.at[rec->origin].of].id;
         o->seq = rec->seq;
         o->hlc = rec->hlc;
         o->u.account = rec->a;
@@ -354,7 +362,7 @@ void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
     case OP_GRANT: {
         const grant_rec *g = &r->grants.at[j->index];
         const account_rec *a = &r->accounts.at[g->account];
-        o->origin = r->origins.at[g->origin].id;
+        o->origin = r->origins.at[r->origins.at[g->origin].of].id;
         o->seq = g->seq;
         o->hlc = g->hlc;
         o->u.grant.account = a->id;
@@ -366,7 +374,7 @@ void replica_op_at(const tally_replica *r, uint32_t position, op *o) {
     }
     default: {
         const transfer_rec *t = &r->transfers.at[j->index];
-        o->origin = r->origins.at[t->origin].id;
+        o->origin = r->origins.at[r->origins.at[t->origin].of].id;
         o->seq = t->seq;
         o->hlc = t->hlc;
         o->expired = t->expired;

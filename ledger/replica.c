@@ -36,6 +36,8 @@ void replica_init(tally_replica *r, uint64_t (*clock_ms)(void *ctx), void *clock
     idmap_init(&r->account_map, account_key, r);
     idmap_init(&r->transfer_map, transfer_key, r);
     idmap_init(&r->origin_map, origin_map_key, r);
+    r->replay_branch = NONE;
+    r->branch_made.branch.index = r->branch_made.rest.index = NONE;
     r->clock_ms = clock_ms != NULL ? clock_ms : wall_clock_ms;
     r->clock_ctx = clock_ctx;
 }
@@ -63,6 +65,8 @@ uint32_t replica_origin_get(tally_replica *r, uint64_t id) {
     memset(o, 0, sizeof *o);
     o->id = id;
     o->key = origin_key(id);
+    o->of = i;
+    o->parent = NONE;
     idmap_put(&r->origin_map, o->key, i);
     return i;
 }
@@ -131,6 +135,7 @@ void replica_free_tables(tally_replica *r) {
     ARRAY_FREE(r->conflicted_accounts);
     ARRAY_FREE(r->conflicted_transfers);
     ARRAY_FREE(r->forks);
+    ARRAY_FREE(r->refinished);
     idmap_free(&r->account_map);
     idmap_free(&r->transfer_map);
     idmap_free(&r->origin_map);
@@ -144,6 +149,7 @@ void replica_free_tables(tally_replica *r) {
     memset(&r->conflicted_accounts, 0, sizeof r->conflicted_accounts);
     memset(&r->conflicted_transfers, 0, sizeof r->conflicted_transfers);
     memset(&r->forks, 0, sizeof r->forks);
+    memset(&r->refinished, 0, sizeof r->refinished);
     idmap_init(&r->account_map, account_key, r);
     idmap_init(&r->transfer_map, transfer_key, r);
     idmap_init(&r->origin_map, origin_map_key, r);

@@ -111,11 +111,18 @@ typedef struct origin_rec {
     uint64_t id;
     tally_id key;       /* {0, id}: the origin map's key */
     uint64_t seq;       /* highest seq applied: this origin's version-vector entry */
-    uint32_t *position; /* position[s - 1]: log index of seq s; an array (crdt/array.h) */
+    uint32_t *position; /* position[s - base - 1]: log index of seq s; an array (crdt/array.h) */
     uint32_t capacity;
+    /* A branch (ledger/branch.c) is one of the histories of a forked replica past the point
+     * where they part: ops base + 1 .. seq of origins[of], as that branch has them. For a
+     * replica itself: of is its own index, parent NONE, base 0. */
+    uint32_t of, parent; /* the replica whose ops these are; the history the branch leaves */
+    uint64_t base;       /* the branch leaves its parent after seq base */
+    uint32_t branches;   /* a replica's: how many branches its history has here */
     bool keyed;                   /* pub is known: from its first run's record, or our own */
     uint8_t pub[CRYPTO_KEY];      /* its public key */
-    uint8_t genesis[CRYPTO_HASH]; /* what its first run's statement chains to (chain.c) */
+    uint8_t genesis[CRYPTO_HASH]; /* what its first run's statement chains to (chain.c): for a
+                                     branch, the hash of its parent's run ending at base */
     ARRAY(run_rec)
     runs;        /* its runs in seq order, each verified before it applied;
                     only the last may end past seq (a run that stopped) */
@@ -169,9 +176,26 @@ struct tally_replica {
     ARRAY(tally_id) conflicted_accounts;
     ARRAY(tally_id) conflicted_transfers;
     ARRAY(fork_rec) forks; /* at most one per origin, in the order they were learned */
+    /* Finishes of pendings past a fork that are not their pending's link: each branch of its
+     * origin's history may finish a pending made before they parted (ledger/branch.c). */
+    ARRAY(uint32_t) refinished;
+    /* What branch_open made last, so that branch_close can take it back: the entries it made
+     * branches (the new history's, and the rest's when it parted a history), each as it was. */
+    struct branch_made {
+        uint32_t real;
+        struct branch_entry_was {
+            uint32_t index; /* NONE: none */
+            bool made;      /* added to the table by branch_open */
+            bool keyed;
+            uint32_t of, parent;
+            uint64_t base, seq;
+            uint8_t pub[CRYPTO_KEY], genesis[CRYPTO_HASH];
+        } branch, rest;
+    } branch_made;
     idmap account_map, transfer_map, origin_map;
 
     bool replaying; /* opening: ops come from the journal, not to it */
+    uint32_t replay_branch; /* the branch a journal's note (OP_BRANCH) routes the next run to */
     uint64_t pending_open;
     uint64_t refused_rights;
 
@@ -212,9 +236,34 @@ struct tally_replica {
 /* Room in an origin's position table for n more of its ops. False when out of memory or past
  * REPLICA_RECORDS_MAX; the table is unchanged then. */
 static inline bool origin_reserve(origin_rec *o, uint32_t n) {
-    return o->seq <= REPLICA_RECORDS_MAX &&
-           array_reserve((void **)&o->position, &o->capacity, (uint32_t)o->seq, n,
+    return o->seq - o->base <= REPLICA_RECORDS_MAX &&
+           array_reserve((void **)&o->position, &o->capacity, (uint32_t)(o->seq - o->base), n,
                          sizeof *o->position, REPLICA_RECORDS_MAX);
+}
+
+/* The log position of o's op with this seq (base < seq <= o->seq). */
+static inline uint32_t origin_position(const origin_rec *o, uint64_t seq) {
+    return o->position[seq - o->base - 1];
+}
+
+/* The index of o's run holding seq (the first ending at or past it); o->runs.count if none:
+ * a binary search, the runs being in seq order. */
+static inline uint32_t origin_run_at(const origin_rec *o, uint64_t seq) {
+    uint32_t lo = 0, hi = o->runs.count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (o->runs.at[mid].last < seq) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Whether o is a branch of a forked replica's history, not a replica. */
+static inline bool origin_is_branch(const origin_rec *o) {
+    return o->parent != UINT32_MAX;
 }
 
 /* origins[] index for a replica id, or NONE. */
@@ -267,11 +316,47 @@ static inline uint32_t transfer_ledger(const tally_replica *r, const transfer_re
 /* A transfer record as the API shows it (resolved: a post names its amount and accounts);
  * ledger/query.c. */
 void transfer_view(const tally_replica *r, const transfer_rec *t, tally_transfer *out);
-/* Rebuilds the op at a journal position from the records it was applied into; query.c. */
+/* Rebuilds the op at a journal position from the records it was applied into, as it travels
+ * (a branch's op under its replica's id); query.c. */
 void replica_op_at(const tally_replica *r, uint32_t position, op *o);
 
+static inline bool side_consumes(const account_rec *a, bool debit_side) {
+    return debit_side ? (a->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) != 0
+                      : (a->flags & TALLY_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) != 0;
+}
+
+/* Rights one side of a transfer-like op takes from and gives to its origin (rules 1-3).
+ * p is the pending amount (POST and VOID), a the op's amount. */
+static inline void op_side_rights(const account_rec *acct, bool debit_side, uint8_t kind,
+                                  bool pending, uint64_t p, uint64_t a, uint64_t *take,
+                                  uint64_t *give) {
+    *take = 0;
+    *give = 0;
+    if ((acct->flags & ACCOUNT_BOUND_FLAGS) == 0) {
+        return;
+    }
+    bool consumes = side_consumes(acct, debit_side);
+    switch (kind) {
+    case OP_TRANSFER:
+        if (consumes) {
+            *take = a;
+        } else if (!pending) {
+            *give = a;
+        }
+        break;
+    case OP_POST:
+        *give = consumes ? p - a : a;
+        break;
+    case OP_VOID:
+        *give = consumes ? p : 0;
+        break;
+    default:
+        assert(0 && "not a transfer kind");
+    }
+}
+
 /* The spendable amount of a bounded incarnation (0 for an unbounded one). */
-u128 account_spendable(const account_rec *a);
+u128 account_spendable(const tally_replica *r, const account_rec *a);
 
 /* Dot order: by origin id, then seq. */
 static inline bool dot_less(uint64_t origin_a, uint64_t seq_a, uint64_t origin_b, uint64_t seq_b) {
@@ -377,8 +462,10 @@ bool expiry_rebuild(tally_replica *r, bool estimate);
 
 /* A pending of this replica's with a timeout: what the expiry heap keeps a deadline for. */
 static inline bool expiry_kept(const tally_replica *r, const transfer_rec *t) {
-    return t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING) && t->origin == r->self &&
-           t->timeout_ms != 0;
+    /* its own history's, in a branch too when it forked (it then voids nothing: it writes
+     * nothing, ledger/branch.h) */
+    return t->kind == OP_TRANSFER && (t->flags & TALLY_TRANSFER_PENDING) &&
+           r->origins.at[t->origin].of == r->self && t->timeout_ms != 0;
 }
 
 /* The steady clock across restarts. expiry_clock_start starts it afresh from the wall clock

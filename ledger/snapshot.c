@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ledger/branch.h"
 #include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
@@ -28,8 +29,9 @@
 static const uint8_t snapshot_magic[4] = {'T', 'L', 'Y', 'C'};
 /* Version 2 added the journal's last CLOCK record, version 3 each origin's key and signed runs
  * (ledger/chain.c), version 4 the proofs of forks, version 5 the cluster's authority and the
- * admission certificates; versions 1 to 4 still load. */
-#define SNAPSHOT_VERSION 5
+ * admission certificates, version 6 the branches of forked replicas' histories and the second
+ * finishes of pendings (ledger/branch.c); versions 1 to 5 still load. */
+#define SNAPSHOT_VERSION 6
 #define SNAPSHOT_HEADER 48
 
 /* --- the records, each defined once -------------------------------------------------------- */
@@ -227,7 +229,15 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
         const origin_rec *o = &r->origins.at[i];
         w64(w, o->id);
         w64(w, o->seq);
-        for (uint64_t s = 0; s < o->seq; s++) {
+        /* version 6: where its history is (branch.h) */
+        w64(w, o->base);
+        w32(w, o->of);
+        w32(w, o->parent);
+        w32(w, o->branches);
+        if (origin_is_branch(o)) {
+            w_bytes(w, o->genesis, CRYPTO_HASH);
+        }
+        for (uint64_t s = 0; s < o->seq - o->base; s++) {
             w32(w, o->position[s]);
         }
         w8(w, o->keyed);
@@ -319,6 +329,11 @@ static void write_body(writer *w, const tally_replica *r, const snapshot_map *ma
             w32(w, o->cert_len);
             w_bytes(w, o->cert, o->cert_len);
         }
+    }
+    /* version 6: finishes that are not their pending's link */
+    w32(w, r->refinished.count);
+    for (uint32_t i = 0; i < r->refinished.count; i++) {
+        w32(w, r->refinished.at[i]);
     }
 }
 
@@ -513,14 +528,58 @@ static int load_runs(tally_replica *r, reader *c, uint32_t i) {
     return c->bad ? TALLY_ECORRUPT : TALLY_OK;
 }
 
+/* The branches (branch.h, invariant 1): each in its replica's history, under its key, and
+ * each replica's count of them right. */
+static int branches_ok(const tally_replica *r) {
+    uint32_t n = r->origins.count;
+    for (uint32_t i = 0; i < n; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        uint32_t count = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            count += k != i && r->origins.at[k].of == i;
+        }
+        if (origin_is_branch(o)) {
+            const origin_rec *x = &r->origins.at[o->of];
+            uint32_t steps = 0;
+            uint32_t a = o->parent;
+            while (a != o->of && a != NONE && steps++ < n) {
+                a = r->origins.at[a].parent;
+            }
+            if (a != o->of || origin_is_branch(x) || !o->keyed || !x->keyed || o->branches != 0 ||
+                memcmp(o->pub, x->pub, CRYPTO_KEY) != 0 || o->cert != NULL ||
+                o->base < r->origins.at[o->parent].base) {
+                return TALLY_ECORRUPT;
+            }
+        } else if (o->branches != count) {
+            return TALLY_ECORRUPT;
+        }
+    }
+    return TALLY_OK;
+}
+
 static int load_origins(tally_replica *r, reader *c, uint32_t version) {
     uint32_t n = r_count(c, 16);
     if (n == 0 || n > REPLICA_ORIGINS_MAX) {
         return TALLY_ECORRUPT; /* at least this replica itself */
     }
     for (uint32_t i = 0; i < n && !c->bad; i++) {
-        uint64_t id = r64(c), seq = r64(c);
-        if (id == 0 || seq > (uint64_t)(c->end - c->p) / 4 || replica_origin_find(r, id) != NONE) {
+        uint64_t id = r64(c), seq = r64(c), base = 0;
+        uint32_t of = i, parent = NONE, branches = 0;
+        uint8_t genesis[CRYPTO_HASH];
+        if (version >= 6) {
+            base = r64(c);
+            of = r32(c);
+            parent = r32(c);
+            branches = r32(c);
+            if (parent != NONE && r_need(c, CRYPTO_HASH)) {
+                memcpy(genesis, c->p, CRYPTO_HASH);
+                c->p += CRYPTO_HASH;
+            }
+        }
+        if (id == 0 || base > seq || seq - base > (uint64_t)(c->end - c->p) / 4 ||
+            replica_origin_find(r, id) != NONE || of >= n || (parent != NONE && parent >= n) ||
+            (parent == NONE) != (of == i) || (parent == NONE && base != 0) ||
+            branches > BRANCHES_MAX || c->bad) {
             return TALLY_ECORRUPT;
         }
         uint32_t o = replica_origin_get(r, id);
@@ -528,22 +587,30 @@ static int load_origins(tally_replica *r, reader *c, uint32_t version) {
             return o == NONE ? TALLY_ENOMEM : TALLY_ECORRUPT;
         }
         origin_rec *orr = &r->origins.at[o];
-        if (seq >= REPLICA_RECORDS_MAX) {
+        if (seq - base >= REPLICA_RECORDS_MAX || seq > UINT32_MAX) {
             return TALLY_ECORRUPT; /* more ops than a log holds */
         }
-        if (!origin_reserve(orr, (uint32_t)seq)) {
+        orr->base = base;
+        orr->of = of;
+        orr->parent = parent;
+        orr->branches = branches;
+        orr->seq = base;
+        if (!origin_reserve(orr, (uint32_t)(seq - base))) {
             return TALLY_ENOMEM;
         }
         orr->seq = seq;
-        for (uint64_t s = 0; s < seq; s++) {
+        for (uint64_t s = 0; s < seq - base; s++) {
             orr->position[s] = r32(c);
         }
         int rc = version >= 3 ? load_runs(r, c, o) : TALLY_OK;
         if (rc != TALLY_OK) {
             return rc;
         }
+        if (parent != NONE) {
+            memcpy(orr->genesis, genesis, CRYPTO_HASH); /* load_runs made one from its id */
+        }
     }
-    return c->bad ? TALLY_ECORRUPT : TALLY_OK;
+    return c->bad ? TALLY_ECORRUPT : branches_ok(r);
 }
 
 /* One account incarnation and its holders, as record i. */
@@ -785,11 +852,18 @@ static bool indices_ok(const tally_replica *r) {
     }
     uint64_t total = 0;
     for (uint32_t i = 0; i < no; i++) {
-        total += r->origins.at[i].seq;
-        for (uint64_t s = 0; s < r->origins.at[i].seq; s++) {
-            if (r->origins.at[i].position[s] >= r->log.count) {
+        const origin_rec *o = &r->origins.at[i];
+        total += o->seq - o->base;
+        for (uint64_t s = 0; s < o->seq - o->base; s++) {
+            if (o->position[s] >= r->log.count) {
                 return false;
             }
+        }
+    }
+    for (uint32_t i = 0; i < r->refinished.count; i++) {
+        uint32_t f = r->refinished.at[i];
+        if (f >= nt || r->transfers.at[f].kind == OP_TRANSFER || r->transfers.at[f].link >= nt) {
+            return false;
         }
     }
     for (uint32_t i = 0; i < r->expiries.count; i++) {
@@ -897,6 +971,13 @@ int snapshot_load(tally_replica *r, const uint8_t *buf, size_t len, uint64_t *se
     }
     if (rc == TALLY_OK && version >= 5) {
         rc = load_admission(r, &c);
+    }
+    if (rc == TALLY_OK && version >= 6) {
+        uint32_t n = r_count(&c, 4);
+        rc = ARRAY_RESERVE(r->refinished, n) ? TALLY_OK : TALLY_ENOMEM;
+        for (uint32_t i = 0; i < n && rc == TALLY_OK && !c.bad; i++) {
+            r->refinished.at[ARRAY_PUSH(r->refinished)] = r32(&c);
+        }
     }
     if (rc != TALLY_OK) {
         return rc;

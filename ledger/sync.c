@@ -58,7 +58,8 @@ _Static_assert(sizeof((sync_challenge *)0)->nonce == CRYPTO_HASH, "a challenge f
 int replica_version_vector(const tally_replica *r, vclock *out) {
     vclock_init(out);
     for (uint32_t i = 0; i < r->origins.count; i++) {
-        if (!vclock_set(out, r->origins.at[i].id, r->origins.at[i].seq)) {
+        const origin_rec *o = &r->origins.at[i];
+        if (o->seq > o->base && !vclock_set(out, o->id, o->seq)) {
             vclock_free(out);
             return TALLY_ENOMEM;
         }
@@ -76,11 +77,19 @@ int tally_version_vector(const tally_replica *r, tally_version *out, size_t cap,
     vclock v;
     int rc = replica_version_vector(r, &v);
     if (rc == TALLY_OK) {
-        for (uint32_t i = 0; i < v.count && i < cap; i++) {
-            out[i].replica_id = v.entries[i].origin;
-            out[i].seq = v.entries[i].seq;
+        size_t n = 0; /* replicas only: a branch is this replica's name for one's history */
+        for (uint32_t i = 0; i < v.count; i++) {
+            uint32_t o = replica_origin_find(r, v.entries[i].origin);
+            if (origin_is_branch(&r->origins.at[o])) {
+                continue;
+            }
+            if (n < cap) {
+                out[n].replica_id = v.entries[i].origin;
+                out[n].seq = v.entries[i].seq;
+            }
+            n++;
         }
-        *count = v.count;
+        *count = n;
         vclock_free(&v);
     }
     return rc;
@@ -132,22 +141,47 @@ int tally_summary(const tally_replica *r, uint8_t **buf, size_t *len) {
 }
 
 /* What a peer that says it has origin o up to seq, with head (last, hash), has of the runs
- * here: up to seq when its head is one of them; otherwise, when its head lies inside a run
- * here that is not its head, only up to before that run, so that the run is sent and the
- * peer meets it (two runs of one origin that overlap are a fork, chain.c). A peer with ops
- * but no head (from before signing) is sent every run, to check them against its ops. */
+ * here: up to seq when its head is one of them, or lies past them all (it is ahead); none of
+ * them when its head lies among them and is not one: its history and this one part somewhere
+ * before, and every run is sent so that it meets the parting (chain.c) and keeps both
+ * (branch.h). A peer with ops but no head (from before signing) is sent every run, to check
+ * them against its ops. */
 static uint64_t peer_has(const origin_rec *o, uint64_t seq, uint64_t last,
                          const uint8_t hash[CRYPTO_HASH]) {
     if (last == 0) {
-        return o->runs.count > 0 ? 0 : seq;
+        return o->runs.count > 0 ? o->base : seq;
     }
     uint32_t k = chain_run_at(o, last);
     if (k == o->runs.count ||
         (o->runs.at[k].last == last && memcmp(o->runs.at[k].hash, hash, CRYPTO_HASH) == 0)) {
         return seq;
     }
-    uint64_t before = chain_run_first(o, k) - 1;
-    return before < seq ? before : seq;
+    return o->base;
+}
+
+/* A peer's head (last, hash) of origins[real], found in one of its branches here: what the
+ * peer has is that branch up to there, and all of each history the branch continues. Adds
+ * those to out and returns true; false when no branch holds it. */
+static bool peer_branch(const tally_replica *r, uint32_t real, uint64_t last,
+                        const uint8_t hash[CRYPTO_HASH], vclock *out, bool *no_memory) {
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *b = &r->origins.at[i];
+        if (b->of != real || !origin_is_branch(b)) {
+            continue;
+        }
+        uint32_t k = chain_run_at(b, last);
+        if (k == b->runs.count || b->runs.at[k].last != last ||
+            memcmp(b->runs.at[k].hash, hash, CRYPTO_HASH) != 0) {
+            continue;
+        }
+        *no_memory = !vclock_set(out, b->id, last);
+        for (uint32_t a = b->parent; a != NONE && !*no_memory; a = r->origins.at[a].parent) {
+            const origin_rec *up = &r->origins.at[a];
+            *no_memory = up->seq > vclock_get(out, up->id) && !vclock_set(out, up->id, up->seq);
+        }
+        return true;
+    }
+    return false;
 }
 
 int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out,
@@ -169,6 +203,10 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
                        REPLICA_ORIGINS_MAX + 1)) {
         return TALLY_ENOMEM;
     }
+    /* heads found in branches here: added once the summary's own entries are in */
+    vclock found;
+    vclock_init(&found);
+    bool no_memory = false;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *e = buf + SUMMARY_HEADER + SUMMARY_ENTRY * (size_t)i;
         uint64_t origin = get_u64le(e), seq = get_u64le(e + 8), last = get_u64le(e + 16);
@@ -177,6 +215,7 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
             (flags & ~(uint64_t)(SUMMARY_FORKED | SUMMARY_HIDDEN)) != 0 ||
             ((flags & SUMMARY_HIDDEN) != 0 && last != 0) ||
             (i > 0 && origin <= out->entries[i - 1].origin)) {
+            vclock_free(&found);
             vclock_free(out);
             return TALLY_ECORRUPT;
         }
@@ -187,16 +226,25 @@ int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, 
         uint32_t here = replica_origin_find(r, origin);
         if (here != NONE && (flags & SUMMARY_HIDDEN) == 0) {
             const origin_rec *o = &r->origins.at[here];
-            uint64_t has = peer_has(o, seq, last, e + 32);
-            /* A peer on the other side of a fork proven here is sent the proof (delta_forks),
-             * not this side's history, which it would only refuse. */
-            seq = has < seq && o->forked ? (seq > o->seq ? seq : o->seq) : has;
+            /* a head in one of o's branches: the peer has all of o before them */
+            bool branched = o->branches > 0 && last > 0 &&
+                            peer_branch(r, here, last, e + 32, &found, &no_memory);
+            seq = branched ? o->seq : peer_has(o, seq, last, e + 32);
         }
         if (seq > 0 || (flags & SUMMARY_FORKED) != 0) {
             out->entries[out->count] = (vclock_entry){
                 .origin = origin, .seq = seq, .flags = flags & SUMMARY_FORKED ? VCLOCK_FORKED : 0};
             out->count++;
         }
+    }
+    for (uint32_t i = 0; i < found.count && !no_memory; i++) {
+        no_memory = found.entries[i].seq > vclock_get(out, found.entries[i].origin) &&
+                    !vclock_set(out, found.entries[i].origin, found.entries[i].seq);
+    }
+    vclock_free(&found);
+    if (no_memory) {
+        vclock_free(out);
+        return TALLY_ENOMEM;
     }
     return TALLY_OK;
 }
@@ -235,8 +283,8 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
         has[i] = vclock_get(peer, o->id);
         next[i] = chain_run_at(o, has[i] + 1);
         if (next[i] < o->runs.count && o->runs.at[next[i]].last <= o->seq &&
-            o->position[o->runs.at[next[i]].last - 1] < start) {
-            start = o->position[o->runs.at[next[i]].last - 1];
+            origin_position(o, o->runs.at[next[i]].last) < start) {
+            start = origin_position(o, o->runs.at[next[i]].last);
         }
     }
     return start;
@@ -247,16 +295,19 @@ static uint32_t delta_start(const tally_replica *r, const vclock *peer, uint64_t
 static bool emit_run(const tally_replica *r, block_enc *enc, bytes *out, uint32_t origin,
                      uint32_t k) {
     const origin_rec *o = &r->origins.at[origin];
-    if (k == 0 && o->cert != NULL) {
-        op admit; /* what a replica with an authority needs to take the run (chain.h) */
-        chain_admit_op(r, origin, &admit);
+    if (chain_run_first(o, k) == 1 && r->origins.at[o->of].cert != NULL) {
+        /* what a replica with an authority needs to take the run (chain.h): before any first
+         * run, a branch's too (its history parts at the very start: its replica's own entry
+         * may hold no run at all) */
+        op admit;
+        chain_admit_op(r, o->of, &admit);
         if (!block_enc_op(enc, out, &admit)) {
             return false;
         }
     }
     for (uint64_t s = chain_run_first(o, k); s <= o->runs.at[k].last; s++) {
         op x;
-        replica_op_at(r, o->position[s - 1], &x);
+        replica_op_at(r, origin_position(o, s), &x);
         if (!block_enc_op(enc, out, &x)) {
             return false;
         }
@@ -290,7 +341,7 @@ static int delta_ops(const tally_replica *r, const vclock *peer, size_t max_byte
         if (next[i] >= o->runs.count || o->runs.at[next[i]].last != seq) {
             continue; /* not the end of a run to send */
         }
-        if (i == r->self && replica_held(r)) {
+        if (o->of == r->self && replica_held(r)) {
             held = true; /* none of its own while held (tally_held): the rest waits behind */
             break;
         }
@@ -473,7 +524,25 @@ int tally_delta(const tally_replica *r, const uint8_t *peer_summary, size_t peer
     return rc;
 }
 
-int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
+/* The history here (the origin, or one of its branches) that holds the run a SIGN record
+ * names, by its signature; NONE when none does. */
+static uint32_t run_holder(const tally_replica *r, const op *s) {
+    uint32_t real = replica_origin_find(r, s->origin);
+    if (real == NONE || r->origins.at[real].branches == 0) {
+        return real;
+    }
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        uint32_t k = o->of == real ? chain_run_at(o, s->u.sign.first) : o->runs.count;
+        if (k < o->runs.count && o->runs.at[k].last == s->u.sign.last &&
+            memcmp(o->runs.at[k].sig, s->u.sign.sig, CRYPTO_SIG) == 0) {
+            return i;
+        }
+    }
+    return NONE;
+}
+
+int sync_delta_covers(const tally_replica *r, const uint8_t *delta, size_t len, vclock *covered) {
     if (len < DELTA_HEADER) {
         return TALLY_ECORRUPT;
     }
@@ -487,8 +556,19 @@ int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered) {
         while (rc == TALLY_OK && dec.remaining > 0) {
             op o;
             rc = block_dec_op(&dec, &o);
-            if (rc == TALLY_OK && o.seq > vclock_get(covered, o.origin) &&
-                !vclock_set(covered, o.origin, o.seq)) {
+            uint64_t id = o.origin, seq = o.seq;
+            if (rc == TALLY_OK && o.kind == OP_SIGN) {
+                /* a forked origin's run: the peer has it in the history it is in here */
+                uint32_t holder = run_holder(r, &o);
+                bool branch = holder != NONE && origin_is_branch(&r->origins.at[holder]);
+                id = branch ? r->origins.at[holder].id : 0;
+                seq = o.u.sign.last;
+            } else if (rc == TALLY_OK && seq > 0) {
+                uint32_t here = replica_origin_find(r, id);
+                id = here != NONE && r->origins.at[here].branches > 0 ? 0 : id;
+            }
+            if (rc == TALLY_OK && id != 0 && seq > vclock_get(covered, id) &&
+                !vclock_set(covered, id, seq)) {
                 rc = TALLY_ENOMEM;
             }
             if (rc == TALLY_OK && o.kind == OP_FORK &&
@@ -545,7 +625,7 @@ static bool is_transfer_kind(const op *o) {
  * previous op's origin, since ops of one origin come in runs. What the op's dictionary entries
  * resolve to is noted there for the block's later ops. */
 static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_refs *last,
-                     uint64_t now_ms) {
+                     uint64_t now_ms, uint32_t label) {
     const op *o = &d->o;
     if (o->kind == OP_CLOCK) {
         /* only a journal's decoder lets one through */
@@ -563,6 +643,13 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     if (o->kind == OP_ADMIT) {
         return chain_admit_accept(r, o, CHAIN_ADMIT_REPLAY);
     }
+    if (o->kind == OP_BRANCH) {
+        return chain_branch_replay(r, o); /* a journal's: the next run is a branch's */
+    }
+    if (label == NONE && r->replay_branch != NONE &&
+        r->origins.at[r->origins.at[r->replay_branch].of].id == o->origin) {
+        label = r->replay_branch;
+    }
     op_refs refs = OP_REFS_NONE;
     refs.id_hash = d->id_hash;
     uint32_t *debit_hint = NULL, *credit_hint = NULL;
@@ -572,7 +659,8 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
         refs.debit = debit_hint != NULL ? *debit_hint : NONE;
         refs.credit = credit_hint != NULL ? *credit_hint : NONE;
     }
-    refs.origin = last->origin != NONE && r->origins.at[last->origin].id == o->origin
+    refs.origin = label != NONE ? label
+                  : last->origin != NONE && r->origins.at[last->origin].id == o->origin
                       ? last->origin
                       : replica_origin_find(r, o->origin);
     uint64_t have = refs.origin != NONE ? r->origins.at[refs.origin].seq : 0;
@@ -580,7 +668,16 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
         last->origin = refs.origin;
         return TALLY_OK;
     }
-    if (o->seq != have + 1 || op_validate(r, o, false, &refs) != TALLY_OK) {
+    /* a branch's op is applied under the branch's id (branch.h); it travels and is journalled
+     * under its replica's */
+    op in_branch;
+    const op *v = o;
+    if (label != NONE && origin_is_branch(&r->origins.at[label])) {
+        in_branch = *o;
+        in_branch.origin = r->origins.at[label].id;
+        v = &in_branch;
+    }
+    if (o->seq != have + 1 || op_validate(r, v, false, &refs) != TALLY_OK) {
         return TALLY_ECORRUPT;
     }
     if (debit_hint != NULL && credit_hint != NULL) {
@@ -594,7 +691,7 @@ static int apply_one(tally_replica *r, const decoded_op *d, block_dec *dec, op_r
     if (rc != TALLY_OK) {
         return rc;
     }
-    rc = op_apply(r, o, &refs, now_ms);
+    rc = op_apply(r, v, &refs, now_ms);
     if (rc != TALLY_OK) {
         replica_journal_unadd(r);
     }
@@ -644,7 +741,7 @@ static int replay_block(tally_replica *r, block_dec *dec, const uint8_t *buf, si
         }
         apply_ahead(r, dec, batch, n);
         for (uint32_t i = 0; i < n && rc == TALLY_OK; i++) {
-            rc = apply_one(r, &batch[i], dec, last, now_ms);
+            rc = apply_one(r, &batch[i], dec, last, now_ms, NONE);
         }
         if (rc == TALLY_OK) {
             rc = decoded;
@@ -718,12 +815,12 @@ static int apply_run_ops(tally_replica *r, block_dec *dec, uint32_t n, chain_ver
         apply_ahead(r, dec, batch, m);
         for (uint32_t j = 0; j < m && rc == TALLY_OK; j++) {
             const op *o = &batch[j].o;
-            if (o->seq <= had && verdict == CHAIN_NEW) {
+            if (o->seq <= had && verdict != CHAIN_KNOWN) {
                 op mine;
-                replica_op_at(r, r->origins.at[origin].position[o->seq - 1], &mine);
+                replica_op_at(r, origin_position(&r->origins.at[origin], o->seq), &mine);
                 rc = chain_same_op(&mine, o) ? TALLY_OK : TALLY_ECORRUPT;
             } else {
-                rc = apply_one(r, &batch[j], dec, last, now_ms);
+                rc = apply_one(r, &batch[j], dec, last, now_ms, origin);
             }
         }
         i += m;
@@ -760,27 +857,32 @@ static int apply_block(tally_replica *r, block_dec *dec, const uint8_t *buf, siz
         }
         uint32_t known = rc == TALLY_OK ? replica_origin_find(r, sign.origin) : NONE;
         bool was_keyed = known != NONE && r->origins.at[known].keyed;
+        uint32_t origin = NONE; /* the history the run is in: its origin's, or a branch's */
         if (rc == TALLY_OK) {
-            rc = chain_accept(r, &sign, digest, &verdict);
-        }
-        if (rc == TALLY_OK && verdict == CHAIN_FORK) {
-            /* a second history of the origin: not taken, and proven (chain.c) */
-            rc = r->origins.at[replica_origin_find(r, sign.origin)].forked ? TALLY_FORKED
-                                                                           : TALLY_ECORRUPT;
+            rc = chain_accept(r, &sign, digest, &verdict, &origin);
         }
         if (rc != TALLY_OK) {
             return rc;
         }
         block_dec_mark end = block_dec_save(dec);
-        uint32_t origin = replica_origin_find(r, sign.origin);
         uint64_t had = r->origins.at[origin].seq;
+        bool branch = origin_is_branch(&r->origins.at[origin]);
+        op note; /* a branch's run: the journal's replay must find the branch first */
+        if (branch && verdict != CHAIN_KNOWN) {
+            rc = chain_branch_op(r, origin, sign.u.sign.first, sign.u.sign.last, &note);
+            rc = rc == TALLY_OK ? replica_journal_add(r, &note) : rc;
+        }
         block_dec_restore(dec, &start);
-        rc = apply_run_ops(r, dec, n, verdict, origin, last, now_ms);
+        rc = rc == TALLY_OK ? apply_run_ops(r, dec, n, verdict, origin, last, now_ms) : rc;
         block_dec_restore(dec, &end);
-        if (rc != TALLY_OK && verdict == CHAIN_NEW && r->origins.at[origin].seq == had) {
+        bool none = r->origins.at[origin].seq == had;
+        if (none && branch && verdict != CHAIN_KNOWN) {
+            replica_journal_unadd(r);
+        }
+        if (rc != TALLY_OK && none && (verdict == CHAIN_NEW || verdict == CHAIN_BRANCH)) {
             /* none of it applied (its first new op invalid here, or ops from before signing
              * that are not the run's): it is not one of this replica's runs */
-            chain_unaccept(r, origin, was_keyed);
+            chain_unaccept(r, origin, was_keyed, verdict);
         }
         /* the record goes to the journal when any op of the run applied, and when the run is
          * this replica's own and it lacks some of it: either way a restart must remember */

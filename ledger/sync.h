@@ -27,8 +27,9 @@ int replica_version_vector(const tally_replica *r, vclock *out);
  * cleared, unless the answer would take a delta that holds anything else past max_bytes. */
 int sync_delta(const tally_replica *r, const vclock *peer, sync_challenge *challenge,
                size_t max_bytes, uint8_t **buf, size_t *len, vclock *covered);
-/* Raises covered to include every op in a delta (one that tally_apply accepted). */
-int sync_delta_covers(const uint8_t *delta, size_t len, vclock *covered);
+/* Raises covered to include every op in a delta (one that tally_apply accepted into r); a
+ * forked origin's runs count for the histories r keeps them in. */
+int sync_delta_covers(const tally_replica *r, const uint8_t *delta, size_t len, vclock *covered);
 /* Decodes a peer's summary into what it has of the ops here, as a version vector (which the
  * caller frees with vclock_free, also on error): its seqs, except that where its head of an
  * origin is not one of this replica's runs, only up to before the run here that holds it, so

@@ -141,6 +141,7 @@ struct tally_node {
     uint32_t rights_timeout_ms;
     home *homes;
     size_t forks_logged; /* the proofs of forks told to the log so far */
+    uint64_t damage_logged; /* the damage of forks told to the log last, folded (log_damage) */
     tally_hold held;     /* the replica's hold as last told to the log */
 };
 
@@ -621,11 +622,47 @@ static void log_forks(tally_node *n) {
     }
 }
 
+/* Tells the log, whenever it changes, what forked replicas' histories took beyond what they
+ * held (tally_fork_damage): each is money an operator must see to (docs/operations.md). */
+static void log_damage(tally_node *n) {
+    size_t count = 0;
+    if (tally_fork_damage(n->r, 0, NULL, 0, &count) != TALLY_OK || count == 0) {
+        return;
+    }
+    uint64_t sum = count; /* what was logged last: entries and amounts, folded */
+    for (size_t i = 0; i < count; i++) {
+        tally_damage d;
+        size_t one;
+        if (tally_fork_damage(n->r, i, &d, 1, &one) != TALLY_OK) {
+            return;
+        }
+        sum = sum * 1000003u ^ d.replica_id ^ d.account_id.lo ^ d.taken;
+    }
+    if (sum == n->damage_logged) {
+        return;
+    }
+    n->damage_logged = sum;
+    for (size_t i = 0; i < count; i++) {
+        tally_damage d;
+        size_t one;
+        if (tally_fork_damage(n->r, i, &d, 1, &one) != TALLY_OK) {
+            return;
+        }
+        node_log(n, TALLY_LOG_ERROR,
+                 "replica %llu's %u histories took %llu beyond what it held from account "
+                 "%016llx%016llx (ledger %u; at most %llu)",
+                 (unsigned long long)d.replica_id, d.histories, (unsigned long long)d.taken,
+                 (unsigned long long)d.account_id.hi, (unsigned long long)d.account_id.lo, d.ledger,
+                 (unsigned long long)d.bound);
+    }
+}
+
 /* After every delta applied and summary read: what the log must hear of (forks, the hold). */
 static void after_learning(void *ctx) {
     tally_node *n = ctx;
     log_hold(n);
     log_forks(n);
+    log_damage(n);
 }
 
 /* A held peer asks to be confirmed as origin. Not while another session is with a replica of

@@ -231,7 +231,7 @@ static void on_delta(session *s, const uint8_t *p, size_t len) {
         return;
     }
     /* the peer has what it sent: do not echo it back */
-    if (s->have_summary && sync_delta_covers(p, len, &s->sent) == TALLY_ENOMEM) {
+    if (s->have_summary && sync_delta_covers(s->r, p, len, &s->sent) == TALLY_ENOMEM) {
         session_close(s, "out of memory");
     }
 }

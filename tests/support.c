@@ -46,6 +46,29 @@ tally_replica *replica_clone(const tally_replica *src) {
     return c;
 }
 
+op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags) {
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_OPEN;
+    o.origin = origin;
+    o.seq = seq;
+    o.u.account = account(id, 1, flags);
+    return o;
+}
+
+op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit, uint8_t debit_flags,
+               uint64_t credit, uint8_t credit_flags, uint64_t amount) {
+    op o;
+    memset(&o, 0, sizeof o);
+    o.kind = OP_TRANSFER;
+    o.origin = origin;
+    o.seq = seq;
+    o.u.transfer = transfer(id, debit, credit, amount);
+    o.debit_flags = debit_flags;
+    o.credit_flags = credit_flags;
+    return o;
+}
+
 int apply_from(tally_replica *from, tally_replica *to) {
     uint8_t *summary, *delta;
     size_t summary_len, delta_len;

@@ -54,6 +54,12 @@ tally_account account(uint64_t id, uint32_t ledger, uint16_t flags);
 int grant_to(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount);
 tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount);
 
+/* Hand-made ops of an origin at seq: an OPEN of account id (ledger 1), and a TRANSFER between
+ * accounts named with the bound flags the origin saw. */
+op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags);
+op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit, uint8_t debit_flags,
+               uint64_t credit, uint8_t credit_flags, uint64_t amount);
+
 /* The post (flag TALLY_TRANSFER_POST_PENDING) or void of a pending transfer; amount 0: all. */
 tally_transfer finish(uint64_t id, uint64_t pending_id, uint16_t flag, uint64_t amount);
 

@@ -283,7 +283,7 @@ static void a_held_member_is_confirmed_by_an_admitted_member_only(void **state) 
     sync_pair(r, admitted);
     sync_pair(r, outsider);
     tally_close(r);
-    char copy[96], cmd[256];
+    char copy[96], cmd[512];
     snprintf(copy, sizeof copy, "%s.copy", dir);
     snprintf(cmd, sizeof cmd, "cp -r %s %s && rm -rf %s && mv %s %s", dir, copy, dir, copy, dir);
     assert_int_equal(system(cmd), 0); /* restored */

@@ -11,11 +11,14 @@
 #include "support.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 
+#include "ledger/branch.h"
+#include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
 
@@ -574,9 +577,27 @@ static void every_result_is_reachable(void **state) {
     assert_result(tally_create_account(original, &mine), TALLY_OK);
     assert_result(tally_create_account(copy, &theirs), TALLY_OK);
     sync_pair(original, onlooker);
-    assert_result(seen(apply_from(original, copy)), TALLY_FORKED);
+    assert_result(seen(apply_from(original, copy)), TALLY_OK); /* both histories kept */
     assert_result(seen(tally_create_account(copy, &bank)), TALLY_ORIGIN_FORKED);
-    sync_pair(copy, onlooker); /* the proof, to a replica holding the other history */
+    /* past BRANCHES_MAX histories of one replica, a further one is refused (test_fork.c) */
+    for (int k = 0; k < BRANCHES_MAX; k++) {
+        tally_replica *another = replica_new(41, NULL);
+        uint8_t seed[CRYPTO_SEED];
+        size_t seed_len = sizeof seed;
+        assert_int_equal(EVP_PKEY_get_raw_private_key(copy->crypto.signer, seed, &seed_len), 1);
+        assert_true(crypto_set_signer(&another->crypto, seed));
+        another->origins.at[another->self].keyed = false;
+        assert_result(chain_own_key(another), TALLY_OK);
+        for (uint64_t j = 0; j < 3; j++) { /* past the onlooker's head: it is sent all */
+            tally_account own = account(1000 + 3 * (uint64_t)k + j, 1, 0);
+            assert_result(tally_create_account(another, &own), TALLY_OK);
+        }
+        int got = seen(apply_from(another, onlooker));
+        assert_result(got, k + 2 <= BRANCHES_MAX ? TALLY_OK : TALLY_FORKED);
+        tally_close(another);
+    }
+    /* the copy's own history is one too many there now */
+    assert_result(apply_from(copy, onlooker), TALLY_FORKED);
     assert_result(seen(grant_to(onlooker, wallet.id, 41, 1)), TALLY_REPLICA_FORKED);
     tally_close(original);
     tally_close(copy);

@@ -48,17 +48,19 @@ static void a_spliced_snapshot_admits_a_forger(void **state) {
     uint8_t *buf = malloc((size_t)n + 4096);
     assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
     fclose(f);
-    /* tail: u32 authority len (0), u32 certs (0), u64 checksum */
+    /* tail: u32 authority len (0), u32 certs (0), u32 second finishes (0), u64 checksum */
+    assert_int_equal(get_u32le(buf + n - 20), 0);
     assert_int_equal(get_u32le(buf + n - 16), 0);
     assert_int_equal(get_u32le(buf + n - 12), 0);
     uint8_t *der;
     size_t der_len;
     assert_true(cert_der((const uint8_t *)ca, strlen(ca), &der, &der_len));
-    size_t at = (size_t)n - 16;
+    size_t at = (size_t)n - 20;
     put_u32le(buf + at, (uint32_t)der_len);
     memcpy(buf + at + 4, der, der_len);
     put_u32le(buf + at + 4 + der_len, 0);
-    size_t len = at + 8 + der_len;
+    put_u32le(buf + at + 8 + der_len, 0);
+    size_t len = at + 12 + der_len;
     put_u64le(buf + len, XXH3_64bits(buf, len));
     len += 8;
     int fd = open(path, O_WRONLY | O_TRUNC);

@@ -351,11 +351,11 @@ static void assert_proof_of(const tally_replica *r, uint64_t forked) {
 }
 
 /* A replica restored from a backup writes again over seqs it had already signed and shared:
- * its old runs, coming back from a peer, overlap its new ones. It refuses them rather than
- * take two histories for one origin, keeps the proof (its two statements) across a restart,
- * takes no more writes, and the proof spreads: a peer that holds either history, or neither,
- * learns of the fork and gives the forked replica no rights. Without signatures both were
- * "seq 6" and nobody saw. */
+ * its old runs, coming back from a peer, overlap its new ones. It keeps the proof (its two
+ * statements) and both histories, as branches, across a restart and a snapshot, takes no more
+ * writes, and both spread: a peer that holds either history, or neither, comes to the same
+ * state, learns of the fork and gives the forked replica no rights. Without signatures both
+ * were "seq 6" and nobody saw. */
 static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     (void)state;
     char *dir = temp_dir(), backup[64];
@@ -386,31 +386,37 @@ static void a_restored_replica_meets_its_own_past_as_a_fork(void **state) {
     size_t n;
     assert_result(tally_forks(r, 0, NULL, 0, &n), TALLY_OK);
     assert_int_equal(n, 0);
-    assert_result(apply_from(peer, r), TALLY_FORKED);
-    assert_int_equal(tally_seen(r, id), seq); /* nothing of the other branch */
+    assert_result(apply_from(peer, r), TALLY_OK); /* both histories kept (test_fork.c) */
     assert_proof_of(r, id);
+    assert_int_equal(wallet_debits(r), 120);
+    uint8_t before[16], after[16];
+    digest_of(r, before);
     tally_transfer more = transfer(22, WALLET, THIEF, 1);
     assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
     tally_close(r);
-    r = open_dir_as(dir, 0); /* the proof is in the journal */
+    r = open_dir_as(dir, 0); /* the proof and both histories are in the journal */
     assert_proof_of(r, id);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
     assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
     assert_result(tally_snapshot(r), TALLY_OK);
     tally_close(r);
     r = open_dir_as(dir, 0); /* and in the snapshot */
     assert_int_not_equal(r->journal->snapshot_segment, 0);
     assert_proof_of(r, id);
+    digest_of(r, after);
+    assert_memory_equal(before, after, 16);
     assert_result(tally_create_transfer(r, &more), TALLY_ORIGIN_FORKED);
-    /* the peer holds the other history: it is sent the proof, not the history it would
-     * refuse, and stops giving; neither sends its history to the other again */
+    /* the peer holds the other history: it is sent this one, keeps both, and stops giving */
     assert_result(apply_from(r, peer), TALLY_OK);
     assert_proof_of(peer, id);
-    assert_result(apply_from(peer, r), TALLY_OK);
-    assert_int_equal(tally_seen(peer, id), seq); /* still its own branch only */
+    assert_converged(r, peer);
+    assert_int_equal(tally_seen(peer, id), seq);
     assert_result(grant_to(peer, tid(WALLET), id, 1), TALLY_REPLICA_FORKED);
-    /* and a bystander that saw neither new history learns it from the peer */
+    /* and a bystander that saw neither new history learns both, and the proof, from the peer */
     assert_result(apply_from(peer, bystander), TALLY_OK);
     assert_proof_of(bystander, id);
+    assert_converged(r, bystander);
     assert_result(tally_forks(bystander, 1, NULL, 0, &n), TALLY_OK);
     assert_int_equal(n, 1);
     /* once every replica has it, no delta carries it again */
@@ -455,14 +461,9 @@ static void a_directory_without_its_key_does_not_open(void **state) {
 
 /* --- runs that apply part way ------------------------------------------------------------ */
 
-static op open_op(uint64_t origin, uint64_t seq, uint64_t id) {
-    op o;
-    memset(&o, 0, sizeof o);
-    o.kind = OP_OPEN;
-    o.origin = origin;
-    o.seq = seq;
+static op open_at(uint64_t origin, uint64_t seq, uint64_t id) {
+    op o = open_op(origin, seq, id, 0);
     o.hlc = 1000 + seq;
-    o.u.account = account(id, 1, 0);
     return o;
 }
 
@@ -554,7 +555,7 @@ static void a_proof_of_a_fork_that_does_not_hold_is_refused(void **state) {
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         tally_replica *r = replica_new(9, NULL);
-        op x_ops[1] = {open_op(X, 1, 50)};
+        op x_ops[1] = {open_at(X, 1, 50)};
         runs.len = 0;
         make_delta(x_ops, 1, &runs); /* X's key, here */
         proof_side(&xk, X, &f, 0, cases[k].first[0], cases[k].last[0], a, 1);
@@ -592,8 +593,8 @@ static void a_run_applied_part_way_keeps_its_origins_key_across_a_restart(void *
     char *dir = temp_dir();
     tally_replica *r = open_dir_as(dir, 5);
     test_chains_reset();
-    op y_ops[1] = {open_op(200, 1, 999)};
-    op x_ops[2] = {open_op(100, 1, 50), open_op(100, 2, 51)};
+    op y_ops[1] = {open_at(200, 1, 999)};
+    op x_ops[2] = {open_at(100, 1, 50), open_at(100, 2, 51)};
     x_ops[1].kind = OP_TRANSFER;
     x_ops[1].u.transfer = transfer(60, 999, 50, 10); /* needs 200's account */
     bytes yd = {0}, xd = {0}, forged = {0};
@@ -604,7 +605,7 @@ static void a_run_applied_part_way_keeps_its_origins_key_across_a_restart(void *
     tally_close(r);
     r = open_dir_as(dir, 5);
     assert_true(r->origins.at[replica_origin_find(r, 100)].keyed);
-    op claim[2] = {open_op(100, 1, 50), open_op(100, 2, 4242)};
+    op claim[2] = {open_at(100, 1, 50), open_at(100, 2, 4242)};
     signed_by_another(claim, 2, &forged);
     assert_result(tally_apply(r, forged.at, forged.len), TALLY_ECORRUPT);
     tally_account a;

@@ -518,7 +518,8 @@ static void each_command_has_its_own_help_which_needs_no_server(void **state) {
 }
 
 /* A directory copied, each copy written to, and the two histories met: `forks` shows the
- * proof, `status` counts it, and the copy takes no more writes. */
+ * proof and what the histories took beyond what the replica held, `status` counts it, and
+ * the copy takes no more writes. */
 static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state) {
     (void)state;
     char a[32], ta[64], b[48], cmd[128];
@@ -526,10 +527,13 @@ static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state)
     assert_int_equal(tally("%s forks", ta), 0);
     assert_output_has("no forks");
     assert_int_equal(tally("%s account create 1 --ledger 1", ta), 0);
+    assert_int_equal(
+        tally("%s account create 7 --ledger 1 --flags debits_must_not_exceed_credits", ta), 0);
+    assert_int_equal(tally("%s transfer 70 --debit 1 --credit 7 --amount 50 --ledger 1", ta), 0);
     snprintf(b, sizeof b, "%s-copy", a);
     snprintf(cmd, sizeof cmd, "cp -a %s %s", a, b);
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(tally("%s account create 2 --ledger 1", ta), 0);
+    assert_int_equal(tally("%s transfer 71 --debit 7 --credit 1 --amount 50 --ledger 1", ta), 0);
     /* the copy sees it is not where it was written, and holds its writes */
     assert_int_equal(tally("--data %s account create 3 --ledger 1", b), 1);
     assert_output_has("ORIGIN_HELD");
@@ -542,7 +546,8 @@ static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state)
     assert_output_has("OK: the hold (MOVED) is lifted");
     assert_int_equal(tally("--data %s hold lift", b), 0);
     assert_output_has("OK: nothing was held");
-    assert_int_equal(tally("--data %s account create 3 --ledger 1", b), 0);
+    assert_int_equal(tally("--data %s transfer 72 --debit 7 --credit 1 --amount 40 --ledger 1", b),
+                     0);
     tally_options o;
     memset(&o, 0, sizeof o);
     tally_replica *ra = NULL, *rb = NULL;
@@ -550,12 +555,14 @@ static void a_forked_directory_shows_its_proof_and_takes_no_writes(void **state)
     assert_result(tally_open(&o, &ra), TALLY_OK);
     o.dir = b;
     assert_result(tally_open(&o, &rb), TALLY_OK);
-    assert_result(apply_from(ra, rb), TALLY_FORKED);
+    assert_result(apply_from(ra, rb), TALLY_OK); /* it keeps both histories */
     tally_close(ra);
     tally_close(rb);
     assert_int_equal(tally("--data %s forks", b), 0);
-    assert_output_has("signed two histories: its ops 2..2 and 2..2 (this replica: it takes no "
+    assert_output_has("signed two histories: its ops 4..4 and 4..4 (this replica: it takes no "
                       "writes; start it as a new replica)");
+    assert_output_has("'s 2 histories took 40 beyond what it held from account 0x7 (ledger 1; "
+                      "at most 50)");
     assert_output_has("  statement  74616c6c792072756e207631"); /* "tally run v1" */
     assert_int_equal(tally("--data %s status", b), 0);
     assert_output_has("forks        1 (see: tally forks)");

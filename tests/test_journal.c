@@ -1799,9 +1799,9 @@ static void snapshot_to_version_1(fixture *f) {
     static uint8_t buf[1 << 20];
     long size = read_snapshot(f, path, buf, sizeof buf);
     enum { HEADER = 48, HLC = 8, RECORD = 17, COUNTERS = 16, CHECKSUM = 8 };
-    /* no authority and no certificates (version 5), then no proofs of forks (version 4), at
-     * the end: three empty lists */
-    for (int list = 0; list < 3; list++) {
+    /* no second finishes (version 6), no authority and no certificates (version 5), then no
+     * proofs of forks (version 4), at the end: four empty lists */
+    for (int list = 0; list < 4; list++) {
         assert_int_equal(get_u32le(buf + size - CHECKSUM - 4), 0);
         memmove(buf + size - CHECKSUM - 4, buf + size - CHECKSUM, CHECKSUM);
         size -= 4;
@@ -1811,6 +1811,10 @@ static void snapshot_to_version_1(fixture *f) {
     uint32_t origins = get_u32le(p);
     p += 4;
     for (uint32_t i = 0; i < origins; i++) {
+        /* no branch fields (version 6): base 0, of itself, no parent, no branches */
+        enum { BRANCH_FIELDS = 8 + 4 + 4 + 4 };
+        memmove(p + 16, p + 16 + BRANCH_FIELDS, (size_t)(buf + size - (p + 16 + BRANCH_FIELDS)));
+        size -= BRANCH_FIELDS;
         p += 16 + 4 * get_u64le(p + 8);
         size_t keyed = p[0], runs = get_u32le(p + 1 + 32 * keyed);
         size_t cut = 1 + 32 * keyed + 4 + runs * (4 + 32 + 64);

@@ -314,8 +314,10 @@ static size_t forks_held(const tally_replica *r) {
 }
 
 /* A replica's copy joins the cluster under its id (a restored backup, a cloned machine), and
- * both write. The fork is found where the two histories meet, its proof spreads to the honest
- * node too, every node logs it as an error, and neither copy takes another write. */
+ * both write, each spending the wallet's rights. The fork is found where the two histories
+ * meet, its proof spreads to the honest node too, every node keeps both histories and
+ * converges, logs the fork and what it took beyond what the replica held as errors, and
+ * neither copy takes another write. */
 static void a_cloned_replica_is_found_out_and_logged_by_every_node(void **state) {
     (void)state;
     cluster c;
@@ -324,11 +326,20 @@ static void a_cloned_replica_is_found_out_and_logged_by_every_node(void **state)
     uv_run(&c.loop, UV_RUN_NOWAIT);
     c.stopped--;
     tally_close(c.r[2]);
+    tally_account bank = account(20, 1, 0),
+                  wallet = account(21, 1, TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
+    tally_transfer fund = transfer(22, 20, 21, 100);
+    assert_result(tally_create_account(c.r[0], &bank), TALLY_OK);
+    assert_result(tally_create_account(c.r[0], &wallet), TALLY_OK);
+    assert_result(tally_create_transfer(c.r[0], &fund), TALLY_OK);
     c.r[2] = replica_clone(c.r[0]); /* replica 1, twice */
     node_start(&c, 2, "test");
     tally_account mine = account(10, 1, 0), theirs = account(11, 1, 0);
+    tally_transfer spend = transfer(23, 21, 20, 60), steal = transfer(24, 21, 20, 70);
     assert_result(tally_create_account(c.r[0], &mine), TALLY_OK);
     assert_result(tally_create_account(c.r[2], &theirs), TALLY_OK);
+    assert_result(tally_create_transfer(c.r[0], &spend), TALLY_OK);
+    assert_result(tally_create_transfer(c.r[2], &steal), TALLY_OK);
     connect_all(&c);
     for (int waited = 0; waited < 100; waited++) {
         if (forks_held(c.r[0]) + forks_held(c.r[1]) + forks_held(c.r[2]) == 3) {
@@ -339,10 +350,19 @@ static void a_cloned_replica_is_found_out_and_logged_by_every_node(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(forks_held(c.r[i]), 1);
     }
-    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 6..6 and 6..6): "
+    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 9..9 and 9..9): "
                                   "the proof is kept, and this replica takes no writes"));
-    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 6..6 and 6..6): "
+    assert_non_null(strstr(c.log, "replica 1 signed two histories (its ops 9..9 and 9..9): "
                                   "the proof is kept, and it is given no rights"));
+    assert_true(run_until_converged(&c, 0, 5000));
+    for (int i = 0; i < 3; i++) {
+        tally_balance b;
+        assert_result(tally_lookup_balance(c.r[i], wallet.id, &b), TALLY_OK);
+        assert_int_equal(b.debits_posted, 130); /* both histories' payments */
+    }
+    assert_non_null(strstr(c.log, "replica 1's 2 histories took 30 beyond what it held from "
+                                  "account 00000000000000000000000000000015 (ledger 1; at most "
+                                  "100)"));
     tally_account more = account(12, 1, 0);
     assert_result(tally_create_account(c.r[0], &more), TALLY_ORIGIN_FORKED);
     assert_result(tally_create_account(c.r[2], &more), TALLY_ORIGIN_FORKED);

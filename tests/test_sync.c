@@ -643,28 +643,6 @@ static void every_bit_flip_of_a_summary_is_rejected(void **state) {
     tally_close(c);
 }
 
-static op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags) {
-    op o;
-    memset(&o, 0, sizeof o);
-    o.kind = OP_OPEN;
-    o.origin = origin;
-    o.seq = seq;
-    o.u.account = account(id, 1, flags);
-    return o;
-}
-
-static op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit,
-                      uint8_t debit_flags, uint64_t credit, uint8_t credit_flags, uint64_t amount) {
-    op o;
-    memset(&o, 0, sizeof o);
-    o.kind = OP_TRANSFER;
-    o.origin = origin;
-    o.seq = seq;
-    o.u.transfer = transfer(id, debit, credit, amount);
-    o.debit_flags = debit_flags;
-    o.credit_flags = credit_flags;
-    return o;
-}
 
 static void a_gap_in_an_origin_stops_the_delta_there(void **state) {
     (void)state;

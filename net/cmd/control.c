@@ -674,7 +674,24 @@ static json_t *op_forks(control *c, req *q, int *rc) {
                            hex_json(f->public_key, sizeof f->public_key), "statements", sides));
     }
     free(list);
-    return json_pack("{s:o}", "forks", arr);
+    /* what each forked replica's histories took beyond what it held, and the bound */
+    size_t m = 0;
+    tally_fork_damage(c->r, 0, NULL, 0, &m);
+    tally_damage *d = calloc(m + 1, sizeof *d);
+    json_t *damage = json_array();
+    if (d != NULL && tally_fork_damage(c->r, 0, d, m, &m) == TALLY_OK) {
+        for (size_t i = 0; i < m; i++) {
+            json_array_append_new(
+                damage, json_pack("{s:o, s:o, s:I, s:o, s:I, s:o, s:o}", "replica",
+                                  decimal_json(d[i].replica_id), "account",
+                                  id_json(d[i].account_id), "ledger", (json_int_t)d[i].ledger,
+                                  "flags", flags_json(d[i].flags, control_account_flags),
+                                  "histories", (json_int_t)d[i].histories, "taken",
+                                  u64_json(d[i].taken), "bound", u64_json(d[i].bound)));
+        }
+    }
+    free(d);
+    return json_pack("{s:o, s:o}", "forks", arr, "damage", damage);
 }
 
 /* An operator's word that no other copy of this replica wrote: lifts the hold on its writes

@@ -939,6 +939,12 @@ static void show(const char *op, json_t *j) {
                        s_(side, "signature"));
             }
         }
+        json_array_foreach(json_object_get(j, "damage"), i, f) {
+            printf("replica %s's %s histories took %s beyond what it held from account %s "
+                   "(ledger %s; at most %s)\n",
+                   s_(f, "replica"), s_(f, "histories"), s_(f, "taken"), s_(f, "account"),
+                   s_(f, "ledger"), s_(f, "bound"));
+        }
     } else if (strcmp(op, "set_certificate") == 0) {
         if (strcmp(s_(j, "result"), "OK") != 0) {
             printf("%s: the certificate is not this replica's from its authority\n",

@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 
 #include "crdt/bytes.h"
 #include "crdt/cert.h"
+#include "ledger/branch.h"
 #include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/journal.h"
@@ -95,6 +97,7 @@ typedef struct message {
     uint8_t *bytes;
     size_t len;
     bool tampered;
+    bool parted; /* made across a fork neither side had found (parted) */
 } message;
 
 typedef struct clock_ctx {
@@ -134,7 +137,8 @@ typedef struct sim {
 
 typedef struct totals {
     uint64_t debits_tried, refused_rights, refused_funds, requests, granted, ops, conflicts;
-    uint64_t deltas, corrupt_rejected, forgeries_refused, forks_proven, restores, steps;
+    uint64_t deltas, corrupt_rejected, forgeries_refused, forks_proven, restores, steps, copies;
+    uint64_t parted_refused; /* deltas refused between replicas on two sides of a fork */
 } totals;
 
 static totals total;
@@ -493,6 +497,7 @@ static void act_open(sim *s, int at) {
     }
     s->dirty[at] = true;
     s->accounts[s->n_accounts++] = info;
+    trace(s, "r%d opens %" PRIu64 " (flags %u ledger %u)", at + 1, a.id.lo, a.flags, a.ledger);
     if (chance(&s->g, 30)) {
         /* Another replica opens the same id concurrently, maybe with other fields. */
         int other = (int)below(&s->g, (uint64_t)s->n);
@@ -551,6 +556,8 @@ static void queue_push(sim *s, message m) {
     s->queue[s->n_queue++] = m;
 }
 
+static bool parted(const sim *s, int a, int b);
+
 static void act_send(sim *s) {
     int from = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
     if (from == to) {
@@ -575,7 +582,12 @@ static void act_send(sim *s) {
         }
     }
     size_t max_bytes = chance(&s->g, 50) ? 0 : (size_t)below(&s->g, 600);
-    message m = {from, to, NULL, 0, false};
+    message m = {from, to, NULL, 0, false, false};
+    /* from a summary of before, the sides may have parted then */
+    for (int x = 0; x < s->n && stale; x++) {
+        m.parted |= s->equivocated[x];
+    }
+    m.parted |= parted(s, from, to);
     int rc = tally_delta(s->r[from], summary, summary_len, max_bytes, &m.bytes, &m.len);
     if (!stale) {
         tally_free(summary);
@@ -610,6 +622,8 @@ static void act_deliver(sim *s) {
               m.tampered ? ", tampered" : "", tally_result_name(rc));
         if (rc == TALLY_ECORRUPT && m.tampered) {
             total.corrupt_rejected++;
+        } else if (rc == TALLY_ECORRUPT && m.parted) {
+            total.parted_refused++;
         } else if (rc != TALLY_OK) {
             fail(s, "apply of a delta", rc);
         }
@@ -712,29 +726,45 @@ static void act_forge(sim *s) {
     tally_close(forger);
 }
 
+/* Whether r holds a run of origin x's, in any of its histories, whose statement hashes to
+ * hash, with all of its ops. */
+static bool holds_run(const tally_replica *r, uint64_t x, const uint8_t hash[CRYPTO_HASH]) {
+    for (uint32_t i = 0; i < r->origins.count; i++) {
+        const origin_rec *o = &r->origins.at[i];
+        for (uint32_t k = 0; k < o->runs.count && r->origins.at[o->of].id == x; k++) {
+            if (o->runs.at[k].last <= o->seq &&
+                memcmp(o->runs.at[k].hash, hash, CRYPTO_HASH) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* An equivocator: someone with a victim's key (a copied directory, a stolen key) signs a second
  * history over a run of the victim's that a replica already holds, and pushes it there. The
- * replica refuses it (TALLY_FORKED) and keeps the proof, which spreads; the victim, once it
- * holds it, writes nothing more, and no replica gives it rights. Nothing of the second
- * history applies anywhere, so the replicas still converge (the second history would need
- * convergence past a fork, which is still to come: it is only ever pushed where it is
- * refused). */
+ * replica keeps the proof and both histories (docs/design.md, "Past a fork"), and both spread
+ * like any other runs: the victim, once it holds the proof, writes nothing more, no replica
+ * gives it rights, and every replica still converges. Only past BRANCHES_MAX histories of one
+ * replica is a further one refused (TALLY_FORKED). */
 static void act_equivocate(sim *s) {
     int victim = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
     tally_replica *v = s->r[victim];
     uint64_t vid = (uint64_t)victim + 1;
     const origin_rec *vo = &v->origins.at[v->self];
-    uint64_t has = tally_seen(s->r[to], vid);
-    if (to == victim || vo->forked || forked_at(s, to, victim) || has == 0) {
+    if (to == victim || vo->forked || forked_at(s, to, victim) || vo->runs.count == 0) {
         return;
     }
-    uint32_t k = chain_run_at(vo, has);
-    if (k == vo->runs.count || vo->runs.at[k].last > has) {
-        k = k == 0 ? vo->runs.count : k - 1; /* the last run of the victim's `to` has whole */
+    /* the last run of the victim's own history that `to` holds whole (in any of its histories
+     * of the victim, if it holds several: a copy's too) */
+    uint32_t k = vo->runs.count;
+    while (k > 0 && !holds_run(s->r[to], vid, vo->runs.at[k - 1].hash)) {
+        k--;
     }
-    if (k == vo->runs.count) {
+    if (k == 0) {
         return;
     }
+    k--;
     uint64_t first = chain_run_first(vo, k);
     op o;
     op_clear(&o);
@@ -773,13 +803,15 @@ static void act_equivocate(sim *s) {
     block_enc_end(&enc, &d);
     block_enc_free(&enc);
     s->equivocated[victim] = true;
-    uint64_t before = tally_seen(s->r[to], vid);
+    size_t before = s->r[to]->log.count;
     int rc = tally_apply(s->r[to], d.at, d.len);
     bytes_free(&d);
     trace(s, "an equivocator as r%d pushes a second history of its seq %" PRIu64 " to r%d: %s",
           victim + 1, first, to + 1, tally_result_name(rc));
-    if (rc != TALLY_FORKED || !forked_at(s, to, victim) || tally_seen(s->r[to], vid) != before) {
-        fail_replica(s, "a second history was not refused and proven", to);
+    bool kept = rc == TALLY_OK && s->r[to]->log.count == before + 1;
+    bool refused = rc == TALLY_FORKED && s->r[to]->log.count == before;
+    if ((!kept && !refused) || !forked_at(s, to, victim)) {
+        fail_replica(s, "a second history was not kept and proven", to);
     }
     total.forks_proven++;
     s->dirty[to] = true;
@@ -800,10 +832,74 @@ static void act_partition(sim *s) {
 
 /* --- the checker --------------------------------------------------------------------------- */
 
+/* Past a fork (docs/design.md): no bounded account is below its bound, counting only what its
+ * pendings still reserve, by more than the bounds tally_fork_damage states for the forked
+ * replicas together, and each reports no more taken than its bound. */
+static void check_damage(const sim *s, int i) {
+    const tally_replica *r = s->r[i];
+    size_t n;
+    if (tally_fork_damage(r, 0, NULL, 0, &n) != TALLY_OK) {
+        fail_replica(s, "tally_fork_damage", i);
+    }
+    bool forked = false;
+    for (uint32_t k = 0; k < r->origins.count; k++) {
+        forked |= r->origins.at[k].branches > 0;
+    }
+    if (!forked) {
+        if (n != 0) {
+            fail_replica(s, "damage reported with no fork", i);
+        }
+        return;
+    }
+    u128 *bound = calloc((size_t)r->accounts.count + 1, sizeof *bound);
+    u128 *taken = calloc((size_t)r->accounts.count + 1, sizeof *taken);
+    u128 *all = calloc((size_t)r->accounts.count + 1, sizeof *all);
+    if (bound == NULL || taken == NULL || all == NULL) {
+        fail(s, "out of memory", TALLY_ENOMEM);
+    }
+    for (uint32_t x = 0; x < r->origins.count; x++) {
+        if (r->origins.at[x].branches == 0) {
+            continue;
+        }
+        memset(bound, 0, r->accounts.count * sizeof *bound);
+        branch_damage(r, x, taken, bound);
+        for (uint32_t a = 0; a < r->accounts.count; a++) {
+            if (u128_cmp(taken[a], bound[a]) > 0) {
+                fail_replica(s, "a fork took more than its bound", i);
+            }
+            all[a] = u128_plus(all[a], bound[a]);
+        }
+    }
+    for (uint32_t a = 0; a < r->accounts.count; a++) {
+        const account_rec *acct = &r->accounts.at[a];
+        bool debits = acct->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+        if ((acct->flags & ACCOUNT_BOUND_FLAGS) == 0) {
+            continue;
+        }
+        /* what the account can still spend, with only its open pendings reserved */
+        u128 left = debits ? u128_minus(acct->credits_posted, acct->debits_posted)
+                           : u128_minus(acct->debits_posted, acct->credits_posted);
+        for (uint32_t t = 0; t < r->transfers.count; t++) {
+            const transfer_rec *p = &r->transfers.at[t];
+            if (p->kind == OP_TRANSFER && p->state == TALLY_PENDING_OPEN &&
+                (p->flags & TALLY_TRANSFER_PENDING) && (debits ? p->debit : p->credit) == a) {
+                left = u128_minus(left, u128_of(p->amount));
+            }
+        }
+        if (u128_negative(left) && u128_cmp(u128_negated(left), all[a]) > 0) {
+            fail_replica(s, "an account below its bound by more than its forks' bounds", i);
+        }
+    }
+    free(bound);
+    free(taken);
+    free(all);
+}
+
 static void check_replica(const sim *s, int i) {
     if (!replica_check(s->r[i])) {
         fail_replica(s, "an invariant of design.md section 6 does not hold", i);
     }
+    check_damage(s, i);
     /* Forks (docs/design.md, "The proof of a fork"): a proof held anywhere is of a replica an
      * equivocator played, never of an honest one. */
     for (uint32_t k = 0; k < s->r[i]->forks.count; k++) {
@@ -819,17 +915,22 @@ static void check_replica(const sim *s, int i) {
     const tally_replica *r = s->r[i];
     bool deep = s->step % 64 == 0 || s->step >= s->steps;
     for (uint32_t k = 0; r->admission != NULL && k < r->origins.count; k++) {
-        const origin_rec *o = &r->origins.at[k];
+        const origin_rec *o = &r->origins.at[k], *x = &r->origins.at[o->of]; /* a branch's */
         cert_replica c;
         if (o->runs.count > 0 &&
-            (o->cert == NULL ||
-             (deep && (!cert_replica_read(o->cert, o->cert_len, &r->admission->authority, &c) ||
-                       c.replica != o->id || memcmp(c.key, o->pub, CRYPTO_KEY) != 0)))) {
+            (x->cert == NULL || memcmp(x->pub, o->pub, CRYPTO_KEY) != 0 ||
+             (deep && (!cert_replica_read(x->cert, x->cert_len, &r->admission->authority, &c) ||
+                       c.replica != x->id || memcmp(c.key, x->pub, CRYPTO_KEY) != 0)))) {
             fail_replica(s, "runs of an origin the authority did not admit under their key", i);
         }
     }
-    /* The same from the outside: no bounded account below its bound, through the public API. */
-    for (int k = 0; k < s->n_accounts; k++) {
+    /* The same from the outside: no bounded account below its bound, through the public API,
+     * where no fork's histories are here (check_damage bounds it where they are). */
+    bool forked = false;
+    for (uint32_t k = 0; k < r->origins.count; k++) {
+        forked |= r->origins.at[k].branches > 0;
+    }
+    for (int k = 0; k < s->n_accounts && !forked; k++) {
         tally_balance b;
         tally_account a;
         if (tally_lookup_account(s->r[i], s->accounts[k].id, &a) != TALLY_OK ||
@@ -847,6 +948,45 @@ static void check_replica(const sim *s, int i) {
     }
 }
 
+/* Whether replica a holds a run of origin x's, in any of its histories, that b does not. */
+static bool has_run_not_in(const tally_replica *a, const tally_replica *b, uint64_t x) {
+    for (uint32_t i = 0; i < a->origins.count; i++) {
+        const origin_rec *o = &a->origins.at[i];
+        if (a->origins.at[o->of].id != x) {
+            continue;
+        }
+        for (uint32_t k = 0; k < o->runs.count; k++) {
+            bool found = false;
+            for (uint32_t j = 0; j < b->origins.count && !found; j++) {
+                const origin_rec *p = &b->origins.at[j];
+                for (uint32_t q = 0; q < p->runs.count && !found && b->origins.at[p->of].id == x;
+                     q++) {
+                    found = memcmp(p->runs.at[q].hash, o->runs.at[k].hash, CRYPTO_HASH) == 0;
+                }
+            }
+            if (!found) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Whether replicas a and b hold histories of a replica an equivocator or a copy played that
+ * part, each with runs the other lacks: until one sends the other its history (it does when
+ * the other's head lies inside its own), each takes the other's head of that replica for a
+ * continuation of its own, and a delta between them may hold ops that depend on ops of the
+ * other side, refused (docs/design.md, "Past a fork"). */
+static bool parted(const sim *s, int a, int b) {
+    for (int x = 0; x < s->n; x++) {
+        if (s->equivocated[x] && has_run_not_in(s->r[a], s->r[b], (uint64_t)x + 1) &&
+            has_run_not_in(s->r[b], s->r[a], (uint64_t)x + 1)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void sync_full(sim *s, int from, int to) {
     for (int round = 0; round < 1000; round++) {
         uint8_t *summary, *delta;
@@ -855,9 +995,13 @@ static void sync_full(sim *s, int from, int to) {
             tally_delta(s->r[from], summary, summary_len, 0, &delta, &delta_len) != TALLY_OK) {
             fail(s, "sync at heal", 0);
         }
+        bool parts = parted(s, from, to);
         int rc = tally_apply(s->r[to], delta, delta_len);
         tally_free(summary);
         tally_free(delta);
+        if (rc == TALLY_ECORRUPT && parts) {
+            return; /* the other way round finds the fork first */
+        }
         if (rc != TALLY_OK) {
             fail(s, "apply at heal", rc);
         }
@@ -869,7 +1013,7 @@ static void sync_full(sim *s, int from, int to) {
 
 static void heal_and_compare(sim *s) {
     memset(s->group, 0, sizeof s->group);
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < 3; round++) {
         for (int i = 0; i < s->n; i++) {
             for (int k = 0; k < s->n; k++) {
                 if (i != k) {
@@ -1157,6 +1301,100 @@ static void act_backup_or_restore(sim *s, int at) {
     s->dirty[at] = true;
 }
 
+/* A copy of a replica's data (a directory copied to a second machine, a backup restored while
+ * the original runs): the same id and key and everything it holds. It spends all the rights it
+ * holds on every bounded account, as the original may too, and pushes that history to one
+ * replica, from where it spreads like any other (docs/design.md, "Past a fork"). The victim
+ * is forked from then on; every replica must converge, and no account may end below its bound
+ * by more than tally_fork_damage's bound (check_replica). */
+static void act_clone(sim *s) {
+    int victim = (int)below(&s->g, (uint64_t)s->n), to = (int)below(&s->g, (uint64_t)s->n);
+    tally_replica *v = s->r[victim];
+    if (to == victim || replica_held(v) || v->origins.at[v->self].forked ||
+        v->origins.at[v->self].branches > 0) {
+        return;
+    }
+    tally_options o = {
+        .replica_id = (uint64_t)victim + 1, .clock_ms = sim_clock, .clock_ctx = &s->clocks[victim]};
+    if (s->authority != NULL) {
+        o.authority = (const uint8_t *)s->authority;
+        o.authority_len = strlen(s->authority);
+    }
+    tally_replica *copy = NULL;
+    uint8_t seed[CRYPTO_SEED];
+    size_t seed_len = sizeof seed;
+    if (tally_open(&o, &copy) != TALLY_OK ||
+        EVP_PKEY_get_raw_private_key(v->crypto.signer, seed, &seed_len) != 1 ||
+        !crypto_set_signer(&copy->crypto, seed)) {
+        fail(s, "a copy of a replica", 0);
+    }
+    copy->origins.at[copy->self].keyed = false; /* it has signed nothing: it takes the key */
+    if (chain_own_key(copy) != TALLY_OK) {
+        fail(s, "a copy of a replica", 0);
+    }
+    tally_admission a;
+    if (s->authority != NULL && tally_admission_of(copy, &a) == TALLY_OK && !a.admitted) {
+        char *pem = NULL;
+        int rc = tally_certificate_issue(
+            (const uint8_t *)s->authority, strlen(s->authority), (const uint8_t *)s->authority_key,
+            strlen(s->authority_key), o.replica_id, a.public_key, 0, 1, &pem);
+        if (rc != TALLY_OK || tally_set_certificate(copy, (const uint8_t *)pem, strlen(pem)) != 0) {
+            fail(s, "admitting a copy", rc);
+        }
+        tally_free(pem);
+    }
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    int rc = TALLY_OK;
+    if (tally_summary(copy, &summary, &summary_len) != TALLY_OK ||
+        tally_delta(v, summary, summary_len, 0, &delta, &delta_len) != TALLY_OK ||
+        (rc = tally_apply(copy, delta, delta_len)) != TALLY_OK) {
+        fail(s, "a copy of a replica", rc);
+    }
+    tally_free(summary);
+    tally_free(delta);
+    int spent = 0;
+    for (int k = 0; k < s->n_accounts; k++) {
+        const account_info *b = &s->accounts[k];
+        const account_info *u = pick_account(s, b->ledger, 2);
+        tally_balance bal;
+        if (b->flags == 0 || u == NULL || tally_lookup_balance(copy, b->id, &bal) != TALLY_OK ||
+            bal.rights_here == 0) {
+            continue;
+        }
+        tally_transfer t;
+        memset(&t, 0, sizeof t);
+        t.id = fresh_id(s);
+        bool debits = b->flags & TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+        t.debit_account_id = debits ? b->id : u->id;
+        t.credit_account_id = debits ? u->id : b->id;
+        t.ledger = b->ledger;
+        t.code = 1;
+        t.amount = bal.rights_here;
+        spent += tally_create_transfer(copy, &t) == TALLY_OK;
+    }
+    if (spent == 0) {
+        tally_close(copy);
+        return;
+    }
+    s->equivocated[victim] = true;
+    if (tally_summary(s->r[to], &summary, &summary_len) != TALLY_OK ||
+        tally_delta(copy, summary, summary_len, 0, &delta, &delta_len) != TALLY_OK) {
+        fail(s, "the copy's delta", 0);
+    }
+    rc = tally_apply(s->r[to], delta, delta_len);
+    tally_free(summary);
+    tally_free(delta);
+    trace(s, "a copy of r%d spends %d accounts' rights and pushes to r%d: %s", victim + 1, spent,
+          to + 1, tally_result_name(rc));
+    if (rc != TALLY_OK && rc != TALLY_FORKED) {
+        fail_replica(s, "a copy's history was not kept", to);
+    }
+    total.copies++;
+    s->dirty[to] = true;
+    tally_close(copy);
+}
+
 static void setup(sim *s) {
     for (int i = 0; i < s->n; i++) {
         s->clocks[i].sim = s;
@@ -1238,6 +1476,8 @@ void sim_run(const sim_config *cfg) {
             act_equivocate(s);
         } else if (roll == 97 && chance(&s->g, 20)) {
             act_backup_or_restore(s, at);
+        } else if (roll == 98 && chance(&s->g, 4)) {
+            act_clone(s);
         } else {
             s->now_ms += below(&s->g, 2000);
             if (chance(&s->g, 10)) {
@@ -1288,9 +1528,12 @@ void sim_report(uint64_t seeds, uint64_t first, const sim_config *cfg) {
            cfg->admitted ? " admitted" : "", cfg->steps);
     printf("sim: %" PRIu64 " ops converged, %" PRIu64 " deltas (%" PRIu64
            " tampered ones rejected), %" PRIu64 " conflicts listed, %" PRIu64
-           " forgeries refused, %" PRIu64 " equivocations proven, %" PRIu64 " restores held\n",
+           " forgeries refused, %" PRIu64 " equivocations proven, %" PRIu64
+           " copies that spent (%" PRIu64 " deltas refused across a fork not yet found), %" PRIu64
+           " restores held\n",
            total.ops, total.deltas, total.corrupt_rejected, total.conflicts,
-           total.forgeries_refused, total.forks_proven, total.restores);
+           total.forgeries_refused, total.forks_proven, total.copies, total.parted_refused,
+           total.restores);
     printf("sim: debits attempted %" PRIu64 ": refused for lack of local rights while the "
            "account had the funds %" PRIu64 " (%.1f%%), for lack of funds %" PRIu64
            "; rights requests %" PRIu64 ", granted %" PRIu64 "\n",
