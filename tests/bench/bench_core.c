@@ -313,6 +313,111 @@ static tally_replica *tally_setup(uint64_t id, const tally_id *accounts, tally_i
     return r;
 }
 
+/* --- meeting a fork ------------------------------------------------------------------------ */
+
+/* A copy of a replica's directory (a restored backup) writes one transfer after the original
+ * wrote n more; a peer holding the original's history then meets the copy's: it keeps both,
+ * moving the original's n ops past the parting into a branch of their own (docs/design.md,
+ * "Past a fork"). Seconds that apply takes; *moved is set to the ops moved. */
+static double fork_phase(const tally_transfer *t, size_t n, const tally_id *accounts, tally_id bank,
+                         size_t *moved) {
+    char dir[] = "/tmp/tally-bench-fork-XXXXXX", copy[64], cmd[160];
+    if (mkdtemp(dir) == NULL) {
+        die("fork: a directory", TALLY_EIO);
+    }
+    snprintf(copy, sizeof copy, "%s-copy", dir);
+    tally_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = dir;
+    o.replica_id = 1;
+    o.sync_mode = TALLY_SYNC_NONE;
+    tally_replica *r;
+    int rc = tally_open(&o, &r);
+    tally_account a = {bank, 0, 1, 1, 0};
+    if (rc != TALLY_OK || (rc = tally_create_account(r, &a)) != TALLY_OK) {
+        die("fork: open", rc);
+    }
+    for (int i = 0; i < ACCOUNTS; i++) {
+        tally_account acc = {accounts[i], 0, 1, 1, TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS};
+        tally_transfer f = {.id = random_id(),
+                            .debit_account_id = bank,
+                            .credit_account_id = accounts[i],
+                            .amount = FUNDING,
+                            .ledger = 1,
+                            .code = 1};
+        if ((rc = tally_create_account(r, &acc)) != TALLY_OK ||
+            (rc = tally_create_transfer(r, &f)) != TALLY_OK) {
+            die("fork: setup", rc);
+        }
+    }
+    tally_close(r);
+    snprintf(cmd, sizeof cmd, "cp -a %s %s", dir, copy);
+    if (system(cmd) != 0) {
+        die("fork: copy", TALLY_EIO);
+    }
+    if ((rc = tally_open(&o, &r)) != TALLY_OK) {
+        die("fork: reopen", rc);
+    }
+    int *results = malloc(BATCH * sizeof *results);
+    for (size_t at = 0; at < n; at += BATCH) {
+        size_t k = n - at < BATCH ? n - at : BATCH;
+        if ((rc = tally_create_transfers(r, t + at, k, results)) != TALLY_OK) {
+            die("fork: create", rc);
+        }
+    }
+    free(results);
+    tally_replica *peer = open_replica(2), *c;
+    uint8_t *summary, *delta;
+    size_t summary_len, delta_len;
+    o.dir = copy;
+    if (tally_summary(peer, &summary, &summary_len) != TALLY_OK ||
+        tally_delta(r, summary, summary_len, 0, &delta, &delta_len) != TALLY_OK ||
+        tally_apply(peer, delta, delta_len) != TALLY_OK || (rc = tally_open(&o, &c)) != TALLY_OK ||
+        (rc = tally_lift_hold(c)) != TALLY_OK) {
+        die("fork: the peer, the copy", rc);
+    }
+    tally_free(summary);
+    tally_free(delta);
+    tally_transfer again = {.id = random_id(),
+                            .debit_account_id = accounts[0],
+                            .credit_account_id = accounts[1],
+                            .amount = 1,
+                            .ledger = 1,
+                            .code = 1};
+    /* the peer's head lies past the copy's: the copy meets the fork first (the peer's history
+     * comes to it), and then sends its own */
+    if ((rc = tally_create_transfer(c, &again)) != TALLY_OK ||
+        (rc = tally_summary(c, &summary, &summary_len)) != TALLY_OK ||
+        (rc = tally_delta(peer, summary, summary_len, 0, &delta, &delta_len)) != TALLY_OK ||
+        (rc = tally_apply(c, delta, delta_len)) != TALLY_OK) {
+        die("fork: the copy meets it", rc);
+    }
+    tally_free(summary);
+    tally_free(delta);
+    if ((rc = tally_summary(peer, &summary, &summary_len)) != TALLY_OK ||
+        (rc = tally_delta(c, summary, summary_len, 0, &delta, &delta_len)) != TALLY_OK) {
+        die("fork: the copy's write", rc);
+    }
+    double t0 = now_s();
+    rc = tally_apply(peer, delta, delta_len);
+    double took = now_s() - t0;
+    size_t forks = 0;
+    if (rc != TALLY_OK || tally_forks(peer, 0, NULL, 0, &forks) != TALLY_OK || forks != 1) {
+        die("fork: the peer meets it", rc);
+    }
+    *moved = n;
+    tally_free(summary);
+    tally_free(delta);
+    tally_close(c);
+    tally_close(r);
+    tally_close(peer);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, copy);
+    if (system(cmd) != 0) {
+        die("fork: clean up", TALLY_EIO);
+    }
+    return took;
+}
+
 /* --- an account with many rights holders -------------------------------------------------- */
 
 /* Transfers out of an account that `holders` replicas hold rights on, by one of them that is not
@@ -575,6 +680,11 @@ int main(int argc, char **argv) {
     printf("%-44s %14.3f us/transfer\n", "transfers, account with 2 rights holders", two * 1e6);
     printf("%-44s %14.3f us/transfer  (%.1fx)\n", "transfers, account with 65,536 holders",
            many * 1e6, many / two);
+    /* Meeting a fork moves the ops past the parting into a branch: once, like applying them. */
+    size_t moved;
+    double fork_s = fork_phase(t, smoke ? 20000 : n, accounts, bank, &moved);
+    printf("%-44s %14.0f ops/s        (%.3f s, %zu ops past the parting)\n",
+           "meeting a fork (ops moved to a branch)", (double)moved / fork_s, fork_s, moved);
     if (smoke) {
         printf("bench: smoke run only; figures from `make bench` go in docs/benchmarks.md\n");
     }
