@@ -69,6 +69,17 @@ op transfer_op(uint64_t origin, uint64_t seq, uint64_t id, uint64_t debit, uint8
     return o;
 }
 
+void fork_wallet(tally_replica *r) {
+    uint16_t bound = TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    tally_account a[5] = {account(1, 1, 0), account(2, 1, bound), account(3, 1, 0),
+                          account(4, 1, 0), account(5, 1, bound)};
+    for (int i = 0; i < 5; i++) {
+        assert_result(tally_create_account(r, &a[i]), TALLY_OK);
+    }
+    tally_transfer t = transfer(10, 1, 2, 100);
+    assert_result(tally_create_transfer(r, &t), TALLY_OK);
+}
+
 int apply_from(tally_replica *from, tally_replica *to) {
     uint8_t *summary, *delta;
     size_t summary_len, delta_len;

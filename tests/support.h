@@ -54,6 +54,11 @@ tally_account account(uint64_t id, uint32_t ledger, uint16_t flags);
 int grant_to(tally_replica *r, tally_id account_id, uint64_t to_replica, uint64_t amount);
 tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t amount);
 
+/* The accounts the fork tests spend (ledger 1): a bank (1, unbounded), a wallet (2, debits
+ * bounded) funded with 100 from the bank at r, whose rights r then holds, a shop (3) and a
+ * thief's account (4), unbounded, and another wallet (5, debits bounded). */
+void fork_wallet(tally_replica *r);
+
 /* Hand-made ops of an origin at seq: an OPEN of account id (ledger 1), and a TRANSFER between
  * accounts named with the bound flags the origin saw. */
 op open_op(uint64_t origin, uint64_t seq, uint64_t id, uint16_t flags);

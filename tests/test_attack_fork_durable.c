@@ -17,16 +17,6 @@
 enum { BANK = 1, WALLET = 2, SHOP = 3, THIEF = 4, OTHER = 5 };
 #define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
 
-static void fund_wallet(tally_replica *r) {
-    tally_account a[5] = {account(BANK, 1, 0), account(WALLET, 1, DEBITS_BOUND),
-                          account(SHOP, 1, 0), account(THIEF, 1, 0),
-                          account(OTHER, 1, DEBITS_BOUND)};
-    for (int i = 0; i < 5; i++) {
-        assert_result(tally_create_account(r, &a[i]), TALLY_OK);
-    }
-    tally_transfer t = transfer(10, BANK, WALLET, 100);
-    assert_result(tally_create_transfer(r, &t), TALLY_OK);
-}
 
 static void check_damage(tally_replica *r) {
     tally_damage d[16];
@@ -64,7 +54,7 @@ static void own_history_forks_at_a_durable_replica(void **state) {
     tally_options o = {.dir = dir, .replica_id = 1, .sync_mode = TALLY_SYNC_COMMIT};
     tally_replica *a = NULL, *p = replica_new(2, NULL);
     assert_result(tally_open(&o, &a), TALLY_OK);
-    fund_wallet(a);
+    fork_wallet(a);
     tally_transfer hold = transfer(50, WALLET, SHOP, 40);
     hold.flags = TALLY_TRANSFER_PENDING;
     assert_result(tally_create_transfer(a, &hold), TALLY_OK);
@@ -126,7 +116,7 @@ static void own_history_forks_at_a_durable_replica(void **state) {
 static void twice_finished_pending_keeps_balance_readable(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL);
-    fund_wallet(a);
+    fork_wallet(a);
     tally_transfer hold = transfer(50, WALLET, SHOP, 40);
     hold.flags = TALLY_TRANSFER_PENDING;
     assert_result(tally_create_transfer(a, &hold), TALLY_OK);

@@ -18,18 +18,6 @@
 enum { BANK = 1, WALLET = 2, SHOP = 3, THIEF = 4, OTHER = 5 };
 #define DEBITS_BOUND TALLY_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
 
-/* A bank, a bounded wallet holding 100 (its rights at r), a shop, a thief's account and
- * another bounded wallet. */
-static void fund_wallet(tally_replica *r) {
-    tally_account a[5] = {account(BANK, 1, 0), account(WALLET, 1, DEBITS_BOUND),
-                          account(SHOP, 1, 0), account(THIEF, 1, 0),
-                          account(OTHER, 1, DEBITS_BOUND)};
-    for (int i = 0; i < 5; i++) {
-        assert_result(tally_create_account(r, &a[i]), TALLY_OK);
-    }
-    tally_transfer t = transfer(10, BANK, WALLET, 100);
-    assert_result(tally_create_transfer(r, &t), TALLY_OK);
-}
 
 static uint64_t debits_of(tally_replica *r, uint64_t account) {
     tally_balance b;
@@ -60,7 +48,7 @@ static void sync_everyone(tally_replica **r, int n) {
 static void both_histories_of_a_copied_replica_converge(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL), *q = replica_new(3, NULL);
-    fund_wallet(a);
+    fork_wallet(a);
     sync_pair(a, p);
     sync_pair(a, q);
     tally_replica *copy = replica_clone(a);
@@ -121,7 +109,7 @@ static tally_replica *copy_of(tally_replica *r) {
 static void three_histories_take_at_most_twice_what_was_held(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL);
-    fund_wallet(a);
+    fork_wallet(a);
     sync_pair(a, p);
     tally_replica *b = copy_of(a), *c = copy_of(a);
     for (int i = 0; i < 3; i++) {
@@ -155,7 +143,7 @@ static void three_histories_take_at_most_twice_what_was_held(void **state) {
 static void a_fork_of_a_fork_is_bounded_at_each_parting(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL);
-    fund_wallet(a);
+    fork_wallet(a);
     tally_transfer top = transfer(11, BANK, WALLET, 50);
     sync_pair(a, p);
     tally_replica *b = copy_of(a);
@@ -194,7 +182,7 @@ static void a_fork_of_a_fork_is_bounded_at_each_parting(void **state) {
 static void a_pending_finished_in_two_histories_converges(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL), *q = replica_new(3, NULL);
-    fund_wallet(a);
+    fork_wallet(a);
     tally_transfer hold = transfer(50, WALLET, SHOP, 40);
     hold.flags = TALLY_TRANSFER_PENDING;
     assert_result(tally_create_transfer(a, &hold), TALLY_OK);
@@ -291,7 +279,7 @@ static void histories_converge_through_small_deltas_and_restarts(void **state) {
     assert_non_null(mkdtemp(dir));
     tally_options o = {.dir = dir, .replica_id = 9, .sync_mode = TALLY_SYNC_COMMIT};
     tally_replica *a = replica_new(1, NULL), *d = NULL;
-    fund_wallet(a);
+    fork_wallet(a);
     assert_result(tally_open(&o, &d), TALLY_OK);
     sync_pair(a, d);
     tally_replica *b = copy_of(a);
