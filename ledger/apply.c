@@ -272,7 +272,7 @@ static int transfer_validate(const tally_replica *r, const op *o, bool local, op
         }
         const transfer_rec *pr = &r->transfers.at[pi];
         bool again = pr->state != TALLY_PENDING_OPEN && origin_is_branch(&r->origins.at[origin]) &&
-                     branch_may_finish(r, pi, origin);
+                     !branch_finished_in(r, pi, origin);
         if (again) {
             /* another history of the origin's finished it: each may (docs/design.md) */
         } else if (pr->state == TALLY_PENDING_POSTED) {
@@ -549,9 +549,7 @@ static void transfer_apply(tally_replica *r, const op *o, const op_refs *refs, u
             branch_finished_again(r, pi, ti); /* reserved by op_reserve */
         } else {
             pr->link = ti;
-            pr->state = o->kind == OP_POST ? TALLY_PENDING_POSTED
-                        : o->expired       ? TALLY_PENDING_TIMED_OUT
-                                           : TALLY_PENDING_VOIDED;
+            pr->state = finish_state(o->kind, o->expired);
             r->pending_open--;
         }
     } else if (pending) {

@@ -32,6 +32,37 @@ bool branch_in_lineage(const tally_replica *r, uint32_t ancestor, uint32_t label
     return false;
 }
 
+uint32_t branch_next(const tally_replica *r, uint32_t real, uint32_t i) {
+    if (i == NONE) {
+        return real;
+    }
+    if (r->origins.at[real].branches == 0) {
+        return NONE;
+    }
+    for (uint32_t j = i == real ? 0 : i + 1; j < r->origins.count; j++) {
+        const origin_rec *b = &r->origins.at[j];
+        if (j != real && b->of == real && origin_is_branch(b)) {
+            return j;
+        }
+    }
+    return NONE;
+}
+
+bool branch_find_run(const tally_replica *r, uint32_t real, uint64_t last,
+                     const uint8_t hash[CRYPTO_HASH], uint32_t *holder, uint32_t *k) {
+    for (uint32_t i = branch_next(r, real, NONE); i != NONE; i = branch_next(r, real, i)) {
+        const origin_rec *o = &r->origins.at[i];
+        uint32_t at = origin_run_at(o, last);
+        if (at < o->runs.count && o->runs.at[at].last == last &&
+            memcmp(o->runs.at[at].hash, hash, CRYPTO_HASH) == 0) {
+            *holder = i;
+            *k = at;
+            return true;
+        }
+    }
+    return false;
+}
+
 u128 branch_rights(const tally_replica *r, const rights *m, uint32_t holder) {
     u128 sum = {0, 0};
     for (uint32_t i = holder; i != NONE; i = r->origins.at[i].parent) {
@@ -139,10 +170,7 @@ static void refinished_order(tally_replica *r) {
             r->refinished.at[k] = p->link;
             p->link = e;
         }
-        const transfer_rec *f = &r->transfers.at[p->link];
-        p->state = f->kind == OP_POST ? TALLY_PENDING_POSTED
-                   : f->expired       ? TALLY_PENDING_TIMED_OUT
-                                      : TALLY_PENDING_VOIDED;
+        p->state = finish_state(r->transfers.at[p->link].kind, r->transfers.at[p->link].expired);
     }
 }
 
@@ -362,18 +390,18 @@ void branch_close(tally_replica *r, uint32_t branch) {
     entry_undo(r, &made->rest);
 }
 
-bool branch_may_finish(const tally_replica *r, uint32_t pi, uint32_t origin) {
+bool branch_finished_in(const tally_replica *r, uint32_t pi, uint32_t origin) {
     const transfer_rec *p = &r->transfers.at[pi];
     if (p->link != NONE && branch_in_lineage(r, r->transfers.at[p->link].origin, origin)) {
-        return false;
+        return true;
     }
     for (uint32_t k = 0; k < r->refinished.count; k++) {
         const transfer_rec *f = &r->transfers.at[r->refinished.at[k]];
         if (f->link == pi && branch_in_lineage(r, f->origin, origin)) {
-            return false;
+            return true;
         }
     }
-    return true;
+    return false;
 }
 
 u128 branch_given_again(const tally_replica *r, uint32_t account, bool debit_side) {
@@ -409,20 +437,6 @@ static uint32_t partings(const tally_replica *r, uint32_t w) {
     return children;
 }
 
-/* Whether a finish of pending pi is in origins[w]'s history. */
-static bool finished_in(const tally_replica *r, uint32_t pi, uint32_t w) {
-    const transfer_rec *p = &r->transfers.at[pi];
-    if (p->link != NONE && branch_in_lineage(r, r->transfers.at[p->link].origin, w)) {
-        return true;
-    }
-    for (uint32_t k = 0; k < r->refinished.count; k++) {
-        const transfer_rec *f = &r->transfers.at[r->refinished.at[k]];
-        if (f->link == pi && branch_in_lineage(r, f->origin, w)) {
-            return true;
-        }
-    }
-    return false;
-}
 
 static void add_times(u128 *sum, u128 v, uint32_t times) {
     for (uint32_t k = 0; k < times; k++) {
@@ -443,14 +457,34 @@ static void on_reserved(const tally_replica *r, const transfer_rec *t, u128 *sum
     }
 }
 
+/* A pending t of a forked replica's, made before its histories part: each history past a
+ * parting may finish it, giving back what it reserved again (a debt of its histories, in
+ * taken), and what it reserves where a history parts while still open there counts as held
+ * there (in bound). at[0..count) are the replica's histories, parts[] how many leave each. */
+static void pending_damage(const tally_replica *r, uint32_t t, const uint32_t *at,
+                           const uint32_t *parts, uint32_t count, u128 *taken, u128 *bound) {
+    const transfer_rec *p = &r->transfers.at[t];
+    uint32_t finishes = p->link != NONE;
+    for (uint32_t k = 0; k < r->refinished.count; k++) {
+        finishes += r->transfers.at[r->refinished.at[k]].link == t;
+    }
+    on_reserved(r, p, taken, finishes > 1 ? finishes - 1 : 0, true);
+    for (uint32_t h = 0; h < count; h++) {
+        if (parts[h] > 1 && branch_in_lineage(r, p->origin, at[h]) &&
+            !branch_finished_in(r, t, at[h])) {
+            on_reserved(r, p, bound, parts[h] - 1, false);
+        }
+    }
+}
+
 uint32_t branch_damage(const tally_replica *r, uint32_t real, u128 *taken, u128 *bound) {
     uint32_t n = r->accounts.count, histories = 0;
     /* its histories here: the replica and its branches, and where they part (at most
      * BRANCHES_MAX + 1) */
     uint32_t at[BRANCHES_MAX + 1], parts[BRANCHES_MAX + 1], count = 0;
-    for (uint32_t w = 0; w < r->origins.count && count <= BRANCHES_MAX; w++) {
-        const origin_rec *o = &r->origins.at[w];
-        if (o->of == real && (w == real || branch_held(o))) {
+    for (uint32_t w = branch_next(r, real, NONE); w != NONE && count <= BRANCHES_MAX;
+         w = branch_next(r, real, w)) {
+        if (w == real || branch_held(&r->origins.at[w])) {
             at[count] = w;
             parts[count++] = partings(r, w);
         }
@@ -472,22 +506,13 @@ uint32_t branch_damage(const tally_replica *r, uint32_t real, u128 *taken, u128 
     }
     /* pendings made before a parting: each history past it may finish them, giving back what
      * they reserved again; what they reserve there counts as held there */
-    for (uint32_t t = 0; t < r->transfers.count; t++) {
-        const transfer_rec *p = &r->transfers.at[t];
-        if (p->kind != OP_TRANSFER || !(p->flags & TALLY_TRANSFER_PENDING) ||
-            r->origins.at[p->origin].of != real) {
-            continue;
-        }
-        uint32_t finishes = p->link != NONE;
-        for (uint32_t k = 0; k < r->refinished.count; k++) {
-            finishes += r->transfers.at[r->refinished.at[k]].link == t;
-        }
-        /* given back finishes - 1 times too often: a debt of its histories */
-        on_reserved(r, p, taken, finishes > 1 ? finishes - 1 : 0, true);
-        for (uint32_t h = 0; h < count; h++) {
-            if (parts[h] > 1 && branch_in_lineage(r, p->origin, at[h]) &&
-                !finished_in(r, t, at[h])) {
-                on_reserved(r, p, bound, parts[h] - 1, false);
+    for (uint32_t h = 0; h < count; h++) {
+        const origin_rec *o = &r->origins.at[at[h]];
+        for (uint64_t seq = o->base + 1; seq <= o->seq; seq++) {
+            const log_entry *j = &r->log.at[origin_position(o, seq)];
+            if (j->kind == OP_TRANSFER &&
+                (r->transfers.at[j->index].flags & TALLY_TRANSFER_PENDING)) {
+                pending_damage(r, j->index, at, parts, count, taken, bound);
             }
         }
     }

@@ -36,6 +36,16 @@
  * tag, the origin and that hash, its first 8 bytes (never 0). 0 when out of memory. */
 uint64_t branch_id(crypto_ctx *c, uint64_t origin, const uint8_t first[CRYPTO_HASH]);
 
+/* The histories of origins[real], one after another: real itself (i NONE), then each of its
+ * branches here (i the one before), then NONE. A replica with no branches is its whole
+ * history. */
+uint32_t branch_next(const tally_replica *r, uint32_t real, uint32_t i);
+
+/* The run of origins[real]'s, in any of its histories here, that ends at last and whose
+ * statement hashes to hash: run *k of origins[*holder]. False when there is none. */
+bool branch_find_run(const tally_replica *r, uint32_t real, uint64_t last,
+                     const uint8_t hash[CRYPTO_HASH], uint32_t *holder, uint32_t *k);
+
 /* Whether the ops of origins[ancestor] come before those of origins[label] in label's
  * history: it is label, or one of the histories label continues. */
 bool branch_in_lineage(const tally_replica *r, uint32_t ancestor, uint32_t label);
@@ -57,9 +67,10 @@ int branch_open(tally_replica *r, uint32_t label, uint32_t k, uint64_t id, uint3
  * made: the ops it moved go back to where they were. */
 void branch_close(tally_replica *r, uint32_t branch);
 
-/* Whether a pending's POST or VOID at origins[origin] (its record at index finish, NONE for one
- * not yet applied) may finish pending record pi: whether no finish of pi is in its lineage. */
-bool branch_may_finish(const tally_replica *r, uint32_t pi, uint32_t origin);
+/* Whether a finish of pending record pi is in origins[origin]'s history (it, or one it
+ * continues): a POST or VOID there may not finish pi again, and pi was not open where the
+ * history parted after it. */
+bool branch_finished_in(const tally_replica *r, uint32_t pi, uint32_t origin);
 
 /* What second finishes of pendings (each history of a forked replica may finish one made
  * before they parted) gave back on one side of an account: the pendings' amounts, which left

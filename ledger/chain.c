@@ -346,23 +346,6 @@ static int place_in(const origin_rec *o, uint64_t first, uint64_t last,
     return TALLY_OK;
 }
 
-/* The next origin or branch of origins[real]'s history after i (i NONE: the first, real
- * itself), or NONE. A replica with no branches is its whole history. */
-static uint32_t family_next(const tally_replica *r, uint32_t real, uint32_t i) {
-    if (i == NONE) {
-        return real;
-    }
-    if (r->origins.at[real].branches == 0) {
-        return NONE;
-    }
-    for (uint32_t j = i == real ? 0 : i + 1; j < r->origins.count; j++) {
-        const origin_rec *b = &r->origins.at[j];
-        if (j != real && b->of == real && origin_is_branch(b)) {
-            return j;
-        }
-    }
-    return NONE;
-}
 
 /* Where a run of origins[real] goes among its histories here (branch.h): the run it follows
  * (run k of origins[label]; k NONE for a first run, which follows real's genesis), and what
@@ -380,23 +363,14 @@ static int place(const tally_replica *r, uint32_t real, uint64_t first, uint64_t
     if (first == 1) {
         spot->label = real; /* the caller checked that prev is its genesis */
     } else {
-        for (uint32_t i = family_next(r, real, NONE); i != NONE; i = family_next(r, real, i)) {
-            const origin_rec *o = &r->origins.at[i];
-            uint32_t k = chain_run_at(o, first - 1);
-            if (k < o->runs.count && o->runs.at[k].last == first - 1 &&
-                memcmp(o->runs.at[k].hash, prev, CRYPTO_HASH) == 0) {
-                spot->label = i;
-                spot->k = k;
-                break;
-            }
-        }
+        (void)branch_find_run(r, real, first - 1, prev, &spot->label, &spot->k);
     }
     if (spot->label == NONE || r->origins.at[spot->label].seq < first - 1) {
         return TALLY_ECORRUPT; /* it follows no run here, or one whose ops are not all here */
     }
     /* what follows that run here: the rest of its history, and the branches that leave it */
     uint32_t next = spot->k == NONE ? 0 : spot->k + 1;
-    for (uint32_t i = family_next(r, real, NONE); i != NONE; i = family_next(r, real, i)) {
+    for (uint32_t i = branch_next(r, real, NONE); i != NONE; i = branch_next(r, real, i)) {
         const origin_rec *o = &r->origins.at[i];
         uint32_t k = i == spot->label ? next : 0;
         if (i != spot->label && (o->parent != spot->label || o->base != first - 1)) {
@@ -626,7 +600,7 @@ static int fork_found(tally_replica *r, uint32_t origin, uint32_t holder, uint32
  * and *k; false when there is none. */
 static bool overlapping(const tally_replica *r, uint32_t origin, uint64_t first, uint64_t last,
                         uint32_t *holder, uint32_t *k) {
-    for (uint32_t i = family_next(r, origin, NONE); i != NONE; i = family_next(r, origin, i)) {
+    for (uint32_t i = branch_next(r, origin, NONE); i != NONE; i = branch_next(r, origin, i)) {
         const origin_rec *o = &r->origins.at[i];
         uint32_t at = chain_run_at(o, first);
         if (at < o->runs.count && chain_run_first(o, at) <= last) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/branch.h"
 #include "ledger/replica.h"
 
 uint64_t tally_replica_id(const tally_replica *r) {
@@ -14,10 +15,10 @@ uint64_t tally_replica_id(const tally_replica *r) {
 
 uint64_t tally_seen(const tally_replica *r, uint64_t origin) {
     uint32_t i = r != NULL ? replica_origin_find(r, origin) : NONE;
-    uint64_t seen = i != NONE ? r->origins.at[i].seq : 0;
-    for (uint32_t k = 0; i != NONE && r->origins.at[i].branches > 0 && k < r->origins.count; k++) {
-        const origin_rec *b = &r->origins.at[k]; /* a forked replica: its furthest history */
-        seen = b->of == i && b->seq > seen ? b->seq : seen;
+    uint64_t seen = 0; /* of a forked replica, its furthest history */
+    for (uint32_t k = i != NONE ? branch_next(r, i, NONE) : NONE; k != NONE;
+         k = branch_next(r, i, k)) {
+        seen = r->origins.at[k].seq > seen ? r->origins.at[k].seq : seen;
     }
     return seen;
 }

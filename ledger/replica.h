@@ -261,6 +261,13 @@ static inline uint32_t origin_run_at(const origin_rec *o, uint64_t seq) {
     return lo;
 }
 
+/* The state a pending is in once finished by a POST, or a VOID (by timeout or not). */
+static inline unsigned finish_state(unsigned kind, bool expired) {
+    return kind == OP_POST ? TALLY_PENDING_POSTED
+           : expired       ? TALLY_PENDING_TIMED_OUT
+                           : TALLY_PENDING_VOIDED;
+}
+
 /* Whether o is a branch of a forked replica's history, not a replica. */
 static inline bool origin_is_branch(const origin_rec *o) {
     return o->parent != UINT32_MAX;

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "crdt/id.h"
+#include "ledger/branch.h"
 #include "ledger/chain.h"
 #include "ledger/codec.h"
 #include "ledger/replica.h"
@@ -164,24 +165,17 @@ static uint64_t peer_has(const origin_rec *o, uint64_t seq, uint64_t last,
  * those to out and returns true; false when no branch holds it. */
 static bool peer_branch(const tally_replica *r, uint32_t real, uint64_t last,
                         const uint8_t hash[CRYPTO_HASH], vclock *out, bool *no_memory) {
-    for (uint32_t i = 0; i < r->origins.count; i++) {
-        const origin_rec *b = &r->origins.at[i];
-        if (b->of != real || !origin_is_branch(b)) {
-            continue;
-        }
-        uint32_t k = chain_run_at(b, last);
-        if (k == b->runs.count || b->runs.at[k].last != last ||
-            memcmp(b->runs.at[k].hash, hash, CRYPTO_HASH) != 0) {
-            continue;
-        }
-        *no_memory = !vclock_set(out, b->id, last);
-        for (uint32_t a = b->parent; a != NONE && !*no_memory; a = r->origins.at[a].parent) {
-            const origin_rec *up = &r->origins.at[a];
-            *no_memory = up->seq > vclock_get(out, up->id) && !vclock_set(out, up->id, up->seq);
-        }
-        return true;
+    uint32_t i, k;
+    if (!branch_find_run(r, real, last, hash, &i, &k) || i == real) {
+        return false;
     }
-    return false;
+    const origin_rec *b = &r->origins.at[i];
+    *no_memory = !vclock_set(out, b->id, last);
+    for (uint32_t a = b->parent; a != NONE && !*no_memory; a = r->origins.at[a].parent) {
+        const origin_rec *up = &r->origins.at[a];
+        *no_memory = up->seq > vclock_get(out, up->id) && !vclock_set(out, up->id, up->seq);
+    }
+    return true;
 }
 
 int sync_summary_decode(const tally_replica *r, const uint8_t *buf, size_t len, vclock *out,
@@ -531,9 +525,9 @@ static uint32_t run_holder(const tally_replica *r, const op *s) {
     if (real == NONE || r->origins.at[real].branches == 0) {
         return real;
     }
-    for (uint32_t i = 0; i < r->origins.count; i++) {
+    for (uint32_t i = branch_next(r, real, NONE); i != NONE; i = branch_next(r, real, i)) {
         const origin_rec *o = &r->origins.at[i];
-        uint32_t k = o->of == real ? chain_run_at(o, s->u.sign.first) : o->runs.count;
+        uint32_t k = chain_run_at(o, s->u.sign.first);
         if (k < o->runs.count && o->runs.at[k].last == s->u.sign.last &&
             memcmp(o->runs.at[k].sig, s->u.sign.sig, CRYPTO_SIG) == 0) {
             return i;

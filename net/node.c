@@ -627,34 +627,28 @@ static void log_forks(tally_node *n) {
 static void log_damage(tally_node *n) {
     size_t count = 0;
     if (tally_fork_damage(n->r, 0, NULL, 0, &count) != TALLY_OK || count == 0) {
+        return; /* no forked replica's histories here: no cost past a look at each origin */
+    }
+    tally_damage *d = calloc(count, sizeof *d);
+    if (d == NULL || tally_fork_damage(n->r, 0, d, count, &count) != TALLY_OK) {
+        free(d);
         return;
     }
     uint64_t sum = count; /* what was logged last: entries and amounts, folded */
     for (size_t i = 0; i < count; i++) {
-        tally_damage d;
-        size_t one;
-        if (tally_fork_damage(n->r, i, &d, 1, &one) != TALLY_OK) {
-            return;
-        }
-        sum = sum * 1000003u ^ d.replica_id ^ d.account_id.lo ^ d.taken;
+        sum = sum * 1000003u ^ d[i].replica_id ^ d[i].account_id.lo ^ d[i].taken;
     }
-    if (sum == n->damage_logged) {
-        return;
-    }
-    n->damage_logged = sum;
-    for (size_t i = 0; i < count; i++) {
-        tally_damage d;
-        size_t one;
-        if (tally_fork_damage(n->r, i, &d, 1, &one) != TALLY_OK) {
-            return;
-        }
+    for (size_t i = 0; i < count && sum != n->damage_logged; i++) {
         node_log(n, TALLY_LOG_ERROR,
                  "replica %llu's %u histories took %llu beyond what it held from account "
                  "%016llx%016llx (ledger %u; at most %llu)",
-                 (unsigned long long)d.replica_id, d.histories, (unsigned long long)d.taken,
-                 (unsigned long long)d.account_id.hi, (unsigned long long)d.account_id.lo, d.ledger,
-                 (unsigned long long)d.bound);
+                 (unsigned long long)d[i].replica_id, d[i].histories,
+                 (unsigned long long)d[i].taken, (unsigned long long)d[i].account_id.hi,
+                 (unsigned long long)d[i].account_id.lo, d[i].ledger,
+                 (unsigned long long)d[i].bound);
     }
+    n->damage_logged = sum;
+    free(d);
 }
 
 /* After every delta applied and summary read: what the log must hear of (forks, the hold). */
