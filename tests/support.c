@@ -80,6 +80,15 @@ void fork_wallet(tally_replica *r) {
     assert_result(tally_create_transfer(r, &t), TALLY_OK);
 }
 
+tally_replica *fork_wallet_pending(tally_replica *r, tally_replica *peer) {
+    fork_wallet(r);
+    tally_transfer hold = transfer(50, 2, 3, 40);
+    hold.flags = TALLY_TRANSFER_PENDING;
+    assert_result(tally_create_transfer(r, &hold), TALLY_OK);
+    sync_pair(r, peer);
+    return replica_clone(r);
+}
+
 int apply_from(tally_replica *from, tally_replica *to) {
     uint8_t *summary, *delta;
     size_t summary_len, delta_len;

@@ -58,6 +58,10 @@ tally_transfer transfer(uint64_t id, uint64_t debit, uint64_t credit, uint64_t a
  * bounded) funded with 100 from the bank at r, whose rights r then holds, a shop (3) and a
  * thief's account (4), unbounded, and another wallet (5, debits bounded). */
 void fork_wallet(tally_replica *r);
+/* fork_wallet(r), then a pending transfer 50 of 40 from the wallet to the shop, made at r and
+ * synced to peer; returns a copy of r from then on (replica_clone): the pending belongs to
+ * both of the histories the two go on to write. */
+tally_replica *fork_wallet_pending(tally_replica *r, tally_replica *peer);
 
 /* Hand-made ops of an origin at seq: an OPEN of account id (ledger 1), and a TRANSFER between
  * accounts named with the bound flags the origin saw. */

@@ -159,19 +159,25 @@ static void fork_at_first_run_converges(void **state) {
     tally_close(q);
 }
 
+/* p and q hold X's history with its first 60 spent; p is then sent BRANCHES_MAX second
+ * histories that each overspend, and refuses them. */
+static void refuse_branches_max(tally_replica *p, tally_replica *q) {
+    op first = transfer_op(X, 4, 20, WALLET, DEBITS_BOUND, BANK, 0, 60);
+    assert_result(apply_history(p, &first, 1, true), TALLY_OK);
+    assert_result(apply_history(q, &first, 1, true), TALLY_OK);
+    for (int i = 0; i < BRANCHES_MAX; i++) {
+        op bad = transfer_op(X, 4, 1000 + (uint64_t)i, WALLET, DEBITS_BOUND, BANK, 0, 101);
+        assert_result(apply_history(p, &bad, 1, false), TALLY_ECORRUPT);
+    }
+}
+
 /* 4. Refused second histories (each overspends) use up BRANCHES_MAX: afterwards a valid
  * second history (an honest copy's payments) is refused forever here, while a replica that
  * never saw the refused runs keeps it. */
 static void refused_histories_exhaust_branches(void **state) {
     (void)state;
     tally_replica *p = replica_new(1, NULL), *q = replica_new(2, NULL);
-    op first = transfer_op(X, 4, 20, WALLET, DEBITS_BOUND, BANK, 0, 60);
-    assert_result(apply_history(p, &first, 1, true), TALLY_OK);
-    assert_result(apply_history(q, &first, 1, true), TALLY_OK);
-    for (int i = 0; i < BRANCHES_MAX; i++) {
-        op bad = transfer_op(X, 4, 1000 + (uint64_t)i, WALLET, DEBITS_BOUND, BANK, 0, 101);
-        (void)apply_history(p, &bad, 1, false);
-    }
+    refuse_branches_max(p, q);
     print_message("p: %u origins, %u branches\n", p->origins.count,
                   p->origins.at[replica_origin_find(p, X)].branches);
     op fine = transfer_op(X, 4, 22, WALLET, DEBITS_BOUND, BANK, 0, 100);
@@ -192,13 +198,7 @@ static void honest_ops_stuck_behind_a_refused_history(void **state) {
     (void)state;
     enum { NEWACC = 40, LATER = 41 };
     tally_replica *p = replica_new(1, NULL), *q = replica_new(2, NULL);
-    op first = transfer_op(X, 4, 20, WALLET, DEBITS_BOUND, BANK, 0, 60);
-    assert_result(apply_history(p, &first, 1, true), TALLY_OK);
-    assert_result(apply_history(q, &first, 1, true), TALLY_OK);
-    for (int i = 0; i < BRANCHES_MAX; i++) {
-        op bad = transfer_op(X, 4, 1000 + (uint64_t)i, WALLET, DEBITS_BOUND, BANK, 0, 101);
-        (void)apply_history(p, &bad, 1, false);
-    }
+    refuse_branches_max(p, q);
     op second = open_op(X, 4, NEWACC, 0); /* the honest copy's history: it opens an account */
     assert_result(apply_history(q, &second, 1, false), TALLY_OK);
     tally_transfer t = transfer(90, BANK, NEWACC, 5);

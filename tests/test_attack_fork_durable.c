@@ -54,12 +54,7 @@ static void own_history_forks_at_a_durable_replica(void **state) {
     tally_options o = {.dir = dir, .replica_id = 1, .sync_mode = TALLY_SYNC_COMMIT};
     tally_replica *a = NULL, *p = replica_new(2, NULL);
     assert_result(tally_open(&o, &a), TALLY_OK);
-    fork_wallet(a);
-    tally_transfer hold = transfer(50, WALLET, SHOP, 40);
-    hold.flags = TALLY_TRANSFER_PENDING;
-    assert_result(tally_create_transfer(a, &hold), TALLY_OK);
-    sync_pair(a, p);
-    tally_replica *b = replica_clone(a);
+    tally_replica *b = fork_wallet_pending(a, p);
     tally_transfer post = finish(51, 50, TALLY_TRANSFER_POST_PENDING, 40);
     tally_transfer cancel = finish(52, 50, TALLY_TRANSFER_VOID_PENDING, 0);
     assert_result(tally_create_transfer(a, &post), TALLY_OK);
@@ -116,12 +111,7 @@ static void own_history_forks_at_a_durable_replica(void **state) {
 static void twice_finished_pending_keeps_balance_readable(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL);
-    fork_wallet(a);
-    tally_transfer hold = transfer(50, WALLET, SHOP, 40);
-    hold.flags = TALLY_TRANSFER_PENDING;
-    assert_result(tally_create_transfer(a, &hold), TALLY_OK);
-    sync_pair(a, p);
-    tally_replica *b = replica_clone(a);
+    tally_replica *b = fork_wallet_pending(a, p);
     tally_transfer post = finish(51, 50, TALLY_TRANSFER_POST_PENDING, 40);
     tally_transfer cancel = finish(52, 50, TALLY_TRANSFER_VOID_PENDING, 0);
     assert_result(tally_create_transfer(a, &post), TALLY_OK);

@@ -97,11 +97,6 @@ static uint64_t taken_on_wallet(tally_replica *r, uint64_t forked, uint64_t *bou
     return 0;
 }
 
-/* The forked replica's own key in another in-memory replica with the same id and the same
- * history so far: a copied directory. */
-static tally_replica *copy_of(tally_replica *r) {
-    return replica_clone(r);
-}
 
 /* Three copies each spend all 100 of the wallet: 200 is taken beyond what the replica held,
  * exactly the bound (the 100 it held where they parted, once for each history past the
@@ -111,7 +106,7 @@ static void three_histories_take_at_most_twice_what_was_held(void **state) {
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL);
     fork_wallet(a);
     sync_pair(a, p);
-    tally_replica *b = copy_of(a), *c = copy_of(a);
+    tally_replica *b = replica_clone(a), *c = replica_clone(a);
     for (int i = 0; i < 3; i++) {
         tally_replica *who = i == 0 ? a : i == 1 ? b : c;
         tally_transfer t = transfer(30 + (uint64_t)i, WALLET, THIEF, 100);
@@ -146,14 +141,14 @@ static void a_fork_of_a_fork_is_bounded_at_each_parting(void **state) {
     fork_wallet(a);
     tally_transfer top = transfer(11, BANK, WALLET, 50);
     sync_pair(a, p);
-    tally_replica *b = copy_of(a);
+    tally_replica *b = replica_clone(a);
     tally_transfer spend_a = transfer(40, WALLET, SHOP, 70);
     assert_result(tally_create_transfer(a, &spend_a), TALLY_OK);
     /* p tops the wallet up and gives it to a (a's history at the parting held 100) */
     assert_result(tally_create_transfer(p, &top), TALLY_OK);
     assert_result(grant_to(p, tid(WALLET), 1, 50), TALLY_OK);
     sync_pair(p, b);
-    tally_replica *c = copy_of(b); /* b's history, with the grant, parts again */
+    tally_replica *c = replica_clone(b); /* b's history, with the grant, parts again */
     tally_transfer spend_b = transfer(41, WALLET, THIEF, 150),
                    spend_c = transfer(42, WALLET, SHOP, 150);
     assert_result(tally_create_transfer(b, &spend_b), TALLY_OK);
@@ -182,13 +177,8 @@ static void a_fork_of_a_fork_is_bounded_at_each_parting(void **state) {
 static void a_pending_finished_in_two_histories_converges(void **state) {
     (void)state;
     tally_replica *a = replica_new(1, NULL), *p = replica_new(2, NULL), *q = replica_new(3, NULL);
-    fork_wallet(a);
-    tally_transfer hold = transfer(50, WALLET, SHOP, 40);
-    hold.flags = TALLY_TRANSFER_PENDING;
-    assert_result(tally_create_transfer(a, &hold), TALLY_OK);
-    sync_pair(a, p);
+    tally_replica *b = fork_wallet_pending(a, p);
     sync_pair(a, q);
-    tally_replica *b = copy_of(a);
     tally_transfer post = finish(51, 50, TALLY_TRANSFER_POST_PENDING, 40);
     tally_transfer cancel = finish(52, 50, TALLY_TRANSFER_VOID_PENDING, 0);
     assert_result(tally_create_transfer(a, &post), TALLY_OK);
@@ -282,7 +272,7 @@ static void histories_converge_through_small_deltas_and_restarts(void **state) {
     fork_wallet(a);
     assert_result(tally_open(&o, &d), TALLY_OK);
     sync_pair(a, d);
-    tally_replica *b = copy_of(a);
+    tally_replica *b = replica_clone(a);
     for (uint64_t i = 0; i < 20; i++) {
         tally_transfer ta = transfer(100 + i, WALLET, SHOP, 3),
                        tb = transfer(200 + i, WALLET, THIEF, 4);
